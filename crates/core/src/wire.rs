@@ -1,0 +1,207 @@
+//! Sync protocol, version 1: the JSON bodies exchanged under `/v1`. Shared by the server and the
+//! client so that both sides agree by construction; `schema/openapi.yaml` describes the same shapes.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::op::Op;
+
+/// Largest request body the server reads, after decompression.
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// Most operations in one push.
+pub const MAX_PUSH_OPS: usize = 1_000;
+/// Most operations in one pull page.
+pub const MAX_PULL_LIMIT: u32 = 2_000;
+/// Pull page size when the client does not ask for one.
+pub const DEFAULT_PULL_LIMIT: u32 = 1_000;
+/// Longest device label.
+pub const MAX_LABEL_CHARS: usize = 200;
+
+/// `POST /v1/enrol`: trade a single-use enrolment code for a device token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrolRequest {
+    /// The code the clinic handed out.
+    pub code: String,
+    /// The id the device made for itself; it stamps every operation the device writes.
+    pub device_id: Uuid,
+    /// Optional name for the device ("phone").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
+/// Answer to a successful enrolment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrolResponse {
+    /// The patient this device now writes for.
+    pub patient_id: Uuid,
+    /// The device, as registered.
+    pub device_id: Uuid,
+    /// Bearer token for every later request. Shown once; the server keeps only its hash.
+    pub token: String,
+}
+
+/// `POST /v1/push`: a batch of the device's own operations, in device-sequence order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushRequest {
+    /// Operations written by the authenticated device.
+    pub ops: Vec<Op>,
+}
+
+/// What happened to one pushed operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PushStatus {
+    /// Stored now.
+    Applied,
+    /// Stored by an earlier delivery of the same `(device_id, device_seq)`.
+    Duplicate,
+}
+
+/// Per-operation result of a push, in request order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushResult {
+    /// The operation's device sequence.
+    pub device_seq: u64,
+    /// Applied or duplicate.
+    pub status: PushStatus,
+}
+
+/// Answer to a push. Every operation of the batch is stored once it is sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushResponse {
+    /// One result per pushed operation.
+    pub results: Vec<PushResult>,
+    /// The server's clock, in Unix milliseconds.
+    pub server_time_ms: u64,
+}
+
+/// An operation as the server hands it out: with its position in the patient's feed and the
+/// time the server received it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PulledOp {
+    /// Position in the patient's feed; strictly increasing in commit order.
+    pub cursor: u64,
+    /// When the server stored it.
+    pub received_at: DateTime<Utc>,
+    /// The operation itself.
+    pub op: Op,
+}
+
+/// `GET /v1/pull?after=CURSOR&limit=N`: the next page of the patient's operations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullResponse {
+    /// Operations after the requested cursor, in cursor order.
+    pub ops: Vec<PulledOp>,
+    /// The cursor to ask after next time (the last op's, or the request's when the page is empty).
+    pub next_cursor: u64,
+    /// Whether more operations wait after this page.
+    pub has_more: bool,
+    /// The server's clock, in Unix milliseconds.
+    pub server_time_ms: u64,
+}
+
+/// Machine-readable reason of an error answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The body is not valid JSON or has unknown fields (400).
+    MalformedRequest,
+    /// A value broke a rule (422).
+    InvalidValue,
+    /// The device clock runs too far ahead of the server (422): correct it and push again.
+    ClockAhead,
+    /// Missing, invalid or revoked token (401).
+    Unauthorized,
+    /// Unknown, used or expired enrolment code (401).
+    InvalidCode,
+    /// Nothing here for this token (404).
+    NotFound,
+    /// The body is too large (413).
+    PayloadTooLarge,
+    /// Slow down (429).
+    TooManyRequests,
+    /// Storage is unavailable for now; retry (503).
+    Unavailable,
+    /// A fault on the server (500).
+    Internal,
+}
+
+/// Body of every error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorBody {
+    /// What kind of error.
+    pub error: ErrorCode,
+    /// A precise, safe description.
+    pub message: String,
+    /// Path of the offending field, when one is to blame (`ops[2].patch.first_step_pain`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// The server's clock, sent with `clock_ahead` so the device can correct itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_time_ms: Option<u64>,
+}
+
+/// A JSON body that could not be read, with the path of the value that broke it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct JsonError {
+    /// Path to the offending value (`ops[0].patch`), or `.` for the document itself.
+    pub path: String,
+    /// What was wrong.
+    pub message: String,
+}
+
+/// Parses a JSON body, reporting the path of the first value that does not fit `T`.
+pub fn from_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, JsonError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| JsonError {
+        path: e.path().to_string(),
+        message: format!("{} at `{}`", e.inner(), e.path()),
+    })?;
+    de.end().map_err(|e| JsonError {
+        path: ".".into(),
+        message: e.to_string(),
+    })?;
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_are_reported_with_their_path() {
+        let body = br#"{"ops":[{"entry_id":"0190c3a4-0000-7000-8000-000000000001","device_id":"0190c3a4-0000-7000-8000-000000000002","device_seq":1,"hlc":"000000000001-000000-0190c3a4000070008000000000000002","patch":{},"extra":1}]}"#;
+        let err = from_json::<PushRequest>(body).unwrap_err();
+        assert_eq!(err.path, "ops[0].extra");
+        assert!(
+            err.message.contains("unknown field `extra`"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn wrong_types_and_bad_field_names_are_located() {
+        let err = from_json::<PushRequest>(br#"{"ops":[{"entry_id":"0190c3a4-0000-7000-8000-000000000001","device_id":"0190c3a4-0000-7000-8000-000000000002","device_seq":"one"}]}"#).unwrap_err();
+        assert_eq!(err.path, "ops[0].device_seq");
+        let err = from_json::<PushRequest>(br#"{"ops":[{"entry_id":"0190c3a4-0000-7000-8000-000000000001","device_id":"0190c3a4-0000-7000-8000-000000000002","device_seq":1,"hlc":"000000000001-000000-0190c3a4000070008000000000000002","patch":{"pain":3}}]}"#).unwrap_err();
+        assert!(err.path.starts_with("ops[0].patch"), "{}", err.path);
+        assert!(err.message.contains("unknown field `pain`"));
+    }
+
+    #[test]
+    fn trailing_garbage_is_refused() {
+        assert!(from_json::<PushRequest>(br#"{"ops":[]} x"#).is_err());
+        assert!(from_json::<PushRequest>(b"not json").is_err());
+    }
+}
