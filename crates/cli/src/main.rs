@@ -1,2 +1,125 @@
-//! placeholder
-fn main() {}
+//! `heeldiary`: the patient's diary on the command line: the same store a phone app embeds,
+//! plus enrolment and sync with a heeldiary server and the trend report.
+//!
+//! A binary: it may use every heeldiary library but the server.
+
+mod diary;
+mod entry_flags;
+mod render;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use chrono::NaiveDate;
+use clap::{Parser, Subcommand};
+use heeldiary_store::Store;
+use uuid::Uuid;
+
+use entry_flags::EntryFlags;
+
+/// A heel-pain diary: log how your heel feels each day, see which pattern your days follow, and
+/// share it with your clinician.
+#[derive(Debug, Parser)]
+#[command(name = "heeldiary", version, about, long_about = None, after_help = "Examples:\n  heeldiary log --first-step-pain 7 --heel-tender --note \"first steps hurt\"\n  heeldiary list --from 2026-11-01\n  heeldiary trends\n  heeldiary enroll --server https://clinic.example --code ABCD-EFGH-JKLM && heeldiary sync")]
+struct Cli {
+    /// Diary file (SQLite). Default: the platform data folder, e.g. ~/.local/share/heeldiary/diary.sqlite3.
+    #[arg(long, global = true, env = "HEELDIARY_DB", value_name = "PATH")]
+    db: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Record a check-in; prints the new entry's id.
+    Log {
+        /// The day it describes (YYYY-MM-DD). Default: today.
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        date: Option<NaiveDate>,
+        #[command(flatten)]
+        fields: EntryFlags,
+    },
+    /// List entries, oldest first.
+    List {
+        /// First day to include (YYYY-MM-DD).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        from: Option<NaiveDate>,
+        /// Last day to include (YYYY-MM-DD).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        to: Option<NaiveDate>,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one entry with its full history of changes.
+    Show {
+        /// Entry id.
+        id: Uuid,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change fields of an entry; earlier values stay in its history.
+    Edit {
+        /// Entry id.
+        id: Uuid,
+        /// Move the entry to another day (YYYY-MM-DD).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        date: Option<NaiveDate>,
+        /// Clear fields, e.g. `--clear note,steps`.
+        #[arg(long, value_name = "FIELDS", value_delimiter = ',')]
+        clear: Vec<String>,
+        #[command(flatten)]
+        fields: EntryFlags,
+    },
+    /// Delete an entry (its history is kept).
+    Delete {
+        /// Entry id.
+        id: Uuid,
+    },
+    /// Import entries from NDJSON (the shape `list --json` prints; ids optional). All or nothing.
+    Import {
+        /// File to read, or `-` for standard input.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let path = match cli.db {
+        Some(path) => path,
+        None => default_db_path()?,
+    };
+    let mut store =
+        Store::open(&path).with_context(|| format!("cannot open the diary {}", path.display()))?;
+    match cli.command {
+        Command::Log { date, fields } => diary::log(&mut store, date, fields),
+        Command::List { from, to, json } => diary::list(&store, from, to, json),
+        Command::Show { id, json } => diary::show(&store, id, json),
+        Command::Edit {
+            id,
+            date,
+            clear,
+            fields,
+        } => diary::edit(&mut store, id, date, &clear, fields),
+        Command::Delete { id } => diary::delete(&mut store, id),
+        Command::Import { file } => diary::import(&mut store, &file),
+    }
+}
+
+fn default_db_path() -> Result<PathBuf> {
+    let base = dirs::data_dir()
+        .context("no data folder on this system; pass --db PATH or set HEELDIARY_DB")?;
+    Ok(base.join("heeldiary").join("diary.sqlite3"))
+}

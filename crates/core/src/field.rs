@@ -167,7 +167,9 @@ impl Field {
                 if (at.date_naive() - today).num_days() > 1 {
                     return Err(err(format!("{text} is in the future")));
                 }
-                Ok(Value::String(at.to_rfc3339()))
+                Ok(Value::String(
+                    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, false),
+                ))
             }
             Field::FirstStepPain | Field::RestPain | Field::SittingPain | Field::ActivityPain => {
                 let score = integer(&value).map_err(err)?;

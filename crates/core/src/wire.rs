@@ -5,7 +5,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::op::Op;
+use crate::entry::Entry;
+use crate::op::{EntryState, Op};
 
 /// Largest request body the server reads, after decompression.
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
@@ -106,6 +107,20 @@ pub struct PullResponse {
     pub has_more: bool,
     /// The server's clock, in Unix milliseconds.
     pub server_time_ms: u64,
+}
+
+/// `GET /v1/entries/{entry_id}`: one entry of the token's patient, merged, with its history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntryResponse {
+    /// The entry.
+    pub entry_id: Uuid,
+    /// The entry as people see it; `null` while its day or first recording is still unknown.
+    pub entry: Option<Entry>,
+    /// Every field's current value with the stamp of the operation that wrote it.
+    pub state: EntryState,
+    /// The operations on this entry, in cursor order, including those that lost a field.
+    pub ops: Vec<PulledOp>,
 }
 
 /// Machine-readable reason of an error answer.

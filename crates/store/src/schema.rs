@@ -1,0 +1,92 @@
+//! Opening a diary file: pragmas, then migrations from `schema/client/` applied in order inside
+//! one immediate transaction and recorded in `PRAGMA user_version`.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::error::{Result, StoreError};
+
+/// The migrations, in order; version N is `MIGRATIONS[N - 1]`.
+pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_diary",
+        include_str!("../../../schema/client/0001_diary.sql"),
+    ),
+    (
+        "0002_enrolment",
+        include_str!("../../../schema/client/0002_enrolment.sql"),
+    ),
+];
+
+/// Schema version a fresh diary gets.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+pub(crate) fn prepare(conn: &Connection) -> Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    // WAL lets a reader (a sync in the background) run beside a writer; FULL makes every
+    // acknowledged write survive power loss, which a diary promises its patient.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    Ok(())
+}
+
+/// Brings the schema up to `target` (at most [`SCHEMA_VERSION`]). A file from a newer build is
+/// refused and left untouched.
+pub(crate) fn migrate(conn: &mut Connection, target: u32) -> Result<u32> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found: u32 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for version in found + 1..=target {
+        let (_, sql) = MIGRATIONS[version as usize - 1];
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", version)?;
+    }
+    tx.commit()?;
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema_of(conn: &Connection) -> Vec<(String, String)> {
+        let mut stmt = conn
+            .prepare("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name")
+            .unwrap();
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        rows.map(|r| r.unwrap()).collect()
+    }
+
+    #[test]
+    fn every_earlier_version_upgrades_to_the_fresh_schema() -> Result<()> {
+        let mut fresh = Connection::open_in_memory()?;
+        migrate(&mut fresh, SCHEMA_VERSION)?;
+        for start in 0..SCHEMA_VERSION {
+            let mut old = Connection::open_in_memory()?;
+            migrate(&mut old, start)?;
+            assert_eq!(migrate(&mut old, SCHEMA_VERSION)?, start);
+            assert_eq!(
+                schema_of(&old),
+                schema_of(&fresh),
+                "upgrade from version {start}"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_newer_file_is_refused() -> Result<()> {
+        let mut conn = Connection::open_in_memory()?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)?;
+        let err = migrate(&mut conn, SCHEMA_VERSION).unwrap_err();
+        assert!(
+            matches!(err, StoreError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1)
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,241 @@
+//! The calls the sync client makes: what to push, what was acknowledged, how far the server feed
+//! was read, applying pulled operations, and correcting a clock that runs ahead of the server.
+
+use chrono::{DateTime, Utc};
+use heeldiary_core::wire::PulledOp;
+use heeldiary_core::{EntryState, Hlc, HlcClock, Op};
+use rusqlite::{params, OptionalExtension};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::error::{Result, StoreError};
+use crate::{insert_op, load_state, read_op, rebuild, save_state, Store, OP_COLUMNS};
+
+/// The server this device syncs with, and its credentials.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Enrolment {
+    /// Base URL of the server.
+    pub server_url: String,
+    /// The patient whose diary this is.
+    pub patient_id: Uuid,
+    /// Bearer token of this device.
+    pub token: String,
+}
+
+impl std::fmt::Debug for Enrolment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Enrolment")
+            .field("server_url", &self.server_url)
+            .field("patient_id", &self.patient_id)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Where sync stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SyncState {
+    /// Own operations acknowledged by the server, up to this device sequence.
+    pub acked_seq: u64,
+    /// Server feed read up to this cursor.
+    pub pull_cursor: u64,
+    /// Own operations not yet acknowledged.
+    pub pending: u64,
+    /// Correction applied to the device clock, in milliseconds.
+    pub clock_offset_ms: i64,
+    /// When a sync last finished.
+    pub last_sync_at: Option<DateTime<Utc>>,
+}
+
+/// What applying a page of pulled operations did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RemoteApply {
+    /// Operations new to this device.
+    pub applied: usize,
+    /// Operations it had already (its own, or a repeat delivery).
+    pub already_had: usize,
+    /// Fields where concurrent writes disagreed; the higher stamp won everywhere.
+    pub conflicts: usize,
+}
+
+impl Store {
+    /// Records the server and token this device syncs with.
+    pub fn set_enrolment(&mut self, enrolment: &Enrolment) -> Result<()> {
+        self.conn.execute(
+            "UPDATE sync_state SET server_url = ?1, patient_id = ?2, token = ?3",
+            params![
+                enrolment.server_url,
+                enrolment.patient_id.to_string(),
+                enrolment.token
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The server and token, or [`StoreError::NotEnrolled`].
+    pub fn enrolment(&self) -> Result<Enrolment> {
+        let row: (Option<String>, Option<String>, Option<String>) = self.conn.query_row(
+            "SELECT server_url, patient_id, token FROM sync_state",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        match row {
+            (Some(server_url), Some(patient), Some(token)) => Ok(Enrolment {
+                server_url,
+                patient_id: Uuid::parse_str(&patient).map_err(StoreError::corrupt)?,
+                token,
+            }),
+            _ => Err(StoreError::NotEnrolled),
+        }
+    }
+
+    /// Where sync stands.
+    pub fn sync_state(&self) -> Result<SyncState> {
+        let (acked_seq, pull_cursor, clock_offset_ms, last): (u64, u64, i64, Option<String>) =
+            self.conn.query_row(
+                "SELECT acked_seq, pull_cursor, clock_offset_ms, last_sync_at FROM sync_state",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )?;
+        Ok(SyncState {
+            acked_seq,
+            pull_cursor,
+            pending: (self.stamps.next_seq - 1).saturating_sub(acked_seq),
+            clock_offset_ms,
+            last_sync_at: last
+                .map(|t| DateTime::parse_from_rfc3339(&t).map(|t| t.to_utc()))
+                .transpose()
+                .map_err(StoreError::corrupt)?,
+        })
+    }
+
+    /// Up to `limit` of this device's operations the server has not acknowledged, in sequence order.
+    pub fn unpushed(&self, limit: usize) -> Result<Vec<Op>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {OP_COLUMNS} FROM ops
+             WHERE device_id = ?1 AND device_seq > (SELECT acked_seq FROM sync_state)
+             ORDER BY device_seq LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![self.device_id().to_string(), limit as i64], read_op)?;
+        rows.map(|op| op?).collect()
+    }
+
+    /// Notes that the server holds every own operation up to `device_seq`. Never moves back.
+    pub fn mark_pushed(&mut self, device_seq: u64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE sync_state SET acked_seq = max(acked_seq, ?1)",
+            [device_seq],
+        )?;
+        Ok(())
+    }
+
+    /// Applies a page of pulled operations through the same merge as local edits and moves the
+    /// pull cursor to `next_cursor`, all in one transaction: a crash leaves either the whole page
+    /// applied with the cursor after it, or nothing.
+    pub fn apply_pulled(&mut self, ops: &[PulledOp], next_cursor: u64) -> Result<RemoteApply> {
+        let now_ms = self.now_ms();
+        self.write(|stamps, tx| {
+            let mut summary = RemoteApply::default();
+            for pulled in ops {
+                let op = &pulled.op;
+                if !insert_op(tx, op, Some((pulled.cursor, pulled.received_at)))? {
+                    summary.already_had += 1;
+                    continue;
+                }
+                summary.applied += 1;
+                // The server refuses stamps far ahead of its clock, so a refusal here only means
+                // this device's clock is behind; the stamp still orders the merge.
+                let _ = stamps.clock.observe(op.hlc, now_ms.max(op.hlc.wall_ms));
+                let mut state = load_state(tx, op.entry_id)?.unwrap_or_default();
+                summary.conflicts += state.apply(op).conflicts.len();
+                save_state(tx, op.entry_id, &state)?;
+            }
+            tx.execute(
+                "UPDATE sync_state SET pull_cursor = max(pull_cursor, ?1)",
+                [next_cursor],
+            )?;
+            Ok(summary)
+        })
+    }
+
+    /// Records that a sync finished now.
+    pub fn mark_synced(&mut self) -> Result<()> {
+        self.conn.execute(
+            "UPDATE sync_state SET last_sync_at = ?1",
+            [Utc::now().to_rfc3339()],
+        )?;
+        Ok(())
+    }
+
+    /// The server said this device's clock runs ahead of its own (`server_time_ms`). Learns the
+    /// offset, then re-stamps the operations the server has not yet accepted so they stop
+    /// winning conflicts by a clock error, and recomputes the entries they touch. Returns how
+    /// many operations were re-stamped.
+    pub fn correct_clock(&mut self, server_time_ms: u64) -> Result<usize> {
+        let device_now_ms = (self.time)().timestamp_millis();
+        let offset = server_time_ms as i64 - device_now_ms;
+        self.conn
+            .execute("UPDATE sync_state SET clock_offset_ms = ?1", [offset])?;
+        self.clock_offset_ms = offset;
+        let now_ms = self.now_ms();
+        let device_id = self.device_id();
+        self.write(|stamps, tx| {
+            // Restart the clock from the highest stamp that is not in the future.
+            let settled: Option<String> = tx
+                .query_row(
+                    "SELECT max(hlc) FROM ops WHERE hlc <= ?1",
+                    [Hlc {
+                        wall_ms: now_ms,
+                        counter: u32::MAX >> 8,
+                        node: Uuid::max(),
+                    }
+                    .to_string()],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .flatten();
+            let settled = match settled {
+                Some(text) => text.parse().map_err(StoreError::corrupt)?,
+                None => Hlc::zero(device_id),
+            };
+            stamps.clock = HlcClock::new(device_id, settled);
+            let pending: Vec<(i64, String)> = {
+                let mut stmt = tx.prepare(
+                    "SELECT local_seq, entry_id FROM ops
+                     WHERE device_id = ?1 AND device_seq > (SELECT acked_seq FROM sync_state)
+                     ORDER BY device_seq",
+                )?;
+                let rows =
+                    stmt.query_map([device_id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            let mut touched = Vec::new();
+            for (local_seq, entry) in &pending {
+                let hlc = stamps.clock.tick(now_ms);
+                tx.execute(
+                    "UPDATE ops SET hlc = ?1 WHERE local_seq = ?2",
+                    params![hlc.to_string(), local_seq],
+                )?;
+                touched.push(Uuid::parse_str(entry).map_err(StoreError::corrupt)?);
+            }
+            touched.sort();
+            touched.dedup();
+            rebuild(tx, Some(&touched))?;
+            Ok(pending.len())
+        })
+    }
+
+    /// The merged state of one entry with its per-field stamps, for sync diagnostics and tests.
+    pub fn entry_state(&self, id: Uuid) -> Result<Option<EntryState>> {
+        load_state(&self.conn, id)
+    }
+
+    /// Every operation in the local log, in arrival order (for tests and convergence checks).
+    pub fn all_ops(&self) -> Result<Vec<Op>> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!("SELECT {OP_COLUMNS} FROM ops ORDER BY local_seq"))?;
+        let rows = stmt.query_map([], read_op)?;
+        rows.map(|op| op?).collect()
+    }
+}

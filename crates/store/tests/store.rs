@@ -1,0 +1,377 @@
+//! The store through its public API, as a mobile shell or the CLI uses it.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, FixedOffset, NaiveDate};
+use heeldiary_core::wire::PulledOp;
+use heeldiary_core::{EntryInput, Field};
+use heeldiary_store::{Store, StoreError, SCHEMA_VERSION};
+use proptest::prelude::*;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn input(value: Value) -> EntryInput {
+    serde_json::from_value(value).expect("valid input shape")
+}
+
+fn day(text: &str) -> NaiveDate {
+    text.parse().unwrap()
+}
+
+fn fixed_time(text: &'static str) -> Arc<dyn Fn() -> DateTime<FixedOffset> + Send + Sync> {
+    Arc::new(move || DateTime::parse_from_rfc3339(text).unwrap())
+}
+
+#[test]
+fn log_get_list_edit_delete_round_trip() -> TestResult {
+    let mut store = Store::open_in_memory()?;
+    let a = store.log(input(
+        json!({"day": "2026-11-01", "first_step_pain": 7, "heel_tender": true}),
+    ))?;
+    let b = store.log(input(
+        json!({"day": "2026-11-03", "sitting_pain": 4, "radiating": true}),
+    ))?;
+    assert_eq!(store.get(a.id)?.first_step_pain, Some(7));
+
+    let in_range = store.list(Some(day("2026-11-02")), Some(day("2026-11-30")))?;
+    assert_eq!(
+        in_range.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![b.id]
+    );
+    assert_eq!(store.list(None, None)?.len(), 2);
+
+    let edited = store.edit(a.id, input(json!({"first_step_pain": 4, "note": "better"})))?;
+    assert_eq!(
+        (edited.first_step_pain, edited.note.as_deref()),
+        (Some(4), Some("better"))
+    );
+    let cleared = store.edit(a.id, input(json!({"note": null})))?;
+    assert_eq!(cleared.note, None);
+
+    store.delete(b.id)?;
+    assert!(matches!(store.get(b.id), Err(StoreError::NotFound(id)) if id == b.id));
+    assert!(store.get_any(b.id)?.deleted);
+    assert_eq!(store.list(None, None)?.len(), 1);
+    assert!(matches!(
+        store.edit(b.id, input(json!({"rest_pain": 1}))),
+        Err(StoreError::NotFound(_))
+    ));
+    Ok(())
+}
+
+#[test]
+fn history_keeps_every_value_and_marks_the_current_one() -> TestResult {
+    let mut store = Store::open_in_memory()?;
+    let e = store.log(input(json!({"day": "2026-11-01", "first_step_pain": 7})))?;
+    store.edit(e.id, input(json!({"first_step_pain": 4})))?;
+    store.delete(e.id)?;
+    let history = store.history(e.id)?;
+    assert_eq!(history.len(), 3);
+    let first = history[0]
+        .changes
+        .iter()
+        .find(|c| c.field == Field::FirstStepPain)
+        .unwrap();
+    assert_eq!((first.value.clone(), first.current), (json!(7), false));
+    let second = &history[1].changes[0];
+    assert_eq!((second.value.clone(), second.current), (json!(4), true));
+    assert_eq!(history[2].changes[0].field, Field::Deleted);
+    assert!(history.windows(2).all(|w| w[0].hlc < w[1].hlc));
+    assert_eq!(
+        history.iter().map(|h| h.device_seq).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    Ok(())
+}
+
+#[test]
+fn bad_values_name_the_field_and_write_nothing() -> TestResult {
+    let mut store = Store::open_in_memory()?;
+    store.set_time_source(fixed_time("2026-11-10T09:00:00+01:00"));
+    let err = store
+        .log(input(json!({"day": "2026-11-01", "first_step_pain": 11})))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "first_step_pain: must be between 0 and 10, got 11"
+    );
+    let err = store.log(input(json!({"day": "2026-11-12"}))).unwrap_err();
+    assert!(
+        err.to_string().contains("more than one day in the future"),
+        "{err}"
+    );
+    assert!(store.log(input(json!({"day": "2026-11-11"}))).is_ok());
+    assert!(
+        matches!(store.log(input(json!({"first_step_pain": 3}))), Err(StoreError::Invalid(e)) if e.field == "day")
+    );
+    assert_eq!(store.list(None, None)?.len(), 1);
+    assert_eq!(store.all_ops()?.len(), 1);
+    let err: Result<EntryInput, _> =
+        serde_json::from_value(json!({"day": "2026-11-01", "pain": 3}));
+    assert!(err.unwrap_err().to_string().contains("pain: unknown field"));
+    Ok(())
+}
+
+#[test]
+fn a_late_recording_is_marked_backfilled() -> TestResult {
+    let mut store = Store::open_in_memory()?;
+    store.set_time_source(fixed_time("2026-11-10T09:00:00+01:00"));
+    let late = store.log(input(json!({"day": "2026-11-08"})))?;
+    let next_day = store.log(input(json!({"day": "2026-11-09"})))?;
+    assert!(late.backfilled);
+    assert!(!next_day.backfilled);
+    assert_eq!(late.recorded_at.to_rfc3339(), "2026-11-10T09:00:00+01:00");
+    Ok(())
+}
+
+#[test]
+fn import_is_all_or_nothing() -> TestResult {
+    let mut store = Store::open_in_memory()?;
+    let good: Vec<EntryInput> = (1..=28)
+        .map(|d| input(json!({"day": format!("2026-10-{d:02}"), "first_step_pain": 6})))
+        .collect();
+    let mut bad = good.clone();
+    bad[9] = input(json!({"day": "2026-10-10", "first_step_pain": 42}));
+    match store.import(bad, |_| {}) {
+        Err(StoreError::Import { index, source }) => {
+            assert_eq!(index, 9);
+            assert!(source.to_string().contains("first_step_pain"));
+        }
+        other => panic!("expected an import error, got {other:?}"),
+    }
+    assert!(store.list(None, None)?.is_empty());
+    assert!(store.all_ops()?.is_empty());
+    // The failed import left no gap in the device sequence.
+    let mut seen = 0;
+    let summary = store.import(good, |n| seen = n)?;
+    assert_eq!((summary.entries, seen), (28, 28));
+    assert_eq!(
+        store
+            .unpushed(100)?
+            .iter()
+            .map(|o| o.device_seq)
+            .collect::<Vec<_>>(),
+        (1..=28).collect::<Vec<u64>>()
+    );
+    Ok(())
+}
+
+#[test]
+fn import_keeps_given_ids_and_refuses_repeats() -> TestResult {
+    let mut store = Store::open_in_memory()?;
+    let id = Uuid::now_v7();
+    let line = json!({"id": id, "day": "2026-10-01", "recorded_at": "2026-10-01T07:00:00+02:00", "backfilled": false});
+    store.import([input(line.clone())], |_| {})?;
+    assert_eq!(
+        store.get(id)?.recorded_at.to_rfc3339(),
+        "2026-10-01T07:00:00+02:00"
+    );
+    let err = store.import([input(line)], |_| {}).unwrap_err();
+    assert!(
+        matches!(err, StoreError::Import { index: 0, ref source } if matches!(**source, StoreError::AlreadyExists(x) if x == id))
+    );
+    Ok(())
+}
+
+#[test]
+fn a_reopened_diary_keeps_its_device_clock_and_sequence() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("nested/diary.sqlite3");
+    let (device, first) = {
+        let mut store = Store::open(&path)?;
+        let e = store.log(input(json!({"day": "2026-11-01"})))?;
+        (store.device_id(), e.id)
+    };
+    let mut store = Store::open(&path)?;
+    assert_eq!(store.device_id(), device);
+    let second = store.log(input(json!({"day": "2026-11-02"})))?;
+    let ops = store.all_ops()?;
+    assert_eq!(
+        ops.iter().map(|o| o.device_seq).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert!(ops[0].hlc < ops[1].hlc);
+    assert_eq!(
+        store
+            .list(None, None)?
+            .iter()
+            .map(|e| e.id)
+            .collect::<Vec<_>>(),
+        vec![first, second.id]
+    );
+    let mode: String =
+        rusqlite::Connection::open(&path)?.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+    assert_eq!(mode, "wal");
+    Ok(())
+}
+
+#[test]
+fn a_version_one_diary_upgrades_and_keeps_its_entries() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("old.sqlite3");
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/client-v1.sqlite3"
+        ),
+        &path,
+    )?;
+    let version: u32 =
+        rusqlite::Connection::open(&path)?.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    assert_eq!(version, 1);
+
+    let mut store = Store::open(&path)?;
+    let entries = store.list(None, None)?;
+    assert_eq!(
+        entries
+            .iter()
+            .map(|e| e.day.to_string())
+            .collect::<Vec<_>>(),
+        vec!["2026-10-01", "2026-10-02"]
+    );
+    assert_eq!(entries[0].first_step_pain, Some(5));
+    assert_eq!(store.history(entries[0].id)?.len(), 2);
+    assert!(matches!(store.enrolment(), Err(StoreError::NotEnrolled)));
+    assert_eq!(store.sync_state()?.pending, 5);
+    // Writing continues the old device's sequence.
+    let next = store.log(input(json!({"day": "2026-10-04"})))?;
+    assert_eq!(store.history(next.id)?[0].device_seq, 6);
+    let version: u32 =
+        rusqlite::Connection::open(&path)?.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    assert_eq!(version, SCHEMA_VERSION);
+    Ok(())
+}
+
+#[test]
+fn a_diary_from_a_newer_version_is_refused_and_left_alone() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("future.sqlite3");
+    drop(Store::open(&path)?);
+    rusqlite::Connection::open(&path)?.pragma_update(None, "user_version", SCHEMA_VERSION + 1)?;
+    let err = Store::open(&path).err().expect("refused");
+    assert!(matches!(err, StoreError::NewerSchema { .. }), "{err}");
+    let version: u32 =
+        rusqlite::Connection::open(&path)?.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    assert_eq!(version, SCHEMA_VERSION + 1);
+    Ok(())
+}
+
+/// Delivers every op of `from` to `to` as the server would: in a given order, with cursors.
+fn deliver(from: &Store, to: &mut Store, order: &[usize]) -> Result<usize, StoreError> {
+    let ops = from.all_ops()?;
+    let pulled: Vec<PulledOp> = order
+        .iter()
+        .filter_map(|&i| ops.get(i % ops.len().max(1)).cloned())
+        .enumerate()
+        .map(|(n, op)| PulledOp {
+            cursor: n as u64 + 1,
+            received_at: chrono::Utc::now(),
+            op,
+        })
+        .collect();
+    Ok(to.apply_pulled(&pulled, pulled.len() as u64)?.conflicts)
+}
+
+#[test]
+fn pulled_edits_merge_field_by_field() -> TestResult {
+    let mut phone = Store::open_in_memory()?;
+    let mut tablet = Store::open_in_memory()?;
+    let e = phone.log(input(json!({"day": "2026-11-01", "first_step_pain": 7})))?;
+    deliver(&phone, &mut tablet, &[0])?;
+    phone.edit(e.id, input(json!({"first_step_pain": 2})))?;
+    tablet.edit(e.id, input(json!({"sitting_pain": 5})))?;
+    let all = [0, 1];
+    deliver(&phone, &mut tablet, &all)?;
+    deliver(&tablet, &mut phone, &all)?;
+    for store in [&phone, &tablet] {
+        let merged = store.get(e.id)?;
+        assert_eq!(
+            (merged.first_step_pain, merged.sitting_pain),
+            (Some(2), Some(5))
+        );
+    }
+    assert_eq!(phone.entry_state(e.id)?, tablet.entry_state(e.id)?);
+    assert_eq!(tablet.sync_state()?.pull_cursor, 2);
+    Ok(())
+}
+
+#[test]
+fn a_clock_ahead_of_the_server_is_corrected_and_stops_winning() -> TestResult {
+    let mut fast = Store::open_in_memory()?;
+    fast.set_time_source(fixed_time("2026-11-10T12:00:00+00:00"));
+    let e = fast.log(input(json!({"day": "2026-11-09", "first_step_pain": 9})))?;
+    let server_now =
+        DateTime::parse_from_rfc3339("2026-11-10T10:00:00+00:00")?.timestamp_millis() as u64;
+    assert_eq!(fast.correct_clock(server_now)?, 1);
+    let ops = fast.all_ops()?;
+    assert_eq!(ops[0].hlc.wall_ms, server_now);
+    assert_eq!(fast.sync_state()?.clock_offset_ms, -2 * 3600 * 1000);
+    assert_eq!(fast.now().timestamp_millis() as u64, server_now);
+    // The state was rebuilt with the new stamps.
+    assert_eq!(
+        fast.entry_state(e.id)?.unwrap().last_changed(),
+        Some(ops[0].hlc)
+    );
+    // Acknowledged operations keep their stamps.
+    fast.mark_pushed(1)?;
+    assert_eq!(fast.correct_clock(server_now - 1000)?, 0);
+    Ok(())
+}
+
+fn arb_action() -> impl Strategy<Value = (u8, u8, u8)> {
+    (0u8..4, 0u8..8, 0u8..11)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Whatever local writes happen, the stored states equal a fresh fold of the operation log.
+    #[test]
+    fn stored_states_are_the_fold_of_the_log(actions in prop::collection::vec(arb_action(), 1..40)) {
+        let mut store = Store::open_in_memory().unwrap();
+        let mut ids = Vec::new();
+        for (kind, target, value) in actions {
+            let target = ids.get(target as usize % ids.len().max(1)).copied();
+            match (kind, target) {
+                (0, _) | (_, None) => ids.push(store.log(input(json!({"day": format!("2026-10-{:02}", value + 1), "rest_pain": value}))).unwrap().id),
+                (1, Some(id)) => { let _ = store.edit(id, input(json!({"first_step_pain": value}))); }
+                (2, Some(id)) => { let _ = store.edit(id, input(json!({"day": format!("2026-09-{:02}", value + 1)}))); }
+                (_, Some(id)) => { let _ = store.delete(id); }
+            }
+        }
+        let before: Vec<_> = ids.iter().map(|id| store.entry_state(*id).unwrap()).collect();
+        let listed = store.list(None, None).unwrap();
+        store.rebuild_states().unwrap();
+        let after: Vec<_> = ids.iter().map(|id| store.entry_state(*id).unwrap()).collect();
+        prop_assert_eq!(before, after);
+        prop_assert_eq!(listed, store.list(None, None).unwrap());
+    }
+
+    /// Two devices that exchange their logs in any order, with repeats, end equal.
+    #[test]
+    fn devices_converge_whatever_the_delivery_order(
+        writes in prop::collection::vec((any::<bool>(), 0u8..3, 0u8..11), 1..25),
+        order_a in prop::collection::vec(0usize..200, 0..80),
+        order_b in prop::collection::vec(0usize..200, 0..80),
+    ) {
+        let mut a = Store::open_in_memory().unwrap();
+        let mut b = Store::open_in_memory().unwrap();
+        let shared = a.log(input(json!({"day": "2026-11-01"}))).unwrap();
+        deliver(&a, &mut b, &[0]).unwrap();
+        for (on_a, field, value) in writes {
+            let store = if on_a { &mut a } else { &mut b };
+            let name = ["first_step_pain", "sitting_pain", "rest_pain"][field as usize];
+            store.edit(shared.id, input(json!({ name: value }))).unwrap();
+        }
+        // Partial, shuffled, repeated deliveries first; then everything.
+        deliver(&a, &mut b, &order_b).unwrap();
+        deliver(&b, &mut a, &order_a).unwrap();
+        let everything: Vec<usize> = (0..200).collect();
+        deliver(&a, &mut b, &everything).unwrap();
+        deliver(&b, &mut a, &everything).unwrap();
+        prop_assert_eq!(a.entry_state(shared.id).unwrap(), b.entry_state(shared.id).unwrap());
+        prop_assert_eq!(a.all_ops().unwrap().len(), b.all_ops().unwrap().len());
+    }
+}
