@@ -1,1 +1,63 @@
-//! placeholder
+//! The heeldiary server: enrols patients' devices, takes their field-level operations, keeps a
+//! merged current state of every entry, and hands each device the operations of its patient's
+//! other devices, so that all of one patient's devices converge.
+//!
+//! The HTTP API (`/v1`, described in `schema/openapi.yaml`) speaks the wire types of
+//! `heeldiary-core`; storage sits behind the [`storage::Storage`] trait (SQLite now, PostgreSQL
+//! later) and handlers never see a backend. This crate depends on `heeldiary-core` only, never
+//! on the client or the device store.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use heeldiary_server::storage::SqliteStorage;
+//!
+//! let storage = SqliteStorage::open_dir("./heeldiary-data".as_ref()).await?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, heeldiary_server::app(storage)).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod admin;
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod storage;
+
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use heeldiary_core::wire::MAX_BODY_BYTES;
+use tower_http::compression::CompressionLayer;
+use tower_http::decompression::RequestDecompressionLayer;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tower_http::LatencyUnit;
+use tracing::Level;
+
+use crate::storage::Storage;
+
+/// What every handler shares: the storage handle.
+#[derive(Debug, Clone)]
+pub struct AppState<S> {
+    /// The backend.
+    pub storage: S,
+}
+
+/// The whole HTTP application over `storage`: routes, body limits (applied after gzip
+/// decompression), response compression, uniform error bodies and request logs (method, path,
+/// status, latency; never headers or bodies).
+pub fn app<S: Storage>(storage: S) -> Router {
+    api::routes()
+        .with_state(AppState { storage })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(RequestDecompressionLayer::new())
+        .layer(axum::middleware::from_fn(error::ensure_error_body))
+        .layer(CompressionLayer::new())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .on_response(
+                    DefaultOnResponse::new()
+                        .level(Level::INFO)
+                        .latency_unit(LatencyUnit::Millis),
+                ),
+        )
+}

@@ -1,2 +1,361 @@
-//! placeholder
-fn main() {}
+//! `heeldiary-server`: runs the sync server (`serve`) and the clinic's admin commands (`admin`).
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use chrono::Utc;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use heeldiary_server::admin::{self, DEFAULT_CODE_HOURS};
+use heeldiary_server::storage::{SqliteStorage, Storage};
+use tracing_subscriber::EnvFilter;
+use uuid::Uuid;
+
+/// How long in-flight HTTPS requests get to finish after a shutdown signal.
+const TLS_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// heeldiary sync server.
+#[derive(Debug, Parser)]
+#[command(name = "heeldiary-server", version, about, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    backend: BackendArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the data lives. Every command takes the same options.
+#[derive(Debug, Args)]
+struct BackendArgs {
+    /// Directory of the server's SQLite database (created if missing).
+    #[arg(
+        long,
+        global = true,
+        env = "HEELDIARY_DATA",
+        default_value = "./heeldiary-data",
+        value_name = "DIR"
+    )]
+    data: PathBuf,
+    /// PostgreSQL connection URL, instead of --data (not supported yet).
+    #[arg(
+        long,
+        global = true,
+        env = "HEELDIARY_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    database_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTP API until SIGINT or SIGTERM.
+    Serve(ServeArgs),
+    /// Manage patients, enrolment codes and devices.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    listen: SocketAddr,
+    /// PEM certificate chain: serve HTTPS (needs --tls-key).
+    #[arg(long, requires = "tls_key", value_name = "PEM")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert", value_name = "PEM")]
+    tls_key: Option<PathBuf>,
+    /// Log line format (logs go to stderr; RUST_LOG filters them).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Create a patient and print its id and a single-use enrolment code.
+    AddPatient {
+        /// A label for the clinic's own reference.
+        #[arg(long)]
+        label: Option<String>,
+        /// Hours the code stays valid.
+        #[arg(long, default_value_t = DEFAULT_CODE_HOURS)]
+        expires_hours: u32,
+        /// Print JSON (`patient_id`, `code`, `expires_at`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Issue an enrolment code for a patient's next device.
+    NewCode {
+        /// The patient id.
+        #[arg(long)]
+        patient: Uuid,
+        /// Hours the code stays valid.
+        #[arg(long, default_value_t = DEFAULT_CODE_HOURS)]
+        expires_hours: u32,
+        /// Print JSON (`patient_id`, `code`, `expires_at`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a device's token at once.
+    RevokeDevice {
+        /// The patient id.
+        #[arg(long)]
+        patient: Uuid,
+        /// The device id.
+        #[arg(long)]
+        device: Uuid,
+    },
+    /// List a patient's devices.
+    ListDevices {
+        /// The patient id.
+        #[arg(long)]
+        patient: Uuid,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The storage backends this binary can run on.
+enum Backend {
+    Sqlite(SqliteStorage),
+}
+
+impl BackendArgs {
+    async fn open(&self) -> anyhow::Result<Backend> {
+        if self.database_url.is_some() {
+            bail!("--database-url (PostgreSQL) is not supported yet; use --data DIR");
+        }
+        let storage = SqliteStorage::open_dir(&self.data)
+            .await
+            .with_context(|| format!("cannot open the database in {}", self.data.display()))?;
+        Ok(Backend::Sqlite(storage))
+    }
+
+    /// The option that selects this backend, for the hints printed to the operator.
+    fn hint(&self) -> String {
+        format!("--data {}", shell_word(&self.data))
+    }
+}
+
+fn shell_word(path: &Path) -> String {
+    let text = path.display().to_string();
+    if text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c))
+    {
+        text
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let (default_level, format) = match &cli.command {
+        Command::Serve(args) => ("info", args.log_format),
+        Command::Admin(_) => ("warn", LogFormat::Text),
+    };
+    init_logs(default_level, format);
+    let backend = cli.backend.open().await?;
+    match backend {
+        Backend::Sqlite(storage) => run(storage, cli).await,
+    }
+}
+
+fn init_logs(default_level: &str, format: LogFormat) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+}
+
+async fn run<S: Storage>(storage: S, cli: Cli) -> anyhow::Result<()> {
+    let hint = cli.backend.hint();
+    match cli.command {
+        Command::Serve(args) => serve(storage, args, &hint).await,
+        Command::Admin(command) => run_admin(&storage, command, &hint).await,
+    }
+}
+
+async fn serve<S: Storage>(storage: S, args: ServeArgs, hint: &str) -> anyhow::Result<()> {
+    let listener = std::net::TcpListener::bind(args.listen)
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            // Chosen explicitly so that no other provider linked in can change it.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot load TLS certificate {} and key {}",
+                        cert.display(),
+                        key.display()
+                    )
+                })?;
+            Some(config)
+        }
+        _ => None,
+    };
+    let url = format!("{}://{addr}", if tls.is_some() { "https" } else { "http" });
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "heeldiary-server listening on {url}")?;
+    writeln!(out, "next steps:")?;
+    writeln!(
+        out,
+        "  1. create a patient and its enrolment code:  heeldiary-server admin add-patient {hint}"
+    )?;
+    writeln!(
+        out,
+        "  2. on the patient's device:                  heeldiary enroll --server {url} --code CODE"
+    )?;
+    out.flush()?;
+    drop(out);
+    tracing::info!(%addr, tls = tls.is_some(), "serving");
+
+    let app = heeldiary_server::app(storage);
+    match tls {
+        None => {
+            axum::serve(tokio::net::TcpListener::from_std(listener)?, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await?
+        }
+        Some(config) => {
+            let handle = axum_server::Handle::new();
+            tokio::spawn({
+                let handle = handle.clone();
+                async move {
+                    shutdown_signal().await;
+                    handle.graceful_shutdown(Some(TLS_SHUTDOWN_GRACE));
+                }
+            });
+            axum_server::from_tcp_rustls(listener, config)
+                .handle(handle)
+                .serve(app.into_make_service())
+                .await?
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM; the server then stops accepting and finishes what it has.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+async fn run_admin<S: Storage>(
+    storage: &S,
+    command: AdminCommand,
+    hint: &str,
+) -> anyhow::Result<()> {
+    let now = Utc::now();
+    match command {
+        AdminCommand::AddPatient {
+            label,
+            expires_hours,
+            json,
+        } => {
+            let issued = admin::add_patient(storage, label, expires_hours, now).await?;
+            print_code(&issued, json, hint)
+        }
+        AdminCommand::NewCode {
+            patient,
+            expires_hours,
+            json,
+        } => {
+            let issued = admin::new_code_for(storage, patient, expires_hours, now).await?;
+            print_code(&issued, json, hint)
+        }
+        AdminCommand::RevokeDevice { patient, device } => {
+            admin::revoke_device(storage, patient, device, now).await?;
+            println!("revoked device {device} of patient {patient}");
+            Ok(())
+        }
+        AdminCommand::ListDevices { patient, json } => {
+            let devices = admin::list_devices(storage, patient).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&devices)?);
+            } else if devices.is_empty() {
+                println!("patient {patient} has no device yet");
+            } else {
+                for d in devices {
+                    let status = match d.revoked_at {
+                        Some(at) => format!("revoked {}", at.format("%Y-%m-%d %H:%M UTC")),
+                        None => "active".into(),
+                    };
+                    println!(
+                        "{}  {}  enrolled {}  {status}  {}",
+                        d.device_id,
+                        d.role,
+                        d.enrolled_at.format("%Y-%m-%d %H:%M UTC"),
+                        d.label.as_deref().unwrap_or("")
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn print_code(issued: &admin::IssuedCode, json: bool, hint: &str) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(issued)?);
+    } else {
+        println!("{issued}");
+        println!();
+        println!(
+            "on the patient's device:  heeldiary enroll --server URL --code {}",
+            issued.code
+        );
+        println!(
+            "another device later:     heeldiary-server admin new-code --patient {} {hint}",
+            issued.patient_id
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,281 @@
+//! The HTTP endpoints: health, enrolment, push, pull and one entry. Handlers are generic over
+//! [`Storage`] and hold no SQL; every refusal is an [`ApiError`].
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path, RawQuery, Request, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Days, Utc};
+use heeldiary_core::wire::{
+    from_json, EnrolRequest, EnrolResponse, EntryResponse, PullResponse, PushRequest, PushResponse,
+    DEFAULT_PULL_LIMIT, MAX_BODY_BYTES, MAX_LABEL_CHARS, MAX_PULL_LIMIT, MAX_PUSH_OPS,
+};
+use heeldiary_core::{Op, ValidationError, MAX_CLOCK_AHEAD_MS};
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::auth::{hash_code, Authenticated, TokenSecret};
+use crate::error::ApiError;
+use crate::storage::{NewDevice, Role, Storage};
+use crate::AppState;
+
+/// The routes, before state and middleware are attached (see [`crate::app`]).
+pub fn routes<S: Storage>() -> Router<AppState<S>> {
+    Router::new()
+        .route("/healthz", get(health::<S>))
+        .route("/v1/enrol", post(enrol::<S>))
+        .route("/v1/push", post(push::<S>))
+        .route("/v1/pull", get(pull::<S>))
+        .route("/v1/entries/{entry_id}", get(entry::<S>))
+        .fallback(|| async { ApiError::NotFound })
+}
+
+/// A JSON request body read as bytes and parsed with [`from_json`], so that unknown fields and
+/// bad values are reported with their path. The content type is not checked.
+#[derive(Debug, Clone)]
+pub struct WireJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for WireJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge {
+                        field: None,
+                        message: format!(
+                            "the body exceeds {MAX_BODY_BYTES} bytes (after decompression)"
+                        ),
+                    }
+                } else {
+                    ApiError::Malformed {
+                        field: None,
+                        message: rejection.body_text(),
+                    }
+                }
+            })?;
+        Ok(WireJson(from_json(&bytes)?))
+    }
+}
+
+/// Unix milliseconds of `t`.
+fn millis(t: DateTime<Utc>) -> u64 {
+    u64::try_from(t.timestamp_millis()).unwrap_or(0)
+}
+
+async fn health<S: Storage>(
+    State(state): State<AppState<S>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    state
+        .storage
+        .health()
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    Ok(Json(serde_json::json!({ "status": "ok" })))
+}
+
+async fn enrol<S: Storage>(
+    State(state): State<AppState<S>>,
+    WireJson(request): WireJson<EnrolRequest>,
+) -> Result<Json<EnrolResponse>, ApiError> {
+    check_label(request.label.as_deref(), "label")?;
+    let code_hash = hash_code(&request.code).ok_or(ApiError::InvalidCode)?;
+    let secret = TokenSecret::generate();
+    let device = NewDevice {
+        device_id: request.device_id,
+        token_hash: secret.hash,
+        role: Role::Device,
+        label: request.label,
+    };
+    let patient_id = state.storage.enrol(code_hash, device, Utc::now()).await?;
+    tracing::info!(%patient_id, device_id = %request.device_id, "device enrolled");
+    Ok(Json(EnrolResponse {
+        patient_id,
+        device_id: request.device_id,
+        token: secret.into_token(patient_id, request.device_id),
+    }))
+}
+
+/// Refuses a label longer than [`MAX_LABEL_CHARS`].
+pub fn check_label(label: Option<&str>, field: &str) -> Result<(), ValidationError> {
+    let chars = label.map_or(0, |l| l.chars().count());
+    if chars > MAX_LABEL_CHARS {
+        return Err(ValidationError::new(
+            field,
+            format!("is {chars} characters; at most {MAX_LABEL_CHARS} are allowed"),
+        ));
+    }
+    Ok(())
+}
+
+async fn push<S: Storage>(
+    State(state): State<AppState<S>>,
+    device: Authenticated,
+    WireJson(request): WireJson<PushRequest>,
+) -> Result<Json<PushResponse>, ApiError> {
+    let now = Utc::now();
+    validate_batch(&request.ops, device.device_id, now)?;
+    let results = state
+        .storage
+        .push(device.patient_id, request.ops, now)
+        .await?;
+    Ok(Json(PushResponse {
+        results,
+        server_time_ms: millis(now),
+    }))
+}
+
+/// Checks a whole batch before anything is written: size, that every operation is the pushing
+/// device's own, each operation's values ([`Op::validate`], with tomorrow as the latest day
+/// because the device's local day may be ahead of UTC), and that no stamp runs more than
+/// [`MAX_CLOCK_AHEAD_MS`] ahead of `now`. The first failure is reported with its path
+/// (`ops[3].patch.first_step_pain`).
+pub fn validate_batch(ops: &[Op], device_id: Uuid, now: DateTime<Utc>) -> Result<(), ApiError> {
+    if ops.len() > MAX_PUSH_OPS {
+        return Err(ApiError::PayloadTooLarge {
+            field: Some("ops".into()),
+            message: format!(
+                "{} operations in one push; at most {MAX_PUSH_OPS} are allowed: split the batch",
+                ops.len()
+            ),
+        });
+    }
+    let today = now.date_naive() + Days::new(1);
+    let now_ms = millis(now);
+    for (i, op) in ops.iter().enumerate() {
+        let at = |field: &str| format!("ops[{i}].{field}");
+        if op.device_id != device_id {
+            return Err(ValidationError::new(
+                at("device_id"),
+                "must be the id of the device whose token sent the push",
+            )
+            .into());
+        }
+        if i64::try_from(op.device_seq).is_err() {
+            return Err(ValidationError::new(
+                at("device_seq"),
+                format!("must be at most {}", i64::MAX),
+            )
+            .into());
+        }
+        op.validate(today)
+            .map_err(|e| e.within(&format!("ops[{i}]")))?;
+        if op.hlc.wall_ms > now_ms.saturating_add(MAX_CLOCK_AHEAD_MS) {
+            return Err(ApiError::ClockAhead {
+                field: at("hlc"),
+                ahead_ms: op.hlc.wall_ms - now_ms,
+                server_time_ms: now_ms,
+            });
+        }
+    }
+    Ok(())
+}
+
+async fn pull<S: Storage>(
+    State(state): State<AppState<S>>,
+    device: Authenticated,
+    RawQuery(query): RawQuery,
+) -> Result<Json<PullResponse>, ApiError> {
+    let (after, limit) = pull_params(query.as_deref().unwrap_or(""))?;
+    let page = state.storage.pull(device.patient_id, after, limit).await?;
+    Ok(Json(PullResponse {
+        next_cursor: page.ops.last().map_or(after, |op| op.cursor),
+        ops: page.ops,
+        has_more: page.has_more,
+        server_time_ms: millis(Utc::now()),
+    }))
+}
+
+/// Reads `after` (default 0) and `limit` (1..=[`MAX_PULL_LIMIT`], default
+/// [`DEFAULT_PULL_LIMIT`]) from a pull query string.
+pub fn pull_params(query: &str) -> Result<(u64, u32), ApiError> {
+    let (mut after, mut limit) = (None, None);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let malformed = |message: String| ApiError::Malformed {
+            field: Some(key.to_string()),
+            message,
+        };
+        let slot = match key {
+            "after" => &mut after,
+            "limit" => &mut limit,
+            _ => {
+                return Err(malformed(format!(
+                    "unknown query parameter `{key}`; expected `after` and `limit`"
+                )))
+            }
+        };
+        if slot.is_some() {
+            return Err(malformed(format!("`{key}` is given twice")));
+        }
+        let number = value
+            .parse::<u64>()
+            .map_err(|_| malformed(format!("`{key}` must be a whole number ≥ 0")))?;
+        *slot = Some(number);
+    }
+    let limit = limit.unwrap_or(u64::from(DEFAULT_PULL_LIMIT));
+    if !(1..=u64::from(MAX_PULL_LIMIT)).contains(&limit) {
+        return Err(ValidationError::new(
+            "limit",
+            format!("must be between 1 and {MAX_PULL_LIMIT}, got {limit}"),
+        )
+        .into());
+    }
+    let after = after.unwrap_or(0);
+    if i64::try_from(after).is_err() {
+        return Err(ValidationError::new("after", format!("must be at most {}", i64::MAX)).into());
+    }
+    Ok((after, limit as u32))
+}
+
+async fn entry<S: Storage>(
+    State(state): State<AppState<S>>,
+    device: Authenticated,
+    Path(entry_id): Path<String>,
+) -> Result<Json<EntryResponse>, ApiError> {
+    // A malformed id gets the same answer as another patient's: nothing here.
+    let entry_id = Uuid::parse_str(&entry_id).map_err(|_| ApiError::NotFound)?;
+    let stored = state
+        .storage
+        .entry(device.patient_id, entry_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(EntryResponse {
+        entry_id,
+        entry: stored.state.to_entry(entry_id),
+        state: stored.state,
+        ops: stored.ops,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_parameters_have_defaults_and_bounds() {
+        assert_eq!(pull_params("").unwrap(), (0, DEFAULT_PULL_LIMIT));
+        assert_eq!(pull_params("after=7&limit=3").unwrap(), (7, 3));
+        assert_eq!(
+            pull_params(&format!("limit={MAX_PULL_LIMIT}")).unwrap().1,
+            MAX_PULL_LIMIT
+        );
+        let status = |q: &str| pull_params(q).unwrap_err().status();
+        assert_eq!(status("limit=0"), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            status(&format!("limit={}", MAX_PULL_LIMIT + 1)),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(status("after=-1"), StatusCode::BAD_REQUEST);
+        assert_eq!(status("after=x"), StatusCode::BAD_REQUEST);
+        assert_eq!(status("after=1&after=2"), StatusCode::BAD_REQUEST);
+        assert_eq!(status("since=1"), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            pull_params("since=1").unwrap_err().body().field.as_deref(),
+            Some("since")
+        );
+    }
+}

@@ -1,0 +1,540 @@
+//! The behaviour every [`Storage`] backend must show, as one suite of generic async tests.
+//!
+//! Each function takes a fresh handle and panics on a failure. Tests only touch patients they
+//! create themselves, so a backend may run them on a shared database. Run the whole suite for a
+//! backend with [`storage_conformance!`](crate::storage_conformance):
+//!
+//! ```ignore
+//! heeldiary_server::storage_conformance!(async {
+//!     let storage = heeldiary_server::storage::SqliteStorage::open_in_memory().await.unwrap();
+//!     (storage, ())
+//! });
+//! ```
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use heeldiary_core::wire::{PushResult, PushStatus};
+use heeldiary_core::{merge, Field, Hlc, Op, Patch};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::{NewCode, NewDevice, NewPatient, Role, Storage, StorageError};
+use crate::auth::{SecretHash, TokenSecret};
+
+/// Expands to one `#[tokio::test]` per conformance test. `$make` is evaluated once per test and
+/// is a future of `(storage, guard)`: the guard (a temporary directory, a scratch database, or
+/// `()`) is dropped when the test ends.
+#[macro_export]
+macro_rules! storage_conformance {
+    ($make:expr) => {
+        $crate::storage_conformance!(@each $make;
+            health_answers,
+            patients_are_created_once,
+            enrolment_consumes_the_code_once,
+            expired_and_unknown_codes_are_refused,
+            a_device_id_enrols_once,
+            revoked_devices_stay_revoked,
+            push_is_idempotent,
+            repeats_within_one_batch_are_stored_once,
+            cursors_follow_commit_order,
+            concurrent_pushes_leave_no_cursor_gaps,
+            pull_pages_after_a_cursor,
+            concurrent_edits_merge_into_the_entry_state,
+            tombstones_mark_the_entry_deleted,
+            patients_are_isolated,
+            a_failed_push_writes_nothing,
+        );
+    };
+    (@each $make:expr; $($test:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                let (storage, guard) = $make.await;
+                $crate::storage::conformance::$test(storage).await;
+                drop(guard);
+            }
+        )+
+    };
+}
+
+/// A fixed instant with whole milliseconds, so stored times compare exactly.
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 1, 8, 0, 0).unwrap()
+}
+
+async fn new_patient<S: Storage>(s: &S) -> Uuid {
+    let patient_id = Uuid::now_v7();
+    s.create_patient(NewPatient {
+        patient_id,
+        label: Some("conformance".into()),
+        created_at: t0(),
+    })
+    .await
+    .unwrap();
+    patient_id
+}
+
+async fn new_code<S: Storage>(s: &S, patient_id: Uuid, expires_at: DateTime<Utc>) -> SecretHash {
+    let code = crate::auth::new_code();
+    s.issue_code(NewCode {
+        code_hash: code.hash,
+        patient_id,
+        created_at: t0(),
+        expires_at,
+    })
+    .await
+    .unwrap();
+    code.hash
+}
+
+fn device(device_id: Uuid) -> NewDevice {
+    NewDevice {
+        device_id,
+        token_hash: TokenSecret::generate().hash,
+        role: Role::Device,
+        label: Some("phone".into()),
+    }
+}
+
+/// A patient with one enrolled device: (patient, device).
+async fn enrolled<S: Storage>(s: &S) -> (Uuid, Uuid) {
+    let patient = new_patient(s).await;
+    let device_id = add_device(s, patient).await;
+    (patient, device_id)
+}
+
+async fn add_device<S: Storage>(s: &S, patient: Uuid) -> Uuid {
+    let code = new_code(s, patient, t0() + Duration::hours(24)).await;
+    let device_id = Uuid::now_v7();
+    let got = s.enrol(code, device(device_id), t0()).await.unwrap();
+    assert_eq!(got, patient);
+    device_id
+}
+
+fn op(device: Uuid, seq: u64, entry: Uuid, wall_ms: u64, patch: &[(Field, Value)]) -> Op {
+    Op {
+        entry_id: entry,
+        device_id: device,
+        device_seq: seq,
+        hlc: Hlc {
+            wall_ms,
+            counter: 0,
+            node: device,
+        },
+        patch: patch.iter().cloned().collect::<Patch>(),
+    }
+}
+
+fn create(device: Uuid, seq: u64, entry: Uuid, wall_ms: u64) -> Op {
+    op(
+        device,
+        seq,
+        entry,
+        wall_ms,
+        &[
+            (Field::Day, json!("2026-11-01")),
+            (Field::RecordedAt, json!("2026-11-01T08:00:00+01:00")),
+            (Field::FirstStepPain, json!(7)),
+        ],
+    )
+}
+
+/// `n` ops of `device`, numbered from `first_seq`, each creating its own entry.
+fn batch(device: Uuid, first_seq: u64, n: u64) -> Vec<Op> {
+    (first_seq..first_seq + n)
+        .map(|seq| create(device, seq, Uuid::now_v7(), 1_000 + seq))
+        .collect()
+}
+
+fn statuses(results: &[PushResult]) -> Vec<PushStatus> {
+    results.iter().map(|r| r.status).collect()
+}
+
+async fn all_ops<S: Storage>(s: &S, patient: Uuid) -> Vec<heeldiary_core::wire::PulledOp> {
+    let page = s.pull(patient, 0, u32::MAX / 2).await.unwrap();
+    assert!(!page.has_more);
+    page.ops
+}
+
+/// The backend answers a health check.
+pub async fn health_answers<S: Storage>(s: S) {
+    s.health().await.unwrap();
+}
+
+/// A patient id can be created once.
+pub async fn patients_are_created_once<S: Storage>(s: S) {
+    let patient_id = new_patient(&s).await;
+    let again = s
+        .create_patient(NewPatient {
+            patient_id,
+            label: None,
+            created_at: t0(),
+        })
+        .await;
+    assert!(matches!(again, Err(StorageError::Conflict(_))), "{again:?}");
+    assert!(s.list_devices(patient_id).await.unwrap().is_empty());
+}
+
+/// Enrolment registers the device with its token hash and uses the code up.
+pub async fn enrolment_consumes_the_code_once<S: Storage>(s: S) {
+    let patient = new_patient(&s).await;
+    let code = new_code(&s, patient, t0() + Duration::hours(1)).await;
+    let first = device(Uuid::now_v7());
+    assert_eq!(s.enrol(code, first.clone(), t0()).await.unwrap(), patient);
+    let credentials = s
+        .authenticate(patient, first.device_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(credentials.token_hash.matches(&first.token_hash));
+    assert_eq!(credentials.role, Role::Device);
+    assert!(!credentials.revoked);
+
+    let second = device(Uuid::now_v7());
+    let again = s.enrol(code, second.clone(), t0()).await;
+    assert!(matches!(again, Err(StorageError::InvalidCode)), "{again:?}");
+    assert_eq!(
+        s.authenticate(patient, second.device_id).await.unwrap(),
+        None
+    );
+
+    let listed = s.list_devices(patient).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].device_id, first.device_id);
+    assert_eq!(listed[0].label.as_deref(), Some("phone"));
+    assert_eq!(listed[0].enrolled_at, t0());
+    assert_eq!(listed[0].revoked_at, None);
+}
+
+/// Codes stop working at their expiry; unknown codes never work; codes need a patient.
+pub async fn expired_and_unknown_codes_are_refused<S: Storage>(s: S) {
+    let patient = new_patient(&s).await;
+    let expires = t0() + Duration::hours(1);
+    let code = new_code(&s, patient, expires).await;
+    let late = s.enrol(code, device(Uuid::now_v7()), expires).await;
+    assert!(matches!(late, Err(StorageError::InvalidCode)), "{late:?}");
+    let just_in_time = expires - Duration::milliseconds(1);
+    assert_eq!(
+        s.enrol(code, device(Uuid::now_v7()), just_in_time)
+            .await
+            .unwrap(),
+        patient
+    );
+
+    let unknown = crate::auth::new_code().hash;
+    let refused = s.enrol(unknown, device(Uuid::now_v7()), t0()).await;
+    assert!(
+        matches!(refused, Err(StorageError::InvalidCode)),
+        "{refused:?}"
+    );
+
+    let orphan = s
+        .issue_code(NewCode {
+            code_hash: crate::auth::new_code().hash,
+            patient_id: Uuid::now_v7(),
+            created_at: t0(),
+            expires_at: expires,
+        })
+        .await;
+    assert!(matches!(orphan, Err(StorageError::NotFound)), "{orphan:?}");
+}
+
+/// A device id enrolled for one patient cannot enrol again, for any patient, and the refused
+/// code stays usable.
+pub async fn a_device_id_enrols_once<S: Storage>(s: S) {
+    let (first_patient, device_id) = enrolled(&s).await;
+    let other_patient = new_patient(&s).await;
+    let code = new_code(&s, other_patient, t0() + Duration::hours(1)).await;
+    let clash = s.enrol(code, device(device_id), t0()).await;
+    assert!(matches!(clash, Err(StorageError::Conflict(_))), "{clash:?}");
+    assert_eq!(
+        s.authenticate(other_patient, device_id).await.unwrap(),
+        None
+    );
+    assert!(s
+        .authenticate(first_patient, device_id)
+        .await
+        .unwrap()
+        .is_some());
+    // Same patient, same id: refused too.
+    let own = new_code(&s, first_patient, t0() + Duration::hours(1)).await;
+    let twice = s.enrol(own, device(device_id), t0()).await;
+    assert!(matches!(twice, Err(StorageError::Conflict(_))), "{twice:?}");
+    // The refused code was not used up.
+    assert_eq!(
+        s.enrol(code, device(Uuid::now_v7()), t0()).await.unwrap(),
+        other_patient
+    );
+}
+
+/// Revocation shows in authentication and the device list; repeating it keeps the first time.
+pub async fn revoked_devices_stay_revoked<S: Storage>(s: S) {
+    let (patient, phone) = enrolled(&s).await;
+    let tablet = add_device(&s, patient).await;
+    let at = t0() + Duration::minutes(5);
+    s.revoke_device(patient, phone, at).await.unwrap();
+    s.revoke_device(patient, phone, at + Duration::hours(1))
+        .await
+        .unwrap();
+    assert!(
+        s.authenticate(patient, phone)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
+    assert!(
+        !s.authenticate(patient, tablet)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
+    let listed = s.list_devices(patient).await.unwrap();
+    let phone_row = listed.iter().find(|d| d.device_id == phone).unwrap();
+    assert_eq!(phone_row.revoked_at, Some(at));
+    assert_eq!(listed.len(), 2);
+
+    let unknown = s.revoke_device(patient, Uuid::now_v7(), at).await;
+    assert!(
+        matches!(unknown, Err(StorageError::NotFound)),
+        "{unknown:?}"
+    );
+    let other_patients = s.revoke_device(Uuid::now_v7(), tablet, at).await;
+    assert!(
+        matches!(other_patients, Err(StorageError::NotFound)),
+        "{other_patients:?}"
+    );
+    let nobody = s.list_devices(Uuid::now_v7()).await;
+    assert!(matches!(nobody, Err(StorageError::NotFound)), "{nobody:?}");
+}
+
+/// A batch delivered twice is stored once; a different body under a known `(device, seq)` is a
+/// duplicate of the stored one.
+pub async fn push_is_idempotent<S: Storage>(s: S) {
+    let (patient, dev) = enrolled(&s).await;
+    let ops = batch(dev, 1, 3);
+    let first = s.push(patient, ops.clone(), t0()).await.unwrap();
+    assert_eq!(statuses(&first), vec![PushStatus::Applied; 3]);
+    assert_eq!(
+        first.iter().map(|r| r.device_seq).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    let again = s.push(patient, ops.clone(), t0()).await.unwrap();
+    assert_eq!(statuses(&again), vec![PushStatus::Duplicate; 3]);
+
+    let mut altered = ops[1].clone();
+    altered.patch.insert(Field::FirstStepPain, json!(1));
+    let next = create(dev, 4, Uuid::now_v7(), 2_000);
+    let mixed = s
+        .push(patient, vec![altered, next.clone()], t0())
+        .await
+        .unwrap();
+    assert_eq!(
+        statuses(&mixed),
+        vec![PushStatus::Duplicate, PushStatus::Applied]
+    );
+    let stored = all_ops(&s, patient).await;
+    let bodies: Vec<Op> = stored.into_iter().map(|p| p.op).collect();
+    assert_eq!(bodies, [ops, vec![next]].concat());
+}
+
+/// The same operation twice in one batch is applied once.
+pub async fn repeats_within_one_batch_are_stored_once<S: Storage>(s: S) {
+    let (patient, dev) = enrolled(&s).await;
+    let one = create(dev, 1, Uuid::now_v7(), 10);
+    let results = s
+        .push(patient, vec![one.clone(), one.clone()], t0())
+        .await
+        .unwrap();
+    assert_eq!(
+        statuses(&results),
+        vec![PushStatus::Applied, PushStatus::Duplicate]
+    );
+    assert_eq!(all_ops(&s, patient).await.len(), 1);
+}
+
+/// Applied operations get cursors 1, 2, 3… in commit order, with the push's receive time.
+pub async fn cursors_follow_commit_order<S: Storage>(s: S) {
+    let (patient, phone) = enrolled(&s).await;
+    let tablet = add_device(&s, patient).await;
+    let pushes = [
+        (phone, batch(phone, 1, 2), t0()),
+        (tablet, batch(tablet, 1, 3), t0() + Duration::seconds(1)),
+        (phone, batch(phone, 3, 1), t0() + Duration::seconds(2)),
+    ];
+    let mut expected = Vec::new();
+    for (_, ops, at) in &pushes {
+        s.push(patient, ops.clone(), *at).await.unwrap();
+        expected.extend(ops.iter().map(|op| (op.clone(), *at)));
+    }
+    let pulled = all_ops(&s, patient).await;
+    assert_eq!(
+        pulled.iter().map(|p| p.cursor).collect::<Vec<_>>(),
+        (1..=6).collect::<Vec<u64>>()
+    );
+    let got: Vec<(Op, DateTime<Utc>)> = pulled.into_iter().map(|p| (p.op, p.received_at)).collect();
+    assert_eq!(got, expected);
+}
+
+/// Concurrent pushes of one patient never leave a gap or a reordering in the cursors.
+pub async fn concurrent_pushes_leave_no_cursor_gaps<S: Storage>(s: S) {
+    const BATCHES: u64 = 8;
+    const PER_BATCH: u64 = 5;
+    let (patient, phone) = enrolled(&s).await;
+    let tablet = add_device(&s, patient).await;
+    let tasks: Vec<_> = [phone, tablet]
+        .into_iter()
+        .map(|dev| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                for b in 0..BATCHES {
+                    let ops = batch(dev, 1 + b * PER_BATCH, PER_BATCH);
+                    let results = s.push(patient, ops, t0()).await.unwrap();
+                    assert_eq!(
+                        statuses(&results),
+                        vec![PushStatus::Applied; PER_BATCH as usize]
+                    );
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let pulled = all_ops(&s, patient).await;
+    let total = 2 * BATCHES * PER_BATCH;
+    assert_eq!(
+        pulled.iter().map(|p| p.cursor).collect::<Vec<_>>(),
+        (1..=total).collect::<Vec<u64>>()
+    );
+    for dev in [phone, tablet] {
+        let seqs: Vec<u64> = pulled
+            .iter()
+            .filter(|p| p.op.device_id == dev)
+            .map(|p| p.op.device_seq)
+            .collect();
+        assert_eq!(seqs, (1..=BATCHES * PER_BATCH).collect::<Vec<u64>>());
+    }
+}
+
+/// Pull returns pages after a cursor, says whether more follow, and is empty at the end.
+pub async fn pull_pages_after_a_cursor<S: Storage>(s: S) {
+    let (patient, dev) = enrolled(&s).await;
+    let empty = s.pull(patient, 0, 10).await.unwrap();
+    assert!(empty.ops.is_empty() && !empty.has_more);
+    s.push(patient, batch(dev, 1, 5), t0()).await.unwrap();
+    let cursors = |ops: &[heeldiary_core::wire::PulledOp]| -> Vec<u64> {
+        ops.iter().map(|p| p.cursor).collect()
+    };
+    let page = s.pull(patient, 0, 2).await.unwrap();
+    assert_eq!((cursors(&page.ops), page.has_more), (vec![1, 2], true));
+    let page = s.pull(patient, 2, 2).await.unwrap();
+    assert_eq!((cursors(&page.ops), page.has_more), (vec![3, 4], true));
+    let page = s.pull(patient, 4, 2).await.unwrap();
+    assert_eq!((cursors(&page.ops), page.has_more), (vec![5], false));
+    let page = s.pull(patient, 5, 2).await.unwrap();
+    assert_eq!((cursors(&page.ops), page.has_more), (vec![], false));
+    let page = s.pull(patient, 3, 100).await.unwrap();
+    assert_eq!((cursors(&page.ops), page.has_more), (vec![4, 5], false));
+    let page = s.pull(patient, 0, 5).await.unwrap();
+    assert_eq!(
+        (cursors(&page.ops), page.has_more),
+        (vec![1, 2, 3, 4, 5], false)
+    );
+}
+
+/// Edits of one entry from two devices, delivered out of order, merge field by field: the
+/// stored state equals core's merge of all operations, and every operation stays in history.
+pub async fn concurrent_edits_merge_into_the_entry_state<S: Storage>(s: S) {
+    let (patient, phone) = enrolled(&s).await;
+    let tablet = add_device(&s, patient).await;
+    let entry = Uuid::now_v7();
+    let created = create(phone, 1, entry, 10);
+    let phone_edit = op(phone, 2, entry, 30, &[(Field::FirstStepPain, json!(2))]);
+    let tablet_old = op(tablet, 1, entry, 20, &[(Field::FirstStepPain, json!(9))]);
+    let tablet_other = op(tablet, 2, entry, 25, &[(Field::SittingPain, json!(5))]);
+    // The tablet's writes arrive first, the creation last.
+    s.push(
+        patient,
+        vec![tablet_old.clone(), tablet_other.clone()],
+        t0(),
+    )
+    .await
+    .unwrap();
+    s.push(patient, vec![phone_edit.clone()], t0())
+        .await
+        .unwrap();
+    let before_creation = s.entry(patient, entry).await.unwrap().unwrap();
+    assert_eq!(before_creation.state.to_entry(entry), None);
+    s.push(patient, vec![created.clone()], t0()).await.unwrap();
+
+    let stored = s.entry(patient, entry).await.unwrap().unwrap();
+    let all = [&tablet_old, &tablet_other, &phone_edit, &created];
+    assert_eq!(stored.state, merge(entry, all).state);
+    let shown = stored.state.to_entry(entry).unwrap();
+    assert_eq!(shown.first_step_pain, Some(2));
+    assert_eq!(shown.sitting_pain, Some(5));
+    assert_eq!(
+        stored.ops.iter().map(|p| &p.op).collect::<Vec<_>>(),
+        all.to_vec()
+    );
+    assert_eq!(s.entry(patient, Uuid::now_v7()).await.unwrap(), None);
+}
+
+/// A tombstone with the highest stamp deletes the entry; its history stays.
+pub async fn tombstones_mark_the_entry_deleted<S: Storage>(s: S) {
+    let (patient, dev) = enrolled(&s).await;
+    let entry = Uuid::now_v7();
+    let tombstone = op(dev, 2, entry, 50, &[(Field::Deleted, json!(true))]);
+    s.push(patient, vec![create(dev, 1, entry, 10), tombstone], t0())
+        .await
+        .unwrap();
+    let stored = s.entry(patient, entry).await.unwrap().unwrap();
+    assert!(stored.state.is_deleted());
+    assert!(stored.state.to_entry(entry).unwrap().deleted);
+    assert_eq!(stored.ops.len(), 2);
+}
+
+/// One patient's devices, operations and entries are invisible under another patient.
+pub async fn patients_are_isolated<S: Storage>(s: S) {
+    let (alice, alice_dev) = enrolled(&s).await;
+    let (bob, bob_dev) = enrolled(&s).await;
+    let entry = Uuid::now_v7();
+    s.push(alice, vec![create(alice_dev, 1, entry, 10)], t0())
+        .await
+        .unwrap();
+    s.push(bob, batch(bob_dev, 1, 2), t0()).await.unwrap();
+    assert_eq!(s.authenticate(bob, alice_dev).await.unwrap(), None);
+    assert_eq!(s.entry(bob, entry).await.unwrap(), None);
+    let bobs = all_ops(&s, bob).await;
+    assert_eq!(bobs.len(), 2);
+    assert!(bobs.iter().all(|p| p.op.device_id == bob_dev));
+    // Each patient's feed counts from 1.
+    assert_eq!(bobs[0].cursor, 1);
+    assert_eq!(all_ops(&s, alice).await[0].cursor, 1);
+    let devices = s.list_devices(bob).await.unwrap();
+    assert_eq!(
+        devices.iter().map(|d| d.device_id).collect::<Vec<_>>(),
+        vec![bob_dev]
+    );
+    let unknown = s.push(Uuid::now_v7(), batch(bob_dev, 3, 1), t0()).await;
+    assert!(
+        matches!(unknown, Err(StorageError::NotFound)),
+        "{unknown:?}"
+    );
+}
+
+/// A batch that fails part-way (here: a sequence number beyond what storage holds) leaves no
+/// trace: no operation, no entry, no cursor used.
+pub async fn a_failed_push_writes_nothing<S: Storage>(s: S) {
+    let (patient, dev) = enrolled(&s).await;
+    let good = create(dev, 1, Uuid::now_v7(), 10);
+    let mut bad = create(dev, 2, Uuid::now_v7(), 11);
+    bad.device_seq = u64::MAX;
+    let failed = s.push(patient, vec![good.clone(), bad], t0()).await;
+    assert!(failed.is_err(), "{failed:?}");
+    assert!(all_ops(&s, patient).await.is_empty());
+    assert_eq!(s.entry(patient, good.entry_id).await.unwrap(), None);
+    s.push(patient, vec![good], t0()).await.unwrap();
+    assert_eq!(all_ops(&s, patient).await[0].cursor, 1);
+}

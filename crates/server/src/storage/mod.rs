@@ -1,0 +1,267 @@
+//! Storage behind the server: one trait that every backend implements, and the values it
+//! exchanges. Handlers only ever see [`Storage`], so a backend can be added (PostgreSQL) without
+//! touching them; [`conformance`] is the test suite every backend must pass.
+//!
+//! Every table is keyed by `patient_id` first and no method reads across patients (except
+//! [`Storage::enrol`], which checks that a device id is not enrolled twice), so a backend can
+//! partition by patient.
+
+pub mod conformance;
+pub mod sqlite;
+
+use std::fmt;
+use std::future::Future;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use heeldiary_core::wire::{PulledOp, PushResult};
+use heeldiary_core::{EntryState, Op};
+use uuid::Uuid;
+
+use crate::auth::SecretHash;
+
+pub use sqlite::SqliteStorage;
+
+/// What a storage backend can fail with. Messages carry no personal data.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The patient or device does not exist.
+    #[error("not found")]
+    NotFound,
+    /// The enrolment code is unknown, used or expired.
+    #[error("unknown, used or expired enrolment code")]
+    InvalidCode,
+    /// The write collides with something that exists (a device id enrolled already).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The backend cannot serve now (locked, connection lost); retrying later may succeed.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// The database was written by a newer server; it is left untouched.
+    #[error(
+        "the database has schema version {found}, newer than this server supports ({supported}): \
+         upgrade heeldiary-server"
+    )]
+    SchemaTooNew {
+        /// Version found in the database.
+        found: u32,
+        /// Newest version this server knows.
+        supported: u32,
+    },
+    /// A fault in the backend or in stored data.
+    #[error("storage fault: {0}")]
+    Internal(String),
+}
+
+/// What a token may do. Only devices exist now; providers and analysts will follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Role {
+    /// A patient's own device: pushes and pulls that patient's operations.
+    Device,
+}
+
+impl Role {
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Device => "device",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = StorageError;
+    fn from_str(s: &str) -> Result<Self, StorageError> {
+        match s {
+            "device" => Ok(Role::Device),
+            other => Err(StorageError::Internal(format!("unknown role `{other}`"))),
+        }
+    }
+}
+
+/// A patient to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewPatient {
+    /// Its id.
+    pub patient_id: Uuid,
+    /// A label for the clinic (not shown to devices).
+    pub label: Option<String>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// An enrolment code to store; only its hash is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCode {
+    /// sha256 of the normalised code.
+    pub code_hash: SecretHash,
+    /// The patient a device enrolled with it will write for.
+    pub patient_id: Uuid,
+    /// When it was issued.
+    pub created_at: DateTime<Utc>,
+    /// After this instant it no longer works.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A device to register when its enrolment code is consumed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDevice {
+    /// The id the device made for itself.
+    pub device_id: Uuid,
+    /// sha256 of the secret part of its token.
+    pub token_hash: SecretHash,
+    /// What the token may do.
+    pub role: Role,
+    /// Optional name ("phone").
+    pub label: Option<String>,
+}
+
+/// What authentication needs to know about a device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceCredentials {
+    /// sha256 of the token secret.
+    pub token_hash: SecretHash,
+    /// What the token may do.
+    pub role: Role,
+    /// Whether the device was revoked.
+    pub revoked: bool,
+}
+
+/// A device as the clinic sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeviceInfo {
+    /// The device id.
+    pub device_id: Uuid,
+    /// What its token may do.
+    pub role: Role,
+    /// Its name, if it gave one.
+    pub label: Option<String>,
+    /// When it enrolled.
+    pub enrolled_at: DateTime<Utc>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// One page of a patient's operation feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullPage {
+    /// Operations in cursor order.
+    pub ops: Vec<PulledOp>,
+    /// Whether more operations follow the last one.
+    pub has_more: bool,
+}
+
+/// The materialized state of one entry and its history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEntry {
+    /// Merged field values.
+    pub state: EntryState,
+    /// The operations on the entry, in cursor order.
+    pub ops: Vec<PulledOp>,
+}
+
+/// The server's storage. Every method is one atomic unit: it either happens whole or not at all.
+///
+/// Implementations are cheap to clone (a handle to a pool or connection) and shared by all
+/// requests.
+pub trait Storage: Clone + Send + Sync + 'static {
+    /// Creates a patient with an empty feed.
+    ///
+    /// # Failure
+    /// [`StorageError::Conflict`] if the id exists.
+    fn create_patient(
+        &self,
+        patient: NewPatient,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// Stores an enrolment code for an existing patient.
+    ///
+    /// # Failure
+    /// [`StorageError::NotFound`] if the patient does not exist.
+    fn issue_code(&self, code: NewCode) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// Consumes the code with hash `code_hash` and registers `device` for its patient, in one
+    /// transaction; returns the patient id.
+    ///
+    /// # Failure
+    /// [`StorageError::InvalidCode`] if the code is unknown, used, or expired at `now`;
+    /// [`StorageError::Conflict`] if the device id is enrolled already (for any patient), in
+    /// which case the code stays unused.
+    fn enrol(
+        &self,
+        code_hash: SecretHash,
+        device: NewDevice,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Uuid, StorageError>> + Send;
+
+    /// The credentials of a device, or `None` if the patient has no such device.
+    fn authenticate(
+        &self,
+        patient_id: Uuid,
+        device_id: Uuid,
+    ) -> impl Future<Output = Result<Option<DeviceCredentials>, StorageError>> + Send;
+
+    /// Revokes a device's token from `now` on. Revoking twice keeps the first time.
+    ///
+    /// # Failure
+    /// [`StorageError::NotFound`] if the patient has no such device.
+    fn revoke_device(
+        &self,
+        patient_id: Uuid,
+        device_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// The devices of a patient, in enrolment order.
+    ///
+    /// # Failure
+    /// [`StorageError::NotFound`] if the patient does not exist.
+    fn list_devices(
+        &self,
+        patient_id: Uuid,
+    ) -> impl Future<Output = Result<Vec<DeviceInfo>, StorageError>> + Send;
+
+    /// Stores a validated batch in one transaction. An operation whose `(device_id, device_seq)`
+    /// the patient already has is a duplicate (its stored body is kept, even if the new one
+    /// differs); every other one gets the patient's next cursor, `received_at`, and is merged
+    /// into its entry's materialized state. Results come in request order.
+    ///
+    /// Cursors of one patient increase strictly in commit order: a reader that has seen cursor
+    /// `n` committed has seen every cursor below it.
+    ///
+    /// # Failure
+    /// [`StorageError::NotFound`] if the patient does not exist. On any error nothing is written.
+    fn push(
+        &self,
+        patient_id: Uuid,
+        ops: Vec<Op>,
+        received_at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<PushResult>, StorageError>> + Send;
+
+    /// Up to `limit` operations of the patient with a cursor above `after`, in cursor order.
+    fn pull(
+        &self,
+        patient_id: Uuid,
+        after: u64,
+        limit: u32,
+    ) -> impl Future<Output = Result<PullPage, StorageError>> + Send;
+
+    /// One entry of the patient, or `None` if the patient has no operation on it.
+    fn entry(
+        &self,
+        patient_id: Uuid,
+        entry_id: Uuid,
+    ) -> impl Future<Output = Result<Option<StoredEntry>, StorageError>> + Send;
+
+    /// Whether the backend answers.
+    fn health(&self) -> impl Future<Output = Result<(), StorageError>> + Send;
+}

@@ -1,0 +1,798 @@
+//! The HTTP API through the router, without a socket: every endpoint, every error status, gzip
+//! in both directions.
+
+use std::io::{Read, Write};
+
+use axum::body::{to_bytes, Body};
+use axum::http::{header, Method, Request, StatusCode};
+use axum::Router;
+use chrono::Utc;
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use heeldiary_core::wire::{
+    EnrolResponse, EntryResponse, ErrorBody, ErrorCode, PullResponse, PushResponse, PushStatus,
+    MAX_BODY_BYTES, MAX_PULL_LIMIT, MAX_PUSH_OPS,
+};
+use heeldiary_core::{Hlc, MAX_CLOCK_AHEAD_MS};
+use heeldiary_server::admin;
+use heeldiary_server::storage::{SqliteStorage, Storage};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+use uuid::Uuid;
+
+struct Server {
+    app: Router,
+    storage: SqliteStorage,
+}
+
+/// An answer: status, headers and the body (decompressed if it came gzipped).
+struct Answer {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json<T: serde::de::DeserializeOwned>(&self) -> T {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!("{e}: {}", String::from_utf8_lossy(&self.body));
+        })
+    }
+
+    /// Asserts the status and that the body is an [`ErrorBody`] with `code`; returns it.
+    fn error(&self, status: StatusCode, code: ErrorCode) -> ErrorBody {
+        assert_eq!(
+            self.status,
+            status,
+            "{}",
+            String::from_utf8_lossy(&self.body)
+        );
+        assert_eq!(
+            self.headers.get(header::CONTENT_TYPE).unwrap(),
+            "application/json"
+        );
+        let body: ErrorBody = self.json();
+        assert_eq!(body.error, code, "{body:?}");
+        body
+    }
+}
+
+/// A device enrolled through the API.
+struct Device {
+    patient_id: Uuid,
+    device_id: Uuid,
+    token: String,
+    seq: u64,
+}
+
+impl Server {
+    async fn new() -> Self {
+        let storage = SqliteStorage::open_in_memory().await.unwrap();
+        Server {
+            app: heeldiary_server::app(storage.clone()),
+            storage,
+        }
+    }
+
+    async fn send(&self, request: Request<Body>) -> Answer {
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let raw = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        let body = if headers
+            .get(header::CONTENT_ENCODING)
+            .is_some_and(|v| v == "gzip")
+        {
+            let mut out = Vec::new();
+            GzDecoder::new(&raw[..]).read_to_end(&mut out).unwrap();
+            out
+        } else {
+            raw.to_vec()
+        };
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn post(&self, path: &str, token: Option<&str>, body: impl Into<Body>) -> Answer {
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        self.send(request.body(body.into()).unwrap()).await
+    }
+
+    async fn get(&self, path: &str, token: Option<&str>) -> Answer {
+        let mut request = Request::builder().uri(path);
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        self.send(request.body(Body::empty()).unwrap()).await
+    }
+
+    async fn code_for(&self, patient: Option<Uuid>) -> (Uuid, String) {
+        let issued = match patient {
+            None => admin::add_patient(&self.storage, None, 24, Utc::now()).await,
+            Some(p) => admin::new_code_for(&self.storage, p, 24, Utc::now()).await,
+        }
+        .unwrap();
+        (issued.patient_id, issued.code)
+    }
+
+    async fn enrol(&self, patient: Option<Uuid>) -> Device {
+        let (patient_id, code) = self.code_for(patient).await;
+        let device_id = Uuid::now_v7();
+        let answer = self
+            .post(
+                "/v1/enrol",
+                None,
+                json!({"code": code, "device_id": device_id, "label": "phone"}).to_string(),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::OK);
+        let enrolled: EnrolResponse = answer.json();
+        assert_eq!(
+            (enrolled.patient_id, enrolled.device_id),
+            (patient_id, device_id)
+        );
+        Device {
+            patient_id,
+            device_id,
+            token: enrolled.token,
+            seq: 0,
+        }
+    }
+
+    async fn push(&self, device: &Device, ops: Vec<Value>) -> Answer {
+        self.post(
+            "/v1/push",
+            Some(&device.token),
+            json!({ "ops": ops }).to_string(),
+        )
+        .await
+    }
+
+    async fn pull_all(&self, device: &Device) -> PullResponse {
+        let answer = self
+            .get(
+                &format!("/v1/pull?limit={MAX_PULL_LIMIT}"),
+                Some(&device.token),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::OK);
+        answer.json()
+    }
+}
+
+impl Device {
+    /// The next operation of this device on `entry`, stamped now, setting `patch`.
+    fn op(&mut self, entry: Uuid, patch: Value) -> Value {
+        self.seq += 1;
+        let hlc = Hlc {
+            wall_ms: Utc::now().timestamp_millis() as u64,
+            counter: self.seq as u32,
+            node: self.device_id,
+        };
+        json!({
+            "entry_id": entry,
+            "device_id": self.device_id,
+            "device_seq": self.seq,
+            "hlc": hlc.to_string(),
+            "patch": patch,
+        })
+    }
+
+    /// An operation creating `entry` today.
+    fn create(&mut self, entry: Uuid, first_step_pain: i64) -> Value {
+        let now = Utc::now();
+        self.op(
+            entry,
+            json!({
+                "day": now.date_naive().to_string(),
+                "recorded_at": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, false),
+                "first_step_pain": first_step_pain,
+            }),
+        )
+    }
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+#[tokio::test]
+async fn health_reports_ok() {
+    let server = Server::new().await;
+    let answer = server.get("/healthz", None).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.json::<Value>(), json!({"status": "ok"}));
+}
+
+#[tokio::test]
+async fn an_enrolled_device_pushes_pulls_and_reads_its_entries() {
+    let server = Server::new().await;
+    let mut phone = server.enrol(None).await;
+    let entry = Uuid::now_v7();
+    let ops = vec![
+        phone.create(entry, 7),
+        phone.op(entry, json!({"sitting_pain": 2})),
+    ];
+    let answer = server.push(&phone, ops.clone()).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let pushed: PushResponse = answer.json();
+    assert_eq!(
+        pushed.results.iter().map(|r| r.status).collect::<Vec<_>>(),
+        vec![PushStatus::Applied; 2]
+    );
+    assert!(pushed.server_time_ms > 0);
+
+    // A retried batch is a duplicate.
+    let again: PushResponse = server.push(&phone, ops).await.json();
+    assert!(again
+        .results
+        .iter()
+        .all(|r| r.status == PushStatus::Duplicate));
+
+    // The patient's second device sees both operations.
+    let tablet = server.enrol(Some(phone.patient_id)).await;
+    let pulled = server.pull_all(&tablet).await;
+    assert_eq!(pulled.ops.len(), 2);
+    assert_eq!(pulled.next_cursor, 2);
+    assert!(!pulled.has_more);
+    let page: PullResponse = server
+        .get("/v1/pull?after=1&limit=1", Some(&tablet.token))
+        .await
+        .json();
+    assert_eq!(
+        (page.ops.len(), page.next_cursor, page.has_more),
+        (1, 2, false)
+    );
+    let empty: PullResponse = server
+        .get("/v1/pull?after=2", Some(&tablet.token))
+        .await
+        .json();
+    assert_eq!((empty.ops.len(), empty.next_cursor), (0, 2));
+
+    let answer = server
+        .get(&format!("/v1/entries/{entry}"), Some(&tablet.token))
+        .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let shown: EntryResponse = answer.json();
+    assert_eq!(shown.entry_id, entry);
+    let merged = shown.entry.unwrap();
+    assert_eq!(
+        (merged.first_step_pain, merged.sitting_pain),
+        (Some(7), Some(2))
+    );
+    assert_eq!(shown.ops.len(), 2);
+}
+
+#[tokio::test]
+async fn enrolment_codes_work_once_and_only_when_known() {
+    let server = Server::new().await;
+    let (_, code) = server.code_for(None).await;
+    let enrol = |code: String, device: Uuid| {
+        let server = &server;
+        async move {
+            server
+                .post(
+                    "/v1/enrol",
+                    None,
+                    json!({"code": code, "device_id": device}).to_string(),
+                )
+                .await
+        }
+    };
+    let device = Uuid::now_v7();
+    // Typed sloppily: lower case, spaces.
+    let sloppy = code.to_lowercase().replace('-', " ");
+    assert_eq!(enrol(sloppy, device).await.status, StatusCode::OK);
+    enrol(code.clone(), Uuid::now_v7())
+        .await
+        .error(StatusCode::UNAUTHORIZED, ErrorCode::InvalidCode);
+    enrol("0000-0000-0000".into(), Uuid::now_v7())
+        .await
+        .error(StatusCode::UNAUTHORIZED, ErrorCode::InvalidCode);
+    enrol("not a code".into(), Uuid::now_v7())
+        .await
+        .error(StatusCode::UNAUTHORIZED, ErrorCode::InvalidCode);
+
+    // The same device id cannot enrol twice; the fresh code stays usable.
+    let (_, fresh) = server.code_for(None).await;
+    let clash = enrol(fresh.clone(), device)
+        .await
+        .error(StatusCode::CONFLICT, ErrorCode::InvalidValue);
+    assert_eq!(clash.field.as_deref(), Some("device_id"));
+    assert_eq!(enrol(fresh, Uuid::now_v7()).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn enrolment_checks_its_body() {
+    let server = Server::new().await;
+    let (_, code) = server.code_for(None).await;
+    let unknown = server
+        .post(
+            "/v1/enrol",
+            None,
+            json!({"code": code, "device_id": Uuid::now_v7(), "colour": "red"}).to_string(),
+        )
+        .await
+        .error(StatusCode::BAD_REQUEST, ErrorCode::MalformedRequest);
+    assert_eq!(unknown.field.as_deref(), Some("colour"));
+    let bad_id = server
+        .post(
+            "/v1/enrol",
+            None,
+            json!({"code": code, "device_id": "nope"}).to_string(),
+        )
+        .await
+        .error(StatusCode::BAD_REQUEST, ErrorCode::MalformedRequest);
+    assert_eq!(bad_id.field.as_deref(), Some("device_id"));
+    let long = server
+        .post(
+            "/v1/enrol",
+            None,
+            json!({"code": code, "device_id": Uuid::now_v7(), "label": "x".repeat(201)})
+                .to_string(),
+        )
+        .await
+        .error(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidValue);
+    assert_eq!(long.field.as_deref(), Some("label"));
+}
+
+#[tokio::test]
+async fn requests_without_a_valid_token_are_unauthorized() {
+    let server = Server::new().await;
+    let phone = server.enrol(None).await;
+    let answer = server.post("/v1/push", None, "{}").await;
+    answer.error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized);
+    assert_eq!(
+        answer.headers.get(header::WWW_AUTHENTICATE).unwrap(),
+        "Bearer"
+    );
+    server
+        .get("/v1/pull", None)
+        .await
+        .error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized);
+    server
+        .get("/v1/pull", Some("garbage"))
+        .await
+        .error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized);
+    // Right ids, wrong secret.
+    let (ids, secret) = phone.token.rsplit_once('.').unwrap();
+    let flipped: String = secret
+        .chars()
+        .map(|c| if c == '0' { '1' } else { '0' })
+        .collect();
+    server
+        .get("/v1/pull", Some(&format!("{ids}.{flipped}")))
+        .await
+        .error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized);
+    // A token never opens another patient's feed: the patient id is part of what is checked.
+    let other = server.enrol(None).await;
+    let swapped = phone.token.replacen(
+        &phone.patient_id.to_string(),
+        &other.patient_id.to_string(),
+        1,
+    );
+    server
+        .get("/v1/pull", Some(&swapped))
+        .await
+        .error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized);
+
+    // Revoked: refused from then on, even with an empty body.
+    assert_eq!(
+        server.get("/v1/pull", Some(&phone.token)).await.status,
+        StatusCode::OK
+    );
+    admin::revoke_device(
+        &server.storage,
+        phone.patient_id,
+        phone.device_id,
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    server
+        .post("/v1/push", Some(&phone.token), "{}")
+        .await
+        .error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized);
+}
+
+#[tokio::test]
+async fn malformed_bodies_are_400_with_the_path() {
+    let server = Server::new().await;
+    let mut phone = server.enrol(None).await;
+    let not_json = server
+        .post("/v1/push", Some(&phone.token), "{ops: [")
+        .await
+        .error(StatusCode::BAD_REQUEST, ErrorCode::MalformedRequest);
+    assert!(!not_json.message.is_empty());
+    server
+        .post("/v1/push", Some(&phone.token), "")
+        .await
+        .error(StatusCode::BAD_REQUEST, ErrorCode::MalformedRequest);
+
+    let mut op = phone.create(Uuid::now_v7(), 3);
+    op["extra"] = json!(1);
+    let good = phone.create(Uuid::now_v7(), 3);
+    let unknown = server
+        .push(&phone, vec![good, op])
+        .await
+        .error(StatusCode::BAD_REQUEST, ErrorCode::MalformedRequest);
+    assert_eq!(unknown.field.as_deref(), Some("ops[1].extra"));
+
+    let mut op = phone.create(Uuid::now_v7(), 3);
+    op["patch"]["pain"] = json!(3);
+    let field = server
+        .push(&phone, vec![op])
+        .await
+        .error(StatusCode::BAD_REQUEST, ErrorCode::MalformedRequest);
+    assert!(field.field.unwrap().starts_with("ops[0].patch"));
+    assert!(
+        field.message.contains("unknown field `pain`"),
+        "{}",
+        field.message
+    );
+    assert!(server.pull_all(&phone).await.ops.is_empty());
+}
+
+#[tokio::test]
+async fn out_of_range_values_are_422_and_the_batch_writes_nothing() {
+    let server = Server::new().await;
+    let mut phone = server.enrol(None).await;
+    let entry = Uuid::now_v7();
+    let ops = vec![
+        phone.create(entry, 3),
+        phone.create(Uuid::now_v7(), 4),
+        phone.op(Uuid::now_v7(), json!({"rest_pain": 1})),
+        phone.op(entry, json!({"first_step_pain": 11})),
+    ];
+    let refused = server
+        .push(&phone, ops)
+        .await
+        .error(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidValue);
+    assert_eq!(
+        refused.field.as_deref(),
+        Some("ops[3].patch.first_step_pain")
+    );
+    assert!(
+        refused.message.contains("between 0 and 10"),
+        "{}",
+        refused.message
+    );
+    assert!(server.pull_all(&phone).await.ops.is_empty());
+    server
+        .get(&format!("/v1/entries/{entry}"), Some(&phone.token))
+        .await
+        .error(StatusCode::NOT_FOUND, ErrorCode::NotFound);
+}
+
+#[tokio::test]
+async fn operations_of_another_device_are_refused() {
+    let server = Server::new().await;
+    let mut phone = server.enrol(None).await;
+    let mut tablet = server.enrol(Some(phone.patient_id)).await;
+    let mine = phone.create(Uuid::now_v7(), 1);
+    let theirs = tablet.create(Uuid::now_v7(), 1);
+    let refused = server
+        .push(&phone, vec![mine, theirs])
+        .await
+        .error(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidValue);
+    assert_eq!(refused.field.as_deref(), Some("ops[1].device_id"));
+    assert!(server.pull_all(&phone).await.ops.is_empty());
+}
+
+#[tokio::test]
+async fn a_clock_far_ahead_gets_clock_ahead_with_the_server_time() {
+    let server = Server::new().await;
+    let mut phone = server.enrol(None).await;
+    let ok = phone.create(Uuid::now_v7(), 1);
+    let mut ahead = phone.create(Uuid::now_v7(), 1);
+    let future = Hlc {
+        wall_ms: Utc::now().timestamp_millis() as u64 + MAX_CLOCK_AHEAD_MS + 60_000,
+        counter: 0,
+        node: phone.device_id,
+    };
+    ahead["hlc"] = json!(future.to_string());
+    let before = Utc::now().timestamp_millis() as u64;
+    let refused = server
+        .push(&phone, vec![ok, ahead])
+        .await
+        .error(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::ClockAhead);
+    assert_eq!(refused.field.as_deref(), Some("ops[1].hlc"));
+    let server_time = refused.server_time_ms.unwrap();
+    assert!(server_time >= before && server_time < future.wall_ms);
+    assert!(server.pull_all(&phone).await.ops.is_empty());
+}
+
+#[tokio::test]
+async fn oversized_batches_and_bodies_are_413() {
+    let server = Server::new().await;
+    let mut phone = server.enrol(None).await;
+    let ops: Vec<Value> = (0..=MAX_PUSH_OPS)
+        .map(|_| phone.create(Uuid::now_v7(), 1))
+        .collect();
+    let refused = server
+        .push(&phone, ops)
+        .await
+        .error(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge);
+    assert_eq!(refused.field.as_deref(), Some("ops"));
+
+    let mut padded = br#"{"ops":[]}"#.to_vec();
+    padded.resize(MAX_BODY_BYTES + 1, b' ');
+    server
+        .post("/v1/push", Some(&phone.token), padded.clone())
+        .await
+        .error(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge);
+
+    // The limit holds after decompression: a small gzip body that inflates past it.
+    let bomb = gzip(&padded);
+    assert!(bomb.len() < MAX_BODY_BYTES / 100);
+    let request = Request::post("/v1/push")
+        .header(header::AUTHORIZATION, format!("Bearer {}", phone.token))
+        .header(header::CONTENT_ENCODING, "gzip")
+        .body(Body::from(bomb))
+        .unwrap();
+    server
+        .send(request)
+        .await
+        .error(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge);
+    assert!(server.pull_all(&phone).await.ops.is_empty());
+}
+
+#[tokio::test]
+async fn gzip_works_both_ways() {
+    let server = Server::new().await;
+    let mut phone = server.enrol(None).await;
+    let ops: Vec<Value> = (0..50).map(|_| phone.create(Uuid::now_v7(), 5)).collect();
+    let body = json!({ "ops": ops }).to_string();
+    let request = Request::post("/v1/push")
+        .header(header::AUTHORIZATION, format!("Bearer {}", phone.token))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_ENCODING, "gzip")
+        .body(Body::from(gzip(body.as_bytes())))
+        .unwrap();
+    let answer = server.send(request).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.json::<PushResponse>().results.len(), 50);
+
+    let request = Request::get("/v1/pull")
+        .header(header::AUTHORIZATION, format!("Bearer {}", phone.token))
+        .header(header::ACCEPT_ENCODING, "gzip")
+        .body(Body::empty())
+        .unwrap();
+    let answer = server.send(request).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(
+        answer.headers.get(header::CONTENT_ENCODING).unwrap(),
+        "gzip"
+    );
+    assert_eq!(answer.json::<PullResponse>().ops.len(), 50);
+
+    // A body that claims gzip but is not.
+    let request = Request::post("/v1/push")
+        .header(header::AUTHORIZATION, format!("Bearer {}", phone.token))
+        .header(header::CONTENT_ENCODING, "gzip")
+        .body(Body::from("{\"ops\":[]}"))
+        .unwrap();
+    server
+        .send(request)
+        .await
+        .error(StatusCode::BAD_REQUEST, ErrorCode::MalformedRequest);
+}
+
+#[tokio::test]
+async fn pull_parameters_are_checked() {
+    let server = Server::new().await;
+    let phone = server.enrol(None).await;
+    let limit = server
+        .get("/v1/pull?limit=0", Some(&phone.token))
+        .await
+        .error(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidValue);
+    assert_eq!(limit.field.as_deref(), Some("limit"));
+    let after = server
+        .get("/v1/pull?after=soon", Some(&phone.token))
+        .await
+        .error(StatusCode::BAD_REQUEST, ErrorCode::MalformedRequest);
+    assert_eq!(after.field.as_deref(), Some("after"));
+}
+
+#[tokio::test]
+async fn another_patients_entry_looks_like_no_entry() {
+    let server = Server::new().await;
+    let mut alice = server.enrol(None).await;
+    let bob = server.enrol(None).await;
+    let entry = Uuid::now_v7();
+    let op = alice.create(entry, 6);
+    assert_eq!(server.push(&alice, vec![op]).await.status, StatusCode::OK);
+    assert_eq!(
+        server
+            .get(&format!("/v1/entries/{entry}"), Some(&alice.token))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let theirs = server
+        .get(&format!("/v1/entries/{entry}"), Some(&bob.token))
+        .await;
+    let unknown = server
+        .get(&format!("/v1/entries/{}", Uuid::now_v7()), Some(&bob.token))
+        .await;
+    let malformed = server.get("/v1/entries/not-an-id", Some(&bob.token)).await;
+    for answer in [&theirs, &unknown, &malformed] {
+        answer.error(StatusCode::NOT_FOUND, ErrorCode::NotFound);
+    }
+    assert_eq!(theirs.body, unknown.body);
+    assert_eq!(theirs.body, malformed.body);
+    assert!(server.pull_all(&bob).await.ops.is_empty());
+    // Without a token the question is not even answered.
+    server
+        .get(&format!("/v1/entries/{entry}"), None)
+        .await
+        .error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized);
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_get_error_bodies() {
+    let server = Server::new().await;
+    server
+        .get("/v2/pull", None)
+        .await
+        .error(StatusCode::NOT_FOUND, ErrorCode::NotFound);
+    let answer = server.get("/v1/push", None).await;
+    answer.error(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::MalformedRequest);
+    assert!(answer.headers.get(header::ALLOW).is_some());
+}
+
+/// A backend that is down: every call fails as `fail` says. Shows that handlers work over any
+/// [`Storage`] and map its failures to 503 and 500.
+#[derive(Clone)]
+struct Down {
+    retryable: bool,
+}
+
+impl Down {
+    fn fail<T>(&self) -> Result<T, heeldiary_server::storage::StorageError> {
+        use heeldiary_server::storage::StorageError;
+        Err(if self.retryable {
+            StorageError::Unavailable("database is locked".into())
+        } else {
+            StorageError::Internal("disk I/O error at /secret/path".into())
+        })
+    }
+}
+
+impl Storage for Down {
+    async fn create_patient(
+        &self,
+        _: heeldiary_server::storage::NewPatient,
+    ) -> Result<(), heeldiary_server::storage::StorageError> {
+        self.fail()
+    }
+    async fn issue_code(
+        &self,
+        _: heeldiary_server::storage::NewCode,
+    ) -> Result<(), heeldiary_server::storage::StorageError> {
+        self.fail()
+    }
+    async fn enrol(
+        &self,
+        _: heeldiary_server::auth::SecretHash,
+        _: heeldiary_server::storage::NewDevice,
+        _: chrono::DateTime<Utc>,
+    ) -> Result<Uuid, heeldiary_server::storage::StorageError> {
+        self.fail()
+    }
+    async fn authenticate(
+        &self,
+        _: Uuid,
+        _: Uuid,
+    ) -> Result<
+        Option<heeldiary_server::storage::DeviceCredentials>,
+        heeldiary_server::storage::StorageError,
+    > {
+        self.fail()
+    }
+    async fn revoke_device(
+        &self,
+        _: Uuid,
+        _: Uuid,
+        _: chrono::DateTime<Utc>,
+    ) -> Result<(), heeldiary_server::storage::StorageError> {
+        self.fail()
+    }
+    async fn list_devices(
+        &self,
+        _: Uuid,
+    ) -> Result<Vec<heeldiary_server::storage::DeviceInfo>, heeldiary_server::storage::StorageError>
+    {
+        self.fail()
+    }
+    async fn push(
+        &self,
+        _: Uuid,
+        _: Vec<heeldiary_core::Op>,
+        _: chrono::DateTime<Utc>,
+    ) -> Result<Vec<heeldiary_core::wire::PushResult>, heeldiary_server::storage::StorageError>
+    {
+        self.fail()
+    }
+    async fn pull(
+        &self,
+        _: Uuid,
+        _: u64,
+        _: u32,
+    ) -> Result<heeldiary_server::storage::PullPage, heeldiary_server::storage::StorageError> {
+        self.fail()
+    }
+    async fn entry(
+        &self,
+        _: Uuid,
+        _: Uuid,
+    ) -> Result<
+        Option<heeldiary_server::storage::StoredEntry>,
+        heeldiary_server::storage::StorageError,
+    > {
+        self.fail()
+    }
+    async fn health(&self) -> Result<(), heeldiary_server::storage::StorageError> {
+        self.fail()
+    }
+}
+
+#[tokio::test]
+async fn storage_failures_are_503_or_a_safe_500() {
+    let token = format!("{}.{}.{}", Uuid::now_v7(), Uuid::now_v7(), "ab".repeat(32));
+    for (retryable, status, code) in [
+        (
+            true,
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+        ),
+        (
+            false,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+        ),
+    ] {
+        let app = heeldiary_server::app(Down { retryable });
+        let answer = |request: Request<Body>| {
+            let app = app.clone();
+            async move {
+                let response = app.oneshot(request).await.unwrap();
+                let status = response.status();
+                let headers = response.headers().clone();
+                let body = to_bytes(response.into_body(), usize::MAX)
+                    .await
+                    .unwrap()
+                    .to_vec();
+                Answer {
+                    status,
+                    headers,
+                    body,
+                }
+            }
+        };
+        let pull = answer(
+            Request::get("/v1/pull")
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        let body = pull.error(status, code);
+        assert!(!body.message.contains("secret") && !body.message.contains("locked"));
+        // Health is unavailable whatever the cause.
+        answer(Request::get("/healthz").body(Body::empty()).unwrap())
+            .await
+            .error(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable);
+    }
+}
