@@ -6,6 +6,7 @@
 mod diary;
 mod entry_flags;
 mod render;
+mod sync;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -83,6 +84,33 @@ enum Command {
         /// File to read, or `-` for standard input.
         file: PathBuf,
     },
+    /// Connect this device to a heeldiary server with the code your clinic gave you.
+    Enroll {
+        /// Server URL, e.g. https://clinic.example or http://127.0.0.1:8080.
+        #[arg(long, value_name = "URL")]
+        server: String,
+        /// Single-use enrolment code.
+        #[arg(long, value_name = "CODE")]
+        code: String,
+        /// A name for this device, e.g. "phone".
+        #[arg(long, value_name = "TEXT")]
+        label: Option<String>,
+    },
+    /// Send this device's changes to the server and fetch the other devices' changes.
+    Sync {
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Operations per push request.
+        #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        batch: u32,
+    },
+    /// Show this device's id, enrolment and sync state.
+    Status {
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -115,6 +143,13 @@ fn run(cli: Cli) -> Result<()> {
         } => diary::edit(&mut store, id, date, &clear, fields),
         Command::Delete { id } => diary::delete(&mut store, id),
         Command::Import { file } => diary::import(&mut store, &file),
+        Command::Enroll {
+            server,
+            code,
+            label,
+        } => sync::enroll(&mut store, &server, &code, label.as_deref()),
+        Command::Sync { json, batch } => sync::sync(&mut store, json, batch as usize),
+        Command::Status { json } => sync::status(&store, json),
     }
 }
 

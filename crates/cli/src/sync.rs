@@ -1,0 +1,98 @@
+//! Enrolment, sync and status: the device's side of the server.
+
+use anyhow::{Context, Result};
+use heeldiary_client::SyncOptions;
+use heeldiary_store::{Store, StoreError};
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the network runtime")
+}
+
+pub fn enroll(store: &mut Store, server: &str, code: &str, label: Option<&str>) -> Result<()> {
+    let enrolment = runtime()?.block_on(heeldiary_client::enroll(store, server, code, label))?;
+    println!(
+        "enrolled device {} for patient {} at {}",
+        store.device_id(),
+        enrolment.patient_id,
+        enrolment.server_url
+    );
+    println!("next: heeldiary sync");
+    Ok(())
+}
+
+pub fn sync(store: &mut Store, json: bool, batch: usize) -> Result<()> {
+    let options = SyncOptions {
+        push_batch: batch,
+        ..SyncOptions::default()
+    };
+    let summary = runtime()?.block_on(heeldiary_client::sync(store, &options))?;
+    if json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        println!(
+            "pushed {} (already on server {}), pulled {}, conflicts {}, in {:.2} s{}{}",
+            summary.pushed,
+            summary.already_on_server,
+            summary.pulled,
+            summary.conflicts,
+            summary.elapsed_ms as f64 / 1000.0,
+            if summary.retries > 0 {
+                format!(", {} retries", summary.retries)
+            } else {
+                String::new()
+            },
+            if summary.restamped > 0 {
+                format!(
+                    "; this device's clock ran ahead of the server's, {} changes were re-stamped",
+                    summary.restamped
+                )
+            } else {
+                String::new()
+            },
+        );
+    }
+    Ok(())
+}
+
+pub fn status(store: &Store, json: bool) -> Result<()> {
+    let state = store.sync_state()?;
+    let enrolment = match store.enrolment() {
+        Ok(e) => Some(e),
+        Err(StoreError::NotEnrolled) => None,
+        Err(other) => return Err(other.into()),
+    };
+    if json {
+        let doc = serde_json::json!({
+            "device_id": store.device_id(),
+            "server_url": enrolment.as_ref().map(|e| &e.server_url),
+            "patient_id": enrolment.as_ref().map(|e| e.patient_id),
+            "sync": state,
+        });
+        println!("{doc}");
+        return Ok(());
+    }
+    println!("device      {}", store.device_id());
+    match &enrolment {
+        Some(e) => println!("server      {} (patient {})", e.server_url, e.patient_id),
+        None => println!("server      not enrolled (heeldiary enroll --server URL --code CODE)"),
+    }
+    println!(
+        "pending     {} changes not yet on the server",
+        state.pending
+    );
+    println!("pulled up to cursor {}", state.pull_cursor);
+    if state.clock_offset_ms != 0 {
+        println!(
+            "clock       corrected by {} ms to match the server",
+            state.clock_offset_ms
+        );
+    }
+    match state.last_sync_at {
+        Some(at) => println!("last sync   {}", at.format("%Y-%m-%d %H:%M:%S UTC")),
+        None => println!("last sync   never"),
+    }
+    Ok(())
+}
