@@ -1,0 +1,308 @@
+//! The real `heeldiary-server` binary: serving on port 0 (plain and HTTPS), the whole device
+//! flow against it, a clean exit on SIGTERM, and the admin commands.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+use heeldiary_core::wire::{EnrolResponse, PullResponse, PushResponse, PushStatus};
+use heeldiary_core::Hlc;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+const BIN: &str = env!("CARGO_BIN_EXE_heeldiary-server");
+
+fn command(data: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_remove("HEELDIARY_DATABASE_URL")
+        .env_remove("HEELDIARY_DATA")
+        .env("RUST_LOG", "debug")
+        .arg("--data")
+        .arg(data);
+    cmd
+}
+
+fn admin(data: &Path, args: &[&str]) -> Output {
+    command(data).arg("admin").args(args).output().unwrap()
+}
+
+fn admin_json(data: &Path, args: &[&str]) -> Value {
+    let out = admin(data, args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A running server and the URL it printed.
+struct Running {
+    child: Child,
+    url: String,
+    stdout: String,
+}
+
+fn start(data: &Path, extra: &[&str]) -> Running {
+    let mut child = command(data)
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap());
+    let mut stdout = String::new();
+    let url = loop {
+        let mut line = String::new();
+        if lines.read_line(&mut line).unwrap() == 0 {
+            let mut err = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            panic!("server exited before printing its URL: {stdout}{err}");
+        }
+        stdout.push_str(&line);
+        if let Some(url) = line.trim().strip_prefix("heeldiary-server listening on ") {
+            break url.to_string();
+        }
+    };
+    // The next-step lines follow the URL.
+    for _ in 0..3 {
+        lines.read_line(&mut stdout).unwrap();
+    }
+    Running { child, url, stdout }
+}
+
+/// Sends SIGTERM and returns the exit status and everything logged.
+fn terminate(mut running: Running) -> (std::process::ExitStatus, String) {
+    let killed = Command::new("kill")
+        .args(["-TERM", &running.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let mut logs = String::new();
+    running
+        .child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    (running.child.wait().unwrap(), logs)
+}
+
+#[tokio::test]
+async fn serves_a_device_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = start(&data, &[]);
+    assert!(
+        server.url.starts_with("http://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+    assert!(!server.url.ends_with(":0"));
+    assert!(server
+        .stdout
+        .contains("heeldiary-server admin add-patient --data"));
+    assert!(server
+        .stdout
+        .contains(&format!("heeldiary enroll --server {} --code", server.url)));
+
+    let http = reqwest::Client::new();
+    let health: Value = http
+        .get(format!("{}/healthz", server.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health, json!({"status": "ok"}));
+
+    // The clinic creates a patient while the server runs; the device enrols and pushes.
+    let issued = admin_json(&data, &["add-patient", "--json"]);
+    let code = issued["code"].as_str().unwrap().to_string();
+    let device_id = Uuid::now_v7();
+    let enrolled: EnrolResponse = http
+        .post(format!("{}/v1/enrol", server.url))
+        .json(&json!({"code": code, "device_id": device_id}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(enrolled.patient_id.to_string(), issued["patient_id"]);
+    let now = chrono::Utc::now();
+    let note = "private words that must never reach a log";
+    let op = json!({
+        "entry_id": Uuid::now_v7(),
+        "device_id": device_id,
+        "device_seq": 1,
+        "hlc": Hlc { wall_ms: now.timestamp_millis() as u64, counter: 0, node: device_id }.to_string(),
+        "patch": {
+            "day": now.date_naive().to_string(),
+            "recorded_at": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, false),
+            "note": note,
+        },
+    });
+    let pushed: PushResponse = http
+        .post(format!("{}/v1/push", server.url))
+        .bearer_auth(&enrolled.token)
+        .json(&json!({ "ops": [op] }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pushed.results[0].status, PushStatus::Applied);
+    let pulled: PullResponse = http
+        .get(format!("{}/v1/pull", server.url))
+        .bearer_auth(&enrolled.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pulled.ops.len(), 1);
+
+    let listed = admin_json(
+        &data,
+        &[
+            "list-devices",
+            "--patient",
+            issued["patient_id"].as_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_eq!(listed[0]["device_id"], json!(device_id));
+
+    let (status, logs) = terminate(server);
+    assert!(status.success(), "{status:?}\n{logs}");
+    // Structured logs: one JSON object a line, with each request's status; no secrets.
+    let lines: Vec<Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(lines
+        .iter()
+        .any(|l| l["fields"]["status"] == json!(200) && l["span"]["uri"] == "/v1/push"));
+    let secret = enrolled.token.rsplit('.').next().unwrap();
+    for hidden in [secret, code.as_str(), note] {
+        assert!(!logs.contains(hidden), "a secret reached the log");
+    }
+}
+
+#[tokio::test]
+async fn serves_https_with_the_given_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert_pem, key_pem) = (cert.cert.pem(), cert.key_pair.serialize_pem());
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, &cert_pem).unwrap();
+    std::fs::write(&key_path, key_pem).unwrap();
+    let server = start(
+        &dir.path().join("data"),
+        &[
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        server.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+    let port = server.url.rsplit(':').next().unwrap();
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert_pem.as_bytes()).unwrap())
+        .resolve("localhost", format!("127.0.0.1:{port}").parse().unwrap())
+        .build()
+        .unwrap();
+    let health = http
+        .get(format!("https://localhost:{port}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let (status, logs) = terminate(server);
+    assert!(status.success(), "{status:?}\n{logs}");
+}
+
+#[test]
+fn admin_commands_print_json_and_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let issued = admin_json(data, &["add-patient", "--label", "clinic ref 12", "--json"]);
+    let patient = issued["patient_id"].as_str().unwrap().to_string();
+    Uuid::parse_str(&patient).unwrap();
+    let code = issued["code"].as_str().unwrap();
+    assert_eq!(code.len(), 14);
+    assert!(chrono::DateTime::parse_from_rfc3339(issued["expires_at"].as_str().unwrap()).is_ok());
+
+    let next = admin_json(
+        data,
+        &[
+            "new-code",
+            "--patient",
+            &patient,
+            "--expires-hours",
+            "2",
+            "--json",
+        ],
+    );
+    assert_eq!(next["patient_id"], json!(patient));
+    assert_ne!(next["code"], issued["code"]);
+
+    let text = admin(data, &["add-patient"]);
+    assert!(text.status.success());
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        text.contains("code: ") && text.contains("expires: "),
+        "{text}"
+    );
+
+    assert_eq!(
+        admin_json(data, &["list-devices", "--patient", &patient, "--json"]),
+        json!([])
+    );
+
+    let unknown = Uuid::now_v7().to_string();
+    let refused = admin(data, &["new-code", "--patient", &unknown]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("no patient"));
+    let refused = admin(
+        data,
+        &["revoke-device", "--patient", &patient, "--device", &unknown],
+    );
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("has no device"));
+    let refused = admin(data, &["add-patient", "--expires-hours", "0"]);
+    assert!(!refused.status.success());
+}
+
+#[test]
+fn a_database_url_is_refused_until_postgres_is_supported() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = command(dir.path())
+        .args([
+            "admin",
+            "add-patient",
+            "--database-url",
+            "postgres://localhost/x",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not supported yet"));
+}
