@@ -1,9 +1,10 @@
 //! The real `heeldiary-server` binary: serving on port 0 (plain and HTTPS), the whole device
 //! flow against it, a clean exit on SIGTERM, and the admin commands.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, ChildStderr, Command, Output, Stdio};
 
 use heeldiary_core::wire::{EnrolResponse, PullResponse, PushResponse, PushStatus};
 use heeldiary_core::Hlc;
@@ -36,11 +37,31 @@ fn admin_json(data: &Path, args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// A running server and the URL it printed.
+/// A running server, the URL it printed and its log stream.
 struct Running {
     child: Child,
     url: String,
     stdout: String,
+    logs: BufReader<ChildStderr>,
+    seen: String,
+}
+
+impl Running {
+    /// Reads log lines until one contains `needle`.
+    fn wait_for_log(&mut self, needle: &str) {
+        loop {
+            let mut line = String::new();
+            assert!(
+                self.logs.read_line(&mut line).unwrap() > 0,
+                "log ended before `{needle}`: {}",
+                self.seen
+            );
+            self.seen.push_str(&line);
+            if line.contains(needle) {
+                return;
+            }
+        }
+    }
 }
 
 fn start(data: &Path, extra: &[&str]) -> Running {
@@ -74,24 +95,34 @@ fn start(data: &Path, extra: &[&str]) -> Running {
     for _ in 0..3 {
         lines.read_line(&mut stdout).unwrap();
     }
-    Running { child, url, stdout }
+    let logs = BufReader::new(child.stderr.take().unwrap());
+    Running {
+        child,
+        url,
+        stdout,
+        logs,
+        seen: String::new(),
+    }
 }
 
-/// Sends SIGTERM and returns the exit status and everything logged.
-fn terminate(mut running: Running) -> (std::process::ExitStatus, String) {
+fn send_sigterm(running: &Running) {
     let killed = Command::new("kill")
         .args(["-TERM", &running.child.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
-    let mut logs = String::new();
-    running
-        .child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
+}
+
+/// Sends SIGTERM and returns the exit status and everything logged.
+fn terminate(running: Running) -> (std::process::ExitStatus, String) {
+    send_sigterm(&running);
+    wait(running)
+}
+
+/// Waits for the server to exit; returns its status and everything logged.
+fn wait(mut running: Running) -> (std::process::ExitStatus, String) {
+    let mut logs = running.seen;
+    running.logs.read_to_string(&mut logs).unwrap();
     (running.child.wait().unwrap(), logs)
 }
 
@@ -305,4 +336,40 @@ fn a_database_url_is_refused_until_postgres_is_supported() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not supported yet"));
+}
+
+#[test]
+fn sigterm_lets_a_request_in_flight_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = start(&data, &[]);
+    let issued = admin_json(&data, &["add-patient", "--json"]);
+    let body = json!({"code": issued["code"], "device_id": Uuid::now_v7()}).to_string();
+    let (first, rest) = body.as_bytes().split_at(body.len() / 2);
+
+    // Headers and half the body: the request is in the server's hands, waiting for the rest.
+    let address = server.url.strip_prefix("http://").unwrap().to_string();
+    let mut stream = TcpStream::connect(&address).unwrap();
+    write!(
+        stream,
+        "POST /v1/enrol HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    stream.write_all(first).unwrap();
+    stream.flush().unwrap();
+    server.wait_for_log("started processing request");
+
+    send_sigterm(&server);
+    server.wait_for_log("shutting down");
+
+    stream.write_all(rest).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"token\""));
+
+    let (status, logs) = wait(server);
+    assert!(status.success(), "{status:?}\n{logs}");
 }

@@ -6,16 +6,20 @@ use std::io::{Read, Write};
 use axum::body::{to_bytes, Body};
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use heeldiary_core::wire::{
-    EnrolResponse, EntryResponse, ErrorBody, ErrorCode, PullResponse, PushResponse, PushStatus,
-    MAX_BODY_BYTES, MAX_PULL_LIMIT, MAX_PUSH_OPS,
+    EnrolResponse, EntryResponse, ErrorBody, ErrorCode, PullResponse, PushResponse, PushResult,
+    PushStatus, MAX_BODY_BYTES, MAX_PULL_LIMIT, MAX_PUSH_OPS,
 };
-use heeldiary_core::{Hlc, MAX_CLOCK_AHEAD_MS};
+use heeldiary_core::{Hlc, Op, MAX_CLOCK_AHEAD_MS};
 use heeldiary_server::admin;
-use heeldiary_server::storage::{SqliteStorage, Storage};
+use heeldiary_server::auth::SecretHash;
+use heeldiary_server::storage::{
+    DeviceCredentials, DeviceInfo, NewCode, NewDevice, NewPatient, PullPage, SqliteStorage,
+    Storage, StorageError, StoredEntry,
+};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 use uuid::Uuid;
@@ -577,6 +581,17 @@ async fn gzip_works_both_ways() {
     );
     assert_eq!(answer.json::<PullResponse>().ops.len(), 50);
 
+    // An encoding the server does not speak.
+    let request = Request::post("/v1/push")
+        .header(header::AUTHORIZATION, format!("Bearer {}", phone.token))
+        .header(header::CONTENT_ENCODING, "br")
+        .body(Body::from("{\"ops\":[]}"))
+        .unwrap();
+    server.send(request).await.error(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ErrorCode::MalformedRequest,
+    );
+
     // A body that claims gzip but is not.
     let request = Request::post("/v1/push")
         .header(header::AUTHORIZATION, format!("Bearer {}", phone.token))
@@ -660,8 +675,7 @@ struct Down {
 }
 
 impl Down {
-    fn fail<T>(&self) -> Result<T, heeldiary_server::storage::StorageError> {
-        use heeldiary_server::storage::StorageError;
+    fn fail<T>(&self) -> Result<T, StorageError> {
         Err(if self.retryable {
             StorageError::Unavailable("database is locked".into())
         } else {
@@ -671,79 +685,48 @@ impl Down {
 }
 
 impl Storage for Down {
-    async fn create_patient(
-        &self,
-        _: heeldiary_server::storage::NewPatient,
-    ) -> Result<(), heeldiary_server::storage::StorageError> {
+    async fn create_patient(&self, _: NewPatient) -> Result<(), StorageError> {
         self.fail()
     }
-    async fn issue_code(
-        &self,
-        _: heeldiary_server::storage::NewCode,
-    ) -> Result<(), heeldiary_server::storage::StorageError> {
+    async fn issue_code(&self, _: NewCode) -> Result<(), StorageError> {
         self.fail()
     }
     async fn enrol(
         &self,
-        _: heeldiary_server::auth::SecretHash,
-        _: heeldiary_server::storage::NewDevice,
-        _: chrono::DateTime<Utc>,
-    ) -> Result<Uuid, heeldiary_server::storage::StorageError> {
+        _: SecretHash,
+        _: NewDevice,
+        _: DateTime<Utc>,
+    ) -> Result<Uuid, StorageError> {
         self.fail()
     }
     async fn authenticate(
         &self,
         _: Uuid,
         _: Uuid,
-    ) -> Result<
-        Option<heeldiary_server::storage::DeviceCredentials>,
-        heeldiary_server::storage::StorageError,
-    > {
+    ) -> Result<Option<DeviceCredentials>, StorageError> {
         self.fail()
     }
-    async fn revoke_device(
-        &self,
-        _: Uuid,
-        _: Uuid,
-        _: chrono::DateTime<Utc>,
-    ) -> Result<(), heeldiary_server::storage::StorageError> {
+    async fn revoke_device(&self, _: Uuid, _: Uuid, _: DateTime<Utc>) -> Result<(), StorageError> {
         self.fail()
     }
-    async fn list_devices(
-        &self,
-        _: Uuid,
-    ) -> Result<Vec<heeldiary_server::storage::DeviceInfo>, heeldiary_server::storage::StorageError>
-    {
+    async fn list_devices(&self, _: Uuid) -> Result<Vec<DeviceInfo>, StorageError> {
         self.fail()
     }
     async fn push(
         &self,
         _: Uuid,
-        _: Vec<heeldiary_core::Op>,
-        _: chrono::DateTime<Utc>,
-    ) -> Result<Vec<heeldiary_core::wire::PushResult>, heeldiary_server::storage::StorageError>
-    {
+        _: Vec<Op>,
+        _: DateTime<Utc>,
+    ) -> Result<Vec<PushResult>, StorageError> {
         self.fail()
     }
-    async fn pull(
-        &self,
-        _: Uuid,
-        _: u64,
-        _: u32,
-    ) -> Result<heeldiary_server::storage::PullPage, heeldiary_server::storage::StorageError> {
+    async fn pull(&self, _: Uuid, _: u64, _: u32) -> Result<PullPage, StorageError> {
         self.fail()
     }
-    async fn entry(
-        &self,
-        _: Uuid,
-        _: Uuid,
-    ) -> Result<
-        Option<heeldiary_server::storage::StoredEntry>,
-        heeldiary_server::storage::StorageError,
-    > {
+    async fn entry(&self, _: Uuid, _: Uuid) -> Result<Option<StoredEntry>, StorageError> {
         self.fail()
     }
-    async fn health(&self) -> Result<(), heeldiary_server::storage::StorageError> {
+    async fn health(&self) -> Result<(), StorageError> {
         self.fail()
     }
 }
