@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::auth::{hash_code, Authenticated, TokenSecret};
 use crate::error::ApiError;
-use crate::storage::{NewDevice, Role, Storage};
+use crate::storage::{NewDevice, Role, Storage, StorageError};
 use crate::AppState;
 
 /// The routes, before state and middleware are attached (see [`crate::app`]).
@@ -90,7 +90,17 @@ async fn enrol<S: Storage>(
         role: Role::Device,
         label: request.label,
     };
-    let patient_id = state.storage.enrol(code_hash, device, Utc::now()).await?;
+    let patient_id = state
+        .storage
+        .enrol(code_hash, device, Utc::now())
+        .await
+        .map_err(|e| match e {
+            StorageError::Conflict(reason) => ApiError::Conflict {
+                field: Some("device_id".into()),
+                reason,
+            },
+            other => other.into(),
+        })?;
     tracing::info!(%patient_id, device_id = %request.device_id, "device enrolled");
     Ok(Json(EnrolResponse {
         patient_id,

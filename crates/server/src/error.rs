@@ -55,8 +55,8 @@ pub enum ApiError {
     /// The request collides with existing state (409).
     #[error("conflict: {reason}")]
     Conflict {
-        /// The field to blame.
-        field: String,
+        /// The field to blame, if one is.
+        field: Option<String>,
         /// Why.
         reason: String,
     },
@@ -89,7 +89,7 @@ impl From<StorageError> for ApiError {
             StorageError::NotFound => ApiError::NotFound,
             StorageError::InvalidCode => ApiError::InvalidCode,
             StorageError::Conflict(reason) => ApiError::Conflict {
-                field: "device_id".into(),
+                field: None,
                 reason,
             },
             StorageError::Unavailable(detail) => ApiError::Unavailable(detail),
@@ -158,7 +158,7 @@ impl ApiError {
             ),
             ApiError::NotFound => plain(ErrorCode::NotFound, "not found"),
             ApiError::Conflict { field, reason } => ErrorBody {
-                field: Some(field.clone()),
+                field: field.clone(),
                 ..plain(ErrorCode::InvalidValue, reason)
             },
             ApiError::Unavailable(_) => plain(

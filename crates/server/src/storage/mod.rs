@@ -236,10 +236,16 @@ pub trait Storage: Clone + Send + Sync + 'static {
     /// into its entry's materialized state. Results come in request order.
     ///
     /// Cursors of one patient increase strictly in commit order: a reader that has seen cursor
-    /// `n` committed has seen every cursor below it.
+    /// `n` committed has seen every cursor below it. (Take the patient's counter row with a write
+    /// lock for the whole transaction, e.g. `UPDATE patients … RETURNING last_cursor`, so that
+    /// two pushes of one patient serialize.)
+    ///
+    /// Sequence numbers and cursors are stored as signed 64-bit integers; the handlers refuse
+    /// larger `device_seq` values before they get here.
     ///
     /// # Failure
-    /// [`StorageError::NotFound`] if the patient does not exist. On any error nothing is written.
+    /// [`StorageError::NotFound`] if the patient does not exist; an error for a value that does
+    /// not fit. On any error nothing is written.
     fn push(
         &self,
         patient_id: Uuid,
