@@ -1,1 +1,122 @@
-//! placeholder
+//! Pattern and trend analysis of a patient's heel-pain diary.
+//!
+//! Given a patient's entries and an analysis date, [`analyse`] reports which pattern the days
+//! follow (plantar-fasciitis-like, back-related, mixed), how each pain measure and the nerve
+//! signs are trending, whether pain fell after each treatment, when the pattern changed, which
+//! red flags need a clinician, and how regularly the diary was kept. Every finding carries its
+//! evidence (dates, values, statistics) and one plain sentence in the "consistent with …"
+//! register: the analysis describes patterns, it never diagnoses.
+//!
+//! The crate is pure functions over [`heeldiary_core::Entry`] values. It must never depend on
+//! an I/O crate (files, network, databases, clocks) nor on any heeldiary crate other than
+//! `heeldiary-core`, so the same analysis runs on a phone, on the server and in batch jobs.
+//!
+//! ```
+//! use chrono::NaiveDate;
+//! use heeldiary_trends::{analyse, cohort, Options, PatternKind};
+//!
+//! let start = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+//! let entries = cohort::generate(cohort::Scenario::FootPattern, 7, start, 60);
+//! let options = Options::new(start + chrono::Days::new(59));
+//! let report = analyse(&entries, &options);
+//! assert_eq!(report.pattern.kind, PatternKind::PlantarFasciitisLike);
+//! println!("{}", heeldiary_trends::render_text(&report));
+//! ```
+
+pub mod cohort;
+mod days;
+mod pattern;
+mod red_flags;
+mod report;
+mod shift;
+pub mod stats;
+mod treatment;
+mod trend;
+
+use chrono::NaiveDate;
+use heeldiary_core::Entry;
+use rayon::prelude::*;
+
+pub use pattern::MIN_DAYS_FOR_PATTERN;
+pub use report::{
+    render_text, Adherence, Direction, Evidence, Measure, Pattern, PatternKind, Period, RedFlag,
+    RedFlagKind, Report, Scores, Segment, Shift, Sign, SignChange, Source, TreatmentResponse,
+    Trend, Trends, Verdict, Window,
+};
+pub use trend::MIN_DAYS_FOR_TREND;
+
+/// What to analyse: the analysis date and the window the pattern, trends and adherence cover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Days in the window, ending on `as_of` (0 is taken as 1).
+    pub window_days: u32,
+    /// The analysis date: entries after it are ignored.
+    pub as_of: NaiveDate,
+}
+
+impl Options {
+    /// Four weeks: long enough for a trend test, short enough to describe the current state.
+    pub const DEFAULT_WINDOW_DAYS: u32 = 28;
+
+    /// The default window ending on `as_of`.
+    pub fn new(as_of: NaiveDate) -> Self {
+        Options {
+            window_days: Self::DEFAULT_WINDOW_DAYS,
+            as_of,
+        }
+    }
+
+    /// The same options with another window length.
+    pub fn with_window_days(self, window_days: u32) -> Self {
+        Options {
+            window_days,
+            ..self
+        }
+    }
+
+    /// The window as a stretch of days.
+    pub fn window(&self) -> Window {
+        let days = self.window_days.max(1);
+        Window {
+            from: days::offset(self.as_of, 1 - i64::from(days)),
+            to: self.as_of,
+            days,
+        }
+    }
+}
+
+/// Analyses one patient's entries (any order, several per day allowed; deleted entries and
+/// entries after `options.as_of` are ignored).
+///
+/// The pattern, trends and adherence describe the window; treatment response, pattern shifts
+/// and red flags use the whole history up to `as_of`.
+pub fn analyse(entries: &[Entry], options: &Options) -> Report {
+    let window = options.window();
+    let history = days::summarise(entries, options.as_of);
+    let window_days = days::between(&history, window.from, window.to);
+    let days_logged = window_days.len() as u32;
+    Report {
+        window,
+        pattern: pattern::window_pattern(window_days, window.from, window.to),
+        trends: trend::trends(window_days),
+        treatments: treatment::responses(&history),
+        shifts: shift::shifts(&history),
+        red_flags: red_flags::red_flags(&history, window_days, options.as_of),
+        adherence: Adherence {
+            days_logged,
+            days_in_window: window.days,
+            ratio: report::round(f64::from(days_logged) / f64::from(window.days)),
+        },
+    }
+}
+
+/// Analyses many patients in parallel (one report per patient, in the same order).
+pub fn analyse_many<P>(patients: &[P], options: &Options) -> Vec<Report>
+where
+    P: AsRef<[Entry]> + Sync,
+{
+    patients
+        .par_iter()
+        .map(|entries| analyse(entries.as_ref(), options))
+        .collect()
+}

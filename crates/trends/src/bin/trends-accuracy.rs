@@ -1,0 +1,122 @@
+//! Accuracy of the trend analysis on the synthetic cohort: for each scenario and each way of
+//! logging (clean, noisy, noisy with 40% of days missing), the share of patients whose report
+//! recovers the known truth (pattern, first-step trend, treatment verdict, shift, red flags).
+//!
+//! Usage: `trends-accuracy [--patients N] [--seed S] [--days D]` (N patients per scenario and
+//! variant, default 200; diaries of D days, default 90).
+
+use std::process::ExitCode;
+
+use chrono::NaiveDate;
+use heeldiary_trends::cohort::{self, Recovery, Scenario, Variant};
+use heeldiary_trends::{analyse, Options};
+use rayon::prelude::*;
+
+struct Args {
+    patients: u64,
+    seed: u64,
+    days: u32,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        patients: 200,
+        seed: 1,
+        days: cohort::DEFAULT_DAYS,
+    };
+    let mut words = std::env::args().skip(1);
+    while let Some(word) = words.next() {
+        let mut value = |name: &str| words.next().ok_or_else(|| format!("{name} needs a value"));
+        match word.as_str() {
+            "--patients" => {
+                args.patients = value("--patients")?
+                    .parse()
+                    .map_err(|e| format!("--patients: {e}"))?
+            }
+            "--seed" => {
+                args.seed = value("--seed")?
+                    .parse()
+                    .map_err(|e| format!("--seed: {e}"))?
+            }
+            "--days" => {
+                args.days = value("--days")?
+                    .parse()
+                    .map_err(|e| format!("--days: {e}"))?
+            }
+            "-h" | "--help" => {
+                return Err("usage: trends-accuracy [--patients N] [--seed S] [--days D]".into())
+            }
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    if args.days < cohort::MIN_DAYS {
+        return Err(format!("--days must be at least {}", cohort::MIN_DAYS));
+    }
+    Ok(args)
+}
+
+/// Share of patients (in %) for which `part` holds.
+fn percent(recoveries: &[Recovery], part: impl Fn(&Recovery) -> bool) -> f64 {
+    let hits = recoveries.iter().filter(|r| part(r)).count();
+    100.0 * hits as f64 / recoveries.len().max(1) as f64
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let start = NaiveDate::from_ymd_opt(2026, 1, 5).unwrap_or_default();
+    println!(
+        "Recovery of the ground truth, {} patients per cell, {}-day diaries, seed {}",
+        args.patients, args.days, args.seed
+    );
+    println!(
+        "{:<26} {:<20} {:>7} | {:>7} {:>7} {:>7} {:>7} {:>7}",
+        "scenario", "variant", "all", "pattern", "trend", "treat", "shift", "flags"
+    );
+    let mut totals: Vec<(String, Vec<Recovery>)> = Variant::ALL
+        .iter()
+        .map(|variant| (variant.name(), Vec::new()))
+        .collect();
+    for scenario in Scenario::ALL {
+        let truth = cohort::ground_truth(scenario, start, args.days);
+        let options = Options::new(truth.as_of);
+        for (variant_index, variant) in Variant::ALL.iter().enumerate() {
+            let recoveries: Vec<Recovery> = (0..args.patients)
+                .into_par_iter()
+                .map(|patient| {
+                    let seed = args.seed.wrapping_mul(1_000_003).wrapping_add(patient);
+                    let entries =
+                        cohort::generate_variant(scenario, *variant, seed, start, args.days);
+                    cohort::check(&analyse(&entries, &options), &truth)
+                })
+                .collect();
+            println!(
+                "{:<26} {:<20} {:>6.1}% | {:>6.1}% {:>6.1}% {:>6.1}% {:>6.1}% {:>6.1}%",
+                scenario.name(),
+                variant.name(),
+                percent(&recoveries, Recovery::all),
+                percent(&recoveries, |r| r.pattern),
+                percent(&recoveries, |r| r.first_step_trend),
+                percent(&recoveries, |r| r.treatment),
+                percent(&recoveries, |r| r.shift),
+                percent(&recoveries, |r| r.red_flags),
+            );
+            totals[variant_index].1.extend(recoveries);
+        }
+    }
+    println!();
+    for (name, recoveries) in &totals {
+        println!(
+            "{:<26} {:<20} {:>6.1}%",
+            "all scenarios",
+            name,
+            percent(recoveries, Recovery::all)
+        );
+    }
+    ExitCode::SUCCESS
+}
