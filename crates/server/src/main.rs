@@ -17,7 +17,7 @@ use uuid::Uuid;
 const TLS_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// heeldiary sync server.
-#[derive(Debug, Parser)]
+#[derive(Parser)]
 #[command(name = "heeldiary-server", version, about, propagate_version = true)]
 struct Cli {
     #[command(flatten)]
@@ -26,8 +26,9 @@ struct Cli {
     command: Command,
 }
 
-/// Where the data lives. Every command takes the same options.
-#[derive(Debug, Args)]
+/// Where the data lives. Every command takes the same options. No `Debug`: the database URL
+/// may hold a password.
+#[derive(Args)]
 struct BackendArgs {
     /// Directory of the server's SQLite database (created if missing).
     #[arg(
