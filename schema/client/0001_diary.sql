@@ -19,14 +19,15 @@ CREATE TABLE ops (
     received_at    TEXT,                   -- when the server stored it, for pulled ops
     UNIQUE (device_id, device_seq)
 );
-CREATE INDEX ops_by_entry ON ops (entry_id, hlc);
+CREATE INDEX ops_by_entry ON ops (entry_id);
 
 -- Current state of each entry, derived from ops: per field, the value with the highest stamp.
 CREATE TABLE entries (
     entry_id  TEXT PRIMARY KEY,
     day       TEXT,                        -- NULL until the op that creates the entry arrives
     deleted   INTEGER NOT NULL DEFAULT 0,
-    state     TEXT NOT NULL                -- JSON: field -> {hlc, value}
+    state     TEXT                         -- JSON: stamp -> {field: value} of the winning values;
+                                           -- NULL while the entry's only op is the one that created it
 ) WITHOUT ROWID;
 CREATE INDEX entries_by_day ON entries (day) WHERE deleted = 0;
 

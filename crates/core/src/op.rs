@@ -225,7 +225,7 @@ mod tests {
             wall,
             vec![
                 (Field::Day, json!("2026-11-01")),
-                (Field::RecordedAt, json!("2026-11-01T08:00:00+01:00")),
+                (Field::RecordedAt, json!("2026-11-01T08:00:00.000+01:00")),
                 (Field::FirstStepPain, json!(7)),
             ],
         )

@@ -326,23 +326,23 @@ impl Store {
 
     /// Live entries whose day lies in `from..=to` (either bound optional), by day then id.
     pub fn list(&self, from: Option<NaiveDate>, to: Option<NaiveDate>) -> Result<Vec<Entry>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT entry_id, state FROM entries
-             WHERE deleted = 0 AND day IS NOT NULL AND day >= ?1 AND day <= ?2
-             ORDER BY day, entry_id",
-        )?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT e.entry_id, {STATE_COLUMNS} FROM {STATE_JOIN}
+             WHERE e.deleted = 0 AND e.day IS NOT NULL AND e.day >= ?1 AND e.day <= ?2
+             ORDER BY e.day, e.entry_id"
+        ))?;
         let from = from.map(|d| d.to_string()).unwrap_or_default();
         let to = to
             .map(|d| d.to_string())
             .unwrap_or_else(|| "9999-12-31".into());
         let rows = stmt.query_map(params![from, to], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            Ok((r.get::<_, String>(0)?, read_state(r, 1)?))
         })?;
         let mut entries = Vec::new();
         for row in rows {
             let (id, state) = row?;
             let id = Uuid::parse_str(&id).map_err(StoreError::corrupt)?;
-            if let Some(entry) = decode_state(&state)?.to_entry(id) {
+            if let Some(entry) = state?.to_entry(id) {
                 entries.push(entry);
             }
         }
@@ -409,23 +409,25 @@ fn insert_new_entry(
     now: DateTime<FixedOffset>,
 ) -> Result<()> {
     let op = stamps.stamp(id, patch, now.timestamp_millis().max(0) as u64);
-    let mut state = EntryState::default();
-    state.apply(&op);
     insert_op(tx, &op, None)?;
-    let inserted = tx
-        .prepare_cached(
-            "INSERT INTO entries (entry_id, day, deleted, state) VALUES (?1, ?2, 0, ?3)
-             ON CONFLICT (entry_id) DO NOTHING",
-        )?
-        .execute(params![
-            id.to_string(),
-            day_of(&state),
-            encode_state(&state)
-        ])?;
-    if inserted == 0 {
+    if !insert_first_state(tx, &op)? {
         return Err(StoreError::AlreadyExists(id));
     }
     Ok(())
+}
+
+/// Records an entry whose only operation is `op`, leaving its state column empty: the state is
+/// that operation's patch, so a bulk import or first pull writes each value once. Returns false
+/// when the entry exists already.
+fn insert_first_state(tx: &Connection, op: &Op) -> Result<bool> {
+    let day = op.patch.get(&Field::Day).and_then(Value::as_str);
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO entries (entry_id, day, deleted, state) VALUES (?1, ?2, ?3, NULL)
+             ON CONFLICT (entry_id) DO NOTHING",
+        )?
+        .execute(params![op.entry_id.to_string(), day, op.is_tombstone()])?;
+    Ok(inserted == 1)
 }
 
 /// Recomputes the states of `only` (or of every entry) from their operations.
@@ -494,12 +496,41 @@ fn insert_op(conn: &Connection, op: &Op, pulled: Option<(u64, DateTime<Utc>)>) -
     Ok(inserted == 1)
 }
 
+/// The stored state of an entry and, when the state column is empty, its only operation.
+const STATE_COLUMNS: &str = "e.state, o.hlc, o.patch";
+const STATE_JOIN: &str = "entries e LEFT JOIN ops o ON e.state IS NULL AND o.entry_id = e.entry_id";
+
+/// Reads a row that starts with [`STATE_COLUMNS`].
+fn read_state(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Result<EntryState>> {
+    let state: Option<String> = row.get(first)?;
+    let hlc: Option<String> = row.get(first + 1)?;
+    let patch: Option<String> = row.get(first + 2)?;
+    Ok(match (state, hlc, patch) {
+        (Some(state), _, _) => decode_state(&state),
+        (None, Some(hlc), Some(patch)) => (|| {
+            let hlc: Hlc = hlc.parse().map_err(StoreError::corrupt)?;
+            let patch: Patch = serde_json::from_str(&patch).map_err(StoreError::corrupt)?;
+            let mut state = EntryState::default();
+            for (field, value) in patch {
+                state
+                    .fields
+                    .insert(field, heeldiary_core::FieldValue { hlc, value });
+            }
+            Ok(state)
+        })(),
+        _ => Err(StoreError::corrupt(
+            "an entry without state has no operation",
+        )),
+    })
+}
+
 fn load_state(conn: &Connection, id: Uuid) -> Result<Option<EntryState>> {
-    let text: Option<String> = conn
-        .prepare_cached("SELECT state FROM entries WHERE entry_id = ?1")?
-        .query_row([id.to_string()], |r| r.get(0))
-        .optional()?;
-    text.map(|t| decode_state(&t)).transpose()
+    conn.prepare_cached(&format!(
+        "SELECT {STATE_COLUMNS} FROM {STATE_JOIN} WHERE e.entry_id = ?1"
+    ))?
+    .query_row([id.to_string()], |r| read_state(r, 0))
+    .optional()?
+    .transpose()
 }
 
 fn save_state(conn: &Connection, id: Uuid, state: &EntryState) -> Result<()> {
@@ -515,10 +546,31 @@ fn day_of(state: &EntryState) -> Option<&str> {
     state.fields.get(&Field::Day).and_then(|f| f.value.as_str())
 }
 
+/// Entry states are stored grouped by stamp, `{"<hlc>": {"field": value, ...}, ...}`: a new
+/// entry is then one stamp and its values, about the size of the operation that made it, instead
+/// of repeating the stamp for every field.
 fn encode_state(state: &EntryState) -> String {
-    serde_json::to_string(state).expect("entry state serialises")
+    let mut by_stamp: std::collections::BTreeMap<String, serde_json::Map<String, Value>> =
+        Default::default();
+    for (field, current) in &state.fields {
+        by_stamp
+            .entry(current.hlc.to_string())
+            .or_default()
+            .insert(field.as_str().to_string(), current.value.clone());
+    }
+    serde_json::to_string(&by_stamp).expect("entry state serialises")
 }
 
 fn decode_state(text: &str) -> Result<EntryState> {
-    serde_json::from_str(text).map_err(StoreError::corrupt)
+    let by_stamp: std::collections::BTreeMap<Hlc, Patch> =
+        serde_json::from_str(text).map_err(StoreError::corrupt)?;
+    let mut state = EntryState::default();
+    for (hlc, values) in by_stamp {
+        for (field, value) in values {
+            state
+                .fields
+                .insert(field, heeldiary_core::FieldValue { hlc, value });
+        }
+    }
+    Ok(state)
 }

@@ -9,7 +9,9 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::error::{Result, StoreError};
-use crate::{insert_op, load_state, read_op, rebuild, save_state, Store, OP_COLUMNS};
+use crate::{
+    insert_first_state, insert_op, load_state, read_op, rebuild, save_state, Store, OP_COLUMNS,
+};
 
 /// The server this device syncs with, and its credentials.
 #[derive(Clone, PartialEq, Eq)]
@@ -146,9 +148,15 @@ impl Store {
                 // The server refuses stamps far ahead of its clock, so a refusal here only means
                 // this device's clock is behind; the stamp still orders the merge.
                 let _ = stamps.clock.observe(op.hlc, now_ms.max(op.hlc.wall_ms));
-                let mut state = load_state(tx, op.entry_id)?.unwrap_or_default();
-                summary.conflicts += state.apply(op).conflicts.len();
-                save_state(tx, op.entry_id, &state)?;
+                match load_state(tx, op.entry_id)? {
+                    Some(mut state) => {
+                        summary.conflicts += state.apply(op).conflicts.len();
+                        save_state(tx, op.entry_id, &state)?;
+                    }
+                    None => {
+                        insert_first_state(tx, op)?;
+                    }
+                }
             }
             tx.execute(
                 "UPDATE sync_state SET pull_cursor = max(pull_cursor, ?1)",
