@@ -1,0 +1,330 @@
+//! Shared helpers of the end-to-end tests and benchmarks: start the real `heeldiary-server`
+//! binary on a free port over a chosen storage backend, run the real `heeldiary` binary against
+//! device diaries, and reach PostgreSQL when a test database URL is given.
+//!
+//! Test support only: nothing in the product depends on it.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// Environment variable naming a PostgreSQL server for tests, e.g.
+/// `postgres://postgres@127.0.0.1:5432/test`. Each test creates and drops its own database there.
+pub const TEST_DATABASE_URL: &str = "HEELDIARY_TEST_DATABASE_URL";
+
+/// Path of a binary built from this workspace (`cargo build --workspace --bins` builds them; so
+/// does `cargo test --workspace`).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> or target/<profile>/<bench>: look up from there.
+    let mut dir = exe.parent().expect("test executable folder").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build it first with `cargo build --workspace --bins` (the same profile as the tests)",
+        path.display()
+    );
+    path
+}
+
+/// Where a server keeps its data.
+pub enum Backend {
+    /// SQLite files in a temporary folder.
+    Sqlite(TempDir),
+    /// A fresh PostgreSQL database, dropped when this value is dropped.
+    Postgres(PostgresDatabase),
+}
+
+impl Backend {
+    /// The embedded default.
+    pub fn sqlite() -> Self {
+        Backend::Sqlite(tempfile::tempdir().expect("temp dir"))
+    }
+
+    /// A fresh PostgreSQL database, or `None` (with a loud note on stderr) when
+    /// [`TEST_DATABASE_URL`] is not set.
+    pub fn postgres(test: &str) -> Option<Self> {
+        PostgresDatabase::create(test).map(Backend::Postgres)
+    }
+
+    /// Every backend this run can test: SQLite always, PostgreSQL when configured.
+    pub fn all(test: &str) -> Vec<Self> {
+        let mut backends = vec![Backend::sqlite()];
+        backends.extend(Backend::postgres(test));
+        backends
+    }
+
+    /// Short name for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// The `heeldiary-server` arguments that select this backend.
+    pub fn args(&self) -> Vec<String> {
+        match self {
+            Backend::Sqlite(dir) => vec!["--data".into(), dir.path().display().to_string()],
+            Backend::Postgres(db) => vec!["--database-url".into(), db.url.clone()],
+        }
+    }
+}
+
+/// A database created for one test on the PostgreSQL server of [`TEST_DATABASE_URL`].
+pub struct PostgresDatabase {
+    /// URL of the new database.
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+impl PostgresDatabase {
+    fn create(test: &str) -> Option<Self> {
+        let Ok(admin_url) = std::env::var(TEST_DATABASE_URL) else {
+            eprintln!("SKIPPED on PostgreSQL: {test} (set {TEST_DATABASE_URL} to run it)");
+            return None;
+        };
+        let name = format!("heeldiary_e2e_{}", uuid::Uuid::new_v4().simple());
+        psql(&admin_url, &format!("CREATE DATABASE {name}"));
+        let base = admin_url
+            .rsplit_once('/')
+            .map(|(base, _)| base)
+            .unwrap_or(&admin_url);
+        Some(PostgresDatabase {
+            url: format!("{base}/{name}"),
+            admin_url,
+            name,
+        })
+    }
+}
+
+impl Drop for PostgresDatabase {
+    fn drop(&mut self) {
+        psql(
+            &self.admin_url,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+/// Runs one SQL statement with the `psql` client.
+pub fn psql(url: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-qAtc", sql])
+        .output()
+        .expect("psql runs");
+    assert!(
+        out.status.success(),
+        "psql `{sql}` failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A running `heeldiary-server serve` process.
+pub struct Server {
+    child: Child,
+    /// Base URL, e.g. `http://127.0.0.1:40123`.
+    pub url: String,
+    /// Its backend arguments, for admin commands and restarts.
+    pub backend_args: Vec<String>,
+}
+
+impl Server {
+    /// Starts the server on a free port and waits until it listens.
+    pub fn start(backend: &Backend) -> Server {
+        Self::start_on(backend.args(), "127.0.0.1:0")
+    }
+
+    /// Starts the server with `backend_args` on `listen`.
+    pub fn start_on(backend_args: Vec<String>, listen: &str) -> Server {
+        let mut child = Command::new(binary("heeldiary-server"))
+            .arg("serve")
+            .args(["--listen", listen])
+            .args(&backend_args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("server starts");
+        let stdout = child.stdout.take().expect("server stdout");
+        let mut first = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut first)
+            .expect("server prints its URL");
+        let url = first
+            .trim()
+            .rsplit(' ')
+            .next()
+            .filter(|u| u.starts_with("http"))
+            .unwrap_or_else(|| panic!("unexpected first line from the server: {first:?}"))
+            .to_string();
+        Server {
+            child,
+            url,
+            backend_args,
+        }
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port in URL")
+    }
+
+    /// Runs `heeldiary-server admin ARGS --json` on the same backend and returns its JSON.
+    pub fn admin(&self, args: &[&str]) -> Value {
+        let out = Command::new(binary("heeldiary-server"))
+            .arg("admin")
+            .args(args)
+            .arg("--json")
+            .args(&self.backend_args)
+            .output()
+            .expect("admin runs");
+        assert!(
+            out.status.success(),
+            "admin {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("admin prints JSON")
+    }
+
+    /// A new patient: its id and an enrolment code.
+    pub fn add_patient(&self) -> (String, String) {
+        let v = self.admin(&["add-patient"]);
+        (
+            v["patient_id"].as_str().unwrap().to_string(),
+            v["code"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// A code for the patient's next device.
+    pub fn new_code(&self, patient_id: &str) -> String {
+        self.admin(&["new-code", "--patient", patient_id])["code"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Stops it gracefully (SIGTERM) and waits; returns whether it exited cleanly.
+    pub fn stop(&mut self) -> bool {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().map(|s| s.success()).unwrap_or(false)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One patient device: a diary file driven through the real `heeldiary` binary.
+pub struct Device {
+    _dir: TempDir,
+    /// The diary file.
+    pub db: PathBuf,
+}
+
+impl Default for Device {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Device {
+    /// A device with an empty diary.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = dir.path().join("diary.sqlite3");
+        Device { _dir: dir, db }
+    }
+
+    /// Runs `heeldiary ARGS` on this diary.
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(binary("heeldiary"))
+            .args(args)
+            .env("HEELDIARY_DB", &self.db)
+            .output()
+            .expect("heeldiary runs")
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "heeldiary {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    }
+
+    /// Enrols with `server` using `code`.
+    pub fn enroll(&self, server: &Server, code: &str) {
+        self.ok(&["enroll", "--server", &server.url, "--code", code]);
+    }
+
+    /// Syncs and returns the JSON summary.
+    pub fn sync(&self) -> Value {
+        serde_json::from_str(&self.ok(&["sync", "--json"])).expect("sync --json prints JSON")
+    }
+
+    /// Logs an entry and returns its id.
+    pub fn log(&self, args: &[&str]) -> String {
+        let mut all = vec!["log"];
+        all.extend_from_slice(args);
+        self.ok(&all).trim().to_string()
+    }
+
+    /// Every live entry, as `list --json` prints them.
+    pub fn entries(&self) -> Vec<Value> {
+        self.ok(&["list", "--json"])
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON line"))
+            .collect()
+    }
+
+    /// Opens the diary through the library, for checks the CLI does not print.
+    pub fn store(&self) -> heeldiary_store::Store {
+        heeldiary_store::Store::open(&self.db).expect("diary opens")
+    }
+}
+
+/// Writes `lines` as an NDJSON file in `dir` and returns its path.
+pub fn ndjson(dir: &Path, name: &str, lines: impl IntoIterator<Item = Value>) -> PathBuf {
+    let path = dir.join(name);
+    let text: String = lines.into_iter().map(|v| format!("{v}\n")).collect();
+    std::fs::write(&path, text).expect("write NDJSON");
+    path
+}
+
+/// Polls `check` until it holds or `attempts` × 50 ms pass; for waiting on another process.
+pub fn eventually(attempts: u32, mut check: impl FnMut() -> bool) -> bool {
+    for _ in 0..attempts {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
