@@ -141,3 +141,16 @@ pub fn import(store: &mut Store, file: &Path) -> Result<()> {
         Err(other) => Err(other.into()),
     }
 }
+
+pub fn trends(store: &Store, window: u32, as_of: Option<NaiveDate>, json: bool) -> Result<()> {
+    let as_of = as_of.unwrap_or_else(|| store.now().date_naive());
+    let entries = store.list(None, Some(as_of))?;
+    let options = heeldiary_trends::Options::new(as_of).with_window_days(window);
+    let report = heeldiary_trends::analyse(&entries, &options);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", heeldiary_trends::render_text(&report));
+    }
+    Ok(())
+}

@@ -105,6 +105,19 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=1000))]
         batch: u32,
     },
+    /// Which pattern your days follow, how each pain measure is trending, whether treatments
+    /// helped, and signs to discuss with a clinician. Patterns, never diagnoses.
+    Trends {
+        /// Days the pattern and trends cover, ending on --as-of.
+        #[arg(long, value_name = "DAYS", default_value_t = heeldiary_trends::Options::DEFAULT_WINDOW_DAYS, value_parser = clap::value_parser!(u32).range(7..=3660))]
+        window: u32,
+        /// The last day of the analysis (YYYY-MM-DD). Default: today.
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        as_of: Option<NaiveDate>,
+        /// The report as JSON (described by schema/trends-report.schema.json).
+        #[arg(long)]
+        json: bool,
+    },
     /// Show this device's id, enrolment and sync state.
     Status {
         /// JSON instead of text.
@@ -150,6 +163,11 @@ fn run(cli: Cli) -> Result<()> {
         } => sync::enroll(&mut store, &server, &code, label.as_deref()),
         Command::Sync { json, batch } => sync::sync(&mut store, json, batch as usize),
         Command::Status { json } => sync::status(&store, json),
+        Command::Trends {
+            window,
+            as_of,
+            json,
+        } => diary::trends(&store, window, as_of, json),
     }
 }
 

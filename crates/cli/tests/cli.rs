@@ -363,3 +363,22 @@ fn help_describes_every_command() {
     }
     assert!(d.ok(&["log", "--help"]).contains("--first-step-pain"));
 }
+
+#[test]
+fn trends_reports_a_pattern_with_evidence_and_never_a_diagnosis() {
+    let d = Diary::new();
+    let lines: String = (1..=28)
+        .map(|day| {
+            format!("{{\"day\":\"2026-03-{day:02}\",\"first_step_pain\":7,\"rest_pain\":5,\"sitting_pain\":1,\"heel_tender\":true,\"numbness\":\"none\",\"radiating\":false}}\n")
+        })
+        .collect();
+    d.ok(&["import", arg(&d.write("foot.ndjson", &lines))]);
+    let report: Value = serde_json::from_str(&d.ok(&["trends", "--json", "--as-of", "2026-03-28"])).unwrap();
+    assert_eq!(report["pattern"]["kind"], "plantar_fasciitis_like");
+    assert_eq!(report["adherence"]["days_logged"], 28);
+    assert_eq!(report["window"]["from"], "2026-03-01");
+    let text = d.ok(&["trends", "--as-of", "2026-03-28", "--window", "14"]);
+    assert!(text.contains("consistent with"), "{text}");
+    assert!(!text.to_lowercase().contains("you have"), "{text}");
+    assert!(d.fails(&["trends", "--window", "3"]).contains("--window"));
+}
