@@ -8,12 +8,12 @@
 //!   without them (a new sign). Radiating pain alone does not raise it.
 //! - Weakness is "getting worse" when its share of days in the last two weeks is at least 30
 //!   points above the four weeks before, and the rise is statistically clear (one-sided
-//!   two-proportion test, p < 0.01), on at least three days.
+//!   two-proportion test, p < 0.001), on at least three days.
 //! - "Not improving after 6+ weeks of conservative treatment": the current course of
 //!   conservative treatment (uses no more than two weeks apart, the last within two weeks) has
 //!   lasted at least 42 days, and the mean of the main pain rating (the highest in the course's
-//!   first two weeks) in the last two weeks is not a clinically meaningful amount below the
-//!   course's first two weeks.
+//!   first three weeks) in the last two weeks is not a clinically meaningful amount below the
+//!   course's first three weeks.
 
 use chrono::NaiveDate;
 use heeldiary_core::Treatment;
@@ -32,7 +32,9 @@ const MAX_GAP_IN_COURSE: i64 = 14;
 /// Length of the recent period compared for weakness and for pain.
 const RECENT_DAYS: i64 = 14;
 /// Length of the earlier period compared for weakness.
-const EARLIER_DAYS: i64 = 56;
+const EARLIER_DAYS: i64 = 28;
+/// Length of the start of a course of conservative care, compared with the recent period.
+const COURSE_START_DAYS: i64 = 21;
 /// Fewest days with a pain rating in each compared period.
 const MIN_PAIN_DAYS: u32 = 4;
 /// Fewest recent days with weakness for a worsening flag.
@@ -42,7 +44,7 @@ const MIN_EARLIER_WEAKNESS_ANSWERS: u32 = 5;
 /// Smallest rise in the share of days with weakness.
 const MIN_WEAKNESS_RISE: f64 = 0.30;
 /// One-sided significance level for the rise in weakness.
-const WEAKNESS_SIGNIFICANCE: f64 = 0.01;
+const WEAKNESS_SIGNIFICANCE: f64 = 0.001;
 
 const CLINICIAN: &str = "discuss with a clinician soon; if both legs, the saddle area, or bladder or bowel control are affected, see a clinician the same day";
 
@@ -169,7 +171,7 @@ fn no_improvement_on_conservative_care(history: &[Day], as_of: NaiveDate) -> Opt
     if course_days < CONSERVATIVE_CARE_DAYS {
         return None;
     }
-    let first_to = offset(start, RECENT_DAYS - 1);
+    let first_to = offset(start, COURSE_START_DAYS - 1);
     let measure = main_complaint(history, start, first_to, MIN_PAIN_DAYS);
     let first = period(history, measure, start, first_to);
     let latest = period(history, measure, offset(as_of, 1 - RECENT_DAYS), as_of);
@@ -203,11 +205,11 @@ fn no_improvement_on_conservative_care(history: &[Day], as_of: NaiveDate) -> Opt
         kind: RedFlagKind::NoImprovementOnConservativeCare,
         dates,
         sentence: format!(
-            "Conservative treatment ({}) logged from {start} to {} ({} weeks), and mean {} went from {first_mean:.1} in its first two weeks ({} days) to {latest_mean:.1} in the last two weeks ({} days), change {change:+.1}: pain not improving after 6+ weeks of conservative care; discuss with a clinician.",
+            "Conservative treatment ({}) logged from {start} to {} ({} weeks), and mean {} went from {first_mean:.1} in its first three weeks ({} days) to {latest_mean:.1} in the last two weeks ({} days), change {change:+.1}: pain not improving after 6+ weeks of conservative care; discuss with a clinician.",
             names.join(", "),
             last.date,
-            measure.describe(),
             course_days / 7,
+            measure.describe(),
             first.days,
             latest.days
         ),

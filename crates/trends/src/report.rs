@@ -201,7 +201,7 @@ impl Measure {
             Measure::RestPain => "pain after rest",
             Measure::SittingPain => "pain sitting or bending",
             Measure::ActivityPain => "pain after activity",
-            Measure::NerveSigns => "the nerve-sign score (0-5)",
+            Measure::NerveSigns => "nerve signs (score 0-5)",
         }
     }
 }

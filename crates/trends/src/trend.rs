@@ -9,7 +9,10 @@ use crate::stats::{is_meaningful_pain_change, mann_kendall, theil_sen};
 /// Fewest days with a measure before its trend is judged.
 pub const MIN_DAYS_FOR_TREND: usize = 8;
 
-/// Significance level of the Mann–Kendall test.
+/// Significance level of the two-sided Mann–Kendall test. 10% rather than the usual 5%
+/// because a direction also needs a clinically meaningful change along the Theil–Sen line,
+/// which keeps false alarms low on its own, while four weeks of a gappy diary give few points
+/// and a stricter test would miss real changes of several points.
 pub const SIGNIFICANCE: f64 = 0.10;
 
 /// Smallest meaningful change of the nerve-sign score (0–5): one sign appearing or going, or

@@ -43,6 +43,14 @@ fn clean_diaries_are_recovered() {
 }
 
 #[test]
+fn noisy_diaries_are_recovered() {
+    for scenario in Scenario::ALL {
+        let share = recovered_share(scenario, Variant::NOISY, 200..240);
+        assert!(share >= 0.90, "{}: {share}", scenario.name());
+    }
+}
+
+#[test]
 fn noisy_sparse_diaries_are_mostly_recovered() {
     for scenario in Scenario::ALL {
         let share = recovered_share(scenario, Variant::NOISY_SPARSE, 100..140);
@@ -152,4 +160,53 @@ fn wording_never_diagnoses() {
             assert!(!text.contains(forbidden), "{forbidden}: {text}");
         }
     }
+}
+
+#[test]
+fn weakness_appearing_on_most_recent_days_is_flagged_as_worsening() {
+    let as_of = start() + Days::new(55);
+    let entries: Vec<Entry> = (0..56)
+        .map(|i| {
+            let day = start() + Days::new(i);
+            // No weakness for six weeks, then on every other day of the last two.
+            let weak = i >= 42 && i % 2 == 0;
+            entry(
+                day,
+                serde_json::json!({"first_step_pain": 3, "sitting_pain": 6, "weakness": weak, "radiating": true}),
+            )
+        })
+        .collect();
+    let report = analyse(&entries, &Options::new(as_of));
+    let kinds: Vec<RedFlagKind> = report.red_flags.iter().map(|flag| flag.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![RedFlagKind::NewNerveSigns, RedFlagKind::WorseningWeakness]
+    );
+    let worsening = &report.red_flags[1];
+    assert_eq!(worsening.dates.len(), 7);
+    assert!(worsening
+        .dates
+        .iter()
+        .all(|date| *date >= start() + Days::new(42)));
+}
+
+#[test]
+fn six_weeks_of_stretching_without_improvement_is_flagged() {
+    let as_of = start() + Days::new(59);
+    let entries: Vec<Entry> = (0..60)
+        .map(|i| {
+            entry(
+                start() + Days::new(i),
+                serde_json::json!({"first_step_pain": 7, "rest_pain": 5, "treatments": ["stretching"]}),
+            )
+        })
+        .collect();
+    let report = analyse(&entries, &Options::new(as_of));
+    let flag = report
+        .red_flags
+        .iter()
+        .find(|flag| flag.kind == RedFlagKind::NoImprovementOnConservativeCare)
+        .expect("flag");
+    assert_eq!(flag.dates[0], start());
+    assert!(flag.sentence.contains("stretching"));
 }
