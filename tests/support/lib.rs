@@ -156,10 +156,11 @@ impl Server {
             .spawn()
             .expect("server starts");
         let stdout = child.stdout.take().expect("server stdout");
+        let mut reader = BufReader::new(stdout);
         let mut first = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut first)
-            .expect("server prints its URL");
+        reader.read_line(&mut first).expect("server prints its URL");
+        // Keep reading so the server never writes into a closed pipe.
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
         let url = first
             .trim()
             .rsplit(' ')
@@ -183,12 +184,11 @@ impl Server {
             .expect("port in URL")
     }
 
-    /// Runs `heeldiary-server admin ARGS --json` on the same backend and returns its JSON.
-    pub fn admin(&self, args: &[&str]) -> Value {
+    /// Runs `heeldiary-server admin ARGS` on the same backend and returns its standard output.
+    pub fn admin(&self, args: &[&str]) -> String {
         let out = Command::new(binary("heeldiary-server"))
             .arg("admin")
             .args(args)
-            .arg("--json")
             .args(&self.backend_args)
             .output()
             .expect("admin runs");
@@ -197,12 +197,19 @@ impl Server {
             "admin {args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        serde_json::from_slice(&out.stdout).expect("admin prints JSON")
+        String::from_utf8(out.stdout).expect("utf-8")
+    }
+
+    /// Runs `heeldiary-server admin ARGS --json` and returns its JSON.
+    pub fn admin_json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        serde_json::from_str(&self.admin(&all)).expect("admin prints JSON")
     }
 
     /// A new patient: its id and an enrolment code.
     pub fn add_patient(&self) -> (String, String) {
-        let v = self.admin(&["add-patient"]);
+        let v = self.admin_json(&["add-patient"]);
         (
             v["patient_id"].as_str().unwrap().to_string(),
             v["code"].as_str().unwrap().to_string(),
@@ -211,7 +218,7 @@ impl Server {
 
     /// A code for the patient's next device.
     pub fn new_code(&self, patient_id: &str) -> String {
-        self.admin(&["new-code", "--patient", patient_id])["code"]
+        self.admin_json(&["new-code", "--patient", patient_id])["code"]
             .as_str()
             .unwrap()
             .to_string()

@@ -23,7 +23,7 @@ pub use http::RetryPolicy;
 #[non_exhaustive]
 pub enum ClientError {
     /// The server could not be reached, even after retries.
-    #[error("cannot reach the server after {attempts} attempts: {source}")]
+    #[error("cannot reach the server after {attempts} attempts")]
     Network {
         /// Attempts made.
         attempts: u32,
