@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use heeldiary_core::wire::PulledOp;
-use heeldiary_core::{EntryState, Hlc, HlcClock, Op};
-use rusqlite::{params, OptionalExtension};
+use heeldiary_core::{EntryState, Hlc, HlcClock, Op, MAX_CLOCK_AHEAD_MS};
+use rusqlite::params;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -176,61 +176,62 @@ impl Store {
     }
 
     /// The server said this device's clock runs ahead of its own (`server_time_ms`). Learns the
-    /// offset, then re-stamps the operations the server has not yet accepted so they stop
-    /// winning conflicts by a clock error, and recomputes the entries they touch. Returns how
-    /// many operations were re-stamped.
+    /// offset, then re-stamps the unacknowledged operations the server would refuse (stamped more
+    /// than [`MAX_CLOCK_AHEAD_MS`] past its time) so they stop winning conflicts by a clock
+    /// error, and recomputes the entries they touch. Operations within the tolerance keep their
+    /// stamps: the server may hold them already from a push whose answer was lost, and a copy
+    /// must never differ from the original. Returns how many operations were re-stamped.
     pub fn correct_clock(&mut self, server_time_ms: u64) -> Result<usize> {
-        let device_now_ms = (self.time)().timestamp_millis();
-        let offset = server_time_ms as i64 - device_now_ms;
-        self.conn
-            .execute("UPDATE sync_state SET clock_offset_ms = ?1", [offset])?;
-        self.clock_offset_ms = offset;
-        let now_ms = self.now_ms();
+        let offset = server_time_ms as i64 - (self.time)().timestamp_millis();
+        let refused_after = Hlc {
+            wall_ms: server_time_ms + MAX_CLOCK_AHEAD_MS,
+            counter: u32::MAX,
+            node: Uuid::max(),
+        }
+        .to_string();
+        let now_ms = server_time_ms;
         let device_id = self.device_id();
-        self.write(|stamps, tx| {
-            // Restart the clock from the highest stamp that is not in the future.
-            let settled: Option<String> = tx
-                .query_row(
-                    "SELECT max(hlc) FROM ops WHERE hlc <= ?1",
-                    [Hlc {
-                        wall_ms: now_ms,
-                        counter: u32::MAX >> 8,
-                        node: Uuid::max(),
-                    }
-                    .to_string()],
-                    |r| r.get(0),
-                )
-                .optional()?
-                .flatten();
+        let restamped = self.write(|stamps, tx| {
+            tx.execute("UPDATE sync_state SET clock_offset_ms = ?1", [offset])?;
+            // Restart the clock after every stamp that stays.
+            let settled: Option<String> = tx.query_row(
+                "SELECT max(hlc) FROM ops WHERE hlc <= ?1",
+                [&refused_after],
+                |r| r.get(0),
+            )?;
             let settled = match settled {
                 Some(text) => text.parse().map_err(StoreError::corrupt)?,
                 None => Hlc::zero(device_id),
             };
             stamps.clock = HlcClock::new(device_id, settled);
-            let pending: Vec<(i64, String)> = {
+            let refused: Vec<(u64, String)> = {
                 let mut stmt = tx.prepare(
-                    "SELECT local_seq, entry_id FROM ops
+                    "SELECT device_seq, entry_id FROM ops
                      WHERE device_id = ?1 AND device_seq > (SELECT acked_seq FROM sync_state)
+                       AND hlc > ?2
                      ORDER BY device_seq",
                 )?;
-                let rows =
-                    stmt.query_map([device_id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                let rows = stmt.query_map(params![device_id.to_string(), refused_after], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
                 rows.collect::<rusqlite::Result<_>>()?
             };
             let mut touched = Vec::new();
-            for (local_seq, entry) in &pending {
+            for (device_seq, entry) in &refused {
                 let hlc = stamps.clock.tick(now_ms);
                 tx.execute(
-                    "UPDATE ops SET hlc = ?1 WHERE local_seq = ?2",
-                    params![hlc.to_string(), local_seq],
+                    "UPDATE ops SET hlc = ?1 WHERE device_id = ?2 AND device_seq = ?3",
+                    params![hlc.to_string(), device_id.to_string(), device_seq],
                 )?;
                 touched.push(Uuid::parse_str(entry).map_err(StoreError::corrupt)?);
             }
             touched.sort();
             touched.dedup();
             rebuild(tx, Some(&touched))?;
-            Ok(pending.len())
-        })
+            Ok(refused.len())
+        })?;
+        self.clock_offset_ms = offset;
+        Ok(restamped)
     }
 
     /// The merged state of one entry with its per-field stamps, for sync diagnostics and tests.

@@ -301,22 +301,34 @@ fn pulled_edits_merge_field_by_field() -> TestResult {
 fn a_clock_ahead_of_the_server_is_corrected_and_stops_winning() -> TestResult {
     let mut fast = Store::open_in_memory()?;
     fast.set_time_source(fixed_time("2026-11-10T12:00:00+00:00"));
+    let within = fast.log(input(json!({"day": "2026-11-09", "rest_pain": 2})))?;
+    fast.set_time_source(fixed_time("2026-11-10T14:00:00+00:00"));
     let e = fast.log(input(json!({"day": "2026-11-09", "first_step_pain": 9})))?;
+    // The server's clock says 11:58: the first write is within the tolerance, the second not.
     let server_now =
-        DateTime::parse_from_rfc3339("2026-11-10T10:00:00+00:00")?.timestamp_millis() as u64;
+        DateTime::parse_from_rfc3339("2026-11-10T11:58:00+00:00")?.timestamp_millis() as u64;
+    let kept = fast.all_ops()?[0].hlc;
     assert_eq!(fast.correct_clock(server_now)?, 1);
     let ops = fast.all_ops()?;
-    assert_eq!(ops[0].hlc.wall_ms, server_now);
-    assert_eq!(fast.sync_state()?.clock_offset_ms, -2 * 3600 * 1000);
+    assert_eq!(
+        ops[0].hlc, kept,
+        "an op the server may hold already keeps its stamp"
+    );
+    assert!(
+        ops[1].hlc > kept && ops[1].hlc.wall_ms <= server_now + heeldiary_core::MAX_CLOCK_AHEAD_MS
+    );
+    assert_eq!(fast.sync_state()?.clock_offset_ms, -(2 * 3600 + 120) * 1000);
     assert_eq!(fast.now().timestamp_millis() as u64, server_now);
     // The state was rebuilt with the new stamps.
     assert_eq!(
         fast.entry_state(e.id)?.unwrap().last_changed(),
-        Some(ops[0].hlc)
+        Some(ops[1].hlc)
     );
-    // Acknowledged operations keep their stamps.
-    fast.mark_pushed(1)?;
-    assert_eq!(fast.correct_clock(server_now - 1000)?, 0);
+    assert_eq!(fast.get(within.id)?.rest_pain, Some(2));
+    // New writes follow the corrected clock, after every stamp already handed out.
+    let next = fast.log(input(json!({"day": "2026-11-09"})))?;
+    let stamp = fast.history(next.id)?[0].hlc;
+    assert!(stamp > ops[1].hlc && stamp.wall_ms <= server_now + heeldiary_core::MAX_CLOCK_AHEAD_MS);
     Ok(())
 }
 
