@@ -4,6 +4,8 @@
 //!
 //! Test support only: nothing in the product depends on it.
 
+pub mod proxy;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -334,4 +336,61 @@ pub fn eventually(attempts: u32, mut check: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
     false
+}
+
+/// Entry `i` of a synthetic diary: a valid morning check-in on a past day, varied enough that
+/// entries differ, for tests and benchmarks that need many of them.
+pub fn sample_entry(i: usize) -> heeldiary_core::EntryInput {
+    serde_json::from_value(serde_json::json!({
+        "day": format!("20{:02}-{:02}-{:02}", 10 + (i / 336) % 15, 1 + (i / 28) % 12, 1 + i % 28),
+        "first_step_pain": i % 11,
+        "sitting_pain": (i + 3) % 11,
+        "heel_tender": i % 2 == 0,
+        "treatments": ["stretching"],
+        "note": "first steps hurt",
+    }))
+    .expect("a valid sample entry")
+}
+
+/// A multi-threaded tokio runtime: tests block on device syncs on it while it runs a
+/// [`proxy::Proxy`] in the background.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// A new device diary in memory, enrolled with `code` at `server_url` (the URL its syncs use).
+pub async fn enrolled_store(server_url: &str, code: &str) -> heeldiary_store::Store {
+    let mut store = heeldiary_store::Store::open_in_memory().expect("diary in memory");
+    heeldiary_client::enroll(&mut store, server_url, code, None)
+        .await
+        .expect("device enrols");
+    store
+}
+
+/// Sync options for tests that break the network on purpose: `max_attempts` quick retries, so
+/// a sync through a fault gives up fast, and a request timeout far above any injected delay.
+pub fn impatient_sync(max_attempts: u32) -> heeldiary_client::SyncOptions {
+    heeldiary_client::SyncOptions {
+        retry: heeldiary_client::RetryPolicy {
+            max_attempts,
+            base_delay: Duration::from_millis(2),
+            max_delay: Duration::from_millis(20),
+        },
+        request_timeout: Duration::from_secs(30),
+        ..Default::default()
+    }
+}
+
+/// The `(device id, device sequence)` of every operation a diary holds; fails when one is held
+/// twice.
+pub fn op_keys(store: &heeldiary_store::Store) -> std::collections::BTreeSet<(uuid::Uuid, u64)> {
+    let ops = store.all_ops().expect("operation log");
+    let keys: std::collections::BTreeSet<_> =
+        ops.iter().map(|op| (op.device_id, op.device_seq)).collect();
+    assert_eq!(keys.len(), ops.len(), "an operation is held twice");
+    keys
 }

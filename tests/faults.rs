@@ -1,0 +1,337 @@
+//! Sync through a faulty network: a proxy between the devices and the real server drops
+//! requests before the server sees them, drops answers after the server committed, delays
+//! answers and cuts them short.
+//!
+//! - Each kind of fault on a push is survived by a retry, and the server stores every operation
+//!   exactly once (an answer lost after the commit comes back as "already on the server").
+//! - A property test: random writes on three devices of one patient with random faults on their
+//!   syncs; once the faults stop, two sync rounds leave every device with the same operations and
+//!   entry states as the server, no operation lost, none duplicated, nothing left to push.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use heeldiary_client::{sync, ClientError, SyncOptions};
+use heeldiary_core::wire::EntryResponse;
+use heeldiary_core::{EntryInput, EntryState};
+use heeldiary_e2e::proxy::{Fault, Proxy};
+use heeldiary_e2e::{
+    enrolled_store, impatient_sync, op_keys, runtime, sample_entry, Backend, Server,
+};
+use heeldiary_store::Store;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use serde_json::json;
+use tokio::runtime::Runtime;
+use uuid::Uuid;
+
+/// Devices of the one patient in each property case.
+const DEVICES: usize = 3;
+
+/// Entries pushed through each single fault.
+const ENTRIES: usize = 25;
+
+fn entry(json: serde_json::Value) -> EntryInput {
+    serde_json::from_value(json).expect("valid entry input")
+}
+
+/// A fault on the first request of a push is repaired by the retry, and the server's count of
+/// new and repeated operations says exactly what reached it before the fault.
+#[test]
+fn every_fault_on_a_push_is_survived_without_loss_or_duplicate() {
+    let rt = runtime();
+    for backend in Backend::all("every_fault_on_a_push_is_survived_without_loss_or_duplicate") {
+        let server = Server::start(&backend);
+        let proxy = rt.block_on(Proxy::start(server.port()));
+        // What the server's answers count: (new, already stored, retries).
+        let faults = [
+            // Never reached the server: the retry stores everything.
+            (Fault::DropRequest, (ENTRIES, 0, 1)),
+            // Committed, then the answer was lost: the retry finds everything stored.
+            (Fault::DropResponse, (0, ENTRIES, 1)),
+            (Fault::CutResponse(0), (0, ENTRIES, 1)),
+            (Fault::CutResponse(20), (0, ENTRIES, 1)),
+            // Slow but whole: no retry.
+            (Fault::Delay(Duration::from_millis(100)), (ENTRIES, 0, 0)),
+        ];
+        for (fault, expected) in faults {
+            let (_, code) = server.add_patient();
+            let mut store = rt.block_on(enrolled_store(&proxy.url, &code));
+            store
+                .import((0..ENTRIES).map(sample_entry), |_| {})
+                .unwrap();
+            proxy.script([fault]);
+            let summary = rt
+                .block_on(sync(&mut store, &impatient_sync(3)))
+                .unwrap_or_else(|e| panic!("{}, {fault:?}: {e}", backend.name()));
+            assert_eq!(
+                (summary.pushed, summary.already_on_server, summary.retries),
+                expected,
+                "{}, {fault:?}",
+                backend.name()
+            );
+            assert_eq!(store.unpushed(1).unwrap(), vec![]);
+            assert_eq!(
+                op_keys(&pulled_from_server(&rt, &server, &store)).len(),
+                ENTRIES
+            );
+        }
+    }
+}
+
+/// One step of a property case.
+#[derive(Debug, Clone)]
+enum Step {
+    /// A new entry on `device`.
+    Log { device: usize, day: u32, pain: u8 },
+    /// A change to one field of one of the device's live entries (`pick` modulo their number).
+    Edit {
+        device: usize,
+        pick: usize,
+        field: &'static str,
+        value: u8,
+    },
+    /// Deleting one of the device's live entries.
+    Delete { device: usize, pick: usize },
+    /// A sync of `device` whose requests get `faults` in order (then pass).
+    Sync { device: usize, faults: Vec<Fault> },
+}
+
+fn fault() -> impl Strategy<Value = Fault> {
+    prop_oneof![
+        2 => Just(Fault::Pass),
+        2 => Just(Fault::DropRequest),
+        2 => Just(Fault::DropResponse),
+        1 => (0u64..100).prop_map(|ms| Fault::Delay(Duration::from_millis(ms))),
+        2 => (0usize..800).prop_map(Fault::CutResponse),
+    ]
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let device = 0..DEVICES;
+    prop_oneof![
+        3 => (device.clone(), 1u32..=28, 0u8..=10)
+            .prop_map(|(device, day, pain)| Step::Log { device, day, pain }),
+        3 => (
+            device.clone(),
+            any::<usize>(),
+            prop::sample::select(vec!["first_step_pain", "sitting_pain", "note"]),
+            0u8..=10,
+        )
+            .prop_map(|(device, pick, field, value)| Step::Edit { device, pick, field, value }),
+        1 => (device.clone(), any::<usize>())
+            .prop_map(|(device, pick)| Step::Delete { device, pick }),
+        3 => (device, prop::collection::vec(fault(), 0..8))
+            .prop_map(|(device, faults)| Step::Sync { device, faults }),
+    ]
+}
+
+/// Applies a local write step; a step naming an entry the device does not have is skipped.
+fn write(store: &mut Store, step: &Step) {
+    let live = |store: &Store, pick: usize| {
+        let entries = store.list(None, None).unwrap();
+        (!entries.is_empty()).then(|| entries[pick % entries.len()].id)
+    };
+    match *step {
+        Step::Log { day, pain, .. } => {
+            store
+                .log(entry(
+                    json!({ "day": format!("2026-02-{day:02}"), "first_step_pain": pain }),
+                ))
+                .unwrap();
+        }
+        Step::Edit {
+            pick, field, value, ..
+        } => {
+            if let Some(id) = live(store, pick) {
+                let value = match field {
+                    "note" => json!(format!("note {value}")),
+                    _ => json!(value),
+                };
+                store.edit(id, entry(json!({ field: value }))).unwrap();
+            }
+        }
+        Step::Delete { pick, .. } => {
+            if let Some(id) = live(store, pick) {
+                store.delete(id).unwrap();
+            }
+        }
+        Step::Sync { .. } => unreachable!("syncs are not local writes"),
+    }
+}
+
+/// Every entry a diary knows of (deleted ones included) with its merged state.
+fn entry_states(store: &Store) -> BTreeMap<Uuid, EntryState> {
+    let ids: BTreeSet<Uuid> = store
+        .all_ops()
+        .unwrap()
+        .iter()
+        .map(|op| op.entry_id)
+        .collect();
+    ids.into_iter()
+        .map(|id| {
+            (
+                id,
+                store
+                    .entry_state(id)
+                    .unwrap()
+                    .expect("state of a known entry"),
+            )
+        })
+        .collect()
+}
+
+/// The patient's whole feed as the server hands it to a new device of the patient.
+fn pulled_from_server(rt: &Runtime, server: &Server, device: &Store) -> Store {
+    let patient = device.enrolment().unwrap().patient_id.to_string();
+    let mut fresh = rt.block_on(enrolled_store(&server.url, &server.new_code(&patient)));
+    rt.block_on(sync(&mut fresh, &SyncOptions::default()))
+        .expect("a fresh device pulls without faults");
+    fresh
+}
+
+/// The server's merged state of each entry, as `GET /v1/entries/{id}` gives it to `device`.
+async fn server_states(
+    server: &Server,
+    device: &Store,
+    ids: impl Iterator<Item = Uuid>,
+) -> BTreeMap<Uuid, EntryState> {
+    let token = device.enrolment().unwrap().token;
+    let http = reqwest::Client::new();
+    let mut states = BTreeMap::new();
+    for id in ids {
+        let answer: EntryResponse = http
+            .get(format!("{}/v1/entries/{id}", server.url))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .expect("the server has the entry")
+            .json()
+            .await
+            .expect("an entry answer");
+        states.insert(id, answer.state);
+    }
+    states
+}
+
+/// Runs one property case on a new patient and checks convergence once the faults stop.
+fn converges_after_faults(rt: &Runtime, server: &Server, proxy: &Proxy, steps: &[Step]) {
+    let (patient, code) = server.add_patient();
+    let codes = [code, server.new_code(&patient), server.new_code(&patient)];
+    let mut devices: Vec<Store> = codes
+        .iter()
+        .map(|code| rt.block_on(enrolled_store(&proxy.url, code)))
+        .collect();
+    // Small batches and pages, so that one sync is several requests and a fault can strike in
+    // the middle of a push or a pull.
+    let options = SyncOptions {
+        push_batch: 3,
+        pull_limit: 4,
+        ..impatient_sync(3)
+    };
+    for step in steps {
+        match step {
+            Step::Sync { device, faults } => {
+                proxy.script(faults.iter().copied());
+                // A sync may fail while faults last; it must fail as a network fault, never by
+                // misreading a cut-short answer.
+                if let Err(e) = rt.block_on(sync(&mut devices[*device], &options)) {
+                    assert!(
+                        matches!(e, ClientError::Network { .. }),
+                        "sync through {faults:?} failed with {e:?}"
+                    );
+                }
+            }
+            Step::Log { device, .. } | Step::Edit { device, .. } | Step::Delete { device, .. } => {
+                write(&mut devices[*device], step)
+            }
+        }
+    }
+    proxy.pass_all();
+    for round in 0..2 {
+        for (i, device) in devices.iter_mut().enumerate() {
+            rt.block_on(sync(device, &options))
+                .unwrap_or_else(|e| panic!("round {round}, device {i}: {e}"));
+        }
+    }
+
+    let written: usize = devices
+        .iter()
+        .map(|d| {
+            op_keys(d)
+                .iter()
+                .filter(|(id, _)| *id == d.device_id())
+                .count()
+        })
+        .sum();
+    let server_feed = pulled_from_server(rt, server, &devices[0]);
+    let server_ops = op_keys(&server_feed);
+    assert_eq!(server_ops.len(), written, "the server lost an operation");
+    let states = entry_states(&server_feed);
+    let merged_on_server = rt.block_on(server_states(server, &devices[0], states.keys().copied()));
+    assert_eq!(
+        merged_on_server, states,
+        "the server's merge differs from its feed"
+    );
+    for (i, device) in devices.iter().enumerate() {
+        assert_eq!(op_keys(device), server_ops, "device {i}'s operations");
+        assert_eq!(entry_states(device), states, "device {i}'s entries");
+        assert_eq!(
+            device.unpushed(1).unwrap(),
+            vec![],
+            "device {i} has unpushed operations"
+        );
+    }
+}
+
+/// Guards the property test against passing vacuously: every kind of fault struck both pushes
+/// and pulls somewhere in the run.
+fn assert_every_fault_hit_pushes_and_pulls(proxy: &Proxy) {
+    let struck: std::collections::HashSet<(std::mem::Discriminant<Fault>, String)> = proxy
+        .exchanges()
+        .iter()
+        .map(|e| {
+            (
+                std::mem::discriminant(&e.fault),
+                e.request.path().to_string(),
+            )
+        })
+        .collect();
+    for fault in [
+        Fault::DropRequest,
+        Fault::DropResponse,
+        Fault::Delay(Duration::ZERO),
+        Fault::CutResponse(0),
+    ] {
+        for path in ["/v1/push", "/v1/pull"] {
+            assert!(
+                struck.contains(&(std::mem::discriminant(&fault), path.to_string())),
+                "no {fault:?} on {path} in the whole run"
+            );
+        }
+    }
+}
+
+#[test]
+fn devices_converge_with_the_server_after_random_faults() {
+    let rt = runtime();
+    for backend in Backend::all("devices_converge_with_the_server_after_random_faults") {
+        let server = Server::start(&backend);
+        let proxy = rt.block_on(Proxy::start(server.port()));
+        let mut runner = TestRunner::new(Config {
+            cases: 12,
+            // Each case runs real syncs; a failure is worth a few shrinking steps, not hundreds.
+            max_shrink_iters: 64,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        runner
+            .run(&prop::collection::vec(step(), 5..40), |steps| {
+                converges_after_faults(&rt, &server, &proxy, &steps);
+                Ok(())
+            })
+            .unwrap_or_else(|e| panic!("{}: {e}", backend.name()));
+        assert_every_fault_hit_pushes_and_pulls(&proxy);
+    }
+}
