@@ -171,8 +171,8 @@ pub fn validate_batch(ops: &[Op], device_id: Uuid, now: DateTime<Utc>) -> Result
             )
             .into());
         }
-        op.validate(today)
-            .map_err(|e| e.within(&format!("ops[{i}]")))?;
+        // The clock first: a device whose clock runs ahead can correct itself and push again,
+        // while a value error would stop it for good.
         if op.hlc.wall_ms > now_ms.saturating_add(MAX_CLOCK_AHEAD_MS) {
             return Err(ApiError::ClockAhead {
                 field: at("hlc"),
@@ -180,6 +180,8 @@ pub fn validate_batch(ops: &[Op], device_id: Uuid, now: DateTime<Utc>) -> Result
                 server_time_ms: now_ms,
             });
         }
+        op.validate(today)
+            .map_err(|e| e.within(&format!("ops[{i}]")))?;
     }
     Ok(())
 }
