@@ -164,15 +164,7 @@ impl Client {
         }
         let response = match request.send().await {
             Ok(r) => r,
-            Err(e) => {
-                return Attempt::Retry {
-                    error: ClientError::Network {
-                        attempts: 1,
-                        source: e,
-                    },
-                    after: None,
-                }
-            }
+            Err(e) => return Attempt::network_fault(e),
         };
         let status = response.status();
         let retry_after = response
@@ -185,15 +177,7 @@ impl Client {
         // because every write of the protocol is idempotent.
         let bytes = match response.bytes().await {
             Ok(b) => b,
-            Err(e) => {
-                return Attempt::Retry {
-                    error: ClientError::Network {
-                        attempts: 1,
-                        source: e,
-                    },
-                    after: None,
-                }
-            }
+            Err(e) => return Attempt::network_fault(e),
         };
         if status.is_success() {
             return Attempt::Done(
