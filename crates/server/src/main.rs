@@ -2,14 +2,14 @@
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use chrono::Utc;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use heeldiary_server::admin::{self, DEFAULT_CODE_HOURS};
-use heeldiary_server::storage::{SqliteStorage, Storage};
+use heeldiary_server::storage::{PoolOptions, PostgresStorage, SqliteStorage, Storage};
 use tracing_subscriber::EnvFilter;
 use uuid::Uuid;
 
@@ -39,7 +39,8 @@ struct BackendArgs {
         value_name = "DIR"
     )]
     data: PathBuf,
-    /// PostgreSQL connection URL, instead of --data (not supported yet).
+    /// PostgreSQL connection URL (postgres://USER@HOST/DB): run on PostgreSQL instead of the
+    /// SQLite files of --data.
     #[arg(
         long,
         global = true,
@@ -48,6 +49,15 @@ struct BackendArgs {
         value_name = "URL"
     )]
     database_url: Option<String>,
+    /// Most PostgreSQL connections open at once (with --database-url).
+    #[arg(
+        long,
+        global = true,
+        env = "HEELDIARY_DB_POOL_SIZE",
+        default_value_t = PoolOptions::default().max_size,
+        value_name = "N"
+    )]
+    db_pool_size: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -130,12 +140,24 @@ enum AdminCommand {
 /// The storage backends this binary can run on.
 enum Backend {
     Sqlite(SqliteStorage),
+    Postgres(PostgresStorage),
 }
 
 impl BackendArgs {
     async fn open(&self) -> anyhow::Result<Backend> {
-        if self.database_url.is_some() {
-            bail!("--database-url (PostgreSQL) is not supported yet; use --data DIR");
+        if let Some(url) = &self.database_url {
+            if self.db_pool_size == 0 {
+                bail!("--db-pool-size must be at least 1");
+            }
+            let options = PoolOptions {
+                max_size: self.db_pool_size,
+                ..PoolOptions::default()
+            };
+            // The URL may hold a password: name only the database in the message.
+            let storage = PostgresStorage::connect(url, &options)
+                .await
+                .with_context(|| format!("cannot open the PostgreSQL database {}", db_name(url)))?;
+            return Ok(Backend::Postgres(storage));
         }
         let storage = SqliteStorage::open_dir(&self.data)
             .await
@@ -143,19 +165,40 @@ impl BackendArgs {
         Ok(Backend::Sqlite(storage))
     }
 
-    /// The option that selects this backend, for the hints printed to the operator.
+    /// The option that selects this backend, for the hints printed to the operator. A URL with
+    /// a password is not printed: the hint points at the environment variable instead.
     fn hint(&self) -> String {
-        format!("--data {}", shell_word(&self.data))
+        match &self.database_url {
+            Some(url) if has_password(url) => {
+                "--database-url \"$HEELDIARY_DATABASE_URL\"".to_string()
+            }
+            Some(url) => format!("--database-url {}", shell_word(url)),
+            None => format!("--data {}", shell_word(&self.data.display().to_string())),
+        }
     }
 }
 
-fn shell_word(path: &Path) -> String {
-    let text = path.display().to_string();
+/// Whether a database URL carries a password (or cannot be read, which counts as one).
+fn has_password(url: &str) -> bool {
+    url.parse::<tokio_postgres::Config>()
+        .map_or(true, |c| c.get_password().is_some())
+}
+
+/// The database name of a URL, for messages; never the URL itself.
+fn db_name(url: &str) -> String {
+    url.parse::<tokio_postgres::Config>()
+        .ok()
+        .and_then(|c| c.get_dbname().map(|d| format!("`{d}`")))
+        .unwrap_or_else(|| "(given by --database-url)".into())
+}
+
+/// `text` as one shell word: as it is when that is safe, else single-quoted.
+fn shell_word(text: &str) -> String {
     if text
         .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c))
+        .all(|c| c.is_ascii_alphanumeric() || "/._-:@".contains(c))
     {
-        text
+        text.to_string()
     } else {
         format!("'{}'", text.replace('\'', r"'\''"))
     }
@@ -172,6 +215,7 @@ async fn main() -> anyhow::Result<()> {
     let backend = cli.backend.open().await?;
     match backend {
         Backend::Sqlite(storage) => run(storage, cli).await,
+        Backend::Postgres(storage) => run(storage, cli).await,
     }
 }
 

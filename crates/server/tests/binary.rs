@@ -323,19 +323,118 @@ fn admin_commands_print_json_and_text() {
 }
 
 #[test]
-fn a_database_url_is_refused_until_postgres_is_supported() {
+fn an_unreachable_database_is_named_without_its_password() {
     let dir = tempfile::tempdir().unwrap();
+    // Port 1: nothing listens, the connection is refused at once.
     let out = command(dir.path())
         .args([
             "admin",
             "add-patient",
             "--database-url",
-            "postgres://localhost/x",
+            "postgres://clinic:hunter2secret@127.0.0.1:1/heeldiary",
         ])
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not supported yet"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot open the PostgreSQL database `heeldiary`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2secret"), "{stderr}");
+    assert!(
+        !dir.path().join("heeldiary-server.sqlite3").exists(),
+        "fell back to SQLite"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_url_runs_the_server_and_admin_on_postgres() {
+    use heeldiary_server::storage::ScratchSchema;
+    let Some(schema) =
+        ScratchSchema::create("a_database_url_runs_the_server_and_admin_on_postgres").await
+    else {
+        return;
+    };
+    let base = std::env::var(heeldiary_server::storage::postgres::TEST_DATABASE_URL).unwrap();
+    let separator = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{separator}options=-csearch_path%3D{}", schema.name());
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let on_pg = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--database-url", &url]);
+        admin_json(&data, &all)
+    };
+    let issued = on_pg(&["add-patient", "--json"]);
+    let server = start(&data, &["--database-url", &url, "--db-pool-size", "4"]);
+    assert!(
+        server
+            .stdout
+            .contains("heeldiary-server admin add-patient --database-url"),
+        "{}",
+        server.stdout
+    );
+
+    let http = reqwest::Client::new();
+    let device_id = Uuid::now_v7();
+    let enrolled: EnrolResponse = http
+        .post(format!("{}/v1/enrol", server.url))
+        .json(&json!({"code": issued["code"], "device_id": device_id}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let now = chrono::Utc::now();
+    let op = json!({
+        "entry_id": Uuid::now_v7(),
+        "device_id": device_id,
+        "device_seq": 1,
+        "hlc": Hlc { wall_ms: now.timestamp_millis() as u64, counter: 0, node: device_id }.to_string(),
+        "patch": {
+            "day": now.date_naive().to_string(),
+            "recorded_at": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, false),
+            "first_step_pain": 6,
+        },
+    });
+    let pushed: PushResponse = http
+        .post(format!("{}/v1/push", server.url))
+        .bearer_auth(&enrolled.token)
+        .json(&json!({ "ops": [op] }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pushed.results[0].status, PushStatus::Applied);
+    let pulled: PullResponse = http
+        .get(format!("{}/v1/pull", server.url))
+        .bearer_auth(&enrolled.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pulled.ops.len(), 1);
+    let patient = issued["patient_id"].as_str().unwrap();
+    let listed = on_pg(&["list-devices", "--patient", patient, "--json"]);
+    assert_eq!(listed[0]["device_id"], json!(device_id));
+
+    let (status, logs) = terminate(server);
+    assert!(status.success(), "{status:?}\n{logs}");
+    // Everything went to PostgreSQL: no SQLite file appeared, the rows are in the schema.
+    assert!(!data.join("heeldiary-server.sqlite3").exists());
+    assert_eq!(schema.query("SELECT count(*) FROM ops").await, ["1"]);
+    assert_eq!(
+        schema
+            .query("SELECT max(version) FROM schema_migrations")
+            .await,
+        ["1"]
+    );
 }
 
 #[test]

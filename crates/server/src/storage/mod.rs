@@ -5,21 +5,27 @@
 //! Every table is keyed by `patient_id` first and no method reads across patients (except
 //! [`Storage::enrol`], which checks that a device id is not enrolled twice), so a backend can
 //! partition by patient.
+//!
+//! What a push decides (which operations are new, which cursor each gets, the merged entry
+//! states) does not depend on the database and lives here, in [`PushPlan`], shared by backends.
 
 pub mod conformance;
+pub mod postgres;
 pub mod sqlite;
 
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::future::Future;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use heeldiary_core::wire::{PulledOp, PushResult};
-use heeldiary_core::{EntryState, Op};
+use heeldiary_core::wire::{PulledOp, PushResult, PushStatus};
+use heeldiary_core::{EntryState, Field, Op};
 use uuid::Uuid;
 
 use crate::auth::SecretHash;
 
+pub use postgres::{PoolOptions, PostgresStorage, ScratchSchema};
 pub use sqlite::SqliteStorage;
 
 /// What a storage backend can fail with. Messages carry no personal data.
@@ -270,4 +276,108 @@ pub trait Storage: Clone + Send + Sync + 'static {
 
     /// Whether the backend answers.
     fn health(&self) -> impl Future<Output = Result<(), StorageError>> + Send;
+}
+
+/// What one push does, decided from the `(device_id, device_seq)` keys the patient already
+/// stores. Backends find those keys and write the outcome; the decisions are made here once.
+#[derive(Debug)]
+pub(crate) struct PushPlan<'a> {
+    /// One result per pushed operation, in request order.
+    pub results: Vec<PushResult>,
+    /// The operations to store, each with its new cursor, in cursor order.
+    pub applied: Vec<(i64, &'a Op)>,
+}
+
+impl<'a> PushPlan<'a> {
+    /// Plans `ops` for a patient whose feed ends at `last_cursor` and who stores `stored`
+    /// already. A repeat within the batch is a duplicate of its first occurrence.
+    ///
+    /// # Failure
+    /// [`StorageError::Internal`] if a sequence number or cursor does not fit in storage.
+    pub fn new(
+        ops: &'a [Op],
+        last_cursor: i64,
+        stored: &HashSet<(Uuid, i64)>,
+    ) -> Result<Self, StorageError> {
+        let mut seen = HashSet::with_capacity(ops.len());
+        let mut cursor = last_cursor;
+        let mut results = Vec::with_capacity(ops.len());
+        let mut applied = Vec::with_capacity(ops.len());
+        for op in ops {
+            let key = (op.device_id, to_i64(op.device_seq, "device_seq")?);
+            let status = if stored.contains(&key) || !seen.insert(key) {
+                PushStatus::Duplicate
+            } else {
+                cursor = cursor
+                    .checked_add(1)
+                    .ok_or_else(|| StorageError::Internal("cursor exceeds storage".into()))?;
+                applied.push((cursor, op));
+                PushStatus::Applied
+            };
+            results.push(PushResult {
+                device_seq: op.device_seq,
+                status,
+            });
+        }
+        Ok(Self { results, applied })
+    }
+
+    /// The cursor of the last stored operation, or `None` when nothing is new.
+    pub fn last_cursor(&self) -> Option<i64> {
+        self.applied.last().map(|(cursor, _)| *cursor)
+    }
+
+    /// The entries the new operations touch, without repeats.
+    pub fn entry_ids(&self) -> Vec<Uuid> {
+        let ids: std::collections::BTreeSet<Uuid> =
+            self.applied.iter().map(|(_, op)| op.entry_id).collect();
+        ids.into_iter().collect()
+    }
+
+    /// Folds the new operations into their entries' stored states (`stored` holds those that
+    /// exist; a missing one starts empty) and returns the states to save.
+    pub fn merge(&self, mut stored: BTreeMap<Uuid, EntryState>) -> BTreeMap<Uuid, EntryState> {
+        let mut merged = BTreeMap::new();
+        for (_, op) in &self.applied {
+            merged
+                .entry(op.entry_id)
+                .or_insert_with(|| stored.remove(&op.entry_id).unwrap_or_default())
+                .apply(op);
+        }
+        merged
+    }
+}
+
+/// The local day of a merged entry, for the day index, once an operation has set it.
+pub(crate) fn entry_day(state: &EntryState) -> Option<&str> {
+    state.fields.get(&Field::Day).and_then(|f| f.value.as_str())
+}
+
+/// `n` as a signed 64-bit integer, the width both backends store.
+pub(crate) fn to_i64(n: u64, what: &str) -> Result<i64, StorageError> {
+    i64::try_from(n).map_err(|_| StorageError::Internal(format!("{what} {n} exceeds storage")))
+}
+
+/// A stored sequence number or cursor back as unsigned; a negative one is a fault in the data.
+pub(crate) fn from_i64(n: i64) -> Result<u64, StorageError> {
+    u64::try_from(n).map_err(|_| StorageError::Internal(format!("stored number {n} < 0")))
+}
+
+/// A stored hash back from its bytes.
+pub(crate) fn hash_from_bytes(bytes: Vec<u8>) -> Result<SecretHash, StorageError> {
+    let bytes: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| StorageError::Internal("stored hash has the wrong length".into()))?;
+    Ok(SecretHash::from_bytes(bytes))
+}
+
+/// A stored operation stamp back from its text.
+pub(crate) fn parse_hlc(text: &str) -> Result<heeldiary_core::Hlc, StorageError> {
+    text.parse()
+        .map_err(|e| StorageError::Internal(format!("stored stamp unreadable: {e}")))
+}
+
+/// The message every backend gives when a device id is enrolled already.
+pub(crate) fn device_id_taken() -> StorageError {
+    StorageError::Conflict("this device id is enrolled already; enrol with a new device id".into())
 }

@@ -5,19 +5,20 @@
 //! numbered files in `schema/server-sqlite/`, all in one transaction. A database written by a
 //! newer server is refused, never changed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use heeldiary_core::wire::{PulledOp, PushResult, PushStatus};
-use heeldiary_core::{EntryState, Field, Op};
+use heeldiary_core::wire::{PulledOp, PushResult};
+use heeldiary_core::{EntryState, Op};
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior};
 use uuid::Uuid;
 
 use super::{
-    DeviceCredentials, DeviceInfo, NewCode, NewDevice, NewPatient, PullPage, Storage, StorageError,
+    device_id_taken, entry_day, from_i64, hash_from_bytes, parse_hlc, to_i64, DeviceCredentials,
+    DeviceInfo, NewCode, NewDevice, NewPatient, PullPage, PushPlan, Storage, StorageError,
     StoredEntry,
 };
 use crate::auth::SecretHash;
@@ -184,17 +185,6 @@ fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StorageEr
         .map_err(|e| StorageError::Internal(format!("stored JSON unreadable: {e}")))
 }
 
-fn to_i64(n: u64, what: &str) -> Result<i64, StorageError> {
-    i64::try_from(n).map_err(|_| StorageError::Internal(format!("{what} {n} exceeds storage")))
-}
-
-fn hash_from_blob(blob: Vec<u8>) -> Result<SecretHash, StorageError> {
-    let bytes: [u8; 32] = blob
-        .try_into()
-        .map_err(|_| StorageError::Internal("stored hash has the wrong length".into()))?;
-    Ok(SecretHash::from_bytes(bytes))
-}
-
 /// Columns read by [`pulled_op`], in order.
 const OP_COLUMNS: &str = "cursor, device_id, device_seq, entry_id, hlc, patch, received_at";
 
@@ -218,19 +208,14 @@ fn op_row(r: &Row<'_>) -> rusqlite::Result<OpRow> {
 
 fn pulled_op(row: OpRow) -> Result<PulledOp, StorageError> {
     let (cursor, device_id, device_seq, entry_id, hlc, patch, received_at) = row;
-    let unsigned = |n: i64| {
-        u64::try_from(n).map_err(|_| StorageError::Internal(format!("stored number {n} < 0")))
-    };
     Ok(PulledOp {
-        cursor: unsigned(cursor)?,
+        cursor: from_i64(cursor)?,
         received_at: parse_time(&received_at)?,
         op: Op {
             entry_id: parse_uuid(&entry_id)?,
             device_id: parse_uuid(&device_id)?,
-            device_seq: unsigned(device_seq)?,
-            hlc: hlc
-                .parse()
-                .map_err(|e| StorageError::Internal(format!("stored stamp unreadable: {e}")))?,
+            device_seq: from_i64(device_seq)?,
+            hlc: parse_hlc(&hlc)?,
             patch: parse_json(&patch)?,
         },
     })
@@ -244,8 +229,9 @@ fn push_tx(
 ) -> Result<Vec<PushResult>, StorageError> {
     let patient = patient_id.to_string();
     let received = time_text(received_at);
+    // IMMEDIATE takes the write lock at once: pushes serialize and cursors commit in order.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut cursor: i64 = tx
+    let last_cursor: i64 = tx
         .query_row(
             "SELECT last_cursor FROM patients WHERE patient_id = ?1",
             [&patient],
@@ -253,59 +239,52 @@ fn push_tx(
         )
         .optional()?
         .ok_or(StorageError::NotFound)?;
-    let mut states: BTreeMap<Uuid, EntryState> = BTreeMap::new();
-    let mut results = Vec::with_capacity(ops.len());
+    let mut stored = HashSet::new();
     {
         let mut exists = tx.prepare_cached(
             "SELECT 1 FROM ops WHERE patient_id = ?1 AND device_id = ?2 AND device_seq = ?3",
         )?;
+        for op in ops {
+            let key = (op.device_id, to_i64(op.device_seq, "device_seq")?);
+            if exists.exists(params![patient, key.0.to_string(), key.1])? {
+                stored.insert(key);
+            }
+        }
+    }
+    let plan = PushPlan::new(ops, last_cursor, &stored)?;
+    let Some(new_last) = plan.last_cursor() else {
+        return Ok(plan.results);
+    };
+    {
         let mut insert = tx.prepare_cached(
             "INSERT INTO ops (patient_id, cursor, device_id, device_seq, entry_id, hlc, patch,
                               received_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?;
-        let mut load =
-            tx.prepare_cached("SELECT state FROM entries WHERE patient_id = ?1 AND entry_id = ?2")?;
-        for op in ops {
-            let device = op.device_id.to_string();
-            let seq = to_i64(op.device_seq, "device_seq")?;
-            if exists.exists(params![patient, device, seq])? {
-                results.push(PushResult {
-                    device_seq: op.device_seq,
-                    status: PushStatus::Duplicate,
-                });
-                continue;
-            }
-            cursor += 1;
+        for (cursor, op) in &plan.applied {
             let patch = serde_json::to_string(&op.patch)
                 .map_err(|e| StorageError::Internal(e.to_string()))?;
             insert.execute(params![
                 patient,
                 cursor,
-                device,
-                seq,
+                op.device_id.to_string(),
+                to_i64(op.device_seq, "device_seq")?,
                 op.entry_id.to_string(),
                 op.hlc.to_string(),
                 patch,
                 received
             ])?;
-            let state = match states.entry(op.entry_id) {
-                std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
-                std::collections::btree_map::Entry::Vacant(v) => {
-                    let stored: Option<String> = load
-                        .query_row(params![patient, op.entry_id.to_string()], |r| r.get(0))
-                        .optional()?;
-                    v.insert(match stored {
-                        Some(text) => parse_json(&text)?,
-                        None => EntryState::default(),
-                    })
-                }
-            };
-            state.apply(op);
-            results.push(PushResult {
-                device_seq: op.device_seq,
-                status: PushStatus::Applied,
-            });
+        }
+        let mut load =
+            tx.prepare_cached("SELECT state FROM entries WHERE patient_id = ?1 AND entry_id = ?2")?;
+        let mut states = BTreeMap::new();
+        for entry_id in plan.entry_ids() {
+            let text: Option<String> = load
+                .query_row(params![patient, entry_id.to_string()], |r| r.get(0))
+                .optional()?;
+            if let Some(text) = text {
+                states.insert(entry_id, parse_json::<EntryState>(&text)?);
+            }
         }
         let mut save = tx.prepare_cached(
             "INSERT INTO entries (patient_id, entry_id, day, deleted, state, updated_at)
@@ -314,14 +293,13 @@ fn push_tx(
                  day = excluded.day, deleted = excluded.deleted, state = excluded.state,
                  updated_at = excluded.updated_at",
         )?;
-        for (entry_id, state) in &states {
-            let day = state.fields.get(&Field::Day).and_then(|f| f.value.as_str());
+        for (entry_id, state) in &plan.merge(states) {
             let json =
                 serde_json::to_string(state).map_err(|e| StorageError::Internal(e.to_string()))?;
             save.execute(params![
                 patient,
                 entry_id.to_string(),
-                day,
+                entry_day(state),
                 state.is_deleted(),
                 json,
                 received
@@ -330,10 +308,10 @@ fn push_tx(
     }
     tx.execute(
         "UPDATE patients SET last_cursor = ?2 WHERE patient_id = ?1",
-        params![patient, cursor],
+        params![patient, new_last],
     )?;
     tx.commit()?;
-    Ok(results)
+    Ok(plan.results)
 }
 
 fn enrol_tx(
@@ -361,9 +339,7 @@ fn enrol_tx(
         .prepare_cached("SELECT 1 FROM devices WHERE device_id = ?1")?
         .exists([&device_id])?;
     if taken {
-        return Err(StorageError::Conflict(
-            "this device id is enrolled already; enrol with a new device id".into(),
-        ));
+        return Err(device_id_taken());
     }
     let now = time_text(now);
     tx.execute(
@@ -460,7 +436,7 @@ impl Storage for SqliteStorage {
                 .optional()?;
             row.map(|(hash, role, revoked_at)| {
                 Ok(DeviceCredentials {
-                    token_hash: hash_from_blob(hash)?,
+                    token_hash: hash_from_bytes(hash)?,
                     role: role.parse()?,
                     revoked: revoked_at.is_some(),
                 })
