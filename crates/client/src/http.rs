@@ -72,6 +72,19 @@ enum Attempt<T> {
     },
 }
 
+impl<T> Attempt<T> {
+    /// A failure of the connection itself: worth another attempt after the usual backoff.
+    fn network_fault(source: reqwest::Error) -> Self {
+        Attempt::Retry {
+            error: ClientError::Network {
+                attempts: 1,
+                source,
+            },
+            after: None,
+        }
+    }
+}
+
 impl Client {
     pub(crate) fn new(base: &str, token: Option<&str>, options: &SyncOptions) -> Result<Self> {
         let http = reqwest::Client::builder()
