@@ -3,8 +3,8 @@
 //! other devices, so that all of one patient's devices converge.
 //!
 //! The HTTP API (`/v1`, described in `schema/openapi.yaml`) speaks the wire types of
-//! `heeldiary-core`; storage sits behind the [`storage::Storage`] trait (SQLite now, PostgreSQL
-//! later) and handlers never see a backend. This crate depends on `heeldiary-core` only, never
+//! `heeldiary-core`; storage sits behind the [`storage::Storage`] trait (embedded SQLite, or
+//! PostgreSQL to scale out) and handlers never see a backend. This crate depends on `heeldiary-core` only, never
 //! on the client or the device store.
 //!
 //! ```no_run

@@ -1,5 +1,6 @@
 //! The storage conformance suite on the PostgreSQL backend, each test in a fresh schema of the
 //! database named by `HEELDIARY_TEST_DATABASE_URL`; without it every test says it was skipped.
+//! Then what only a database server can do to a backend: cut its connections mid-push.
 
 use heeldiary_server::storage::{PoolOptions, PostgresStorage, ScratchSchema};
 
@@ -14,3 +15,220 @@ async fn fresh() -> Option<(PostgresStorage, ScratchSchema)> {
 }
 
 heeldiary_server::storage_conformance!(optional: fresh());
+
+/// What only a database server can do to a backend: lose its connections in the middle of work.
+mod connection_loss {
+    use std::time::Duration;
+
+    use chrono::Utc;
+    use heeldiary_core::wire::PushStatus;
+    use heeldiary_core::{Field, Hlc, Op, Patch};
+    use heeldiary_server::auth::{new_code, TokenSecret};
+    use heeldiary_server::storage::{
+        NewCode, NewDevice, NewPatient, PoolOptions, PostgresStorage, Role, ScratchSchema, Storage,
+        StorageError,
+    };
+    use serde_json::json;
+    use tokio_postgres::NoTls;
+    use uuid::Uuid;
+
+    /// A patient with one enrolled device: (patient, device).
+    async fn enrolled(s: &PostgresStorage) -> (Uuid, Uuid) {
+        let (patient_id, device_id) = (Uuid::now_v7(), Uuid::now_v7());
+        let now = Utc::now();
+        s.create_patient(NewPatient {
+            patient_id,
+            label: None,
+            created_at: now,
+        })
+        .await
+        .unwrap();
+        let code = new_code().hash;
+        s.issue_code(NewCode {
+            code_hash: code,
+            patient_id,
+            created_at: now,
+            expires_at: now + chrono::Duration::hours(1),
+        })
+        .await
+        .unwrap();
+        let device = NewDevice {
+            device_id,
+            token_hash: TokenSecret::generate().hash,
+            role: Role::Device,
+            label: None,
+        };
+        s.enrol(code, device, now).await.unwrap();
+        (patient_id, device_id)
+    }
+
+    /// `n` ops of `device` from `first_seq`, each creating an entry.
+    fn batch(device: Uuid, first_seq: u64, n: u64) -> Vec<Op> {
+        (first_seq..first_seq + n)
+            .map(|seq| Op {
+                entry_id: Uuid::now_v7(),
+                device_id: device,
+                device_seq: seq,
+                hlc: Hlc {
+                    wall_ms: 1_000 + seq,
+                    counter: 0,
+                    node: device,
+                },
+                patch: Patch::from([
+                    (Field::Day, json!("2026-11-01")),
+                    (Field::RecordedAt, json!("2026-11-01T08:00:00+01:00")),
+                    (Field::FirstStepPain, json!(seq % 11)),
+                ]),
+            })
+            .collect()
+    }
+
+    /// Terminates every connection of the backend under test (they carry the schema's name),
+    /// as a database restart or a network cut would; returns how many there were.
+    async fn cut_connections(schema: &ScratchSchema) -> usize {
+        let killed = schema
+            .query(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE application_name = '{}' AND pid <> pg_backend_pid()",
+                schema.name()
+            ))
+            .await;
+        killed.len()
+    }
+
+    /// Pushes `ops` until the backend takes them, retrying as a device does after a 503;
+    /// returns how many attempts were unavailable.
+    async fn push_until_stored(s: &PostgresStorage, patient: Uuid, ops: &[Op]) -> u32 {
+        let mut unavailable = 0;
+        loop {
+            match s.push(patient, ops.to_vec(), Utc::now()).await {
+                Ok(results) => {
+                    assert_eq!(results.len(), ops.len());
+                    return unavailable;
+                }
+                Err(StorageError::Unavailable(_)) if unavailable < 20 => {
+                    unavailable += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(other) => panic!("push failed for good: {other:?}"),
+            }
+        }
+    }
+
+    /// Every op of the patient is stored once, with cursors 1..=n and no gap.
+    async fn assert_stored_once(s: &PostgresStorage, patient: Uuid, device: Uuid, n: u64) {
+        let page = s.pull(patient, 0, 100_000).await.unwrap();
+        assert!(!page.has_more);
+        let cursors: Vec<u64> = page.ops.iter().map(|p| p.cursor).collect();
+        assert_eq!(cursors, (1..=n).collect::<Vec<_>>());
+        let mut seqs: Vec<u64> = page
+            .ops
+            .iter()
+            .filter(|p| p.op.device_id == device)
+            .map(|p| p.op.device_seq)
+            .collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, (1..=n).collect::<Vec<_>>());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_push_cut_off_mid_transaction_is_unavailable_writes_nothing_and_retries_once() {
+        let test = "a_push_cut_off_mid_transaction_is_unavailable_writes_nothing_and_retries_once";
+        let Some(schema) = ScratchSchema::create(test).await else {
+            return;
+        };
+        let s = schema.open(&PoolOptions::default()).await;
+        let (patient, device) = enrolled(&s).await;
+        push_until_stored(&s, patient, &batch(device, 1, 10)).await;
+
+        // Hold the patient's counter row from outside, so the next push stops inside its
+        // transaction, waiting for the lock; then cut the backend's connections.
+        let (mut blocker, connection) = schema
+            .config()
+            .application_name("blocker")
+            .connect(NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let lock = blocker.transaction().await.unwrap();
+        lock.execute(
+            "SELECT 1 FROM patients WHERE patient_id = $1 FOR UPDATE",
+            &[&patient],
+        )
+        .await
+        .unwrap();
+        let second = batch(device, 11, 10);
+        let pushing = tokio::spawn({
+            let (s, ops) = (s.clone(), second.clone());
+            async move { s.push(patient, ops, Utc::now()).await }
+        });
+        let waiting = format!(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE application_name = '{}' AND wait_event_type = 'Lock'",
+            schema.name()
+        );
+        for _ in 0..200 {
+            if schema.query(&waiting).await == ["1"] {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            schema.query(&waiting).await,
+            ["1"],
+            "the push never blocked"
+        );
+        assert!(cut_connections(&schema).await >= 1);
+        let cut = pushing.await.unwrap();
+        assert!(
+            matches!(cut, Err(StorageError::Unavailable(_))),
+            "a lost connection must be retryable: {cut:?}"
+        );
+        lock.rollback().await.unwrap();
+        let page = s.pull(patient, 0, 1_000).await.unwrap();
+        assert_eq!(page.ops.len(), 10, "a cut push left a trace");
+
+        // The pool reconnects by itself; the retry stores the batch exactly once.
+        let results = s.push(patient, second, Utc::now()).await.unwrap();
+        assert_eq!(results.len(), 10);
+        assert_stored_once(&s, patient, device, 20).await;
+        let again = s.push(patient, batch(device, 11, 10), Utc::now()).await;
+        assert!(again
+            .unwrap()
+            .iter()
+            .all(|r| r.status == PushStatus::Duplicate));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pushes_survive_repeated_connection_loss_with_exact_counts() {
+        const BATCHES: u64 = 40;
+        const PER_BATCH: u64 = 25;
+        let test = "pushes_survive_repeated_connection_loss_with_exact_counts";
+        let Some(schema) = ScratchSchema::create(test).await else {
+            return;
+        };
+        let s = schema.open(&PoolOptions::default()).await;
+        let (patient, device) = enrolled(&s).await;
+        let pusher = tokio::spawn({
+            let s = s.clone();
+            async move {
+                let mut unavailable = 0;
+                for b in 0..BATCHES {
+                    let ops = batch(device, 1 + b * PER_BATCH, PER_BATCH);
+                    unavailable += push_until_stored(&s, patient, &ops).await;
+                }
+                unavailable
+            }
+        });
+        let mut cuts = 0;
+        while !pusher.is_finished() {
+            cuts += cut_connections(&schema).await;
+            tokio::time::sleep(Duration::from_millis(15)).await;
+        }
+        let unavailable = pusher.await.unwrap();
+        eprintln!("{cuts} connections cut, {unavailable} pushes answered unavailable");
+        assert!(cuts > 0, "no connection was cut");
+        assert_stored_once(&s, patient, device, BATCHES * PER_BATCH).await;
+        s.health().await.unwrap();
+    }
+}

@@ -1,6 +1,6 @@
 //! Storage behind the server: one trait that every backend implements, and the values it
-//! exchanges. Handlers only ever see [`Storage`], so a backend can be added (PostgreSQL) without
-//! touching them; [`conformance`] is the test suite every backend must pass.
+//! exchanges. Handlers only ever see [`Storage`], so backends ([`SqliteStorage`],
+//! [`PostgresStorage`]) come and go without touching them; [`conformance`] is the test suite every backend must pass.
 //!
 //! Every table is keyed by `patient_id` first and no method reads across patients (except
 //! [`Storage::enrol`], which checks that a device id is not enrolled twice), so a backend can

@@ -13,8 +13,8 @@
 //! Failures are sorted for the client: a lost connection, a pool timeout or a server shutting
 //! down is [`StorageError::Unavailable`] (HTTP 503, retried by devices; a transaction cut short
 //! wrote nothing); a serialization failure or deadlock is retried here a few times first; the
-//! rest is [`StorageError::Internal`]. The pool drops closed connections and opens new ones, so
-//! the server serves again as soon as the database is back.
+//! rest is [`StorageError::Internal`]. The pool checks each connection as it hands it out and
+//! replaces dead ones, so the server serves again as soon as the database is back.
 
 use std::collections::{BTreeMap, HashSet};
 use std::error::Error as _;
@@ -120,29 +120,39 @@ impl PostgresStorage {
         mut config: tokio_postgres::Config,
         options: &PoolOptions,
     ) -> Result<Self, StorageError> {
+        let storage = Self {
+            pool: Self::pool(&mut config, options)?,
+        };
+        retrying(|| storage.migrate(MIGRATIONS)).await?;
+        Ok(storage)
+    }
+
+    /// A pool on `config` that connects lazily; nothing is checked yet.
+    fn pool(
+        config: &mut tokio_postgres::Config,
+        options: &PoolOptions,
+    ) -> Result<Pool, StorageError> {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(options.timeout);
         }
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
-                // A connection the server closed is noticed by its own task and dropped at
-                // check-out; a query on one that died unnoticed fails as unavailable.
-                recycling_method: RecyclingMethod::Fast,
+                // A pooled connection is pinged (an empty query) at check-out: after a restart
+                // of the database or a cut, dead connections are dropped and replaced there
+                // rather than failing the next requests. One round trip, small next to a push.
+                recycling_method: RecyclingMethod::Verified,
             },
         );
-        let pool = Pool::builder(manager)
+        Pool::builder(manager)
             .max_size(options.max_size.max(1))
             .wait_timeout(Some(options.timeout))
             .create_timeout(Some(options.timeout))
             .recycle_timeout(Some(options.timeout))
             .runtime(Runtime::Tokio1)
             .build()
-            .map_err(|e| StorageError::Internal(format!("cannot build the pool: {e}")))?;
-        let storage = Self { pool };
-        retrying(|| storage.migrate(MIGRATIONS)).await?;
-        Ok(storage)
+            .map_err(|e| StorageError::Internal(format!("cannot build the pool: {e}")))
     }
 
     /// Applies the migrations in `migrations` that the database lacks, in one transaction.
@@ -370,10 +380,13 @@ impl ScratchSchema {
         &self.name
     }
 
-    /// A configuration whose connections work in this schema only.
+    /// A configuration whose connections work in this schema only. They carry the schema's
+    /// name as `application_name`, so a test can find (and cut) exactly its own connections.
     pub fn config(&self) -> tokio_postgres::Config {
         let mut config = self.config.clone();
-        config.options(format!("-csearch_path={}", self.name));
+        config
+            .options(format!("-csearch_path={}", self.name))
+            .application_name(&self.name);
         config
     }
 
@@ -897,5 +910,134 @@ impl Storage for PostgresStorage {
             Ok(())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The schema as PostgreSQL describes it (columns, constraints, indexes), without the
+    /// schema's own name, for comparing two schemas.
+    const SCHEMA_OF: &str = "
+        SELECT table_name || '.' || column_name || ' ' || data_type || ' ' || is_nullable
+               || ' ' || coalesce(column_default, '')
+        FROM information_schema.columns WHERE table_schema = current_schema()
+        UNION ALL
+        SELECT conrelid::regclass::text || ' ' || conname || ' ' || pg_get_constraintdef(oid)
+        FROM pg_constraint WHERE connamespace = current_schema()::regnamespace
+        UNION ALL
+        SELECT replace(indexdef, current_schema() || '.', '')
+        FROM pg_indexes WHERE schemaname = current_schema()
+        ORDER BY 1";
+
+    const VERSIONS: &str = "SELECT version FROM schema_migrations ORDER BY version";
+
+    /// A backend on `schema` that has not migrated yet.
+    fn unmigrated(schema: &ScratchSchema) -> PostgresStorage {
+        PostgresStorage {
+            pool: PostgresStorage::pool(&mut schema.config(), &PoolOptions::default()).unwrap(),
+        }
+    }
+
+    #[test]
+    fn migrations_are_numbered_in_order_from_one() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version as usize, i + 1);
+            assert!(m.name.starts_with(&format!("{:04}_", m.version)));
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_earlier_version_upgrades_to_the_fresh_schema() {
+        let test = "every_earlier_version_upgrades_to_the_fresh_schema";
+        let Some(fresh) = ScratchSchema::create(test).await else {
+            return;
+        };
+        fresh.open(&PoolOptions::default()).await;
+        let described = fresh.query(SCHEMA_OF).await;
+        assert!(
+            described
+                .iter()
+                .any(|l| l.contains("PRIMARY KEY (patient_id, cursor)")),
+            "{described:#?}"
+        );
+        for applied in 0..MIGRATIONS.len() {
+            let old = ScratchSchema::create(test).await.unwrap();
+            let storage = unmigrated(&old);
+            retrying(|| storage.migrate(&MIGRATIONS[..applied]))
+                .await
+                .unwrap();
+            assert_eq!(old.query(VERSIONS).await.len(), applied);
+            retrying(|| storage.migrate(MIGRATIONS)).await.unwrap();
+            assert_eq!(
+                old.query(SCHEMA_OF).await,
+                fresh.query(SCHEMA_OF).await,
+                "upgrade from {applied}"
+            );
+            assert_eq!(old.query(VERSIONS).await, fresh.query(VERSIONS).await);
+        }
+        // Opening an up-to-date database again changes nothing.
+        fresh.open(&PoolOptions::default()).await;
+        assert_eq!(fresh.query(VERSIONS).await.len(), MIGRATIONS.len());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_database_from_a_newer_server_is_refused_and_left_alone() {
+        let test = "a_database_from_a_newer_server_is_refused_and_left_alone";
+        let Some(schema) = ScratchSchema::create(test).await else {
+            return;
+        };
+        schema.open(&PoolOptions::default()).await;
+        let future = MIGRATIONS.len() as u32 + 1;
+        schema
+            .query(&format!(
+                "INSERT INTO schema_migrations VALUES ({future}, 'future', now())"
+            ))
+            .await;
+        let before = schema.query(SCHEMA_OF).await;
+        let err = PostgresStorage::connect_with(schema.config(), &PoolOptions::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StorageError::SchemaTooNew { found, supported }
+                if found == future && supported == future - 1),
+            "{err}"
+        );
+        assert_eq!(schema.query(SCHEMA_OF).await, before);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn servers_starting_together_migrate_once() {
+        let test = "servers_starting_together_migrate_once";
+        let Some(schema) = ScratchSchema::create(test).await else {
+            return;
+        };
+        let config = schema.config();
+        let starts: Vec<_> = (0..4)
+            .map(|_| {
+                let config = config.clone();
+                tokio::spawn(async move {
+                    PostgresStorage::connect_with(config, &PoolOptions::default()).await
+                })
+            })
+            .collect();
+        for start in starts {
+            start.await.unwrap().unwrap();
+        }
+        let expected: Vec<String> = MIGRATIONS.iter().map(|m| m.version.to_string()).collect();
+        assert_eq!(schema.query(VERSIONS).await, expected);
+    }
+
+    #[test]
+    fn lost_connections_and_conflicts_are_retryable_and_the_rest_is_internal() {
+        let closed = StorageError::from(Fault::Pool(PoolError::Closed));
+        assert!(matches!(closed, StorageError::Unavailable(_)), "{closed}");
+        let timeout = StorageError::from(Fault::Pool(PoolError::Timeout(
+            deadpool_postgres::TimeoutType::Wait,
+        )));
+        assert!(matches!(timeout, StorageError::Unavailable(_)), "{timeout}");
+        let decided = StorageError::from(Fault::Storage(StorageError::NotFound));
+        assert!(matches!(decided, StorageError::NotFound));
     }
 }
