@@ -1,13 +1,14 @@
 //! Storage behind the server: one trait that every backend implements, and the values it
 //! exchanges. Handlers only ever see [`Storage`], so backends ([`SqliteStorage`],
-//! [`PostgresStorage`]) come and go without touching them; [`conformance`] is the test suite every backend must pass.
+//! [`PostgresStorage`]) come and go without touching them; [`conformance`] is the test suite
+//! every backend must pass.
 //!
 //! Every table is keyed by `patient_id` first and no method reads across patients (except
 //! [`Storage::enrol`], which checks that a device id is not enrolled twice), so a backend can
 //! partition by patient.
 //!
 //! What a push decides (which operations are new, which cursor each gets, the merged entry
-//! states) does not depend on the database and lives here, in [`PushPlan`], shared by backends.
+//! states) does not depend on the database and lives here, in `PushPlan`, shared by backends.
 
 pub mod conformance;
 pub mod postgres;
