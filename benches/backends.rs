@@ -1,0 +1,200 @@
+//! The server on SQLite and on PostgreSQL, side by side, through the real release binary:
+//!
+//! - push throughput: one device pushes 20,000 new entries in batches of 500 (operations the
+//!   server stores per second, HTTP and JSON included);
+//! - daily sync: 200 devices of 100 patients each log one or two entries, then sync, at most 32
+//!   at a time, for two days; median and 99th percentile of one device's whole sync.
+//!
+//! Run with `cargo build --release --workspace --bins && cargo bench -p heeldiary-e2e --bench
+//! backends`. PostgreSQL is measured when `HEELDIARY_TEST_DATABASE_URL` names a server (a fresh
+//! database is made and dropped); otherwise its row says skipped.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use heeldiary_client::{sync, SyncOptions};
+use heeldiary_core::wire::{PushRequest, PushResponse, PushStatus};
+use heeldiary_e2e::{enrolled_store, runtime, sample_entry, Backend, Server};
+use heeldiary_store::Store;
+use tokio::runtime::Runtime;
+use tokio::sync::Semaphore;
+
+/// Entries pushed by the one device of the throughput run.
+const PUSH_ENTRIES: usize = 20_000;
+/// Operations per push request (the client's default batch).
+const PUSH_BATCH: usize = 500;
+/// Patients of the daily-sync run, each with [`DEVICES_PER_PATIENT`] devices.
+const PATIENTS: usize = 100;
+const DEVICES_PER_PATIENT: usize = 2;
+/// Devices syncing at the same moment.
+const CONCURRENT_SYNCS: usize = 32;
+/// Days of the daily-sync run; each day every device logs and syncs once.
+const DAYS: usize = 2;
+
+/// What one backend measured.
+struct Measured {
+    ops_per_sec: f64,
+    sync_p50: Duration,
+    sync_p99: Duration,
+    samples: usize,
+}
+
+fn main() {
+    // The binaries are looked up next to this executable, in target/release.
+    println!(
+        "heeldiary server backends (needs release binaries: cargo build --release --workspace --bins)"
+    );
+    let rt = runtime();
+    let mut rows = vec![("sqlite", Some(measure(&rt, &Backend::sqlite())))];
+    let postgres = Backend::postgres("benchmark backends");
+    rows.push(("postgres", postgres.as_ref().map(|b| measure(&rt, b))));
+
+    println!();
+    println!(
+        "{:<9} {:>14} {:>16} {:>16} {:>9}",
+        "backend", "push ops/s", "daily sync p50", "daily sync p99", "syncs"
+    );
+    for (name, measured) in rows {
+        match measured {
+            Some(m) => println!(
+                "{name:<9} {:>14.0} {:>13.1} ms {:>13.1} ms {:>9}",
+                m.ops_per_sec,
+                millis(m.sync_p50),
+                millis(m.sync_p99),
+                m.samples
+            ),
+            None => println!("{name:<9} skipped: set HEELDIARY_TEST_DATABASE_URL to measure it"),
+        }
+    }
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn measure(rt: &Runtime, backend: &Backend) -> Measured {
+    let server = Server::start(backend);
+    eprintln!("{}: push throughput…", backend.name());
+    let ops_per_sec = rt.block_on(push_throughput(&server));
+    eprintln!("{}: daily sync…", backend.name());
+    let mut latencies = daily_syncs(rt, &server);
+    latencies.sort_unstable();
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+    Measured {
+        ops_per_sec,
+        sync_p50: at(0.50),
+        sync_p99: at(0.99),
+        samples: latencies.len(),
+    }
+}
+
+/// Operations per second the server stores from one device pushing batches back to back. Only
+/// the push requests are timed, not reading the batches from the diary.
+async fn push_throughput(server: &Server) -> f64 {
+    let (_, code) = server.add_patient();
+    let mut store = enrolled_store(&server.url, &code).await;
+    store
+        .import((0..PUSH_ENTRIES).map(sample_entry), |_| {})
+        .expect("import");
+    let token = store.enrolment().expect("enrolment").token;
+    let http = reqwest::Client::new();
+    let mut pushing = Duration::ZERO;
+    let mut stored = 0;
+    loop {
+        let ops = store.unpushed(PUSH_BATCH).expect("unpushed");
+        let Some(last) = ops.last().map(|op| op.device_seq) else {
+            break;
+        };
+        let started = Instant::now();
+        let answer: PushResponse = http
+            .post(format!("{}/v1/push", server.url))
+            .bearer_auth(&token)
+            .json(&PushRequest { ops })
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .expect("push")
+            .json()
+            .await
+            .expect("push answer");
+        pushing += started.elapsed();
+        stored += answer
+            .results
+            .iter()
+            .filter(|r| r.status == PushStatus::Applied)
+            .count();
+        store.mark_pushed(last).expect("mark pushed");
+    }
+    assert_eq!(stored, PUSH_ENTRIES, "every entry stored once");
+    stored as f64 / pushing.as_secs_f64()
+}
+
+/// Latency of every device's sync over [`DAYS`] days, after a first sync that is not counted.
+fn daily_syncs(rt: &Runtime, server: &Server) -> Vec<Duration> {
+    let codes = enrolment_codes(server);
+    let mut stores: Vec<Store> = rt.block_on(async {
+        let mut stores = Vec::with_capacity(codes.len());
+        for code in &codes {
+            stores.push(enrolled_store(&server.url, code).await);
+        }
+        stores
+    });
+    let mut latencies = Vec::new();
+    for day in 0..=DAYS {
+        for (d, store) in stores.iter_mut().enumerate() {
+            for i in 0..1 + (d + day) % 2 {
+                store
+                    .log(sample_entry(day * 10_000 + d * 10 + i))
+                    .expect("log");
+            }
+        }
+        let (synced, took) = rt.block_on(sync_all(stores));
+        stores = synced;
+        // Day 0 fills the diaries; only the days after it count.
+        if day > 0 {
+            latencies.extend(took);
+        }
+    }
+    latencies
+}
+
+/// Codes for every device of the daily-sync run, made with the admin command one after another
+/// (concurrent admin processes are not what is measured here).
+fn enrolment_codes(server: &Server) -> Vec<String> {
+    let mut codes = Vec::with_capacity(PATIENTS * DEVICES_PER_PATIENT);
+    for _ in 0..PATIENTS {
+        let (patient, code) = server.add_patient();
+        codes.push(code);
+        for _ in 1..DEVICES_PER_PATIENT {
+            codes.push(server.new_code(&patient));
+        }
+    }
+    codes
+}
+
+/// Syncs every store, [`CONCURRENT_SYNCS`] at a time; returns them with each sync's duration.
+async fn sync_all(stores: Vec<Store>) -> (Vec<Store>, Vec<Duration>) {
+    let permits = Arc::new(Semaphore::new(CONCURRENT_SYNCS));
+    let tasks: Vec<_> = stores
+        .into_iter()
+        .map(|mut store| {
+            let permits = Arc::clone(&permits);
+            tokio::spawn(async move {
+                let _permit = permits.acquire_owned().await.expect("semaphore");
+                let started = Instant::now();
+                sync(&mut store, &SyncOptions::default())
+                    .await
+                    .expect("daily sync");
+                (store, started.elapsed())
+            })
+        })
+        .collect();
+    let mut stores = Vec::with_capacity(tasks.len());
+    let mut took = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        let (store, elapsed) = task.await.expect("sync task");
+        stores.push(store);
+        took.push(elapsed);
+    }
+    (stores, took)
+}
