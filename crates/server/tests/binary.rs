@@ -126,6 +126,56 @@ fn wait(mut running: Running) -> (std::process::ExitStatus, String) {
     (running.child.wait().unwrap(), logs)
 }
 
+/// Enrols a new device with `code` over HTTP, pushes one new entry that also sets `field` to
+/// `value`, checks that it was applied and comes back from a pull, and returns the enrolment.
+async fn enrol_push_pull(url: &str, code: &str, field: &str, value: Value) -> EnrolResponse {
+    let http = reqwest::Client::new();
+    let device_id = Uuid::now_v7();
+    let enrolled: EnrolResponse = http
+        .post(format!("{url}/v1/enrol"))
+        .json(&json!({"code": code, "device_id": device_id}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let now = chrono::Utc::now();
+    let op = json!({
+        "entry_id": Uuid::now_v7(),
+        "device_id": device_id,
+        "device_seq": 1,
+        "hlc": Hlc { wall_ms: now.timestamp_millis() as u64, counter: 0, node: device_id }.to_string(),
+        "patch": {
+            "day": now.date_naive().to_string(),
+            "recorded_at": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, false),
+            field: value,
+        },
+    });
+    let pushed: PushResponse = http
+        .post(format!("{url}/v1/push"))
+        .bearer_auth(&enrolled.token)
+        .json(&json!({ "ops": [op] }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pushed.results[0].status, PushStatus::Applied);
+    let pulled: PullResponse = http
+        .get(format!("{url}/v1/pull"))
+        .bearer_auth(&enrolled.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pulled.ops.len(), 1);
+    enrolled
+}
+
 #[tokio::test]
 async fn serves_a_device_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
@@ -158,51 +208,10 @@ async fn serves_a_device_and_stops_cleanly_on_sigterm() {
     // The clinic creates a patient while the server runs; the device enrols and pushes.
     let issued = admin_json(&data, &["add-patient", "--json"]);
     let code = issued["code"].as_str().unwrap().to_string();
-    let device_id = Uuid::now_v7();
-    let enrolled: EnrolResponse = http
-        .post(format!("{}/v1/enrol", server.url))
-        .json(&json!({"code": code, "device_id": device_id}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(enrolled.patient_id.to_string(), issued["patient_id"]);
-    let now = chrono::Utc::now();
     let note = "private words that must never reach a log";
-    let op = json!({
-        "entry_id": Uuid::now_v7(),
-        "device_id": device_id,
-        "device_seq": 1,
-        "hlc": Hlc { wall_ms: now.timestamp_millis() as u64, counter: 0, node: device_id }.to_string(),
-        "patch": {
-            "day": now.date_naive().to_string(),
-            "recorded_at": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, false),
-            "note": note,
-        },
-    });
-    let pushed: PushResponse = http
-        .post(format!("{}/v1/push", server.url))
-        .bearer_auth(&enrolled.token)
-        .json(&json!({ "ops": [op] }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(pushed.results[0].status, PushStatus::Applied);
-    let pulled: PullResponse = http
-        .get(format!("{}/v1/pull", server.url))
-        .bearer_auth(&enrolled.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(pulled.ops.len(), 1);
+    let enrolled = enrol_push_pull(&server.url, &code, "note", json!(note)).await;
+    assert_eq!(enrolled.patient_id.to_string(), issued["patient_id"]);
+    let device_id = enrolled.device_id;
 
     let listed = admin_json(
         &data,
@@ -376,50 +385,10 @@ async fn a_database_url_runs_the_server_and_admin_on_postgres() {
         server.stdout
     );
 
-    let http = reqwest::Client::new();
-    let device_id = Uuid::now_v7();
-    let enrolled: EnrolResponse = http
-        .post(format!("{}/v1/enrol", server.url))
-        .json(&json!({"code": issued["code"], "device_id": device_id}))
-        .send()
+    let code = issued["code"].as_str().unwrap();
+    let device_id = enrol_push_pull(&server.url, code, "first_step_pain", json!(6))
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let now = chrono::Utc::now();
-    let op = json!({
-        "entry_id": Uuid::now_v7(),
-        "device_id": device_id,
-        "device_seq": 1,
-        "hlc": Hlc { wall_ms: now.timestamp_millis() as u64, counter: 0, node: device_id }.to_string(),
-        "patch": {
-            "day": now.date_naive().to_string(),
-            "recorded_at": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, false),
-            "first_step_pain": 6,
-        },
-    });
-    let pushed: PushResponse = http
-        .post(format!("{}/v1/push", server.url))
-        .bearer_auth(&enrolled.token)
-        .json(&json!({ "ops": [op] }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(pushed.results[0].status, PushStatus::Applied);
-    let pulled: PullResponse = http
-        .get(format!("{}/v1/pull", server.url))
-        .bearer_auth(&enrolled.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(pulled.ops.len(), 1);
+        .device_id;
     let patient = issued["patient_id"].as_str().unwrap();
     let listed = on_pg(&["list-devices", "--patient", patient, "--json"]);
     assert_eq!(listed[0]["device_id"], json!(device_id));

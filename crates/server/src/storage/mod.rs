@@ -382,3 +382,46 @@ pub(crate) fn parse_hlc(text: &str) -> Result<heeldiary_core::Hlc, StorageError>
 pub(crate) fn device_id_taken() -> StorageError {
     StorageError::Conflict("this device id is enrolled already; enrol with a new device id".into())
 }
+
+/// One schema migration of a backend: a numbered SQL file of its `schema/server-*/` folder.
+pub(crate) struct Migration {
+    /// Its number, from 1 without gaps.
+    pub version: u32,
+    /// The file name without `.sql`.
+    pub name: &'static str,
+    /// The statements.
+    pub sql: &'static str,
+}
+
+/// The migrations a database at schema version `current` lacks, in order.
+///
+/// # Failure
+/// [`StorageError::SchemaTooNew`] if the database is newer than the last of `migrations`.
+pub(crate) fn pending(
+    migrations: &[Migration],
+    current: u32,
+) -> Result<impl Iterator<Item = &Migration>, StorageError> {
+    let supported = migrations.last().map_or(0, |m| m.version);
+    if current > supported {
+        return Err(StorageError::SchemaTooNew {
+            found: current,
+            supported,
+        });
+    }
+    Ok(migrations.iter().filter(move |m| m.version > current))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_numbered_in_order_from_one() {
+        for migrations in [sqlite::MIGRATIONS, postgres::MIGRATIONS] {
+            for (i, m) in migrations.iter().enumerate() {
+                assert_eq!(m.version as usize, i + 1);
+                assert!(m.name.starts_with(&format!("{:04}_", m.version)));
+            }
+        }
+    }
+}

@@ -29,26 +29,19 @@ use deadpool_postgres::{
 use heeldiary_core::wire::{PulledOp, PushResult};
 use heeldiary_core::{EntryState, Op, Patch};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::Json;
+use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::{IsolationLevel, NoTls, Row};
 use uuid::Uuid;
 
 use super::{
-    device_id_taken, entry_day, from_i64, hash_from_bytes, parse_hlc, to_i64, DeviceCredentials,
-    DeviceInfo, NewCode, NewDevice, NewPatient, PullPage, PushPlan, Storage, StorageError,
-    StoredEntry,
+    device_id_taken, entry_day, from_i64, hash_from_bytes, parse_hlc, pending, to_i64,
+    DeviceCredentials, DeviceInfo, Migration, NewCode, NewDevice, NewPatient, PullPage, PushPlan,
+    Storage, StorageError, StoredEntry,
 };
 use crate::auth::SecretHash;
 
-/// One schema migration: a numbered SQL file.
-struct Migration {
-    version: u32,
-    name: &'static str,
-    sql: &'static str,
-}
-
 /// Every migration, in order. Add the next file here; the upgrade test covers it by itself.
-const MIGRATIONS: &[Migration] = &[Migration {
+pub(super) const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
     name: "0001_init",
     sql: include_str!("../../../../schema/server-postgres/0001_init.sql"),
@@ -176,16 +169,9 @@ impl PostgresStorage {
             )
             .await?
             .try_get(0)?;
-        let current = u32::try_from(current).unwrap_or(0);
-        let supported = migrations.last().map_or(0, |m| m.version);
-        if current > supported {
-            return Err(StorageError::SchemaTooNew {
-                found: current,
-                supported,
-            }
-            .into());
-        }
-        for m in migrations.iter().filter(|m| m.version > current) {
+        let current = u32::try_from(current)
+            .map_err(|_| StorageError::Internal(format!("schema version {current} < 0")))?;
+        for m in pending(migrations, current)? {
             tx.batch_execute(m.sql).await.map_err(|e| {
                 StorageError::Internal(format!("migration {} failed: {}", m.name, describe(&e)))
             })?;
@@ -214,6 +200,37 @@ impl PostgresStorage {
         let value = work(&tx).await?;
         tx.commit().await?;
         Ok(value)
+    }
+
+    /// Runs one statement on a pooled connection (retried after a conflict) and returns the
+    /// number of rows it changed.
+    async fn execute(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, StorageError> {
+        retrying(|| async {
+            let client = self.pool.get().await?;
+            Ok(client
+                .execute(&client.prepare_cached(sql).await?, params)
+                .await?)
+        })
+        .await
+    }
+
+    /// Runs one query on a pooled connection (retried after a conflict) and returns its rows.
+    async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StorageError> {
+        retrying(|| async {
+            let client = self.pool.get().await?;
+            Ok(client
+                .query(&client.prepare_cached(sql).await?, params)
+                .await?)
+        })
+        .await
     }
 
     async fn push_once(
@@ -685,17 +702,13 @@ fn describe(e: &tokio_postgres::Error) -> String {
 
 impl Storage for PostgresStorage {
     async fn create_patient(&self, patient: NewPatient) -> Result<(), StorageError> {
-        let inserted = retrying(|| async {
-            let client = self.pool.get().await?;
-            Ok(client
-                .execute(
-                    "INSERT INTO patients (patient_id, label, created_at) VALUES ($1, $2, $3)
-                     ON CONFLICT (patient_id) DO NOTHING",
-                    &[&patient.patient_id, &patient.label, &patient.created_at],
-                )
-                .await?)
-        })
-        .await?;
+        let inserted = self
+            .execute(
+                "INSERT INTO patients (patient_id, label, created_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (patient_id) DO NOTHING",
+                &[&patient.patient_id, &patient.label, &patient.created_at],
+            )
+            .await?;
         if inserted == 0 {
             return Err(StorageError::Conflict("the patient exists already".into()));
         }
@@ -703,22 +716,18 @@ impl Storage for PostgresStorage {
     }
 
     async fn issue_code(&self, code: NewCode) -> Result<(), StorageError> {
-        let inserted = retrying(|| async {
-            let client = self.pool.get().await?;
-            Ok(client
-                .execute(
-                    "INSERT INTO enrolment_codes (code_hash, patient_id, expires_at, created_at)
-                     SELECT $1, patient_id, $3, $4 FROM patients WHERE patient_id = $2",
-                    &[
-                        &code.code_hash.as_bytes().as_slice(),
-                        &code.patient_id,
-                        &code.expires_at,
-                        &code.created_at,
-                    ],
-                )
-                .await?)
-        })
-        .await?;
+        let inserted = self
+            .execute(
+                "INSERT INTO enrolment_codes (code_hash, patient_id, expires_at, created_at)
+                 SELECT $1, patient_id, $3, $4 FROM patients WHERE patient_id = $2",
+                &[
+                    &code.code_hash.as_bytes().as_slice(),
+                    &code.patient_id,
+                    &code.expires_at,
+                    &code.created_at,
+                ],
+            )
+            .await?;
         if inserted == 0 {
             return Err(StorageError::NotFound);
         }
@@ -739,30 +748,22 @@ impl Storage for PostgresStorage {
         patient_id: Uuid,
         device_id: Uuid,
     ) -> Result<Option<DeviceCredentials>, StorageError> {
-        retrying(|| async {
-            let client = self.pool.get().await?;
-            let row = client
-                .query_opt(
-                    &client
-                        .prepare_cached(
-                            "SELECT token_hash, role, revoked_at IS NOT NULL FROM devices
-                             WHERE patient_id = $1 AND device_id = $2",
-                        )
-                        .await?,
-                    &[&patient_id, &device_id],
-                )
-                .await?;
-            let Some(row) = row else {
-                return Ok(None);
-            };
-            let role: String = row.try_get(1)?;
-            Ok(Some(DeviceCredentials {
-                token_hash: hash_from_bytes(row.try_get(0)?)?,
+        let rows = self
+            .query(
+                "SELECT token_hash, role, revoked_at IS NOT NULL FROM devices
+                 WHERE patient_id = $1 AND device_id = $2",
+                &[&patient_id, &device_id],
+            )
+            .await?;
+        let credentials = |r: &Row| -> Result<DeviceCredentials, Fault> {
+            let role: String = r.try_get(1)?;
+            Ok(DeviceCredentials {
+                token_hash: hash_from_bytes(r.try_get(0)?)?,
                 role: role.parse()?,
-                revoked: row.try_get(2)?,
-            }))
-        })
-        .await
+                revoked: r.try_get(2)?,
+            })
+        };
+        Ok(rows.first().map(credentials).transpose()?)
     }
 
     async fn revoke_device(
@@ -771,17 +772,13 @@ impl Storage for PostgresStorage {
         device_id: Uuid,
         now: DateTime<Utc>,
     ) -> Result<(), StorageError> {
-        let changed = retrying(|| async {
-            let client = self.pool.get().await?;
-            Ok(client
-                .execute(
-                    "UPDATE devices SET revoked_at = COALESCE(revoked_at, $3)
-                     WHERE patient_id = $1 AND device_id = $2",
-                    &[&patient_id, &device_id, &now],
-                )
-                .await?)
-        })
-        .await?;
+        let changed = self
+            .execute(
+                "UPDATE devices SET revoked_at = COALESCE(revoked_at, $3)
+                 WHERE patient_id = $1 AND device_id = $2",
+                &[&patient_id, &device_id, &now],
+            )
+            .await?;
         if changed == 0 {
             return Err(StorageError::NotFound);
         }
@@ -789,40 +786,36 @@ impl Storage for PostgresStorage {
     }
 
     async fn list_devices(&self, patient_id: Uuid) -> Result<Vec<DeviceInfo>, StorageError> {
-        retrying(|| async {
-            let client = self.pool.get().await?;
-            // One row per device, or one row of nulls for a patient without devices; no row
-            // at all for an unknown patient.
-            let rows = client
-                .query(
-                    "SELECT d.device_id, d.role, d.label, d.enrolled_at, d.revoked_at
-                     FROM patients p
-                     LEFT JOIN devices d ON d.patient_id = p.patient_id
-                     WHERE p.patient_id = $1
-                     ORDER BY d.enrolled_at, d.device_id",
-                    &[&patient_id],
-                )
-                .await?;
-            if rows.is_empty() {
-                return Err(StorageError::NotFound.into());
-            }
-            let mut devices = Vec::with_capacity(rows.len());
-            for r in &rows {
-                let Some(device_id) = r.try_get(0)? else {
-                    continue;
-                };
-                let role: String = r.try_get(1)?;
-                devices.push(DeviceInfo {
-                    device_id,
-                    role: role.parse()?,
-                    label: r.try_get(2)?,
-                    enrolled_at: r.try_get(3)?,
-                    revoked_at: r.try_get(4)?,
-                });
-            }
-            Ok(devices)
-        })
-        .await
+        // One row per device, or one row of nulls for a patient without devices; no row at all
+        // for an unknown patient.
+        let rows = self
+            .query(
+                "SELECT d.device_id, d.role, d.label, d.enrolled_at, d.revoked_at
+                 FROM patients p
+                 LEFT JOIN devices d ON d.patient_id = p.patient_id
+                 WHERE p.patient_id = $1
+                 ORDER BY d.enrolled_at, d.device_id",
+                &[&patient_id],
+            )
+            .await?;
+        if rows.is_empty() {
+            return Err(StorageError::NotFound);
+        }
+        let device = |r: &Row| -> Result<Option<DeviceInfo>, Fault> {
+            let Some(device_id) = r.try_get(0)? else {
+                return Ok(None);
+            };
+            let role: String = r.try_get(1)?;
+            Ok(Some(DeviceInfo {
+                device_id,
+                role: role.parse()?,
+                label: r.try_get(2)?,
+                enrolled_at: r.try_get(3)?,
+                revoked_at: r.try_get(4)?,
+            }))
+        };
+        let devices: Vec<Option<DeviceInfo>> = rows.iter().map(device).collect::<Result<_, _>>()?;
+        Ok(devices.into_iter().flatten().collect())
     }
 
     async fn push(
@@ -841,28 +834,22 @@ impl Storage for PostgresStorage {
         limit: u32,
     ) -> Result<PullPage, StorageError> {
         let after = to_i64(after, "cursor")?;
-        retrying(|| async {
-            let client = self.pool.get().await?;
-            let rows = client
-                .query(
-                    &client
-                        .prepare_cached(&format!(
-                            "SELECT {OP_COLUMNS} FROM ops WHERE patient_id = $1 AND cursor > $2
-                             ORDER BY cursor LIMIT $3"
-                        ))
-                        .await?,
-                    &[&patient_id, &after, &(i64::from(limit) + 1)],
-                )
-                .await?;
-            let has_more = rows.len() > limit as usize;
-            let ops = rows
-                .iter()
-                .take(limit as usize)
-                .map(pulled_op)
-                .collect::<Result<_, _>>()?;
-            Ok(PullPage { ops, has_more })
-        })
-        .await
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {OP_COLUMNS} FROM ops WHERE patient_id = $1 AND cursor > $2
+                     ORDER BY cursor LIMIT $3"
+                ),
+                &[&patient_id, &after, &(i64::from(limit) + 1)],
+            )
+            .await?;
+        let has_more = rows.len() > limit as usize;
+        let ops = rows
+            .iter()
+            .take(limit as usize)
+            .map(pulled_op)
+            .collect::<Result<_, _>>()?;
+        Ok(PullPage { ops, has_more })
     }
 
     async fn entry(
@@ -902,14 +889,9 @@ impl Storage for PostgresStorage {
     }
 
     async fn health(&self) -> Result<(), StorageError> {
-        retrying(|| async {
-            let client = self.pool.get().await?;
-            client
-                .query_one("SELECT COUNT(*) FROM schema_migrations", &[])
-                .await?;
-            Ok(())
-        })
-        .await
+        self.query("SELECT COUNT(*) FROM schema_migrations", &[])
+            .await?;
+        Ok(())
     }
 }
 
@@ -937,14 +919,6 @@ mod tests {
     fn unmigrated(schema: &ScratchSchema) -> PostgresStorage {
         PostgresStorage {
             pool: PostgresStorage::pool(&mut schema.config(), &PoolOptions::default()).unwrap(),
-        }
-    }
-
-    #[test]
-    fn migrations_are_numbered_in_order_from_one() {
-        for (i, m) in MIGRATIONS.iter().enumerate() {
-            assert_eq!(m.version as usize, i + 1);
-            assert!(m.name.starts_with(&format!("{:04}_", m.version)));
         }
     }
 
