@@ -8,7 +8,7 @@
 //!   syncs; once the faults stop, two sync rounds leave every device with the same operations and
 //!   entry states as the server, no operation lost, none duplicated, nothing left to push.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use heeldiary_client::{sync, ClientError, SyncOptions};
@@ -16,7 +16,7 @@ use heeldiary_core::wire::EntryResponse;
 use heeldiary_core::{EntryInput, EntryState};
 use heeldiary_e2e::proxy::{Fault, Proxy};
 use heeldiary_e2e::{
-    enrolled_store, impatient_sync, op_keys, runtime, sample_entry, Backend, Server,
+    enrolled_store, entry_states, impatient_sync, op_keys, runtime, sample_entry, Backend, Server,
 };
 use heeldiary_store::Store;
 use proptest::prelude::*;
@@ -160,27 +160,6 @@ fn write(store: &mut Store, step: &Step) {
     }
 }
 
-/// Every entry a diary knows of (deleted ones included) with its merged state.
-fn entry_states(store: &Store) -> BTreeMap<Uuid, EntryState> {
-    let ids: BTreeSet<Uuid> = store
-        .all_ops()
-        .unwrap()
-        .iter()
-        .map(|op| op.entry_id)
-        .collect();
-    ids.into_iter()
-        .map(|id| {
-            (
-                id,
-                store
-                    .entry_state(id)
-                    .unwrap()
-                    .expect("state of a known entry"),
-            )
-        })
-        .collect()
-}
-
 /// The patient's whole feed as the server hands it to a new device of the patient.
 fn pulled_from_server(rt: &Runtime, server: &Server, device: &Store) -> Store {
     let patient = device.enrolment().unwrap().patient_id.to_string();
@@ -288,7 +267,7 @@ fn converges_after_faults(rt: &Runtime, server: &Server, proxy: &Proxy, steps: &
 /// Guards the property test against passing vacuously: every kind of fault struck both pushes
 /// and pulls somewhere in the run.
 fn assert_every_fault_hit_pushes_and_pulls(proxy: &Proxy) {
-    let struck: std::collections::HashSet<(std::mem::Discriminant<Fault>, String)> = proxy
+    let struck: HashSet<(std::mem::Discriminant<Fault>, String)> = proxy
         .exchanges()
         .iter()
         .map(|e| {

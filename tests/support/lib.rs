@@ -394,3 +394,76 @@ pub fn op_keys(store: &heeldiary_store::Store) -> std::collections::BTreeSet<(uu
     assert_eq!(keys.len(), ops.len(), "an operation is held twice");
     keys
 }
+
+/// Every entry a diary knows of, deleted ones included, with its merged state.
+pub fn entry_states(
+    store: &heeldiary_store::Store,
+) -> std::collections::BTreeMap<uuid::Uuid, heeldiary_core::EntryState> {
+    let ids: std::collections::BTreeSet<uuid::Uuid> = store
+        .all_ops()
+        .expect("operation log")
+        .iter()
+        .map(|op| op.entry_id)
+        .collect();
+    ids.into_iter()
+        .map(|id| {
+            let state = store.entry_state(id).expect("entry state");
+            (id, state.expect("a state for every entry in the log"))
+        })
+        .collect()
+}
+
+/// Enrolment codes for `patients` new patients with `devices_per_patient` devices each, patient
+/// by patient, made with the admin command one after another.
+pub fn enrolment_codes(
+    server: &Server,
+    patients: usize,
+    devices_per_patient: usize,
+) -> Vec<String> {
+    let mut codes = Vec::with_capacity(patients * devices_per_patient);
+    for _ in 0..patients {
+        let (patient, code) = server.add_patient();
+        codes.push(code);
+        for _ in 1..devices_per_patient {
+            codes.push(server.new_code(&patient));
+        }
+    }
+    codes
+}
+
+/// Syncs every store with the default options, at most `concurrency` at a time; returns them in
+/// their order with each sync's duration (from its start, not from when it was queued).
+pub async fn sync_all(
+    stores: Vec<heeldiary_store::Store>,
+    concurrency: usize,
+) -> (Vec<heeldiary_store::Store>, Vec<Duration>) {
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let tasks: Vec<_> = stores
+        .into_iter()
+        .map(|mut store| {
+            let permits = std::sync::Arc::clone(&permits);
+            tokio::spawn(async move {
+                let _permit = permits.acquire_owned().await.expect("semaphore");
+                let started = std::time::Instant::now();
+                heeldiary_client::sync(&mut store, &heeldiary_client::SyncOptions::default())
+                    .await
+                    .expect("sync");
+                (store, started.elapsed())
+            })
+        })
+        .collect();
+    let mut stores = Vec::with_capacity(tasks.len());
+    let mut took = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        let (store, elapsed) = task.await.expect("sync task");
+        stores.push(store);
+        took.push(elapsed);
+    }
+    (stores, took)
+}
+
+/// The `q` quantile (0 to 1, nearest rank) of `samples`, which it sorts.
+pub fn quantile(samples: &mut [Duration], q: f64) -> Duration {
+    samples.sort_unstable();
+    samples[((samples.len() - 1) as f64 * q).round() as usize]
+}
