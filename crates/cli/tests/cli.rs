@@ -373,7 +373,8 @@ fn trends_reports_a_pattern_with_evidence_and_never_a_diagnosis() {
         })
         .collect();
     d.ok(&["import", arg(&d.write("foot.ndjson", &lines))]);
-    let report: Value = serde_json::from_str(&d.ok(&["trends", "--json", "--as-of", "2026-03-28"])).unwrap();
+    let report: Value =
+        serde_json::from_str(&d.ok(&["trends", "--json", "--as-of", "2026-03-28"])).unwrap();
     assert_eq!(report["pattern"]["kind"], "plantar_fasciitis_like");
     assert_eq!(report["adherence"]["days_logged"], 28);
     assert_eq!(report["window"]["from"], "2026-03-01");
