@@ -2,16 +2,19 @@
 //! requests before the server sees them, drops answers after the server committed, delays
 //! answers and cuts them short.
 //!
-//! - Each kind of fault on a push is survived by a retry, and the server stores every operation
-//!   exactly once (an answer lost after the commit comes back as "already on the server").
+//! - Each kind of fault on a push or a pull is survived by a retry; the server stores every
+//!   operation exactly once (an answer lost after the commit comes back as "already on the
+//!   server") and a puller gets each once.
 //! - A property test: random writes on three devices of one patient with random faults on their
-//!   syncs; once the faults stop, two sync rounds leave every device with the same operations and
-//!   entry states as the server, no operation lost, none duplicated, nothing left to push.
+//!   syncs, and device clocks set ahead of the server's tolerance; once the faults stop, two
+//!   sync rounds leave every device with the same operations and entry states as the server, no
+//!   operation lost, none duplicated, nothing left to push.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
-use heeldiary_client::{sync, ClientError, SyncOptions};
+use heeldiary_client::{enroll, sync, ClientError, SyncOptions};
 use heeldiary_core::wire::EntryResponse;
 use heeldiary_core::{EntryInput, EntryState};
 use heeldiary_e2e::proxy::{Fault, Proxy};
@@ -35,15 +38,18 @@ fn entry(json: serde_json::Value) -> EntryInput {
     serde_json::from_value(json).expect("valid entry input")
 }
 
-/// A fault on the first request of a push is repaired by the retry, and the server's count of
-/// new and repeated operations says exactly what reached it before the fault.
+/// A fault on the first request of a push, then on the first request of another device's
+/// pull, is repaired by the retry: the server's count of new and repeated operations says
+/// exactly what reached it before the fault, and the other device gets every operation once.
 #[test]
-fn every_fault_on_a_push_is_survived_without_loss_or_duplicate() {
+fn every_fault_on_a_push_or_a_pull_is_survived_without_loss_or_duplicate() {
     let rt = runtime();
-    for backend in Backend::all("every_fault_on_a_push_is_survived_without_loss_or_duplicate") {
+    for backend in
+        Backend::all("every_fault_on_a_push_or_a_pull_is_survived_without_loss_or_duplicate")
+    {
         let server = Server::start(&backend);
         let proxy = rt.block_on(Proxy::start(server.port()));
-        // What the server's answers count: (new, already stored, retries).
+        // What the server's answers to the push count: (new, already stored, retries).
         let faults = [
             // Never reached the server: the retry stores everything.
             (Fault::DropRequest, (ENTRIES, 0, 1)),
@@ -55,27 +61,57 @@ fn every_fault_on_a_push_is_survived_without_loss_or_duplicate() {
             (Fault::Delay(Duration::from_millis(100)), (ENTRIES, 0, 0)),
         ];
         for (fault, expected) in faults {
-            let (_, code) = server.add_patient();
-            let mut store = rt.block_on(enrolled_store(&proxy.url, &code));
-            store
+            let at = format!("{}, {fault:?}", backend.name());
+            let (patient, code) = server.add_patient();
+            let mut writer = rt.block_on(enrolled_store(&proxy.url, &code));
+            writer
                 .import((0..ENTRIES).map(sample_entry), |_| {})
                 .unwrap();
             proxy.script([fault]);
-            let summary = rt
-                .block_on(sync(&mut store, &impatient_sync(3)))
-                .unwrap_or_else(|e| panic!("{}, {fault:?}: {e}", backend.name()));
+            let pushed = rt
+                .block_on(sync(&mut writer, &impatient_sync(3)))
+                .unwrap_or_else(|e| panic!("{at}: push: {e}"));
             assert_eq!(
-                (summary.pushed, summary.already_on_server, summary.retries),
+                (pushed.pushed, pushed.already_on_server, pushed.retries),
                 expected,
-                "{}, {fault:?}",
-                backend.name()
+                "{at}"
             );
-            assert_eq!(store.unpushed(1).unwrap(), vec![]);
+            assert_eq!(writer.unpushed(1).unwrap(), vec![], "{at}");
+
+            // The reader has nothing to push: its first request is a pull.
+            let mut reader = rt.block_on(enrolled_store(&proxy.url, &server.new_code(&patient)));
+            proxy.script([fault]);
+            let pulled = rt
+                .block_on(sync(&mut reader, &impatient_sync(3)))
+                .unwrap_or_else(|e| panic!("{at}: pull: {e}"));
             assert_eq!(
-                op_keys(&pulled_from_server(&rt, &server, &store)).len(),
-                ENTRIES
+                (pulled.pulled, pulled.retries),
+                (ENTRIES, expected.2),
+                "{at}"
             );
+            assert_eq!(op_keys(&reader), op_keys(&writer), "{at}");
         }
+    }
+}
+
+/// The server registers the device and uses up the code, then the answer is lost: the client's
+/// retry presents the same code for the same device, and must still come away with a token.
+/// Otherwise the code is spent, the device id is taken, and the diary can never enrol.
+#[test]
+#[ignore = "fails today: a lost enrolment answer spends the code and takes the device id on the server"]
+fn an_enrolment_whose_answer_is_lost_still_enrols_the_device() {
+    let rt = runtime();
+    for backend in Backend::all("an_enrolment_whose_answer_is_lost_still_enrols_the_device") {
+        let server = Server::start(&backend);
+        let proxy = rt.block_on(Proxy::start(server.port()));
+        let (_, code) = server.add_patient();
+        let mut store = Store::open_in_memory().unwrap();
+        store.log(sample_entry(0)).unwrap();
+        proxy.script([Fault::DropResponse]);
+        let enrolled = rt.block_on(enroll(&mut store, &proxy.url, &code, None));
+        assert!(enrolled.is_ok(), "{}: {enrolled:?}", backend.name());
+        let synced = rt.block_on(sync(&mut store, &impatient_sync(3)));
+        assert_eq!(synced.map(|s| s.pushed).ok(), Some(1), "{}", backend.name());
     }
 }
 
@@ -95,6 +131,9 @@ enum Step {
     Delete { device: usize, pick: usize },
     /// A sync of `device` whose requests get `faults` in order (then pass).
     Sync { device: usize, faults: Vec<Fault> },
+    /// The device's clock is set this many minutes ahead of the true time (0 puts it right):
+    /// beyond the server's tolerance, the device is told to correct itself.
+    Clock { device: usize, ahead_minutes: i64 },
 }
 
 fn fault() -> impl Strategy<Value = Fault> {
@@ -121,12 +160,15 @@ fn step() -> impl Strategy<Value = Step> {
             .prop_map(|(device, pick, field, value)| Step::Edit { device, pick, field, value }),
         1 => (device.clone(), any::<usize>())
             .prop_map(|(device, pick)| Step::Delete { device, pick }),
-        3 => (device, prop::collection::vec(fault(), 0..8))
+        3 => (device.clone(), prop::collection::vec(fault(), 0..8))
             .prop_map(|(device, faults)| Step::Sync { device, faults }),
+        1 => (device, prop::sample::select(vec![0i64, 1, 10, 30]))
+            .prop_map(|(device, ahead_minutes)| Step::Clock { device, ahead_minutes }),
     ]
 }
 
-/// Applies a local write step; a step naming an entry the device does not have is skipped.
+/// Applies a step that stays on the device; a step naming an entry the device does not have is
+/// skipped.
 fn write(store: &mut Store, step: &Step) {
     let live = |store: &Store, pick: usize| {
         let entries = store.list(None, None).unwrap();
@@ -155,6 +197,12 @@ fn write(store: &mut Store, step: &Step) {
             if let Some(id) = live(store, pick) {
                 store.delete(id).unwrap();
             }
+        }
+        Step::Clock { ahead_minutes, .. } => {
+            let ahead = chrono::Duration::minutes(ahead_minutes);
+            store.set_time_source(Arc::new(move || {
+                chrono::Local::now().fixed_offset() + ahead
+            }));
         }
         Step::Sync { .. } => unreachable!("syncs are not local writes"),
     }
@@ -222,9 +270,10 @@ fn converges_after_faults(rt: &Runtime, server: &Server, proxy: &Proxy, steps: &
                     );
                 }
             }
-            Step::Log { device, .. } | Step::Edit { device, .. } | Step::Delete { device, .. } => {
-                write(&mut devices[*device], step)
-            }
+            Step::Log { device, .. }
+            | Step::Edit { device, .. }
+            | Step::Delete { device, .. }
+            | Step::Clock { device, .. } => write(&mut devices[*device], step),
         }
     }
     proxy.pass_all();
@@ -264,31 +313,18 @@ fn converges_after_faults(rt: &Runtime, server: &Server, proxy: &Proxy, steps: &
     }
 }
 
-/// Guards the property test against passing vacuously: every kind of fault struck both pushes
-/// and pulls somewhere in the run.
-fn assert_every_fault_hit_pushes_and_pulls(proxy: &Proxy) {
-    let struck: HashSet<(std::mem::Discriminant<Fault>, String)> = proxy
+/// Guards the property test against passing vacuously: faults struck both pushes and pulls
+/// somewhere in the run. (Which kinds struck is up to chance; every kind on both is checked by
+/// the test above.)
+fn assert_faults_struck_pushes_and_pulls(proxy: &Proxy) {
+    let struck: HashSet<String> = proxy
         .exchanges()
         .iter()
-        .map(|e| {
-            (
-                std::mem::discriminant(&e.fault),
-                e.request.path().to_string(),
-            )
-        })
+        .filter(|e| e.fault != Fault::Pass)
+        .map(|e| e.request.path().to_string())
         .collect();
-    for fault in [
-        Fault::DropRequest,
-        Fault::DropResponse,
-        Fault::Delay(Duration::ZERO),
-        Fault::CutResponse(0),
-    ] {
-        for path in ["/v1/push", "/v1/pull"] {
-            assert!(
-                struck.contains(&(std::mem::discriminant(&fault), path.to_string())),
-                "no {fault:?} on {path} in the whole run"
-            );
-        }
+    for path in ["/v1/push", "/v1/pull"] {
+        assert!(struck.contains(path), "no fault on {path} in the whole run");
     }
 }
 
@@ -311,6 +347,6 @@ fn devices_converge_with_the_server_after_random_faults() {
                 Ok(())
             })
             .unwrap_or_else(|e| panic!("{}: {e}", backend.name()));
-        assert_every_fault_hit_pushes_and_pulls(&proxy);
+        assert_faults_struck_pushes_and_pulls(&proxy);
     }
 }
