@@ -9,15 +9,14 @@
 //! backends`. PostgreSQL is measured when `HEELDIARY_TEST_DATABASE_URL` names a server (a fresh
 //! database is made and dropped); otherwise its row says skipped.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use heeldiary_client::{sync, SyncOptions};
 use heeldiary_core::wire::{PushRequest, PushResponse, PushStatus};
-use heeldiary_e2e::{enrolled_store, runtime, sample_entry, Backend, Server};
+use heeldiary_e2e::{
+    enrolled_store, enrolment_codes, quantile, runtime, sample_entry, sync_all, Backend, Server,
+};
 use heeldiary_store::Store;
 use tokio::runtime::Runtime;
-use tokio::sync::Semaphore;
 
 /// Entries pushed by the one device of the throughput run.
 const PUSH_ENTRIES: usize = 20_000;
@@ -78,12 +77,10 @@ fn measure(rt: &Runtime, backend: &Backend) -> Measured {
     let ops_per_sec = rt.block_on(push_throughput(&server));
     eprintln!("{}: daily sync…", backend.name());
     let mut latencies = daily_syncs(rt, &server);
-    latencies.sort_unstable();
-    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
     Measured {
         ops_per_sec,
-        sync_p50: at(0.50),
-        sync_p99: at(0.99),
+        sync_p50: quantile(&mut latencies, 0.50),
+        sync_p99: quantile(&mut latencies, 0.99),
         samples: latencies.len(),
     }
 }
@@ -131,7 +128,7 @@ async fn push_throughput(server: &Server) -> f64 {
 
 /// Latency of every device's sync over [`DAYS`] days, after a first sync that is not counted.
 fn daily_syncs(rt: &Runtime, server: &Server) -> Vec<Duration> {
-    let codes = enrolment_codes(server);
+    let codes = enrolment_codes(server, PATIENTS, DEVICES_PER_PATIENT);
     let mut stores: Vec<Store> = rt.block_on(async {
         let mut stores = Vec::with_capacity(codes.len());
         for code in &codes {
@@ -148,7 +145,7 @@ fn daily_syncs(rt: &Runtime, server: &Server) -> Vec<Duration> {
                     .expect("log");
             }
         }
-        let (synced, took) = rt.block_on(sync_all(stores));
+        let (synced, took) = rt.block_on(sync_all(stores, CONCURRENT_SYNCS));
         stores = synced;
         // Day 0 fills the diaries; only the days after it count.
         if day > 0 {
@@ -156,45 +153,4 @@ fn daily_syncs(rt: &Runtime, server: &Server) -> Vec<Duration> {
         }
     }
     latencies
-}
-
-/// Codes for every device of the daily-sync run, made with the admin command one after another
-/// (concurrent admin processes are not what is measured here).
-fn enrolment_codes(server: &Server) -> Vec<String> {
-    let mut codes = Vec::with_capacity(PATIENTS * DEVICES_PER_PATIENT);
-    for _ in 0..PATIENTS {
-        let (patient, code) = server.add_patient();
-        codes.push(code);
-        for _ in 1..DEVICES_PER_PATIENT {
-            codes.push(server.new_code(&patient));
-        }
-    }
-    codes
-}
-
-/// Syncs every store, [`CONCURRENT_SYNCS`] at a time; returns them with each sync's duration.
-async fn sync_all(stores: Vec<Store>) -> (Vec<Store>, Vec<Duration>) {
-    let permits = Arc::new(Semaphore::new(CONCURRENT_SYNCS));
-    let tasks: Vec<_> = stores
-        .into_iter()
-        .map(|mut store| {
-            let permits = Arc::clone(&permits);
-            tokio::spawn(async move {
-                let _permit = permits.acquire_owned().await.expect("semaphore");
-                let started = Instant::now();
-                sync(&mut store, &SyncOptions::default())
-                    .await
-                    .expect("daily sync");
-                (store, started.elapsed())
-            })
-        })
-        .collect();
-    let mut stores = Vec::with_capacity(tasks.len());
-    let mut took = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        let (store, elapsed) = task.await.expect("sync task");
-        stores.push(store);
-        took.push(elapsed);
-    }
-    (stores, took)
 }

@@ -11,7 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use heeldiary_client::{sync, SyncOptions};
 use heeldiary_core::wire::{EntryResponse, PullResponse, PulledOp};
 use heeldiary_core::{EntryInput, EntryState};
-use heeldiary_e2e::{enrolled_store, op_keys, runtime, sample_entry, Backend, Server};
+use heeldiary_e2e::{
+    enrolled_store, entry_states, op_keys, runtime, sample_entry, Backend, Server,
+};
 use heeldiary_store::Store;
 use serde_json::json;
 use uuid::Uuid;
@@ -108,19 +110,6 @@ async fn server_feed(http: &reqwest::Client, url: &str, token: &str) -> Vec<Pull
             return feed;
         }
     }
-}
-
-/// Every entry a diary knows of (deleted ones included) with its merged state.
-fn entry_states(store: &Store) -> BTreeMap<Uuid, EntryState> {
-    let ids: BTreeSet<Uuid> = store
-        .all_ops()
-        .expect("operation log")
-        .iter()
-        .map(|op| op.entry_id)
-        .collect();
-    ids.into_iter()
-        .map(|id| (id, store.entry_state(id).expect("state").expect("known")))
-        .collect()
 }
 
 #[test]
