@@ -98,7 +98,6 @@ fn every_fault_on_a_push_or_a_pull_is_survived_without_loss_or_duplicate() {
 /// retry presents the same code for the same device, and must still come away with a token.
 /// Otherwise the code is spent, the device id is taken, and the diary can never enrol.
 #[test]
-#[ignore = "fails today: a lost enrolment answer spends the code and takes the device id on the server"]
 fn an_enrolment_whose_answer_is_lost_still_enrols_the_device() {
     let rt = runtime();
     for backend in Backend::all("an_enrolment_whose_answer_is_lost_still_enrols_the_device") {

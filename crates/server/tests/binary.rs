@@ -400,9 +400,9 @@ async fn a_database_url_runs_the_server_and_admin_on_postgres() {
     assert_eq!(schema.query("SELECT count(*) FROM ops").await, ["1"]);
     assert_eq!(
         schema
-            .query("SELECT max(version) FROM schema_migrations")
+            .query("SELECT max(version)::text FROM schema_migrations")
             .await,
-        ["1"]
+        [heeldiary_server::storage::POSTGRES_SCHEMA_VERSION.to_string()]
     );
 }
 

@@ -38,6 +38,7 @@ macro_rules! storage_conformance {
             patients_are_created_once,
             enrolment_consumes_the_code_once,
             expired_and_unknown_codes_are_refused,
+            a_repeated_enrolment_renews_the_token,
             a_device_id_enrols_once,
             revoked_devices_stay_revoked,
             push_is_idempotent,
@@ -212,6 +213,43 @@ pub async fn enrolment_consumes_the_code_once<S: Storage>(s: S) {
     assert_eq!(listed[0].label.as_deref(), Some("phone"));
     assert_eq!(listed[0].enrolled_at, t0());
     assert_eq!(listed[0].revoked_at, None);
+}
+
+/// The device whose enrolment answer was lost can repeat the enrolment with the same code: it
+/// gets a new token (the lost one stops working); no other device can, and a revoked one cannot.
+pub async fn a_repeated_enrolment_renews_the_token<S: Storage>(s: S) {
+    let patient = new_patient(&s).await;
+    let code = new_code(&s, patient, t0() + Duration::hours(1)).await;
+    let phone = device(Uuid::now_v7());
+    s.enrol(code, phone.clone(), t0()).await.unwrap();
+    let retry = NewDevice {
+        token_hash: crate::auth::new_code().hash,
+        ..phone.clone()
+    };
+    assert_eq!(s.enrol(code, retry.clone(), t0()).await.unwrap(), patient);
+    let credentials = s
+        .authenticate(patient, phone.device_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(credentials.token_hash.matches(&retry.token_hash));
+    assert!(!credentials.token_hash.matches(&phone.token_hash));
+    assert_eq!(s.list_devices(patient).await.unwrap().len(), 1);
+
+    let other = s.enrol(code, device(Uuid::now_v7()), t0()).await;
+    assert!(matches!(other, Err(StorageError::InvalidCode)), "{other:?}");
+    let late = s
+        .enrol(code, retry.clone(), t0() + Duration::hours(2))
+        .await;
+    assert!(matches!(late, Err(StorageError::InvalidCode)), "{late:?}");
+    s.revoke_device(patient, phone.device_id, t0())
+        .await
+        .unwrap();
+    let revoked = s.enrol(code, retry, t0()).await;
+    assert!(
+        matches!(revoked, Err(StorageError::InvalidCode)),
+        "{revoked:?}"
+    );
 }
 
 /// Codes stop working at their expiry; unknown codes never work; codes need a patient.

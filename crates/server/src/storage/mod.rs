@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 use crate::auth::SecretHash;
 
-pub use postgres::{PoolOptions, PostgresStorage, ScratchSchema};
+pub use postgres::{PoolOptions, PostgresStorage, ScratchSchema, POSTGRES_SCHEMA_VERSION};
 pub use sqlite::SqliteStorage;
 
 /// What a storage backend can fail with. Messages carry no personal data.
@@ -376,6 +376,27 @@ pub(crate) fn hash_from_bytes(bytes: Vec<u8>) -> Result<SecretHash, StorageError
 pub(crate) fn parse_hlc(text: &str) -> Result<heeldiary_core::Hlc, StorageError> {
     text.parse()
         .map_err(|e| StorageError::Internal(format!("stored stamp unreadable: {e}")))
+}
+
+/// What an unexpired enrolment code allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CodeUse {
+    /// Unused: enrol the device.
+    First,
+    /// Used by this very device: its enrolment answer was lost, so repeat it with a new token
+    /// (the lost one is replaced), rather than lock the device out for good.
+    Repeat,
+    /// Used by another device.
+    Refuse,
+}
+
+/// Decides what a code allows, given whether it was used and by which device.
+pub(crate) fn retry_of_used_code(used: bool, used_by: Option<&str>, device_id: &str) -> CodeUse {
+    match (used, used_by) {
+        (false, _) => CodeUse::First,
+        (true, Some(by)) if by.eq_ignore_ascii_case(device_id) => CodeUse::Repeat,
+        (true, _) => CodeUse::Refuse,
+    }
 }
 
 /// The message every backend gives when a device id is enrolled already.

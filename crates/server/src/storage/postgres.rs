@@ -34,18 +34,28 @@ use tokio_postgres::{IsolationLevel, NoTls, Row};
 use uuid::Uuid;
 
 use super::{
-    device_id_taken, entry_day, from_i64, hash_from_bytes, parse_hlc, pending, to_i64,
-    DeviceCredentials, DeviceInfo, Migration, NewCode, NewDevice, NewPatient, PullPage, PushPlan,
-    Storage, StorageError, StoredEntry,
+    device_id_taken, entry_day, from_i64, hash_from_bytes, parse_hlc, pending, retry_of_used_code,
+    to_i64, CodeUse, DeviceCredentials, DeviceInfo, Migration, NewCode, NewDevice, NewPatient,
+    PullPage, PushPlan, Storage, StorageError, StoredEntry,
 };
 use crate::auth::SecretHash;
 
 /// Every migration, in order. Add the next file here; the upgrade test covers it by itself.
-pub(super) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_init",
-    sql: include_str!("../../../../schema/server-postgres/0001_init.sql"),
-}];
+pub(super) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_init",
+        sql: include_str!("../../../../schema/server-postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_code_used_by",
+        sql: include_str!("../../../../schema/server-postgres/0002_code_used_by.sql"),
+    },
+];
+
+/// Schema version a fresh PostgreSQL database gets.
+pub const POSTGRES_SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// Advisory lock key held while migrating ("heeldiar" in ASCII): one server migrates, the others
 /// wait and then find the schema up to date.
@@ -307,7 +317,7 @@ impl PostgresStorage {
             // it used.
             let code = tx
                 .query_opt(
-                    "SELECT patient_id, expires_at, used_at FROM enrolment_codes
+                    "SELECT patient_id, expires_at, used_at, used_by FROM enrolment_codes
                      WHERE code_hash = $1 FOR UPDATE",
                     &[&code_hash.as_bytes().as_slice()],
                 )
@@ -318,8 +328,35 @@ impl PostgresStorage {
             let patient: Uuid = code.try_get(0)?;
             let expires_at: DateTime<Utc> = code.try_get(1)?;
             let used_at: Option<DateTime<Utc>> = code.try_get(2)?;
-            if used_at.is_some() || expires_at <= now {
+            let used_by: Option<Uuid> = code.try_get(3)?;
+            if expires_at <= now {
                 return Err(StorageError::InvalidCode.into());
+            }
+            let used_by = used_by.map(|id| id.to_string());
+            match retry_of_used_code(
+                used_at.is_some(),
+                used_by.as_deref(),
+                &device.device_id.to_string(),
+            ) {
+                CodeUse::Refuse => return Err(StorageError::InvalidCode.into()),
+                CodeUse::Repeat => {
+                    let renewed = tx
+                        .execute(
+                            "UPDATE devices SET token_hash = $3
+                             WHERE patient_id = $1 AND device_id = $2 AND revoked_at IS NULL",
+                            &[
+                                &patient,
+                                &device.device_id,
+                                &device.token_hash.as_bytes().as_slice(),
+                            ],
+                        )
+                        .await?;
+                    if renewed == 0 {
+                        return Err(StorageError::InvalidCode.into());
+                    }
+                    return Ok(patient);
+                }
+                CodeUse::First => {}
             }
             tx.execute(
                 "SELECT pg_advisory_xact_lock($1, hashtext($2::uuid::text))",
@@ -349,8 +386,8 @@ impl PostgresStorage {
             )
             .await?;
             tx.execute(
-                "UPDATE enrolment_codes SET used_at = $2 WHERE code_hash = $1",
-                &[&code_hash.as_bytes().as_slice(), &now],
+                "UPDATE enrolment_codes SET used_at = $2, used_by = $3 WHERE code_hash = $1",
+                &[&code_hash.as_bytes().as_slice(), &now, &device.device_id],
             )
             .await?;
             Ok(patient)

@@ -17,18 +17,25 @@ use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row, Transactio
 use uuid::Uuid;
 
 use super::{
-    device_id_taken, entry_day, from_i64, hash_from_bytes, parse_hlc, pending, to_i64,
-    DeviceCredentials, DeviceInfo, Migration, NewCode, NewDevice, NewPatient, PullPage, PushPlan,
-    Storage, StorageError, StoredEntry,
+    device_id_taken, entry_day, from_i64, hash_from_bytes, parse_hlc, pending, retry_of_used_code,
+    to_i64, CodeUse, DeviceCredentials, DeviceInfo, Migration, NewCode, NewDevice, NewPatient,
+    PullPage, PushPlan, Storage, StorageError, StoredEntry,
 };
 use crate::auth::SecretHash;
 
 /// Every migration, in order. Add the next file here; the upgrade test covers it by itself.
-pub(super) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_init",
-    sql: include_str!("../../../../schema/server-sqlite/0001_init.sql"),
-}];
+pub(super) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_init",
+        sql: include_str!("../../../../schema/server-sqlite/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_code_used_by",
+        sql: include_str!("../../../../schema/server-sqlite/0002_code_used_by.sql"),
+    },
+];
 
 /// How long a statement waits for a lock before the request fails as unavailable.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -62,6 +69,9 @@ impl SqliteStorage {
                 StorageError::Internal(format!("cannot create {}: {e}", dir.display()))
             })?;
             let conn = Connection::open(dir.join(Self::FILE_NAME))?;
+            // Before WAL: switching the journal mode takes a lock that another process (an
+            // admin command beside a running server) may hold for a moment.
+            conn.busy_timeout(BUSY_TIMEOUT)?;
             conn.pragma_update(None, "journal_mode", "WAL")?;
             Ok(conn)
         })
@@ -307,20 +317,37 @@ fn enrol_tx(
     now: DateTime<Utc>,
 ) -> Result<Uuid, StorageError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let code: Option<(String, String, Option<String>)> = tx
+    let code: Option<(String, String, Option<String>, Option<String>)> = tx
         .query_row(
-            "SELECT patient_id, expires_at, used_at FROM enrolment_codes WHERE code_hash = ?1",
+            "SELECT patient_id, expires_at, used_at, used_by FROM enrolment_codes
+             WHERE code_hash = ?1",
             [code_hash.as_bytes().as_slice()],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .optional()?;
-    let Some((patient, expires_at, None)) = code else {
+    let Some((patient, expires_at, used_at, used_by)) = code else {
         return Err(StorageError::InvalidCode);
     };
     if parse_time(&expires_at)? <= now {
         return Err(StorageError::InvalidCode);
     }
     let device_id = device.device_id.to_string();
+    match retry_of_used_code(used_at.is_some(), used_by.as_deref(), &device_id) {
+        CodeUse::Refuse => return Err(StorageError::InvalidCode),
+        CodeUse::Repeat => {
+            let renewed = tx.execute(
+                "UPDATE devices SET token_hash = ?3
+                 WHERE patient_id = ?1 AND device_id = ?2 AND revoked_at IS NULL",
+                params![patient, device_id, device.token_hash.as_bytes().as_slice()],
+            )?;
+            if renewed == 0 {
+                return Err(StorageError::InvalidCode);
+            }
+            tx.commit()?;
+            return parse_uuid(&patient);
+        }
+        CodeUse::First => {}
+    }
     let taken = tx
         .prepare_cached("SELECT 1 FROM devices WHERE device_id = ?1")?
         .exists([&device_id])?;
@@ -341,8 +368,8 @@ fn enrol_tx(
         ],
     )?;
     tx.execute(
-        "UPDATE enrolment_codes SET used_at = ?2 WHERE code_hash = ?1",
-        params![code_hash.as_bytes().as_slice(), now],
+        "UPDATE enrolment_codes SET used_at = ?2, used_by = ?3 WHERE code_hash = ?1",
+        params![code_hash.as_bytes().as_slice(), now, device_id],
     )?;
     tx.commit()?;
     parse_uuid(&patient)
