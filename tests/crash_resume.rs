@@ -221,11 +221,10 @@ fn a_cut_off_first_pull_of_10_000_entries_resumes_where_it_stopped() {
     );
 }
 
-/// The size the issue names. About a minute on its own in a debug build, so it runs on request:
-/// `cargo test --release -p heeldiary-e2e --test crash_resume -- --ignored` (after
-/// `cargo build --release --workspace --bins`).
+/// At full size: about a minute in a debug build, so it runs on request (`.ci/run` requests it):
+/// `cargo test -p heeldiary-e2e --test crash_resume -- --ignored`.
 #[test]
-#[ignore = "slow in debug builds; run with --release -- --ignored"]
+#[ignore = "about a minute in a debug build; run with -- --ignored"]
 fn a_cut_off_first_pull_of_100_000_entries_resumes_where_it_stopped() {
     cut_off_pull_resumes_where_it_stopped(
         "a_cut_off_first_pull_of_100_000_entries_resumes_where_it_stopped",
