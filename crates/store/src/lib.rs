@@ -70,6 +70,31 @@ impl Stamper {
             patch,
         }
     }
+
+    /// Moves past what the file holds: another writer (a second process on the same diary, or
+    /// a second handle in one app) may have written since this one last looked.
+    fn catch_up(&mut self, conn: &Connection) -> Result<()> {
+        let (last, max_seq): (Option<String>, Option<u64>) = conn.query_row(
+            "SELECT last_hlc, (SELECT max(device_seq) FROM ops WHERE device_id = ?1) FROM device",
+            [self.device_id.to_string()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        if let Some(text) = last {
+            let last: Hlc = text.parse().map_err(StoreError::corrupt)?;
+            if last > self.clock.last() {
+                self.clock = HlcClock::new(self.device_id, last);
+            }
+        }
+        self.next_seq = self.next_seq.max(max_seq.unwrap_or(0) + 1);
+        Ok(())
+    }
+
+    /// Records the clock's last stamp for the next writer.
+    fn save(&self, conn: &Connection) -> Result<()> {
+        conn.prepare_cached("UPDATE device SET last_hlc = ?1")?
+            .execute([self.clock.last().to_string()])?;
+        Ok(())
+    }
 }
 
 /// One operation in an entry's history, with what became of each value it wrote.
@@ -169,20 +194,16 @@ impl Store {
     /// Re-reads the clock, the next sequence number and the clock offset from the file, so the
     /// in-memory copies never run ahead of what was committed.
     fn reload_counters(&mut self) -> Result<()> {
-        let (max_hlc, max_seq, offset): (Option<String>, Option<u64>, i64) = self.conn.query_row(
-            "SELECT (SELECT max(hlc) FROM ops),
-                    (SELECT max(device_seq) FROM ops WHERE device_id = ?1),
-                    (SELECT clock_offset_ms FROM sync_state)",
-            [self.stamps.device_id.to_string()],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )?;
-        let last = match max_hlc {
-            Some(text) => text.parse::<Hlc>().map_err(StoreError::corrupt)?,
-            None => Hlc::zero(self.stamps.device_id),
+        let device_id = self.stamps.device_id;
+        self.stamps = Stamper {
+            device_id,
+            clock: HlcClock::new(device_id, Hlc::zero(device_id)),
+            next_seq: 1,
         };
-        self.stamps.clock = HlcClock::new(self.stamps.device_id, last);
-        self.stamps.next_seq = max_seq.unwrap_or(0) + 1;
-        self.clock_offset_ms = offset;
+        self.stamps.catch_up(&self.conn)?;
+        self.clock_offset_ms =
+            self.conn
+                .query_row("SELECT clock_offset_ms FROM sync_state", [], |r| r.get(0))?;
         Ok(())
     }
 
@@ -216,7 +237,9 @@ impl Store {
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            self.stamps.catch_up(&tx)?;
             let value = work(&mut self.stamps, &tx)?;
+            self.stamps.save(&tx)?;
             tx.commit()?;
             Ok(value)
         })();
@@ -301,7 +324,7 @@ impl Store {
                 .ok_or(StoreError::NotFound(id))?;
             let op = stamps.stamp(id, patch, now_ms);
             state.apply(&op);
-            insert_op(tx, &op, None)?;
+            insert_local_op(tx, &op)?;
             save_state(tx, id, &state)
         })
     }
@@ -409,7 +432,7 @@ fn insert_new_entry(
     now: DateTime<FixedOffset>,
 ) -> Result<()> {
     let op = stamps.stamp(id, patch, now.timestamp_millis().max(0) as u64);
-    insert_op(tx, &op, None)?;
+    insert_local_op(tx, &op)?;
     if !insert_first_state(tx, &op)? {
         return Err(StoreError::AlreadyExists(id));
     }
@@ -435,6 +458,11 @@ fn rebuild(tx: &Transaction<'_>, only: Option<&[Uuid]>) -> Result<usize> {
     let ids: Vec<Uuid> = match only {
         Some(ids) => ids.to_vec(),
         None => {
+            // An entry row with no operation behind it describes nothing: the log is the truth.
+            tx.execute(
+                "DELETE FROM entries WHERE entry_id NOT IN (SELECT entry_id FROM ops)",
+                [],
+            )?;
             let mut stmt = tx.prepare("SELECT DISTINCT entry_id FROM ops")?;
             let ids = stmt.query_map([], |r| r.get::<_, String>(0))?;
             ids.map(|t| Uuid::parse_str(&t?).map_err(StoreError::corrupt))
@@ -474,6 +502,20 @@ fn read_op(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Op>> {
             patch: serde_json::from_str(&patch).map_err(StoreError::corrupt)?,
         })
     })())
+}
+
+/// Appends an operation this device just wrote. Its sequence number is new by construction
+/// ([`Stamper::catch_up`] runs inside the same transaction), so a collision is a fault, never a
+/// write to drop quietly.
+fn insert_local_op(conn: &Connection, op: &Op) -> Result<()> {
+    if insert_op(conn, op, None)? {
+        Ok(())
+    } else {
+        Err(StoreError::corrupt(format!(
+            "device sequence {} is taken",
+            op.device_seq
+        )))
+    }
 }
 
 fn insert_op(conn: &Connection, op: &Op, pulled: Option<(u64, DateTime<Utc>)>) -> Result<bool> {

@@ -15,6 +15,10 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
         "0002_enrolment",
         include_str!("../../../schema/client/0002_enrolment.sql"),
     ),
+    (
+        "0003_device_clock",
+        include_str!("../../../schema/client/0003_device_clock.sql"),
+    ),
 ];
 
 /// Schema version a fresh diary gets.

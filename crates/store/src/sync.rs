@@ -140,6 +140,9 @@ impl Store {
             let mut summary = RemoteApply::default();
             for pulled in ops {
                 let op = &pulled.op;
+                // Read the state before the operation joins the log: an entry whose state column
+                // is empty is read through its only operation, and must not see this one yet.
+                let state = load_state(tx, op.entry_id)?;
                 if !insert_op(tx, op, Some((pulled.cursor, pulled.received_at)))? {
                     summary.already_had += 1;
                     continue;
@@ -148,7 +151,7 @@ impl Store {
                 // The server refuses stamps far ahead of its clock, so a refusal here only means
                 // this device's clock is behind; the stamp still orders the merge.
                 let _ = stamps.clock.observe(op.hlc, now_ms.max(op.hlc.wall_ms));
-                match load_state(tx, op.entry_id)? {
+                match state {
                     Some(mut state) => {
                         summary.conflicts += state.apply(op).conflicts.len();
                         save_state(tx, op.entry_id, &state)?;

@@ -332,6 +332,92 @@ fn a_clock_ahead_of_the_server_is_corrected_and_stops_winning() -> TestResult {
     Ok(())
 }
 
+#[test]
+fn two_handles_on_one_diary_never_reuse_a_sequence_or_go_back_in_time() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("diary.sqlite3");
+    let mut app = Store::open(&path)?;
+    let mut cli = Store::open(&path)?;
+    let a = app.log(input(json!({"day": "2026-11-01"})))?;
+    let b = cli.log(input(json!({"day": "2026-11-02"})))?;
+    cli.import(
+        (3..=5).map(|d| input(json!({"day": format!("2026-11-0{d}")}))),
+        |_| {},
+    )?;
+    app.edit(a.id, input(json!({"rest_pain": 3})))?;
+    cli.edit(b.id, input(json!({"rest_pain": 4})))?;
+    let ops = app.all_ops()?;
+    assert_eq!(
+        ops.iter().map(|o| o.device_seq).collect::<Vec<_>>(),
+        (1..=7).collect::<Vec<u64>>()
+    );
+    assert!(
+        ops.windows(2).all(|w| w[0].hlc < w[1].hlc),
+        "stamps follow the order of writes"
+    );
+    assert_eq!(app.list(None, None)?.len(), 5);
+    Ok(())
+}
+
+#[test]
+fn an_own_operation_pulled_back_moves_the_sequence_on() -> TestResult {
+    // A diary restored from an old copy learns from the server what it wrote since.
+    let mut restored = Store::open_in_memory()?;
+    let device = restored.device_id();
+    let later = heeldiary_core::Op {
+        entry_id: Uuid::now_v7(),
+        device_id: device,
+        device_seq: 7,
+        hlc: heeldiary_core::Hlc {
+            wall_ms: 1_000,
+            counter: 0,
+            node: device,
+        },
+        patch: [
+            (Field::Day, json!("2026-11-01")),
+            (Field::RecordedAt, json!("2026-11-01T08:00:00.000+00:00")),
+        ]
+        .into(),
+    };
+    restored.apply_pulled(
+        &[PulledOp {
+            cursor: 1,
+            received_at: chrono::Utc::now(),
+            op: later,
+        }],
+        1,
+    )?;
+    let next = restored.log(input(json!({"day": "2026-11-02"})))?;
+    assert_eq!(restored.history(next.id)?[0].device_seq, 8);
+    Ok(())
+}
+
+#[test]
+fn rebuilding_drops_entry_rows_that_no_operation_backs() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("diary.sqlite3");
+    let mut store = Store::open(&path)?;
+    let kept = store.log(input(json!({"day": "2026-11-01"})))?;
+    rusqlite::Connection::open(&path)?.execute(
+        "INSERT INTO entries (entry_id, day, deleted, state) VALUES ('0190c3a4-0000-7000-8000-000000000001', '2026-11-02', 0, NULL)",
+        [],
+    )?;
+    assert!(
+        store.list(None, None).is_err(),
+        "an orphan row is reported, not hidden"
+    );
+    store.rebuild_states()?;
+    assert_eq!(
+        store
+            .list(None, None)?
+            .iter()
+            .map(|e| e.id)
+            .collect::<Vec<_>>(),
+        vec![kept.id]
+    );
+    Ok(())
+}
+
 fn arb_action() -> impl Strategy<Value = (u8, u8, u8)> {
     (0u8..4, 0u8..8, 0u8..11)
 }
