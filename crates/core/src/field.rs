@@ -207,9 +207,22 @@ impl Field {
                         "is {chars} characters; at most {MAX_NOTE_CHARS} are allowed"
                     )));
                 }
+                check_plain_text(text).map_err(err)?;
                 Ok(value)
             }
         }
+    }
+}
+
+/// Refuses control characters other than line breaks and tabs: a NUL, for one, cannot be
+/// stored in every database a diary travels through, and none of them belongs in a note.
+pub fn check_plain_text(text: &str) -> Result<(), String> {
+    match text.chars().position(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+        Some(at) => Err(format!(
+            "holds a control character (U+{:04X}) at position {at}; only line breaks and tabs are allowed",
+            text.chars().nth(at).map_or(0, u32::from)
+        )),
+        None => Ok(()),
     }
 }
 
@@ -338,6 +351,17 @@ mod tests {
         assert_eq!(
             reason(Field::Note, json!(long)),
             "note: is 2001 characters; at most 2000 are allowed"
+        );
+    }
+
+    #[test]
+    fn notes_refuse_control_characters_but_keep_line_breaks() {
+        assert!(Field::Note
+            .normalise(json!("two\nlines\tand a tab"), today())
+            .is_ok());
+        assert_eq!(
+            reason(Field::Note, json!("a\u{0}b")),
+            "note: holds a control character (U+0000) at position 1; only line breaks and tabs are allowed"
         );
     }
 

@@ -30,6 +30,6 @@ pub mod wire;
 
 pub use entry::{Entry, EntryInput, Location, Severity, Side, Treatment, Trigger};
 pub use error::ValidationError;
-pub use field::{Field, Patch, MAX_NOTE_CHARS, MAX_STANDING_MINUTES, MAX_STEPS};
+pub use field::{check_plain_text, Field, Patch, MAX_NOTE_CHARS, MAX_STANDING_MINUTES, MAX_STEPS};
 pub use hlc::{ClockError, Hlc, HlcClock, MAX_CLOCK_AHEAD_MS};
 pub use op::{merge, ApplyOutcome, EntryState, FieldValue, MergedEntry, Op};

@@ -38,8 +38,11 @@ impl Op {
     }
 
     /// Checks the operation's shape: its stamp belongs to its device, it sets at least one field,
-    /// and every value keeps its field's rule (see [`Field::normalise`]).
-    pub fn validate(&self, today: chrono::NaiveDate) -> Result<(), ValidationError> {
+    /// and every value keeps its field's rule (see [`Field::normalise`]). `today` is the writer's
+    /// local date, against which future days are judged; `None` skips that one rule, for a
+    /// receiver (the server) that cannot know the writer's calendar and bounds its clock instead.
+    pub fn validate(&self, today: Option<chrono::NaiveDate>) -> Result<(), ValidationError> {
+        let today = today.unwrap_or(chrono::NaiveDate::MAX);
         if self.hlc.node != self.device_id {
             return Err(ValidationError::new(
                 "hlc",
@@ -303,13 +306,13 @@ mod tests {
     #[test]
     fn validation_checks_stamp_owner_and_canonical_values() {
         let today = chrono::NaiveDate::from_ymd_opt(2026, 11, 2).unwrap();
-        assert!(create(1, 10).validate(today).is_ok());
+        assert!(create(1, 10).validate(Some(today)).is_ok());
         let mut foreign = create(1, 10);
         foreign.device_id = dev(2);
-        assert_eq!(foreign.validate(today).unwrap_err().field, "hlc");
+        assert_eq!(foreign.validate(Some(today)).unwrap_err().field, "hlc");
         let bad = op(1, 1, 10, vec![(Field::FirstStepPain, json!(12))]);
         assert_eq!(
-            bad.validate(today).unwrap_err().field,
+            bad.validate(Some(today)).unwrap_err().field,
             "patch.first_step_pain"
         );
         let unsorted = op(
@@ -319,7 +322,7 @@ mod tests {
             vec![(Field::Locations, json!(["arch", "heel_bottom"]))],
         );
         assert!(unsorted
-            .validate(today)
+            .validate(Some(today))
             .unwrap_err()
             .reason
             .contains("canonical"));

@@ -6,12 +6,12 @@ use axum::extract::{FromRequest, Path, RawQuery, Request, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::{DateTime, Days, Utc};
+use chrono::{DateTime, Utc};
 use heeldiary_core::wire::{
     from_json, EnrolRequest, EnrolResponse, EntryResponse, PullResponse, PushRequest, PushResponse,
     DEFAULT_PULL_LIMIT, MAX_BODY_BYTES, MAX_LABEL_CHARS, MAX_PULL_LIMIT, MAX_PUSH_OPS,
 };
-use heeldiary_core::{Op, ValidationError, MAX_CLOCK_AHEAD_MS};
+use heeldiary_core::{check_plain_text, Op, ValidationError, MAX_CLOCK_AHEAD_MS};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
@@ -118,7 +118,9 @@ pub fn check_label(label: Option<&str>, field: &str) -> Result<(), ValidationErr
             format!("is {chars} characters; at most {MAX_LABEL_CHARS} are allowed"),
         ));
     }
-    Ok(())
+    label
+        .map_or(Ok(()), check_plain_text)
+        .map_err(|reason| ValidationError::new(field, reason))
 }
 
 async fn push<S: Storage>(
@@ -139,9 +141,10 @@ async fn push<S: Storage>(
 }
 
 /// Checks a whole batch before anything is written: size, that every operation is the pushing
-/// device's own, each operation's values ([`Op::validate`], with tomorrow as the latest day
-/// because the device's local day may be ahead of UTC), and that no stamp runs more than
-/// [`MAX_CLOCK_AHEAD_MS`] ahead of `now`. The first failure is reported with its path
+/// device's own, that no stamp runs more than [`MAX_CLOCK_AHEAD_MS`] ahead of `now`, and each
+/// operation's values ([`Op::validate`]). Days are not judged against the server's calendar:
+/// the device judged them against its own when they were written, and an operation refused
+/// here for good would stop the device's sync for good. The first failure is reported with its path
 /// (`ops[3].patch.first_step_pain`).
 pub fn validate_batch(ops: &[Op], device_id: Uuid, now: DateTime<Utc>) -> Result<(), ApiError> {
     if ops.len() > MAX_PUSH_OPS {
@@ -153,7 +156,6 @@ pub fn validate_batch(ops: &[Op], device_id: Uuid, now: DateTime<Utc>) -> Result
             ),
         });
     }
-    let today = now.date_naive() + Days::new(1);
     let now_ms = millis(now);
     for (i, op) in ops.iter().enumerate() {
         let at = |field: &str| format!("ops[{i}].{field}");
@@ -180,7 +182,7 @@ pub fn validate_batch(ops: &[Op], device_id: Uuid, now: DateTime<Utc>) -> Result
                 server_time_ms: now_ms,
             });
         }
-        op.validate(today)
+        op.validate(None)
             .map_err(|e| e.within(&format!("ops[{i}]")))?;
     }
     Ok(())

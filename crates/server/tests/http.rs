@@ -779,3 +779,23 @@ async fn storage_failures_are_503_or_a_safe_500() {
             .error(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable);
     }
 }
+
+#[tokio::test]
+async fn control_characters_are_refused_but_a_device_calendar_is_not_second_guessed() {
+    let server = Server::new().await;
+    let mut phone = server.enrol(None).await;
+    let entry = Uuid::now_v7();
+    let nul = phone.op(entry, json!({"note": "a\u{0}b"}));
+    let refused = server
+        .push(&phone, vec![nul])
+        .await
+        .error(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidValue);
+    assert_eq!(refused.field.as_deref(), Some("ops[0].patch.note"));
+    // A day the device's own calendar allowed is stored even if it lies ahead of the server's:
+    // refusing it would stop that device's sync for good.
+    let ahead = phone.op(entry, json!({"day": "2099-01-01"}));
+    let answer = server.push(&phone, vec![ahead]).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let stored: PushResponse = answer.json();
+    assert_eq!(stored.results[0].status, PushStatus::Applied);
+}

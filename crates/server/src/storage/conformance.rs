@@ -215,8 +215,9 @@ pub async fn enrolment_consumes_the_code_once<S: Storage>(s: S) {
     assert_eq!(listed[0].revoked_at, None);
 }
 
-/// The device whose enrolment answer was lost can repeat the enrolment with the same code: it
-/// gets a new token (the lost one stops working); no other device can, and a revoked one cannot.
+/// The device whose enrolment answer was lost can repeat the enrolment with the same code for a
+/// short while: it gets a new token (the lost one stops working); no other device can, nor the
+/// same one later, nor a revoked one.
 pub async fn a_repeated_enrolment_renews_the_token<S: Storage>(s: S) {
     let patient = new_patient(&s).await;
     let code = new_code(&s, patient, t0() + Duration::hours(1)).await;
@@ -239,7 +240,11 @@ pub async fn a_repeated_enrolment_renews_the_token<S: Storage>(s: S) {
     let other = s.enrol(code, device(Uuid::now_v7()), t0()).await;
     assert!(matches!(other, Err(StorageError::InvalidCode)), "{other:?}");
     let late = s
-        .enrol(code, retry.clone(), t0() + Duration::hours(2))
+        .enrol(
+            code,
+            retry.clone(),
+            t0() + super::ENROL_REPEAT_WINDOW + Duration::seconds(1),
+        )
         .await;
     assert!(matches!(late, Err(StorageError::InvalidCode)), "{late:?}");
     s.revoke_device(patient, phone.device_id, t0())

@@ -378,24 +378,38 @@ pub(crate) fn parse_hlc(text: &str) -> Result<heeldiary_core::Hlc, StorageError>
         .map_err(|e| StorageError::Internal(format!("stored stamp unreadable: {e}")))
 }
 
+/// How long after its first use a code can be presented again by the same device.
+pub const ENROL_REPEAT_WINDOW: chrono::Duration = chrono::Duration::minutes(15);
+
 /// What an unexpired enrolment code allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CodeUse {
     /// Unused: enrol the device.
     First,
-    /// Used by this very device: its enrolment answer was lost, so repeat it with a new token
-    /// (the lost one is replaced), rather than lock the device out for good.
+    /// Used by this very device moments ago: its enrolment answer was lost, so repeat it with
+    /// a new token (the lost one is replaced) rather than lock the device out for good.
     Repeat,
-    /// Used by another device.
+    /// Used by another device, or too long ago.
     Refuse,
 }
 
-/// Decides what a code allows, given whether it was used and by which device.
-pub(crate) fn retry_of_used_code(used: bool, used_by: Option<&str>, device_id: &str) -> CodeUse {
-    match (used, used_by) {
-        (false, _) => CodeUse::First,
-        (true, Some(by)) if by.eq_ignore_ascii_case(device_id) => CodeUse::Repeat,
-        (true, _) => CodeUse::Refuse,
+/// Decides what a code allows, given when and by which device it was used. The repeat is
+/// limited to [`ENROL_REPEAT_WINDOW`]: whoever holds the code and learns the device id later
+/// must not be able to take the device's place.
+pub(crate) fn code_use(
+    used_at: Option<DateTime<Utc>>,
+    used_by: Option<&str>,
+    device_id: &str,
+    now: DateTime<Utc>,
+) -> CodeUse {
+    match (used_at, used_by) {
+        (None, _) => CodeUse::First,
+        (Some(at), Some(by))
+            if by.eq_ignore_ascii_case(device_id) && now - at <= ENROL_REPEAT_WINDOW =>
+        {
+            CodeUse::Repeat
+        }
+        _ => CodeUse::Refuse,
     }
 }
 

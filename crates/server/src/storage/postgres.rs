@@ -34,9 +34,9 @@ use tokio_postgres::{IsolationLevel, NoTls, Row};
 use uuid::Uuid;
 
 use super::{
-    device_id_taken, entry_day, from_i64, hash_from_bytes, parse_hlc, pending, retry_of_used_code,
-    to_i64, CodeUse, DeviceCredentials, DeviceInfo, Migration, NewCode, NewDevice, NewPatient,
-    PullPage, PushPlan, Storage, StorageError, StoredEntry,
+    code_use, device_id_taken, entry_day, from_i64, hash_from_bytes, parse_hlc, pending, to_i64,
+    CodeUse, DeviceCredentials, DeviceInfo, Migration, NewCode, NewDevice, NewPatient, PullPage,
+    PushPlan, Storage, StorageError, StoredEntry,
 };
 use crate::auth::SecretHash;
 
@@ -333,10 +333,11 @@ impl PostgresStorage {
                 return Err(StorageError::InvalidCode.into());
             }
             let used_by = used_by.map(|id| id.to_string());
-            match retry_of_used_code(
-                used_at.is_some(),
+            match code_use(
+                used_at,
                 used_by.as_deref(),
                 &device.device_id.to_string(),
+                now,
             ) {
                 CodeUse::Refuse => return Err(StorageError::InvalidCode.into()),
                 CodeUse::Repeat => {

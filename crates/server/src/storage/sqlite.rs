@@ -17,9 +17,9 @@ use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row, Transactio
 use uuid::Uuid;
 
 use super::{
-    device_id_taken, entry_day, from_i64, hash_from_bytes, parse_hlc, pending, retry_of_used_code,
-    to_i64, CodeUse, DeviceCredentials, DeviceInfo, Migration, NewCode, NewDevice, NewPatient,
-    PullPage, PushPlan, Storage, StorageError, StoredEntry,
+    code_use, device_id_taken, entry_day, from_i64, hash_from_bytes, parse_hlc, pending, to_i64,
+    CodeUse, DeviceCredentials, DeviceInfo, Migration, NewCode, NewDevice, NewPatient, PullPage,
+    PushPlan, Storage, StorageError, StoredEntry,
 };
 use crate::auth::SecretHash;
 
@@ -332,7 +332,8 @@ fn enrol_tx(
         return Err(StorageError::InvalidCode);
     }
     let device_id = device.device_id.to_string();
-    match retry_of_used_code(used_at.is_some(), used_by.as_deref(), &device_id) {
+    let used_at = used_at.as_deref().map(parse_time).transpose()?;
+    match code_use(used_at, used_by.as_deref(), &device_id, now) {
         CodeUse::Refuse => return Err(StorageError::InvalidCode),
         CodeUse::Repeat => {
             let renewed = tx.execute(
