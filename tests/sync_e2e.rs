@@ -30,6 +30,18 @@ fn devices_of_one_patient_converge_and_other_patients_see_nothing() {
             "{}: a used code is refused",
             backend.name()
         );
+        let again = phone.run(&[
+            "enroll",
+            "--server",
+            &server.url,
+            "--code",
+            &server.new_code(&patient),
+        ]);
+        assert!(
+            String::from_utf8_lossy(&again.stderr).contains("enrolled already"),
+            "{}: one server per diary",
+            backend.name()
+        );
 
         let e1 = phone.log(&[
             "--date",
@@ -197,5 +209,46 @@ fn a_clock_far_ahead_is_corrected_and_does_not_win_forever() {
             Some(3)
         );
         assert_eq!(entry(&honest.entries(), &id)["first_step_pain"], 3);
+    }
+}
+
+#[test]
+fn a_push_the_server_refuses_does_not_stop_the_pull() {
+    for backend in Backend::all("a_push_the_server_refuses_does_not_stop_the_pull") {
+        let server = Server::start(&backend);
+        let (patient, code) = server.add_patient();
+        let (broken, other) = (Device::new(), Device::new());
+        broken.enroll(&server, &code);
+        other.enroll(&server, &server.new_code(&patient));
+        other.log(&["--date", "2026-11-01", "--rest-pain", "2"]);
+        other.sync();
+
+        // An operation written by an older, laxer build: its note holds a NUL.
+        let device = broken.store().device_id();
+        let conn = rusqlite::Connection::open(&broken.db).unwrap();
+        conn.execute(
+            "INSERT INTO ops (entry_id, device_id, device_seq, hlc, patch) VALUES (?1, ?2, 1, ?3, ?4)",
+            rusqlite::params![
+                uuid::Uuid::now_v7().to_string(),
+                device.to_string(),
+                heeldiary_core::Hlc { wall_ms: 1_000, counter: 0, node: device }.to_string(),
+                r#"{"note":"a\u0000b"}"#,
+            ],
+        )
+        .unwrap();
+        let out = broken.run(&["sync"]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("422") && err.contains("ops[0].patch.note"),
+            "{}: {err}",
+            backend.name()
+        );
+        assert_eq!(
+            broken.entries().len(),
+            1,
+            "{}: the pull ran all the same",
+            backend.name()
+        );
     }
 }

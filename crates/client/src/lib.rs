@@ -45,6 +45,14 @@ pub enum ClientError {
     /// The server URL is not usable.
     #[error("invalid server URL `{0}`: use http://HOST:PORT or https://HOST")]
     InvalidUrl(String),
+    /// The diary is enrolled already.
+    #[error("this diary is enrolled already with {server_url} (patient {patient_id}); a diary syncs with one server as one patient: start a new diary file (--db) to enrol elsewhere")]
+    AlreadyEnrolled {
+        /// Where it syncs.
+        server_url: String,
+        /// As whom.
+        patient_id: uuid::Uuid,
+    },
     /// The local diary failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -103,6 +111,18 @@ pub async fn enroll(
     code: &str,
     label: Option<&str>,
 ) -> Result<Enrolment> {
+    // A diary syncs with one server as one patient: its acknowledgements and feed cursor mean
+    // nothing elsewhere, and its entries must not flow into another patient's diary.
+    match store.enrolment() {
+        Ok(existing) => {
+            return Err(ClientError::AlreadyEnrolled {
+                server_url: existing.server_url,
+                patient_id: existing.patient_id,
+            })
+        }
+        Err(StoreError::NotEnrolled) => {}
+        Err(other) => return Err(other.into()),
+    }
     let base = http::base_url(server_url)?;
     let client = http::Client::new(&base, None, &SyncOptions::default())?;
     let request = EnrolRequest {
@@ -135,7 +155,15 @@ pub async fn sync(store: &mut Store, options: &SyncOptions) -> Result<SyncSummar
     let enrolment = store.enrolment()?;
     let client = http::Client::new(&enrolment.server_url, Some(&enrolment.token), options)?;
     let mut summary = SyncSummary::default();
-    push(store, &client, options, &mut summary).await?;
+    let pushed = push(store, &client, options, &mut summary).await;
+    // A push the server refused for good must not also cut the device off from the other
+    // devices' changes: pull anyway, then report the refusal. A network fault stops both.
+    if let Err(error) = pushed {
+        if matches!(error, ClientError::Refused { .. }) {
+            pull(store, &client, options, &mut summary).await?;
+        }
+        return Err(error);
+    }
     pull(store, &client, options, &mut summary).await?;
     store.mark_synced()?;
     summary.elapsed_ms = started.elapsed().as_millis() as u64;
@@ -149,8 +177,9 @@ async fn push(
     summary: &mut SyncSummary,
 ) -> Result<()> {
     let mut corrected = false;
+    let mut batch = options.push_batch.max(1);
     loop {
-        let ops = store.unpushed(options.push_batch.max(1))?;
+        let ops = store.unpushed(batch)?;
         let Some(last) = ops.last().map(|op| op.device_seq) else {
             return Ok(());
         };
@@ -176,7 +205,10 @@ async fn push(
                     }
                 }
                 store.mark_pushed(last)?;
+                store.learn_server_time(answer.server_time_ms)?;
             }
+            // Long notes can make a batch larger than the server takes: halve it and go on.
+            Err(ClientError::Refused { status: 413, .. }) if batch > 1 => batch /= 2,
             Err(ClientError::Refused {
                 body:
                     ErrorBody {
@@ -213,6 +245,7 @@ async fn pull(
             )));
         }
         let applied = store.apply_pulled(&page.ops, page.next_cursor)?;
+        store.learn_server_time(page.server_time_ms)?;
         summary.pulled += applied.applied;
         summary.conflicts += applied.conflicts;
         if !page.has_more {

@@ -178,6 +178,24 @@ impl Store {
         Ok(())
     }
 
+    /// Learns the device clock's offset from a server time seen in an answer: none while the
+    /// device clock is within [`MAX_CLOCK_AHEAD_MS`] of the server's, else the difference. So a
+    /// correction made while the device clock ran ahead is undone once the clock is set right.
+    pub fn learn_server_time(&mut self, server_time_ms: u64) -> Result<()> {
+        let difference = server_time_ms as i64 - (self.time)().timestamp_millis();
+        let offset = if difference.unsigned_abs() <= MAX_CLOCK_AHEAD_MS {
+            0
+        } else {
+            difference
+        };
+        if offset != self.clock_offset_ms {
+            self.conn
+                .execute("UPDATE sync_state SET clock_offset_ms = ?1", [offset])?;
+            self.clock_offset_ms = offset;
+        }
+        Ok(())
+    }
+
     /// The server said this device's clock runs ahead of its own (`server_time_ms`). Learns the
     /// offset, then re-stamps the unacknowledged operations the server would refuse (stamped more
     /// than [`MAX_CLOCK_AHEAD_MS`] past its time) so they stop winning conflicts by a clock

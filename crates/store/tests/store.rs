@@ -418,6 +418,31 @@ fn rebuilding_drops_entry_rows_that_no_operation_backs() -> TestResult {
     Ok(())
 }
 
+#[test]
+fn the_clock_offset_follows_the_server_and_goes_once_the_device_clock_is_right() -> TestResult {
+    let mut store = Store::open_in_memory()?;
+    store.set_time_source(fixed_time("2026-11-10T12:00:00+00:00"));
+    let at = |text: &str| {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .timestamp_millis() as u64
+    };
+    store.learn_server_time(at("2026-11-10T12:03:00+00:00"))?;
+    assert_eq!(
+        store.sync_state()?.clock_offset_ms,
+        0,
+        "within the tolerance"
+    );
+    store.learn_server_time(at("2026-11-10T10:00:00+00:00"))?;
+    assert_eq!(store.sync_state()?.clock_offset_ms, -2 * 3600 * 1000);
+    assert_eq!(store.now().to_rfc3339(), "2026-11-10T10:00:00+00:00");
+    // The device clock was set right: the correction goes.
+    store.set_time_source(fixed_time("2026-11-10T10:00:01+00:00"));
+    store.learn_server_time(at("2026-11-10T10:00:00+00:00"))?;
+    assert_eq!(store.sync_state()?.clock_offset_ms, 0);
+    Ok(())
+}
+
 fn arb_action() -> impl Strategy<Value = (u8, u8, u8)> {
     (0u8..4, 0u8..8, 0u8..11)
 }
