@@ -116,8 +116,23 @@ pub fn import(store: &mut Store, file: &Path) -> Result<()> {
         if line.trim().is_empty() {
             continue;
         }
-        let input: EntryInput = serde_json::from_str(&line)
-            .map_err(|e| anyhow::anyhow!("line {number}: {e}; nothing was imported"))?;
+        let input: EntryInput = serde_json::from_str(&line).map_err(|e| {
+            // serde_json places its message at "line 1" of the one line it was given: name the
+            // file's line instead, and the column only where the JSON itself is broken.
+            let text = e.to_string();
+            let message = text
+                .rsplit_once(" at line ")
+                .map_or(text.as_str(), |(m, _)| m);
+            match e.classify() {
+                serde_json::error::Category::Data => {
+                    anyhow::anyhow!("line {number}: {message}; nothing was imported")
+                }
+                _ => anyhow::anyhow!(
+                    "line {number}, column {}: {message}; nothing was imported",
+                    e.column()
+                ),
+            }
+        })?;
         inputs.push(input);
         line_numbers.push(number);
     }

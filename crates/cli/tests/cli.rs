@@ -232,12 +232,13 @@ fn import_takes_good_files_and_refuses_a_file_with_one_bad_line() {
         "import",
         arg(&d.write("syntax.ndjson", "{\"day\":\"2026-09-01\"}\n{oops\n")),
     ]);
-    assert!(err.starts_with("error: line 2:"), "{err}");
+    assert!(err.starts_with("error: line 2, column 2:"), "{err}");
     let err = d.fails(&[
         "import",
         arg(&d.write("unknown.ndjson", "{\"day\":\"2026-09-01\",\"mood\":3}\n")),
     ]);
     assert!(err.contains("line 1: mood: unknown field"), "{err}");
+    assert!(!err.contains("column"), "{err}");
 
     assert_eq!(
         d.ok(&["import", arg(&d.write("good.ndjson", &good))])

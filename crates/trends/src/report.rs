@@ -486,5 +486,10 @@ pub fn render_text(report: &Report) -> String {
     for flag in &report.red_flags {
         let _ = writeln!(text, "  ! {}: {}", flag.kind.as_str(), flag.sentence);
     }
+    let _ = writeln!(
+        text,
+        "\nThis report describes patterns in the diary and the evidence for them, not their \
+         cause: only a clinician can say where the pain comes from."
+    );
     text
 }

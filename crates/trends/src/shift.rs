@@ -154,7 +154,7 @@ fn shift(before_days: &[Day], before: &Tally, after_days: &[Day], after: &Tally)
         })
         .collect();
     let sentence = format!(
-        "From {} the days changed from {} ({} logged days from {} to {}, foot {:.2}, back {:.2}) to {} ({} logged days to {}, foot {:.2}, back {:.2}){}.",
+        "From {} the days changed from being consistent with {} ({} logged days from {} to {}, foot {:.2}, back {:.2}) to being consistent with {} ({} logged days to {}, foot {:.2}, back {:.2}){}.{}",
         after_segment.from,
         before_segment.kind.describe(),
         before_segment.days_logged,
@@ -171,6 +171,14 @@ fn shift(before_days: &[Day], before: &Tally, after_days: &[Day], after: &Tally)
             String::new()
         } else {
             format!(": {}", changes.join("; "))
+        },
+        // New nerve signs change what a clinician would look for: say so.
+        if matches!(after_segment.kind, PatternKind::BackRelated | PatternKind::Mixed)
+            && before_segment.kind == PatternKind::PlantarFasciitisLike
+        {
+            " A change towards back or nerve signs is worth discussing with a clinician."
+        } else {
+            ""
         }
     );
     Shift {
