@@ -1,5 +1,5 @@
 //! HTTP with the server: gzip both ways, bearer auth, and retries with exponential backoff and
-//! full jitter for network faults, 5xx and 429. Other 4xx answers are final.
+//! full jitter for network faults, 5xx, 408 and 429. Other 4xx answers are final.
 
 use std::io::Write;
 use std::time::Duration;
@@ -208,7 +208,10 @@ impl Client {
             status: status.as_u16(),
             body,
         };
-        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+        if status.is_server_error()
+            || status == StatusCode::TOO_MANY_REQUESTS
+            || status == StatusCode::REQUEST_TIMEOUT
+        {
             Attempt::Retry {
                 error,
                 after: retry_after,

@@ -24,10 +24,12 @@ pub mod error;
 pub mod storage;
 
 use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
 use axum::Router;
 use heeldiary_core::wire::MAX_BODY_BYTES;
 use tower_http::compression::CompressionLayer;
 use tower_http::decompression::RequestDecompressionLayer;
+use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tower_http::LatencyUnit;
 use tracing::Level;
@@ -41,6 +43,9 @@ pub struct AppState<S> {
     pub storage: S,
 }
 
+/// Longest a request may take, reading its body included.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The whole HTTP application over `storage`: routes, body limits (applied after gzip
 /// decompression), response compression, uniform error bodies and request logs (method, path,
 /// status, latency; never headers or bodies).
@@ -48,6 +53,11 @@ pub fn app<S: Storage>(storage: S) -> Router {
     api::routes()
         .with_state(AppState { storage })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // A client that stalls (or sends its body slowly) must not hold a connection for ever.
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
         .layer(RequestDecompressionLayer::new())
         .layer(axum::middleware::from_fn(error::ensure_error_body))
         .layer(CompressionLayer::new())
