@@ -34,6 +34,15 @@ pub enum AdminError {
     /// An argument broke a rule.
     #[error("{0}")]
     Invalid(String),
+    /// The patient was created but its first code could not be issued.
+    #[error("patient {patient_id} was created, but its enrolment code could not be issued ({source}); run `admin new-code --patient {patient_id}`")]
+    CodeAfterPatient {
+        /// The patient that exists now.
+        patient_id: Uuid,
+        /// Why the code failed.
+        #[source]
+        source: Box<AdminError>,
+    },
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -79,7 +88,12 @@ pub async fn add_patient<S: Storage>(
             created_at: now,
         })
         .await?;
-    new_code_for(storage, patient_id, valid_hours, now).await
+    new_code_for(storage, patient_id, valid_hours, now)
+        .await
+        .map_err(|e| AdminError::CodeAfterPatient {
+            patient_id,
+            source: Box::new(e),
+        })
 }
 
 /// Issues another enrolment code for an existing patient (for the patient's next device).
