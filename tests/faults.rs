@@ -10,23 +10,22 @@
 //!   sync rounds leave every device with the same operations and entry states as the server, no
 //!   operation lost, none duplicated, nothing left to push.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use heeldiary_client::{enroll, sync, ClientError, SyncOptions};
-use heeldiary_core::wire::EntryResponse;
-use heeldiary_core::{EntryInput, EntryState};
+use heeldiary_core::EntryInput;
 use heeldiary_e2e::proxy::{Fault, Proxy};
 use heeldiary_e2e::{
-    enrolled_store, entry_states, impatient_sync, op_keys, runtime, sample_entry, Backend, Server,
+    enrolled_store, entry_states, impatient_sync, op_keys, runtime, sample_entry,
+    server_entry_states, Backend, Server,
 };
 use heeldiary_store::Store;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::json;
 use tokio::runtime::Runtime;
-use uuid::Uuid;
 
 /// Devices of the one patient in each property case.
 const DEVICES: usize = 3;
@@ -216,31 +215,6 @@ fn pulled_from_server(rt: &Runtime, server: &Server, device: &Store) -> Store {
     fresh
 }
 
-/// The server's merged state of each entry, as `GET /v1/entries/{id}` gives it to `device`.
-async fn server_states(
-    server: &Server,
-    device: &Store,
-    ids: impl Iterator<Item = Uuid>,
-) -> BTreeMap<Uuid, EntryState> {
-    let token = device.enrolment().unwrap().token;
-    let http = reqwest::Client::new();
-    let mut states = BTreeMap::new();
-    for id in ids {
-        let answer: EntryResponse = http
-            .get(format!("{}/v1/entries/{id}", server.url))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .expect("the server has the entry")
-            .json()
-            .await
-            .expect("an entry answer");
-        states.insert(id, answer.state);
-    }
-    states
-}
-
 /// Runs one property case on a new patient and checks convergence once the faults stop.
 fn converges_after_faults(rt: &Runtime, server: &Server, proxy: &Proxy, steps: &[Step]) {
     let (patient, code) = server.add_patient();
@@ -296,7 +270,11 @@ fn converges_after_faults(rt: &Runtime, server: &Server, proxy: &Proxy, steps: &
     let server_ops = op_keys(&server_feed);
     assert_eq!(server_ops.len(), written, "the server lost an operation");
     let states = entry_states(&server_feed);
-    let merged_on_server = rt.block_on(server_states(server, &devices[0], states.keys().copied()));
+    let merged_on_server = rt.block_on(server_entry_states(
+        &server.url,
+        &devices[0].enrolment().unwrap().token,
+        states.keys().copied(),
+    ));
     assert_eq!(
         merged_on_server, states,
         "the server's merge differs from its feed"

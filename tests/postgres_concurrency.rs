@@ -9,10 +9,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use heeldiary_client::{sync, SyncOptions};
-use heeldiary_core::wire::{EntryResponse, PullResponse, PulledOp};
+use heeldiary_core::wire::{PullResponse, PulledOp};
 use heeldiary_core::{EntryInput, EntryState};
 use heeldiary_e2e::{
-    enrolled_store, entry_states, op_keys, runtime, sample_entry, Backend, Server,
+    enrolled_store, entry_states, op_keys, runtime, sample_entry, server_entry_states, Backend,
+    Server,
 };
 use heeldiary_store::Store;
 use serde_json::json;
@@ -176,24 +177,9 @@ fn fifty_devices_of_ten_patients_push_and_pull_in_parallel_and_converge() {
         all_keys.extend(keys.iter().copied());
 
         // Every device holds exactly the server's operations and entry states.
-        let server_states: BTreeMap<Uuid, EntryState> = rt.block_on(async {
-            let ids: BTreeSet<Uuid> = feed.iter().map(|p| p.op.entry_id).collect();
-            let mut states = BTreeMap::new();
-            for id in ids {
-                let answer: EntryResponse = http
-                    .get(format!("{}/v1/entries/{id}", server.url))
-                    .bearer_auth(&token)
-                    .send()
-                    .await
-                    .and_then(|r| r.error_for_status())
-                    .expect("entry on the server")
-                    .json()
-                    .await
-                    .expect("entry answer");
-                states.insert(id, answer.state);
-            }
-            states
-        });
+        let ids: BTreeSet<Uuid> = feed.iter().map(|p| p.op.entry_id).collect();
+        let server_states: BTreeMap<Uuid, EntryState> =
+            rt.block_on(server_entry_states(&server.url, &token, ids));
         for device in &mine {
             assert_eq!(
                 op_keys(&device.store),

@@ -467,3 +467,28 @@ pub fn quantile(samples: &mut [Duration], q: f64) -> Duration {
     samples.sort_unstable();
     samples[((samples.len() - 1) as f64 * q).round() as usize]
 }
+
+/// The server's merged state of each entry in `ids`, read with a device `token` of the patient
+/// through `GET /v1/entries/{id}`: what every device must end up equal to.
+pub async fn server_entry_states(
+    server_url: &str,
+    token: &str,
+    ids: impl IntoIterator<Item = uuid::Uuid>,
+) -> std::collections::BTreeMap<uuid::Uuid, heeldiary_core::EntryState> {
+    let http = reqwest::Client::new();
+    let mut states = std::collections::BTreeMap::new();
+    for id in ids {
+        let answer: heeldiary_core::wire::EntryResponse = http
+            .get(format!("{server_url}/v1/entries/{id}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .expect("the server has the entry")
+            .json()
+            .await
+            .expect("an entry answer");
+        states.insert(id, answer.state);
+    }
+    states
+}
