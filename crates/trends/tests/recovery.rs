@@ -1,4 +1,4 @@
-//! The engine recovers the known truth of synthetic diaries, and the acceptance examples.
+//! The engine recovers the known truth of synthetic diaries, and two small hand-made diaries.
 
 use chrono::{Days, NaiveDate};
 use heeldiary_core::Entry;
@@ -92,7 +92,7 @@ fn foot_day(day: NaiveDate, first_step: u8) -> Entry {
 }
 
 #[test]
-fn acceptance_four_weeks_of_foot_days_is_plantar_fasciitis_like() {
+fn four_weeks_of_foot_days_read_as_plantar_fasciitis_like() {
     let entries: Vec<Entry> = (0..28)
         .map(|i| foot_day(start() + Days::new(i), 7 + (i % 2) as u8))
         .collect();
@@ -106,7 +106,7 @@ fn acceptance_four_weeks_of_foot_days_is_plantar_fasciitis_like() {
 }
 
 #[test]
-fn acceptance_two_entries_are_insufficient() {
+fn two_entries_are_insufficient_data() {
     let entries = vec![foot_day(start(), 7), foot_day(start() + Days::new(1), 8)];
     let report = analyse(&entries, &Options::new(start() + Days::new(1)));
     assert_eq!(report.pattern.kind, PatternKind::InsufficientData);
