@@ -51,7 +51,7 @@ pub struct Store {
 
 /// Hands out this device's clock stamps and sequence numbers. Kept apart from the connection so a
 /// transaction can borrow one while the other moves on.
-struct Stamper {
+pub(crate) struct Stamper {
     device_id: Uuid,
     clock: HlcClock,
     next_seq: u64,
@@ -72,25 +72,32 @@ impl Stamper {
     }
 
     /// Moves past what the file holds: another writer (a second process on the same diary, or
-    /// a second handle in one app) may have written since this one last looked.
+    /// a second handle in one app) may have written since this one last looked. Own stamps grow
+    /// with the sequence, so the newest own operation carries the highest; stamps learnt from
+    /// other devices are kept in `device.last_hlc`.
     fn catch_up(&mut self, conn: &Connection) -> Result<()> {
-        let (last, max_seq): (Option<String>, Option<u64>) = conn.query_row(
-            "SELECT last_hlc, (SELECT max(device_seq) FROM ops WHERE device_id = ?1) FROM device",
-            [self.device_id.to_string()],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        if let Some(text) = last {
-            let last: Hlc = text.parse().map_err(StoreError::corrupt)?;
-            if last > self.clock.last() {
-                self.clock = HlcClock::new(self.device_id, last);
+        let (observed, newest_seq, newest_hlc): (Option<String>, Option<u64>, Option<String>) =
+            conn.prepare_cached(
+                "SELECT d.last_hlc, o.device_seq, o.hlc FROM device d LEFT JOIN
+                   (SELECT device_seq, hlc FROM ops WHERE device_id = ?1
+                    ORDER BY device_seq DESC LIMIT 1) o",
+            )?
+            .query_row([self.device_id.to_string()], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
+        for text in [observed, newest_hlc].into_iter().flatten() {
+            let stamp: Hlc = text.parse().map_err(StoreError::corrupt)?;
+            if stamp > self.clock.last() {
+                self.clock = HlcClock::new(self.device_id, stamp);
             }
         }
-        self.next_seq = self.next_seq.max(max_seq.unwrap_or(0) + 1);
+        self.next_seq = self.next_seq.max(newest_seq.unwrap_or(0) + 1);
         Ok(())
     }
 
-    /// Records the clock's last stamp for the next writer.
-    fn save(&self, conn: &Connection) -> Result<()> {
+    /// Records the clock's last stamp for the next writer, after it moved for a reason the log
+    /// does not show by itself (stamps seen from other devices, a corrected clock).
+    pub(crate) fn save(&self, conn: &Connection) -> Result<()> {
         conn.prepare_cached("UPDATE device SET last_hlc = ?1")?
             .execute([self.clock.last().to_string()])?;
         Ok(())
@@ -239,7 +246,6 @@ impl Store {
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
             self.stamps.catch_up(&tx)?;
             let value = work(&mut self.stamps, &tx)?;
-            self.stamps.save(&tx)?;
             tx.commit()?;
             Ok(value)
         })();

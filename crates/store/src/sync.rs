@@ -165,6 +165,7 @@ impl Store {
                 "UPDATE sync_state SET pull_cursor = max(pull_cursor, ?1)",
                 [next_cursor],
             )?;
+            stamps.save(tx)?;
             Ok(summary)
         })
     }
@@ -249,6 +250,7 @@ impl Store {
             touched.sort();
             touched.dedup();
             rebuild(tx, Some(&touched))?;
+            stamps.save(tx)?;
             Ok(refused.len())
         })?;
         self.clock_offset_ms = offset;
