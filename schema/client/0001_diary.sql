@@ -29,7 +29,8 @@ CREATE TABLE entries (
     state     TEXT                         -- JSON: stamp -> {field: value} of the winning values;
                                            -- NULL while the entry's only op is the one that created it
 ) WITHOUT ROWID;
-CREATE INDEX entries_by_day ON entries (day) WHERE deleted = 0;
+-- No index on day: one patient's diary is a few thousand rows, which a scan reads in
+-- milliseconds, while an index would cost every write (a bulk import most of all).
 
 -- How far sync has got: own ops acknowledged by the server, and the server feed read so far.
 CREATE TABLE sync_state (
