@@ -93,6 +93,10 @@ impl From<StorageError> for ApiError {
                 reason,
             },
             StorageError::Unavailable(detail) => ApiError::Unavailable(detail),
+            reused @ StorageError::SequenceReused { index, .. } => ApiError::Conflict {
+                field: Some(format!("ops[{index}].device_seq")),
+                reason: reused.to_string(),
+            },
             other => ApiError::Internal(other.to_string()),
         }
     }

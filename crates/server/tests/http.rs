@@ -799,3 +799,20 @@ async fn control_characters_are_refused_but_a_device_calendar_is_not_second_gues
     let stored: PushResponse = answer.json();
     assert_eq!(stored.results[0].status, PushStatus::Applied);
 }
+
+#[tokio::test]
+async fn a_reused_sequence_is_409_naming_the_operation() {
+    let server = Server::new().await;
+    let mut phone = server.enrol(None).await;
+    let first = phone.create(Uuid::now_v7(), 3);
+    server.push(&phone, vec![first]).await;
+    // A copy of the diary on another phone numbers its next write 1 as well.
+    phone.seq = 0;
+    let copy = phone.create(Uuid::now_v7(), 8);
+    let refused = server
+        .push(&phone, vec![copy])
+        .await
+        .error(StatusCode::CONFLICT, ErrorCode::InvalidValue);
+    assert_eq!(refused.field.as_deref(), Some("ops[0].device_seq"));
+    assert_eq!(server.pull_all(&phone).await.ops.len(), 1);
+}

@@ -189,10 +189,10 @@ mod connection_loss {
         assert_eq!(page.ops.len(), 10, "a cut push left a trace");
 
         // The pool reconnects by itself; the retry stores the batch exactly once.
-        let results = s.push(patient, second, Utc::now()).await.unwrap();
+        let results = s.push(patient, second.clone(), Utc::now()).await.unwrap();
         assert_eq!(results.len(), 10);
         assert_stored_once(&s, patient, device, 20).await;
-        let again = s.push(patient, batch(device, 11, 10), Utc::now()).await;
+        let again = s.push(patient, second, Utc::now()).await;
         assert!(again
             .unwrap()
             .iter()

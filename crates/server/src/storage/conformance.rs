@@ -43,6 +43,7 @@ macro_rules! storage_conformance {
             revoked_devices_stay_revoked,
             push_is_idempotent,
             repeats_within_one_batch_are_stored_once,
+            a_reused_sequence_is_refused,
             cursors_follow_commit_order,
             concurrent_pushes_leave_no_cursor_gaps,
             pull_pages_after_a_cursor,
@@ -360,8 +361,8 @@ pub async fn revoked_devices_stay_revoked<S: Storage>(s: S) {
     assert!(matches!(nobody, Err(StorageError::NotFound)), "{nobody:?}");
 }
 
-/// A batch delivered twice is stored once; a different body under a known `(device, seq)` is a
-/// duplicate of the stored one.
+/// A batch delivered twice is stored once; a body changed under a known `(device, seq)` with the
+/// same entry and stamp is a duplicate of the stored one.
 pub async fn push_is_idempotent<S: Storage>(s: S) {
     let (patient, dev) = enrolled(&s).await;
     let ops = batch(dev, 1, 3);
@@ -388,6 +389,45 @@ pub async fn push_is_idempotent<S: Storage>(s: S) {
     let stored = all_ops(&s, patient).await;
     let bodies: Vec<Op> = stored.into_iter().map(|p| p.op).collect();
     assert_eq!(bodies, [ops, vec![next]].concat());
+}
+
+/// Another operation (another stamp or entry) under a stored or earlier `(device, seq)` is a
+/// reused sequence: the batch is refused whole, so a copied diary cannot overwrite silently.
+pub async fn a_reused_sequence_is_refused<S: Storage>(s: S) {
+    let (patient, dev) = enrolled(&s).await;
+    let original = create(dev, 1, Uuid::now_v7(), 10);
+    s.push(patient, vec![original.clone()], t0()).await.unwrap();
+    let fresh = create(dev, 2, Uuid::now_v7(), 20);
+    let copy = create(dev, 1, Uuid::now_v7(), 30);
+    let refused = s.push(patient, vec![fresh.clone(), copy], t0()).await;
+    assert!(
+        matches!(
+            refused,
+            Err(StorageError::SequenceReused {
+                index: 1,
+                device_seq: 1
+            })
+        ),
+        "{refused:?}"
+    );
+    let restamped = create(dev, 2, fresh.entry_id, 40);
+    let within = s.push(patient, vec![fresh, restamped], t0()).await;
+    assert!(
+        matches!(
+            within,
+            Err(StorageError::SequenceReused {
+                index: 1,
+                device_seq: 2
+            })
+        ),
+        "{within:?}"
+    );
+    let stored: Vec<Op> = all_ops(&s, patient)
+        .await
+        .into_iter()
+        .map(|p| p.op)
+        .collect();
+    assert_eq!(stored, vec![original]);
 }
 
 /// The same operation twice in one batch is applied once.

@@ -14,7 +14,7 @@ pub mod conformance;
 pub mod postgres;
 pub mod sqlite;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::future::Future;
 use std::str::FromStr;
@@ -55,6 +55,15 @@ pub enum StorageError {
         found: u32,
         /// Newest version this server knows.
         supported: u32,
+    },
+    /// An operation reuses the sequence number of a different stored one: the same device id
+    /// writes from two diaries (a copied or restored file). Nothing of the batch is written.
+    #[error("ops[{index}].device_seq: sequence {device_seq} of this device holds a different operation already")]
+    SequenceReused {
+        /// Position of the operation in the batch.
+        index: usize,
+        /// The reused sequence number.
+        device_seq: u64,
     },
     /// A fault in the backend or in stored data.
     #[error("storage fault: {0}")]
@@ -279,6 +288,10 @@ pub trait Storage: Clone + Send + Sync + 'static {
     fn health(&self) -> impl Future<Output = Result<(), StorageError>> + Send;
 }
 
+/// What identifies a stored operation, by (device id, device sequence): its entry and the text
+/// of its stamp. Enough to tell a repeat delivery from a different operation.
+pub(crate) type StoredIdentities = HashMap<(Uuid, i64), (Uuid, String)>;
+
 /// What one push does, decided from the `(device_id, device_seq)` keys the patient already
 /// stores. Backends find those keys and write the outcome; the decisions are made here once.
 #[derive(Debug)]
@@ -291,29 +304,48 @@ pub(crate) struct PushPlan<'a> {
 
 impl<'a> PushPlan<'a> {
     /// Plans `ops` for a patient whose feed ends at `last_cursor` and who stores `stored`
-    /// already. A repeat within the batch is a duplicate of its first occurrence.
+    /// already. A repeat (stored, or earlier in the batch) is a duplicate when it is the same
+    /// operation: same entry and stamp.
     ///
     /// # Failure
+    /// [`StorageError::SequenceReused`] when a sequence number holds a different operation;
     /// [`StorageError::Internal`] if a sequence number or cursor does not fit in storage.
     pub fn new(
         ops: &'a [Op],
         last_cursor: i64,
-        stored: &HashSet<(Uuid, i64)>,
+        stored: &StoredIdentities,
     ) -> Result<Self, StorageError> {
-        let mut seen = HashSet::with_capacity(ops.len());
+        let mut seen: HashMap<(Uuid, i64), &Op> = HashMap::with_capacity(ops.len());
         let mut cursor = last_cursor;
         let mut results = Vec::with_capacity(ops.len());
         let mut applied = Vec::with_capacity(ops.len());
-        for op in ops {
+        for (index, op) in ops.iter().enumerate() {
             let key = (op.device_id, to_i64(op.device_seq, "device_seq")?);
-            let status = if stored.contains(&key) || !seen.insert(key) {
-                PushStatus::Duplicate
-            } else {
-                cursor = cursor
-                    .checked_add(1)
-                    .ok_or_else(|| StorageError::Internal("cursor exceeds storage".into()))?;
-                applied.push((cursor, op));
-                PushStatus::Applied
+            let earlier = stored
+                .get(&key)
+                .map(|(entry_id, hlc)| (*entry_id, hlc.clone()))
+                .or_else(|| {
+                    seen.get(&key)
+                        .map(|first| (first.entry_id, first.hlc.to_string()))
+                });
+            let status = match earlier {
+                Some((entry_id, hlc)) if entry_id == op.entry_id && hlc == op.hlc.to_string() => {
+                    PushStatus::Duplicate
+                }
+                Some(_) => {
+                    return Err(StorageError::SequenceReused {
+                        index,
+                        device_seq: op.device_seq,
+                    })
+                }
+                None => {
+                    seen.insert(key, op);
+                    cursor = cursor
+                        .checked_add(1)
+                        .ok_or_else(|| StorageError::Internal("cursor exceeds storage".into()))?;
+                    applied.push((cursor, op));
+                    PushStatus::Applied
+                }
             };
             results.push(PushResult {
                 device_seq: op.device_seq,

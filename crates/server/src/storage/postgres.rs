@@ -16,7 +16,7 @@
 //! rest is [`StorageError::Internal`]. The pool checks each connection as it hands it out and
 //! replaces dead ones, so the server serves again as soon as the database is back.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::error::Error as _;
 use std::future::Future;
 use std::str::FromStr;
@@ -36,7 +36,7 @@ use uuid::Uuid;
 use super::{
     code_use, device_id_taken, entry_day, from_i64, hash_from_bytes, parse_hlc, pending, to_i64,
     CodeUse, DeviceCredentials, DeviceInfo, Migration, NewCode, NewDevice, NewPatient, PullPage,
-    PushPlan, Storage, StorageError, StoredEntry,
+    PushPlan, Storage, StorageError, StoredEntry, StoredIdentities,
 };
 use crate::auth::SecretHash;
 
@@ -272,10 +272,10 @@ impl PostgresStorage {
                 .await?
                 .ok_or(StorageError::NotFound)?
                 .try_get(0)?;
-            let stored: HashSet<(Uuid, i64)> = tx
+            let stored: StoredIdentities = tx
                 .query(
                     &tx.prepare_cached(
-                        "SELECT o.device_id, o.device_seq
+                        "SELECT o.device_id, o.device_seq, o.entry_id, o.hlc
                          FROM ops o
                          JOIN unnest($2::uuid[], $3::bigint[]) AS k (device_id, device_seq)
                            ON o.device_id = k.device_id AND o.device_seq = k.device_seq
@@ -286,7 +286,12 @@ impl PostgresStorage {
                 )
                 .await?
                 .iter()
-                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .map(|r| {
+                    Ok((
+                        (r.try_get(0)?, r.try_get(1)?),
+                        (r.try_get(2)?, r.try_get(3)?),
+                    ))
+                })
                 .collect::<Result<_, tokio_postgres::Error>>()?;
             let plan = PushPlan::new(ops, last_cursor, &stored)?;
             let Some(new_last) = plan.last_cursor() else {

@@ -5,7 +5,7 @@
 //! numbered files in `schema/server-sqlite/`, all in one transaction. A database written by a
 //! newer server is refused, never changed.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,7 +19,7 @@ use uuid::Uuid;
 use super::{
     code_use, device_id_taken, entry_day, from_i64, hash_from_bytes, parse_hlc, pending, to_i64,
     CodeUse, DeviceCredentials, DeviceInfo, Migration, NewCode, NewDevice, NewPatient, PullPage,
-    PushPlan, Storage, StorageError, StoredEntry,
+    PushPlan, Storage, StorageError, StoredEntry, StoredIdentities,
 };
 use crate::auth::SecretHash;
 
@@ -235,15 +235,21 @@ fn push_tx(
         )
         .optional()?
         .ok_or(StorageError::NotFound)?;
-    let mut stored = HashSet::new();
+    let mut stored = StoredIdentities::new();
     {
-        let mut exists = tx.prepare_cached(
-            "SELECT 1 FROM ops WHERE patient_id = ?1 AND device_id = ?2 AND device_seq = ?3",
+        let mut find = tx.prepare_cached(
+            "SELECT entry_id, hlc FROM ops
+             WHERE patient_id = ?1 AND device_id = ?2 AND device_seq = ?3",
         )?;
         for op in ops {
             let key = (op.device_id, to_i64(op.device_seq, "device_seq")?);
-            if exists.exists(params![patient, key.0.to_string(), key.1])? {
-                stored.insert(key);
+            let found: Option<(String, String)> = find
+                .query_row(params![patient, key.0.to_string(), key.1], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?;
+            if let Some((entry_id, hlc)) = found {
+                stored.insert(key, (parse_uuid(&entry_id)?, hlc));
             }
         }
     }
