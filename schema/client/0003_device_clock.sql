@@ -3,3 +3,7 @@
 -- it without scanning the operation log.
 ALTER TABLE device ADD COLUMN last_hlc TEXT;
 UPDATE device SET last_hlc = (SELECT max(hlc) FROM ops);
+
+-- No index on day any more: one patient's diary is a few thousand rows, which a scan reads in
+-- milliseconds, while the index cost every write (a bulk import most of all).
+DROP INDEX IF EXISTS entries_by_day;

@@ -85,13 +85,15 @@ impl Stamper {
             .query_row([self.device_id.to_string()], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })?;
+        // Every move of the clock is in the file by the time a write commits (own stamps in the
+        // log, others in last_hlc), so the file is the truth; a correction made by another handle
+        // may have moved it back.
+        let mut last = Hlc::zero(self.device_id);
         for text in [observed, newest_hlc].into_iter().flatten() {
-            let stamp: Hlc = text.parse().map_err(StoreError::corrupt)?;
-            if stamp > self.clock.last() {
-                self.clock = HlcClock::new(self.device_id, stamp);
-            }
+            last = last.max(text.parse().map_err(StoreError::corrupt)?);
         }
-        self.next_seq = self.next_seq.max(newest_seq.unwrap_or(0) + 1);
+        self.clock = HlcClock::new(self.device_id, last);
+        self.next_seq = newest_seq.unwrap_or(0) + 1;
         Ok(())
     }
 
@@ -229,6 +231,15 @@ impl Store {
         (self.time)() + chrono::Duration::milliseconds(self.clock_offset_ms)
     }
 
+    /// The corrected time, with the correction re-read: another handle on the same diary may
+    /// have learnt a new one.
+    fn fresh_now(&mut self) -> Result<DateTime<FixedOffset>> {
+        self.clock_offset_ms =
+            self.conn
+                .query_row("SELECT clock_offset_ms FROM sync_state", [], |r| r.get(0))?;
+        Ok(self.now())
+    }
+
     fn now_ms(&self) -> u64 {
         self.now().timestamp_millis().max(0) as u64
     }
@@ -261,7 +272,7 @@ impl Store {
     /// # Failure
     /// [`StoreError::Invalid`] names the field and the rule; nothing is written.
     pub fn log(&mut self, input: EntryInput) -> Result<Entry> {
-        let now = self.now();
+        let now = self.fresh_now()?;
         let (id, patch) = new_entry_patch(input, now)?;
         self.write(|stamps, tx| insert_new_entry(stamps, tx, id, patch, now))?;
         self.get(id)
@@ -281,7 +292,7 @@ impl Store {
                 source: Box::new(e),
             }
         };
-        let now = self.now();
+        let now = self.fresh_now()?;
         self.write(|stamps, tx| {
             let mut count = 0;
             for (index, input) in inputs.into_iter().enumerate() {
@@ -303,7 +314,7 @@ impl Store {
     /// [`StoreError::NotFound`] for an unknown or deleted entry, [`StoreError::Invalid`] for a
     /// bad value; nothing is written either way.
     pub fn edit(&mut self, id: Uuid, input: EntryInput) -> Result<Entry> {
-        let today = self.now().date_naive();
+        let today = self.fresh_now()?.date_naive();
         let patch = input.into_edit_patch(today)?;
         if patch.is_empty() {
             return Err(heeldiary_core::ValidationError::new(
@@ -323,7 +334,7 @@ impl Store {
     }
 
     fn change(&mut self, id: Uuid, patch: Patch) -> Result<()> {
-        let now_ms = self.now_ms();
+        let now_ms = self.fresh_now()?.timestamp_millis().max(0) as u64;
         self.write(|stamps, tx| {
             let mut state = load_state(tx, id)?
                 .filter(|s| !s.is_deleted())

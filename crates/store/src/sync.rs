@@ -93,16 +93,23 @@ impl Store {
 
     /// Where sync stands.
     pub fn sync_state(&self) -> Result<SyncState> {
-        let (acked_seq, pull_cursor, clock_offset_ms, last): (u64, u64, i64, Option<String>) =
-            self.conn.query_row(
-                "SELECT acked_seq, pull_cursor, clock_offset_ms, last_sync_at FROM sync_state",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )?;
+        let (acked_seq, pull_cursor, clock_offset_ms, last, pending): (
+            u64,
+            u64,
+            i64,
+            Option<String>,
+            u64,
+        ) = self.conn.query_row(
+            "SELECT s.acked_seq, s.pull_cursor, s.clock_offset_ms, s.last_sync_at,
+                    (SELECT count(*) FROM ops WHERE device_id = ?1 AND device_seq > s.acked_seq)
+             FROM sync_state s",
+            [self.device_id().to_string()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )?;
         Ok(SyncState {
             acked_seq,
             pull_cursor,
-            pending: (self.stamps.next_seq - 1).saturating_sub(acked_seq),
+            pending,
             clock_offset_ms,
             last_sync_at: last
                 .map(|t| DateTime::parse_from_rfc3339(&t).map(|t| t.to_utc()))
@@ -215,10 +222,12 @@ impl Store {
         let device_id = self.device_id();
         let restamped = self.write(|stamps, tx| {
             tx.execute("UPDATE sync_state SET clock_offset_ms = ?1", [offset])?;
-            // Restart the clock after every stamp that stays.
+            // Restart the clock after every stamp that stays, other devices' included.
             let settled: Option<String> = tx.query_row(
-                "SELECT max(hlc) FROM ops WHERE hlc <= ?1",
-                [&refused_after],
+                "SELECT max(hlc) FROM ops
+                 WHERE NOT (device_id = ?1 AND hlc > ?2
+                            AND device_seq > (SELECT acked_seq FROM sync_state))",
+                params![device_id.to_string(), &refused_after],
                 |r| r.get(0),
             )?;
             let settled = match settled {

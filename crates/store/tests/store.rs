@@ -241,7 +241,19 @@ fn a_version_one_diary_upgrades_and_keeps_its_entries() -> TestResult {
     let version: u32 =
         rusqlite::Connection::open(&path)?.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     assert_eq!(version, SCHEMA_VERSION);
+    // The upgraded file has exactly the schema of a fresh one.
+    let fresh_path = dir.path().join("fresh.sqlite3");
+    drop(Store::open(&fresh_path)?);
+    assert_eq!(schema_of(&path)?, schema_of(&fresh_path)?);
     Ok(())
+}
+
+fn schema_of(path: &std::path::Path) -> rusqlite::Result<Vec<(String, String)>> {
+    let conn = rusqlite::Connection::open(path)?;
+    let mut stmt =
+        conn.prepare("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
 }
 
 #[test]
@@ -356,6 +368,33 @@ fn two_handles_on_one_diary_never_reuse_a_sequence_or_go_back_in_time() -> TestR
         "stamps follow the order of writes"
     );
     assert_eq!(app.list(None, None)?.len(), 5);
+    Ok(())
+}
+
+#[test]
+fn a_clock_correction_by_one_handle_holds_for_the_other() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("diary.sqlite3");
+    let (mut app, mut cli) = (Store::open(&path)?, Store::open(&path)?);
+    for store in [&mut app, &mut cli] {
+        store.set_time_source(fixed_time("2026-11-10T14:00:00+00:00"));
+    }
+    app.log(input(json!({"day": "2026-11-10"})))?;
+    let server_now = DateTime::parse_from_rfc3339("2026-11-10T12:00:00+00:00")?;
+    assert_eq!(cli.correct_clock(server_now.timestamp_millis() as u64)?, 1);
+    let later = app.log(input(json!({"day": "2026-11-10"})))?;
+    let stamp = app.history(later.id)?[0].hlc;
+    assert!(
+        stamp.wall_ms < server_now.timestamp_millis() as u64 + 60_000,
+        "the app handle stamps with the corrected clock"
+    );
+    assert_eq!(later.recorded_at, server_now);
+    cli.log(input(json!({"day": "2026-11-10"})))?;
+    assert_eq!(
+        app.sync_state()?.pending,
+        3,
+        "pending counts what the other handle wrote"
+    );
     Ok(())
 }
 
