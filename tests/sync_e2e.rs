@@ -38,7 +38,8 @@ fn devices_of_one_patient_converge_and_other_patients_see_nothing() {
             &server.new_code(&patient),
         ]);
         assert!(
-            String::from_utf8_lossy(&again.stderr).contains("enrolled already"),
+            String::from_utf8_lossy(&again.stderr)
+                .contains("a diary syncs with one server as one patient"),
             "{}: one server per diary",
             backend.name()
         );

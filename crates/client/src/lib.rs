@@ -129,6 +129,7 @@ pub async fn enroll(
         code: code.trim().to_string(),
         device_id: store.device_id(),
         label: label.map(str::to_string),
+        secret: Some(store.enrolment_secret()?),
     };
     let (answer, _): (EnrolResponse, u32) = client.post("/v1/enrol", &request).await?;
     if answer.device_id != store.device_id() {
@@ -160,7 +161,10 @@ pub async fn sync(store: &mut Store, options: &SyncOptions) -> Result<SyncSummar
     // devices' changes: pull anyway, then report the refusal. A network fault stops both.
     if let Err(error) = pushed {
         if matches!(error, ClientError::Refused { .. }) {
-            pull(store, &client, options, &mut summary).await?;
+            // The refusal is what the person must see; a pull that fails too adds nothing.
+            if let Err(pull_error) = pull(store, &client, options, &mut summary).await {
+                tracing::warn!("pull after a refused push failed: {pull_error}");
+            }
         }
         return Err(error);
     }

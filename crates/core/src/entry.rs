@@ -362,8 +362,33 @@ impl EntryInput {
         let mut patch = Patch::new();
         for (field, value) in self.fields {
             let value = field.normalise(value, today)?;
+            if let (Field::Note, Value::String(text)) = (field, &value) {
+                crate::field::check_plain_text(text)
+                    .map_err(|reason| ValidationError::new("note", reason))?;
+            }
             patch.insert(field, value);
         }
         Ok(patch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn typed_notes_refuse_control_characters_but_keep_line_breaks() {
+        let today = NaiveDate::from_ymd_opt(2026, 11, 10).unwrap();
+        let note = |text: &str| {
+            let mut input = EntryInput::default();
+            input.set(Field::Note, json!(text));
+            input.into_edit_patch(today)
+        };
+        assert!(note("two\nlines\tand a tab").is_ok());
+        assert_eq!(
+            note("bell\u{7}").unwrap_err().to_string(),
+            "note: holds a control character (U+0007) at position 4; only line breaks and tabs are allowed"
+        );
     }
 }

@@ -207,7 +207,12 @@ impl Field {
                         "is {chars} characters; at most {MAX_NOTE_CHARS} are allowed"
                     )));
                 }
-                check_plain_text(text).map_err(err)?;
+                // A NUL cannot be stored in every database a diary travels through; other
+                // control characters are refused where a person types (EntryInput), not here,
+                // so an operation an older build wrote can always still be delivered.
+                if text.contains('\0') {
+                    return Err(err("holds a NUL character, which cannot be stored".into()));
+                }
                 Ok(value)
             }
         }
@@ -355,13 +360,13 @@ mod tests {
     }
 
     #[test]
-    fn notes_refuse_control_characters_but_keep_line_breaks() {
+    fn notes_never_hold_a_nul() {
         assert!(Field::Note
             .normalise(json!("two\nlines\tand a tab"), today())
             .is_ok());
         assert_eq!(
             reason(Field::Note, json!("a\u{0}b")),
-            "note: holds a control character (U+0000) at position 1; only line breaks and tabs are allowed"
+            "note: holds a NUL character, which cannot be stored"
         );
     }
 

@@ -30,6 +30,11 @@ pub struct EnrolRequest {
     /// Optional name for the device ("phone").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+    /// Secret part of the token, 64 lowercase hex characters, chosen and kept by the device
+    /// before it asks. With it a repeated request (its first answer was lost) gets the same
+    /// token, and nobody else can make one; without it the server chooses the secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
 }
 
 /// Answer to a successful enrolment.

@@ -83,7 +83,12 @@ async fn enrol<S: Storage>(
 ) -> Result<Json<EnrolResponse>, ApiError> {
     check_label(request.label.as_deref(), "label")?;
     let code_hash = hash_code(&request.code).ok_or(ApiError::InvalidCode)?;
-    let secret = TokenSecret::generate();
+    let secret = match request.secret.as_deref() {
+        Some(chosen) => TokenSecret::from_device(chosen).ok_or_else(|| {
+            ValidationError::new("secret", "must be 64 lowercase hexadecimal characters")
+        })?,
+        None => TokenSecret::generate(),
+    };
     let device = NewDevice {
         device_id: request.device_id,
         token_hash: secret.hash,
@@ -157,6 +162,19 @@ pub fn validate_batch(ops: &[Op], device_id: Uuid, now: DateTime<Utc>) -> Result
         });
     }
     let now_ms = millis(now);
+    // The clock first, for the whole batch: a device whose clock runs ahead can correct itself
+    // and push again, while a value error would stop it for good.
+    if let Some((i, op)) = ops
+        .iter()
+        .enumerate()
+        .find(|(_, op)| op.hlc.wall_ms > now_ms.saturating_add(MAX_CLOCK_AHEAD_MS))
+    {
+        return Err(ApiError::ClockAhead {
+            field: format!("ops[{i}].hlc"),
+            ahead_ms: op.hlc.wall_ms - now_ms,
+            server_time_ms: now_ms,
+        });
+    }
     for (i, op) in ops.iter().enumerate() {
         let at = |field: &str| format!("ops[{i}].{field}");
         if op.device_id != device_id {
@@ -172,15 +190,6 @@ pub fn validate_batch(ops: &[Op], device_id: Uuid, now: DateTime<Utc>) -> Result
                 format!("must be at most {}", i64::MAX),
             )
             .into());
-        }
-        // The clock first: a device whose clock runs ahead can correct itself and push again,
-        // while a value error would stop it for good.
-        if op.hlc.wall_ms > now_ms.saturating_add(MAX_CLOCK_AHEAD_MS) {
-            return Err(ApiError::ClockAhead {
-                field: at("hlc"),
-                ahead_ms: op.hlc.wall_ms - now_ms,
-                server_time_ms: now_ms,
-            });
         }
         op.validate(None)
             .map_err(|e| e.within(&format!("ops[{i}]")))?;

@@ -74,6 +74,18 @@ impl TokenSecret {
         }
     }
 
+    /// A secret the device chose: 64 lowercase hex characters, or `None`.
+    pub fn from_device(secret: &str) -> Option<Self> {
+        let well_formed = secret.len() == 2 * SECRET_BYTES
+            && secret
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        well_formed.then(|| Self {
+            hash: SecretHash::of(secret.as_bytes()),
+            secret: secret.to_string(),
+        })
+    }
+
     /// The bearer token `<patient_id>.<device_id>.<secret>`, shown to the device once.
     pub fn into_token(self, patient_id: Uuid, device_id: Uuid) -> String {
         format!("{patient_id}.{device_id}.{}", self.secret)

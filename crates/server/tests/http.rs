@@ -781,7 +781,7 @@ async fn storage_failures_are_503_or_a_safe_500() {
 }
 
 #[tokio::test]
-async fn control_characters_are_refused_but_a_device_calendar_is_not_second_guessed() {
+async fn a_nul_is_refused_but_a_device_calendar_is_not_second_guessed() {
     let server = Server::new().await;
     let mut phone = server.enrol(None).await;
     let entry = Uuid::now_v7();

@@ -74,6 +74,22 @@ impl Store {
         Ok(())
     }
 
+    /// The secret part of this device's token, chosen on the device before it enrols and kept,
+    /// so that asking again after a lost answer gets the same token. 64 lowercase hex characters.
+    pub fn enrolment_secret(&mut self) -> Result<String> {
+        let kept: Option<String> =
+            self.conn
+                .query_row("SELECT enrolment_secret FROM sync_state", [], |r| r.get(0))?;
+        if let Some(secret) = kept {
+            return Ok(secret);
+        }
+        // Two version-4 UUIDs: 244 random bits from the system's generator.
+        let secret = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
+        self.conn
+            .execute("UPDATE sync_state SET enrolment_secret = ?1", [&secret])?;
+        Ok(secret)
+    }
+
     /// The server and token, or [`StoreError::NotEnrolled`].
     pub fn enrolment(&self) -> Result<Enrolment> {
         let row: (Option<String>, Option<String>, Option<String>) = self.conn.query_row(

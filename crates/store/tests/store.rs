@@ -372,6 +372,20 @@ fn two_handles_on_one_diary_never_reuse_a_sequence_or_go_back_in_time() -> TestR
 }
 
 #[test]
+fn the_enrolment_secret_is_chosen_once_and_kept() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("diary.sqlite3");
+    let first = Store::open(&path)?.enrolment_secret()?;
+    assert_eq!(first.len(), 64);
+    assert!(first
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    assert_eq!(Store::open(&path)?.enrolment_secret()?, first);
+    assert_ne!(Store::open_in_memory()?.enrolment_secret()?, first);
+    Ok(())
+}
+
+#[test]
 fn a_clock_correction_by_one_handle_holds_for_the_other() -> TestResult {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("diary.sqlite3");

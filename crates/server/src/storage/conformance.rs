@@ -38,7 +38,7 @@ macro_rules! storage_conformance {
             patients_are_created_once,
             enrolment_consumes_the_code_once,
             expired_and_unknown_codes_are_refused,
-            a_repeated_enrolment_renews_the_token,
+            a_repeated_enrolment_is_answered_again_for_the_first_caller_only,
             a_device_id_enrols_once,
             revoked_devices_stay_revoked,
             push_is_idempotent,
@@ -216,42 +216,56 @@ pub async fn enrolment_consumes_the_code_once<S: Storage>(s: S) {
     assert_eq!(listed[0].revoked_at, None);
 }
 
-/// The device whose enrolment answer was lost can repeat the enrolment with the same code for a
-/// short while: it gets a new token (the lost one stops working); no other device can, nor the
-/// same one later, nor a revoked one.
-pub async fn a_repeated_enrolment_renews_the_token<S: Storage>(s: S) {
+/// The device whose enrolment answer was lost can ask again with the same code and the same
+/// token secret for a short while, even past the code's expiry, and is answered again; a caller
+/// with another secret (who learnt the code and the device id) cannot, nor the device later,
+/// nor a revoked one.
+pub async fn a_repeated_enrolment_is_answered_again_for_the_first_caller_only<S: Storage>(s: S) {
     let patient = new_patient(&s).await;
-    let code = new_code(&s, patient, t0() + Duration::hours(1)).await;
+    let expires = t0() + Duration::minutes(1);
+    let code = new_code(&s, patient, expires).await;
     let phone = device(Uuid::now_v7());
-    s.enrol(code, phone.clone(), t0()).await.unwrap();
-    let retry = NewDevice {
-        token_hash: crate::auth::new_code().hash,
-        ..phone.clone()
-    };
-    assert_eq!(s.enrol(code, retry.clone(), t0()).await.unwrap(), patient);
+    s.enrol(code, phone.clone(), expires - Duration::seconds(1))
+        .await
+        .unwrap();
+    let after_expiry = expires + Duration::seconds(5);
+    assert_eq!(
+        s.enrol(code, phone.clone(), after_expiry).await.unwrap(),
+        patient
+    );
     let credentials = s
         .authenticate(patient, phone.device_id)
         .await
         .unwrap()
         .unwrap();
-    assert!(credentials.token_hash.matches(&retry.token_hash));
-    assert!(!credentials.token_hash.matches(&phone.token_hash));
+    assert!(credentials.token_hash.matches(&phone.token_hash));
     assert_eq!(s.list_devices(patient).await.unwrap().len(), 1);
 
-    let other = s.enrol(code, device(Uuid::now_v7()), t0()).await;
+    let impostor = NewDevice {
+        token_hash: crate::auth::new_code().hash,
+        ..phone.clone()
+    };
+    let stolen = s.enrol(code, impostor, after_expiry).await;
+    assert!(
+        matches!(stolen, Err(StorageError::InvalidCode)),
+        "{stolen:?}"
+    );
+    let still = s
+        .authenticate(patient, phone.device_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(still.token_hash.matches(&phone.token_hash));
+    let other = s.enrol(code, device(Uuid::now_v7()), after_expiry).await;
     assert!(matches!(other, Err(StorageError::InvalidCode)), "{other:?}");
     let late = s
-        .enrol(
-            code,
-            retry.clone(),
-            t0() + super::ENROL_REPEAT_WINDOW + Duration::seconds(1),
-        )
+        .enrol(code, phone.clone(), expires + super::ENROL_REPEAT_WINDOW)
         .await;
     assert!(matches!(late, Err(StorageError::InvalidCode)), "{late:?}");
-    s.revoke_device(patient, phone.device_id, t0())
+    s.revoke_device(patient, phone.device_id, after_expiry)
         .await
         .unwrap();
-    let revoked = s.enrol(code, retry, t0()).await;
+    let revoked = s.enrol(code, phone, after_expiry).await;
     assert!(
         matches!(revoked, Err(StorageError::InvalidCode)),
         "{revoked:?}"

@@ -413,29 +413,29 @@ pub(crate) fn parse_hlc(text: &str) -> Result<heeldiary_core::Hlc, StorageError>
 /// How long after its first use a code can be presented again by the same device.
 pub const ENROL_REPEAT_WINDOW: chrono::Duration = chrono::Duration::minutes(15);
 
-/// What an unexpired enrolment code allows.
+/// What an enrolment code allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CodeUse {
-    /// Unused: enrol the device.
+    /// Unused and unexpired: enrol the device.
     First,
-    /// Used by this very device moments ago: its enrolment answer was lost, so repeat it with
-    /// a new token (the lost one is replaced) rather than lock the device out for good.
+    /// Used moments ago by this very device, which asks again: its first answer was lost. The
+    /// backend answers again if the device proves it is the first caller (same token secret).
     Repeat,
-    /// Used by another device, or too long ago.
+    /// Expired, used by another device, or used too long ago.
     Refuse,
 }
 
-/// Decides what a code allows, given when and by which device it was used. The repeat is
-/// limited to [`ENROL_REPEAT_WINDOW`]: whoever holds the code and learns the device id later
-/// must not be able to take the device's place.
+/// What a code with this history allows the device `device_id` at `now`. A repeat does not
+/// depend on the expiry: a device that enrolled a moment before it must still get its answer.
 pub(crate) fn code_use(
+    expires_at: DateTime<Utc>,
     used_at: Option<DateTime<Utc>>,
     used_by: Option<&str>,
     device_id: &str,
     now: DateTime<Utc>,
 ) -> CodeUse {
     match (used_at, used_by) {
-        (None, _) => CodeUse::First,
+        (None, _) if now < expires_at => CodeUse::First,
         (Some(at), Some(by))
             if by.eq_ignore_ascii_case(device_id) && now - at <= ENROL_REPEAT_WINDOW =>
         {

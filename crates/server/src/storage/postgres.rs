@@ -334,11 +334,9 @@ impl PostgresStorage {
             let expires_at: DateTime<Utc> = code.try_get(1)?;
             let used_at: Option<DateTime<Utc>> = code.try_get(2)?;
             let used_by: Option<Uuid> = code.try_get(3)?;
-            if expires_at <= now {
-                return Err(StorageError::InvalidCode.into());
-            }
             let used_by = used_by.map(|id| id.to_string());
             match code_use(
+                expires_at,
                 used_at,
                 used_by.as_deref(),
                 &device.device_id.to_string(),
@@ -346,21 +344,22 @@ impl PostgresStorage {
             ) {
                 CodeUse::Refuse => return Err(StorageError::InvalidCode.into()),
                 CodeUse::Repeat => {
-                    let renewed = tx
-                        .execute(
-                            "UPDATE devices SET token_hash = $3
+                    let stored = tx
+                        .query_opt(
+                            "SELECT token_hash FROM devices
                              WHERE patient_id = $1 AND device_id = $2 AND revoked_at IS NULL",
-                            &[
-                                &patient,
-                                &device.device_id,
-                                &device.token_hash.as_bytes().as_slice(),
-                            ],
+                            &[&patient, &device.device_id],
                         )
                         .await?;
-                    if renewed == 0 {
-                        return Err(StorageError::InvalidCode.into());
-                    }
-                    return Ok(patient);
+                    let same_caller = match stored {
+                        Some(row) => hash_from_bytes(row.try_get(0)?)?.matches(&device.token_hash),
+                        None => false,
+                    };
+                    return if same_caller {
+                        Ok(patient)
+                    } else {
+                        Err(StorageError::InvalidCode.into())
+                    };
                 }
                 CodeUse::First => {}
             }

@@ -334,24 +334,34 @@ fn enrol_tx(
     let Some((patient, expires_at, used_at, used_by)) = code else {
         return Err(StorageError::InvalidCode);
     };
-    if parse_time(&expires_at)? <= now {
-        return Err(StorageError::InvalidCode);
-    }
     let device_id = device.device_id.to_string();
     let used_at = used_at.as_deref().map(parse_time).transpose()?;
-    match code_use(used_at, used_by.as_deref(), &device_id, now) {
+    match code_use(
+        parse_time(&expires_at)?,
+        used_at,
+        used_by.as_deref(),
+        &device_id,
+        now,
+    ) {
         CodeUse::Refuse => return Err(StorageError::InvalidCode),
         CodeUse::Repeat => {
-            let renewed = tx.execute(
-                "UPDATE devices SET token_hash = ?3
-                 WHERE patient_id = ?1 AND device_id = ?2 AND revoked_at IS NULL",
-                params![patient, device_id, device.token_hash.as_bytes().as_slice()],
-            )?;
-            if renewed == 0 {
-                return Err(StorageError::InvalidCode);
-            }
-            tx.commit()?;
-            return parse_uuid(&patient);
+            let stored: Option<Vec<u8>> = tx
+                .query_row(
+                    "SELECT token_hash FROM devices
+                     WHERE patient_id = ?1 AND device_id = ?2 AND revoked_at IS NULL",
+                    params![patient, device_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let same_caller = stored
+                .map(hash_from_bytes)
+                .transpose()?
+                .is_some_and(|hash| hash.matches(&device.token_hash));
+            return if same_caller {
+                parse_uuid(&patient)
+            } else {
+                Err(StorageError::InvalidCode)
+            };
         }
         CodeUse::First => {}
     }
