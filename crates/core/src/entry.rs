@@ -278,13 +278,6 @@ impl Entry {
     pub fn is_backfilled(day: NaiveDate, recorded_at: &DateTime<FixedOffset>) -> bool {
         (recorded_at.date_naive() - day).num_days() > 1
     }
-
-    /// Any sign of nerve involvement: radiating pain, numbness/tingling/burning, or weakness.
-    pub fn has_nerve_signs(&self) -> bool {
-        self.radiating == Some(true)
-            || self.weakness == Some(true)
-            || self.numbness.is_some_and(|s| s != Severity::None)
-    }
 }
 
 /// An entry as written by a person: the NDJSON import line, or the fields of a CLI command.

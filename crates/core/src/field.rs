@@ -126,14 +126,6 @@ impl Field {
             .join(", ")
     }
 
-    /// Whether the field is a 0–10 pain score.
-    pub fn is_pain_score(self) -> bool {
-        matches!(
-            self,
-            Field::FirstStepPain | Field::RestPain | Field::SittingPain | Field::ActivityPain
-        )
-    }
-
     /// Checks `value` against this field's rule and returns its canonical form (lists sorted and
     /// without repeats, words in snake_case). `null` clears an optional field. `today` is the
     /// local date of the writer, against which future days are judged.
