@@ -8,7 +8,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::api::check_label;
-use crate::auth::new_code;
+use crate::secrets::new_code;
 use crate::storage::{DeviceInfo, NewCode, NewPatient, Storage, StorageError};
 
 /// How long an enrolment code works unless told otherwise.

@@ -15,8 +15,9 @@ use heeldiary_core::{check_plain_text, Op, ValidationError, MAX_CLOCK_AHEAD_MS};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use crate::auth::{hash_code, Authenticated, TokenSecret};
+use crate::auth::Authenticated;
 use crate::error::ApiError;
+use crate::secrets::{hash_code, TokenSecret};
 use crate::storage::{NewDevice, Role, Storage, StorageError};
 use crate::AppState;
 

@@ -4,8 +4,16 @@
 //!
 //! The HTTP API (`/v1`, described in `schema/openapi.yaml`) speaks the wire types of
 //! `heeldiary-core`; storage sits behind the [`storage::Storage`] trait (embedded SQLite, or
-//! PostgreSQL to scale out) and handlers never see a backend. This crate depends on `heeldiary-core` only, never
-//! on the client or the device store.
+//! PostgreSQL to scale out) and handlers never see a backend. This crate depends on
+//! `heeldiary-core` only, never on the client or the device store.
+//!
+//! Layers, each using only those below it: [`api`] (routes and handlers), [`auth`] (the bearer
+//! token extractor) and [`error`] (HTTP answers) are the HTTP side; [`admin`] is the clinic's
+//! commands; [`storage`] is the trait and its backends; [`secrets`] (tokens, codes, hashes) is
+//! pure and used by both HTTP and storage. Storage never depends on anything HTTP.
+//!
+//! The `test-support` feature adds the harnesses other crates' tests use (the storage
+//! conformance suite, PostgreSQL scratch schemas); the server binary is never built with it.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -21,6 +29,7 @@ pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod secrets;
 pub mod storage;
 
 use axum::extract::DefaultBodyLimit;

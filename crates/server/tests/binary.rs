@@ -365,9 +365,7 @@ async fn a_database_url_runs_the_server_and_admin_on_postgres() {
     else {
         return;
     };
-    let base = std::env::var(heeldiary_server::storage::postgres::TEST_DATABASE_URL).unwrap();
-    let separator = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{separator}options=-csearch_path%3D{}", schema.name());
+    let url = schema.url();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let on_pg = |args: &[&str]| {

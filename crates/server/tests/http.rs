@@ -15,7 +15,7 @@ use heeldiary_core::wire::{
 };
 use heeldiary_core::{Hlc, Op, MAX_CLOCK_AHEAD_MS};
 use heeldiary_server::admin;
-use heeldiary_server::auth::SecretHash;
+use heeldiary_server::secrets::SecretHash;
 use heeldiary_server::storage::{
     DeviceCredentials, DeviceInfo, NewCode, NewDevice, NewPatient, PullPage, SqliteStorage,
     Storage, StorageError, StoredEntry,

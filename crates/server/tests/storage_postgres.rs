@@ -22,66 +22,13 @@ mod connection_loss {
 
     use chrono::Utc;
     use heeldiary_core::wire::PushStatus;
-    use heeldiary_core::{Field, Hlc, Op, Patch};
-    use heeldiary_server::auth::{new_code, TokenSecret};
+    use heeldiary_core::Op;
+    use heeldiary_server::storage::conformance::{batch, enrolled};
     use heeldiary_server::storage::{
-        NewCode, NewDevice, NewPatient, PoolOptions, PostgresStorage, Role, ScratchSchema, Storage,
-        StorageError,
+        PoolOptions, PostgresStorage, ScratchSchema, Storage, StorageError,
     };
-    use serde_json::json;
     use tokio_postgres::NoTls;
     use uuid::Uuid;
-
-    /// A patient with one enrolled device: (patient, device).
-    async fn enrolled(s: &PostgresStorage) -> (Uuid, Uuid) {
-        let (patient_id, device_id) = (Uuid::now_v7(), Uuid::now_v7());
-        let now = Utc::now();
-        s.create_patient(NewPatient {
-            patient_id,
-            label: None,
-            created_at: now,
-        })
-        .await
-        .unwrap();
-        let code = new_code().hash;
-        s.issue_code(NewCode {
-            code_hash: code,
-            patient_id,
-            created_at: now,
-            expires_at: now + chrono::Duration::hours(1),
-        })
-        .await
-        .unwrap();
-        let device = NewDevice {
-            device_id,
-            token_hash: TokenSecret::generate().hash,
-            role: Role::Device,
-            label: None,
-        };
-        s.enrol(code, device, now).await.unwrap();
-        (patient_id, device_id)
-    }
-
-    /// `n` ops of `device` from `first_seq`, each creating an entry.
-    fn batch(device: Uuid, first_seq: u64, n: u64) -> Vec<Op> {
-        (first_seq..first_seq + n)
-            .map(|seq| Op {
-                entry_id: Uuid::now_v7(),
-                device_id: device,
-                device_seq: seq,
-                hlc: Hlc {
-                    wall_ms: 1_000 + seq,
-                    counter: 0,
-                    node: device,
-                },
-                patch: Patch::from([
-                    (Field::Day, json!("2026-11-01")),
-                    (Field::RecordedAt, json!("2026-11-01T08:00:00+01:00")),
-                    (Field::FirstStepPain, json!(seq % 11)),
-                ]),
-            })
-            .collect()
-    }
 
     /// Terminates every connection of the backend under test (they carry the schema's name),
     /// as a database restart or a network cut would; returns how many there were.

@@ -1,6 +1,7 @@
 //! The behaviour every [`Storage`] backend must show, as one suite of generic async tests.
 //!
-//! Each function takes a fresh handle and panics on a failure. Tests only touch patients they
+//! Built only for tests and with the `test-support` feature. Each function takes a fresh handle
+//! and panics on a failure. Tests only touch patients they
 //! create themselves, so a backend may run them on a shared database. Run the whole suite for a
 //! backend with [`storage_conformance!`](crate::storage_conformance):
 //!
@@ -18,7 +19,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::{NewCode, NewDevice, NewPatient, Role, Storage, StorageError};
-use crate::auth::{SecretHash, TokenSecret};
+use crate::secrets::{SecretHash, TokenSecret};
 
 /// Expands to one `#[tokio::test]` per conformance test. `$make` is evaluated once per test and
 /// is a future of `(storage, guard)`: the guard (a temporary directory, a scratch database, or
@@ -85,7 +86,7 @@ async fn new_patient<S: Storage>(s: &S) -> Uuid {
 }
 
 async fn new_code<S: Storage>(s: &S, patient_id: Uuid, expires_at: DateTime<Utc>) -> SecretHash {
-    let code = crate::auth::new_code();
+    let code = crate::secrets::new_code();
     s.issue_code(NewCode {
         code_hash: code.hash,
         patient_id,
@@ -106,8 +107,8 @@ fn device(device_id: Uuid) -> NewDevice {
     }
 }
 
-/// A patient with one enrolled device: (patient, device).
-async fn enrolled<S: Storage>(s: &S) -> (Uuid, Uuid) {
+/// A new patient with one enrolled device: (patient, device). Also for a backend's own tests.
+pub async fn enrolled<S: Storage>(s: &S) -> (Uuid, Uuid) {
     let patient = new_patient(s).await;
     let device_id = add_device(s, patient).await;
     (patient, device_id)
@@ -149,8 +150,9 @@ fn create(device: Uuid, seq: u64, entry: Uuid, wall_ms: u64) -> Op {
     )
 }
 
-/// `n` ops of `device`, numbered from `first_seq`, each creating its own entry.
-fn batch(device: Uuid, first_seq: u64, n: u64) -> Vec<Op> {
+/// `n` ops of `device`, numbered from `first_seq`, each creating its own entry. Also for a
+/// backend's own tests.
+pub fn batch(device: Uuid, first_seq: u64, n: u64) -> Vec<Op> {
     (first_seq..first_seq + n)
         .map(|seq| create(device, seq, Uuid::now_v7(), 1_000 + seq))
         .collect()
@@ -242,7 +244,7 @@ pub async fn a_repeated_enrolment_is_answered_again_for_the_first_caller_only<S:
     assert_eq!(s.list_devices(patient).await.unwrap().len(), 1);
 
     let impostor = NewDevice {
-        token_hash: crate::auth::new_code().hash,
+        token_hash: crate::secrets::new_code().hash,
         ..phone.clone()
     };
     let stolen = s.enrol(code, impostor, after_expiry).await;
@@ -287,7 +289,7 @@ pub async fn expired_and_unknown_codes_are_refused<S: Storage>(s: S) {
         patient
     );
 
-    let unknown = crate::auth::new_code().hash;
+    let unknown = crate::secrets::new_code().hash;
     let refused = s.enrol(unknown, device(Uuid::now_v7()), t0()).await;
     assert!(
         matches!(refused, Err(StorageError::InvalidCode)),
@@ -296,7 +298,7 @@ pub async fn expired_and_unknown_codes_are_refused<S: Storage>(s: S) {
 
     let orphan = s
         .issue_code(NewCode {
-            code_hash: crate::auth::new_code().hash,
+            code_hash: crate::secrets::new_code().hash,
             patient_id: Uuid::now_v7(),
             created_at: t0(),
             expires_at: expires,

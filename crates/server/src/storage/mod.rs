@@ -1,7 +1,8 @@
 //! Storage behind the server: one trait that every backend implements, and the values it
 //! exchanges. Handlers only ever see [`Storage`], so backends ([`SqliteStorage`],
-//! [`PostgresStorage`]) come and go without touching them; [`conformance`] is the test suite
-//! every backend must pass.
+//! [`PostgresStorage`]) come and go without touching them. `conformance` is the test suite every
+//! backend must pass; like the PostgreSQL scratch schemas it is built only for tests and with the
+//! `test-support` feature, never into the server a clinic runs.
 //!
 //! Every table is keyed by `patient_id` first and no method reads across patients (except
 //! [`Storage::enrol`], which checks that a device id is not enrolled twice), so a backend can
@@ -10,6 +11,7 @@
 //! What a push decides (which operations are new, which cursor each gets, the merged entry
 //! states) does not depend on the database and lives here, in `PushPlan`, shared by backends.
 
+#[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
 pub mod postgres;
 pub mod sqlite;
@@ -24,9 +26,11 @@ use heeldiary_core::wire::{PulledOp, PushResult, PushStatus};
 use heeldiary_core::{EntryState, Field, Op};
 use uuid::Uuid;
 
-use crate::auth::SecretHash;
+use crate::secrets::SecretHash;
 
-pub use postgres::{PoolOptions, PostgresStorage, ScratchSchema, POSTGRES_SCHEMA_VERSION};
+pub use postgres::{PoolOptions, PostgresStorage, POSTGRES_SCHEMA_VERSION};
+#[cfg(any(test, feature = "test-support"))]
+pub use postgres::{ScratchSchema, TEST_DATABASE_URL};
 pub use sqlite::SqliteStorage;
 
 /// What a storage backend can fail with. Messages carry no personal data.
@@ -50,7 +54,7 @@ pub enum StorageError {
         "the database has schema version {found}, newer than this server supports ({supported}): \
          upgrade heeldiary-server"
     )]
-    SchemaTooNew {
+    NewerSchema {
         /// Version found in the database.
         found: u32,
         /// Newest version this server knows.
@@ -410,6 +414,11 @@ pub(crate) fn parse_hlc(text: &str) -> Result<heeldiary_core::Hlc, StorageError>
         .map_err(|e| StorageError::Internal(format!("stored stamp unreadable: {e}")))
 }
 
+/// The columns of an operation in a patient's feed (`ops` table, same names in every backend), in
+/// the order each backend's row codec reads them into a [`PulledOp`].
+pub(crate) const FEED_COLUMNS: &str =
+    "cursor, device_id, device_seq, entry_id, hlc, patch, received_at";
+
 /// How long after its first use a code can be presented again by the same device.
 pub const ENROL_REPEAT_WINDOW: chrono::Duration = chrono::Duration::minutes(15);
 
@@ -463,14 +472,14 @@ pub(crate) struct Migration {
 /// The migrations a database at schema version `current` lacks, in order.
 ///
 /// # Failure
-/// [`StorageError::SchemaTooNew`] if the database is newer than the last of `migrations`.
+/// [`StorageError::NewerSchema`] if the database is newer than the last of `migrations`.
 pub(crate) fn pending(
     migrations: &[Migration],
     current: u32,
 ) -> Result<impl Iterator<Item = &Migration>, StorageError> {
     let supported = migrations.last().map_or(0, |m| m.version);
     if current > supported {
-        return Err(StorageError::SchemaTooNew {
+        return Err(StorageError::NewerSchema {
             found: current,
             supported,
         });

@@ -1,0 +1,302 @@
+//! Connection plumbing: the pool, the migrations run at open, and running one statement or one
+//! transaction on a pooled connection.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{IsolationLevel, NoTls, Row};
+
+use super::faults::{describe, retrying, Fault};
+use super::PostgresStorage;
+use crate::storage::{pending, Migration, StorageError};
+
+/// Every migration, in order. Add the next file here; the upgrade test covers it by itself.
+pub(in crate::storage) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_init",
+        sql: include_str!("../../../../../schema/server-postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_code_used_by",
+        sql: include_str!("../../../../../schema/server-postgres/0002_code_used_by.sql"),
+    },
+];
+
+/// Schema version a fresh PostgreSQL database gets.
+pub const POSTGRES_SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Advisory lock key held while migrating ("heeldiar" in ASCII): one server migrates, the others
+/// wait and then find the schema up to date.
+const MIGRATION_LOCK: i64 = 0x6865_656c_6469_6172;
+
+/// Size and patience of the connection pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolOptions {
+    /// Most connections open at once.
+    pub max_size: usize,
+    /// How long a request waits for a connection (free or new) before it fails as unavailable.
+    pub timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self {
+            max_size: 16,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl PostgresStorage {
+    /// Connects to the database at `url` (`postgres://USER[:PASSWORD]@HOST[:PORT]/DB`, or the
+    /// `key=value` form) and brings its schema up to date.
+    ///
+    /// # Failure
+    /// [`StorageError::Internal`] for a URL that cannot be parsed (the message never repeats
+    /// it) or a migration that fails; [`StorageError::Unavailable`] if the database cannot be
+    /// reached; [`StorageError::NewerSchema`] for a database written by a newer server.
+    pub async fn connect(url: &str, options: &PoolOptions) -> Result<Self, StorageError> {
+        let config = tokio_postgres::Config::from_str(url)
+            .map_err(|e| StorageError::Internal(format!("invalid database URL: {e}")))?;
+        Self::connect_with(config, options).await
+    }
+
+    /// Like [`connect`](Self::connect), from a parsed configuration.
+    pub async fn connect_with(
+        mut config: tokio_postgres::Config,
+        options: &PoolOptions,
+    ) -> Result<Self, StorageError> {
+        let storage = Self {
+            pool: Self::pool(&mut config, options)?,
+        };
+        retrying(|| storage.migrate(MIGRATIONS)).await?;
+        Ok(storage)
+    }
+
+    /// A pool on `config` that connects lazily; nothing is checked yet.
+    pub(super) fn pool(
+        config: &mut tokio_postgres::Config,
+        options: &PoolOptions,
+    ) -> Result<Pool, StorageError> {
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(options.timeout);
+        }
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                // A pooled connection is pinged (an empty query) at check-out: after a restart
+                // of the database or a cut, dead connections are dropped and replaced there
+                // rather than failing the next requests. One round trip, small next to a push.
+                recycling_method: RecyclingMethod::Verified,
+            },
+        );
+        Pool::builder(manager)
+            .max_size(options.max_size.max(1))
+            .wait_timeout(Some(options.timeout))
+            .create_timeout(Some(options.timeout))
+            .recycle_timeout(Some(options.timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| StorageError::Internal(format!("cannot build the pool: {e}")))
+    }
+
+    /// Applies the migrations in `migrations` that the database lacks, in one transaction.
+    pub(super) async fn migrate(&self, migrations: &[Migration]) -> Result<(), Fault> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version    integer     NOT NULL PRIMARY KEY,
+                 name       text        NOT NULL,
+                 applied_at timestamptz NOT NULL
+             )",
+        )
+        .await?;
+        let current: i32 = tx
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                &[],
+            )
+            .await?
+            .try_get(0)?;
+        let current = u32::try_from(current)
+            .map_err(|_| StorageError::Internal(format!("schema version {current} < 0")))?;
+        for m in pending(migrations, current)? {
+            tx.batch_execute(m.sql).await.map_err(|e| {
+                StorageError::Internal(format!("migration {} failed: {}", m.name, describe(&e)))
+            })?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, now())",
+                &[&(m.version as i32), &m.name],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Runs `work` in a transaction of its own at `isolation` and commits it.
+    pub(super) async fn in_transaction<T>(
+        &self,
+        isolation: IsolationLevel,
+        work: impl AsyncFnOnce(&Transaction<'_>) -> Result<T, Fault>,
+    ) -> Result<T, Fault> {
+        let mut client = self.pool.get().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(isolation)
+            .start()
+            .await?;
+        let value = work(&tx).await?;
+        tx.commit().await?;
+        Ok(value)
+    }
+
+    /// Runs one statement on a pooled connection (retried after a conflict) and returns the
+    /// number of rows it changed.
+    pub(super) async fn execute(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, StorageError> {
+        retrying(|| async {
+            let client = self.pool.get().await?;
+            Ok(client
+                .execute(&client.prepare_cached(sql).await?, params)
+                .await?)
+        })
+        .await
+    }
+
+    /// Runs one query on a pooled connection (retried after a conflict) and returns its rows.
+    pub(super) async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StorageError> {
+        retrying(|| async {
+            let client = self.pool.get().await?;
+            Ok(client
+                .query(&client.prepare_cached(sql).await?, params)
+                .await?)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use super::super::ScratchSchema;
+
+    /// The schema as PostgreSQL describes it (columns, constraints, indexes), without the
+    /// schema's own name, for comparing two schemas.
+    const SCHEMA_OF: &str = "
+        SELECT table_name || '.' || column_name || ' ' || data_type || ' ' || is_nullable
+               || ' ' || coalesce(column_default, '')
+        FROM information_schema.columns WHERE table_schema = current_schema()
+        UNION ALL
+        SELECT conrelid::regclass::text || ' ' || conname || ' ' || pg_get_constraintdef(oid)
+        FROM pg_constraint WHERE connamespace = current_schema()::regnamespace
+        UNION ALL
+        SELECT replace(indexdef, current_schema() || '.', '')
+        FROM pg_indexes WHERE schemaname = current_schema()
+        ORDER BY 1";
+
+    const VERSIONS: &str = "SELECT version FROM schema_migrations ORDER BY version";
+
+    /// A backend on `schema` that has not migrated yet.
+    fn unmigrated(schema: &ScratchSchema) -> PostgresStorage {
+        PostgresStorage {
+            pool: PostgresStorage::pool(&mut schema.config(), &PoolOptions::default()).unwrap(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_earlier_version_upgrades_to_the_fresh_schema() {
+        let test = "every_earlier_version_upgrades_to_the_fresh_schema";
+        let Some(fresh) = ScratchSchema::create(test).await else {
+            return;
+        };
+        fresh.open(&PoolOptions::default()).await;
+        let described = fresh.query(SCHEMA_OF).await;
+        assert!(
+            described
+                .iter()
+                .any(|l| l.contains("PRIMARY KEY (patient_id, cursor)")),
+            "{described:#?}"
+        );
+        for applied in 0..MIGRATIONS.len() {
+            let old = ScratchSchema::create(test).await.unwrap();
+            let storage = unmigrated(&old);
+            retrying(|| storage.migrate(&MIGRATIONS[..applied]))
+                .await
+                .unwrap();
+            assert_eq!(old.query(VERSIONS).await.len(), applied);
+            retrying(|| storage.migrate(MIGRATIONS)).await.unwrap();
+            assert_eq!(
+                old.query(SCHEMA_OF).await,
+                fresh.query(SCHEMA_OF).await,
+                "upgrade from {applied}"
+            );
+            assert_eq!(old.query(VERSIONS).await, fresh.query(VERSIONS).await);
+        }
+        // Opening an up-to-date database again changes nothing.
+        fresh.open(&PoolOptions::default()).await;
+        assert_eq!(fresh.query(VERSIONS).await.len(), MIGRATIONS.len());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_database_from_a_newer_server_is_refused_and_left_alone() {
+        let test = "a_database_from_a_newer_server_is_refused_and_left_alone";
+        let Some(schema) = ScratchSchema::create(test).await else {
+            return;
+        };
+        schema.open(&PoolOptions::default()).await;
+        let future = MIGRATIONS.len() as u32 + 1;
+        schema
+            .query(&format!(
+                "INSERT INTO schema_migrations VALUES ({future}, 'future', now())"
+            ))
+            .await;
+        let before = schema.query(SCHEMA_OF).await;
+        let err = PostgresStorage::connect_with(schema.config(), &PoolOptions::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StorageError::NewerSchema { found, supported }
+                if found == future && supported == future - 1),
+            "{err}"
+        );
+        assert_eq!(schema.query(SCHEMA_OF).await, before);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn servers_starting_together_migrate_once() {
+        let test = "servers_starting_together_migrate_once";
+        let Some(schema) = ScratchSchema::create(test).await else {
+            return;
+        };
+        let config = schema.config();
+        let starts: Vec<_> = (0..4)
+            .map(|_| {
+                let config = config.clone();
+                tokio::spawn(async move {
+                    PostgresStorage::connect_with(config, &PoolOptions::default()).await
+                })
+            })
+            .collect();
+        for start in starts {
+            start.await.unwrap().unwrap();
+        }
+        let expected: Vec<String> = MIGRATIONS.iter().map(|m| m.version.to_string()).collect();
+        assert_eq!(schema.query(VERSIONS).await, expected);
+    }
+}

@@ -1,0 +1,307 @@
+//! The two transactions that decide something (a push, an enrolment) and the codecs between
+//! rows and values. What a push decides is [`PushPlan`]'s; these functions find what it needs
+//! under the patient's lock and write its outcome with one statement per table.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Transaction;
+use heeldiary_core::wire::{PulledOp, PushResult};
+use heeldiary_core::{EntryState, Op, Patch};
+use tokio_postgres::types::Json;
+use tokio_postgres::{IsolationLevel, Row};
+use uuid::Uuid;
+
+use super::faults::Fault;
+use super::PostgresStorage;
+use crate::secrets::SecretHash;
+use crate::storage::{
+    code_use, device_id_taken, entry_day, from_i64, hash_from_bytes, parse_hlc, to_i64, CodeUse,
+    NewDevice, PushPlan, StorageError, StoredIdentities,
+};
+
+/// First key of the two-key advisory lock taken per device id while enrolling. Device ids are
+/// unique across patients, which no per-patient unique index can enforce on a sharded table.
+const ENROL_LOCK: i32 = 0x6865_656c;
+
+impl PostgresStorage {
+    /// One attempt at [`Storage::push`](crate::storage::Storage::push), in one transaction.
+    pub(super) async fn push_once(
+        &self,
+        patient_id: Uuid,
+        ops: &[Op],
+        received_at: DateTime<Utc>,
+    ) -> Result<Vec<PushResult>, Fault> {
+        let (devices, seqs): (Vec<Uuid>, Vec<i64>) = ops
+            .iter()
+            .map(|op| Ok((op.device_id, to_i64(op.device_seq, "device_seq")?)))
+            .collect::<Result<Vec<_>, StorageError>>()?
+            .into_iter()
+            .unzip();
+        self.in_transaction(IsolationLevel::ReadCommitted, async |tx| {
+            // The lock on the counter row serializes this patient's pushes until commit, which
+            // also makes the duplicate check below exact. (FOR NO KEY UPDATE, the lock an
+            // UPDATE of the counter takes anyway, leaves the foreign-key checks of other
+            // writers to this patient unblocked.)
+            let last_cursor: i64 = tx
+                .query_opt(
+                    &tx.prepare_cached(
+                        "SELECT last_cursor FROM patients WHERE patient_id = $1
+                         FOR NO KEY UPDATE",
+                    )
+                    .await?,
+                    &[&patient_id],
+                )
+                .await?
+                .ok_or(StorageError::NotFound)?
+                .try_get(0)?;
+            let stored: StoredIdentities = tx
+                .query(
+                    &tx.prepare_cached(
+                        "SELECT o.device_id, o.device_seq, o.entry_id, o.hlc
+                         FROM ops o
+                         JOIN unnest($2::uuid[], $3::bigint[]) AS k (device_id, device_seq)
+                           ON o.device_id = k.device_id AND o.device_seq = k.device_seq
+                         WHERE o.patient_id = $1",
+                    )
+                    .await?,
+                    &[&patient_id, &devices, &seqs],
+                )
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok((
+                        (r.try_get(0)?, r.try_get(1)?),
+                        (r.try_get(2)?, r.try_get(3)?),
+                    ))
+                })
+                .collect::<Result<_, tokio_postgres::Error>>()?;
+            let plan = PushPlan::new(ops, last_cursor, &stored)?;
+            let Some(new_last) = plan.last_cursor() else {
+                return Ok(plan.results);
+            };
+            insert_ops(tx, patient_id, &plan, received_at).await?;
+            let states = load_states(tx, patient_id, &plan.entry_ids()).await?;
+            save_states(tx, patient_id, &plan.merge(states), received_at).await?;
+            tx.execute(
+                &tx.prepare_cached("UPDATE patients SET last_cursor = $2 WHERE patient_id = $1")
+                    .await?,
+                &[&patient_id, &new_last],
+            )
+            .await?;
+            Ok(plan.results)
+        })
+        .await
+    }
+
+    /// One attempt at [`Storage::enrol`](crate::storage::Storage::enrol), in one transaction.
+    pub(super) async fn enrol_once(
+        &self,
+        code_hash: SecretHash,
+        device: &NewDevice,
+        now: DateTime<Utc>,
+    ) -> Result<Uuid, Fault> {
+        self.in_transaction(IsolationLevel::ReadCommitted, async |tx| {
+            // Locking the code row makes a second enrolment with the same code wait, then see
+            // it used.
+            let code = tx
+                .query_opt(
+                    "SELECT patient_id, expires_at, used_at, used_by FROM enrolment_codes
+                     WHERE code_hash = $1 FOR UPDATE",
+                    &[&code_hash.as_bytes().as_slice()],
+                )
+                .await?;
+            let Some(code) = code else {
+                return Err(StorageError::InvalidCode.into());
+            };
+            let patient: Uuid = code.try_get(0)?;
+            let expires_at: DateTime<Utc> = code.try_get(1)?;
+            let used_at: Option<DateTime<Utc>> = code.try_get(2)?;
+            let used_by: Option<Uuid> = code.try_get(3)?;
+            let used_by = used_by.map(|id| id.to_string());
+            match code_use(
+                expires_at,
+                used_at,
+                used_by.as_deref(),
+                &device.device_id.to_string(),
+                now,
+            ) {
+                CodeUse::Refuse => return Err(StorageError::InvalidCode.into()),
+                CodeUse::Repeat => {
+                    let stored = tx
+                        .query_opt(
+                            "SELECT token_hash FROM devices
+                             WHERE patient_id = $1 AND device_id = $2 AND revoked_at IS NULL",
+                            &[&patient, &device.device_id],
+                        )
+                        .await?;
+                    let same_caller = match stored {
+                        Some(row) => hash_from_bytes(row.try_get(0)?)?.matches(&device.token_hash),
+                        None => false,
+                    };
+                    return if same_caller {
+                        Ok(patient)
+                    } else {
+                        Err(StorageError::InvalidCode.into())
+                    };
+                }
+                CodeUse::First => {}
+            }
+            tx.execute(
+                "SELECT pg_advisory_xact_lock($1, hashtext($2::uuid::text))",
+                &[&ENROL_LOCK, &device.device_id],
+            )
+            .await?;
+            let taken = tx
+                .query_opt(
+                    "SELECT 1 FROM devices WHERE device_id = $1 LIMIT 1",
+                    &[&device.device_id],
+                )
+                .await?;
+            if taken.is_some() {
+                return Err(device_id_taken().into());
+            }
+            tx.execute(
+                "INSERT INTO devices (patient_id, device_id, token_hash, role, label, enrolled_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                &[
+                    &patient,
+                    &device.device_id,
+                    &device.token_hash.as_bytes().as_slice(),
+                    &device.role.as_str(),
+                    &device.label,
+                    &now,
+                ],
+            )
+            .await?;
+            tx.execute(
+                "UPDATE enrolment_codes SET used_at = $2, used_by = $3 WHERE code_hash = $1",
+                &[&code_hash.as_bytes().as_slice(), &now, &device.device_id],
+            )
+            .await?;
+            Ok(patient)
+        })
+        .await
+    }
+}
+
+/// Stores the plan's new operations with one statement.
+async fn insert_ops(
+    tx: &Transaction<'_>,
+    patient_id: Uuid,
+    plan: &PushPlan<'_>,
+    received_at: DateTime<Utc>,
+) -> Result<(), Fault> {
+    let n = plan.applied.len();
+    let (mut cursors, mut devices, mut seqs) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut entries, mut stamps, mut patches) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for (cursor, op) in &plan.applied {
+        cursors.push(*cursor);
+        devices.push(op.device_id);
+        seqs.push(to_i64(op.device_seq, "device_seq")?);
+        entries.push(op.entry_id);
+        stamps.push(op.hlc.to_string());
+        patches.push(Json(&op.patch));
+    }
+    // No ON CONFLICT: the duplicate check ran under the patient's lock, so a clash here is a
+    // fault to report, not a repeat to hide (hiding it would leave a gap in the cursors).
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO ops (patient_id, cursor, device_id, device_seq, entry_id, hlc, patch,
+                              received_at)
+             SELECT $1, c, d, s, e, h, p, $8
+             FROM unnest($2::bigint[], $3::uuid[], $4::bigint[], $5::uuid[], $6::text[],
+                         $7::jsonb[]) AS t (c, d, s, e, h, p)",
+        )
+        .await?;
+    tx.execute(
+        &insert,
+        &[
+            &patient_id,
+            &cursors,
+            &devices,
+            &seqs,
+            &entries,
+            &stamps,
+            &patches,
+            &received_at,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The stored states of those of `entry_ids` that exist.
+async fn load_states(
+    tx: &Transaction<'_>,
+    patient_id: Uuid,
+    entry_ids: &[Uuid],
+) -> Result<BTreeMap<Uuid, EntryState>, Fault> {
+    let load = tx
+        .prepare_cached(
+            "SELECT entry_id, state FROM entries WHERE patient_id = $1 AND entry_id = ANY ($2)",
+        )
+        .await?;
+    tx.query(&load, &[&patient_id, &entry_ids])
+        .await?
+        .iter()
+        .map(|r| {
+            let Json(state) = r.try_get(1)?;
+            Ok((r.try_get(0)?, state))
+        })
+        .collect()
+}
+
+/// Writes merged entry states with one statement.
+async fn save_states(
+    tx: &Transaction<'_>,
+    patient_id: Uuid,
+    states: &BTreeMap<Uuid, EntryState>,
+    updated_at: DateTime<Utc>,
+) -> Result<(), Fault> {
+    let ids: Vec<Uuid> = states.keys().copied().collect();
+    let days: Vec<Option<&str>> = states.values().map(entry_day).collect();
+    let deleted: Vec<bool> = states.values().map(EntryState::is_deleted).collect();
+    let json: Vec<Json<&EntryState>> = states.values().map(Json).collect();
+    let save = tx
+        .prepare_cached(
+            "INSERT INTO entries (patient_id, entry_id, day, deleted, state, updated_at)
+             SELECT $1, e, d::date, x, s, $6
+             FROM unnest($2::uuid[], $3::text[], $4::boolean[], $5::jsonb[]) AS t (e, d, x, s)
+             ON CONFLICT (patient_id, entry_id) DO UPDATE SET
+                 day = excluded.day, deleted = excluded.deleted, state = excluded.state,
+                 updated_at = excluded.updated_at",
+        )
+        .await?;
+    tx.execute(
+        &save,
+        &[&patient_id, &ids, &days, &deleted, &json, &updated_at],
+    )
+    .await?;
+    Ok(())
+}
+
+/// An operation of the feed from a row of [`FEED_COLUMNS`](crate::storage::FEED_COLUMNS).
+pub(super) fn pulled_op(r: &Row) -> Result<PulledOp, Fault> {
+    let hlc: String = r.try_get(4)?;
+    let Json(patch): Json<Patch> = r.try_get(5)?;
+    Ok(PulledOp {
+        cursor: from_i64(r.try_get(0)?)?,
+        received_at: r.try_get(6)?,
+        op: Op {
+            entry_id: r.try_get(3)?,
+            device_id: r.try_get(1)?,
+            device_seq: from_i64(r.try_get(2)?)?,
+            hlc: parse_hlc(&hlc)?,
+            patch,
+        },
+    })
+}

@@ -1,0 +1,222 @@
+//! Connection plumbing: opening the file, the migrations run at open, running work on the one
+//! connection off the async threads, and sorting SQLite failures into [`StorageError`]s.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use rusqlite::{params, Connection, ErrorCode, TransactionBehavior};
+
+use super::transactions::time_text;
+use super::SqliteStorage;
+use crate::storage::{pending, Migration, StorageError};
+
+/// Every migration, in order. Add the next file here; the upgrade test covers it by itself.
+pub(in crate::storage) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_init",
+        sql: include_str!("../../../../../schema/server-sqlite/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_code_used_by",
+        sql: include_str!("../../../../../schema/server-sqlite/0002_code_used_by.sql"),
+    },
+];
+
+/// How long a statement waits for a lock before the request fails as unavailable.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl SqliteStorage {
+    /// Name of the database file inside the data directory.
+    pub const FILE_NAME: &'static str = "heeldiary-server.sqlite3";
+
+    /// Opens (creating if needed) the database in directory `dir`, creating the directory too,
+    /// and brings its schema up to date.
+    ///
+    /// # Failure
+    /// [`StorageError::NewerSchema`] for a database written by a newer server;
+    /// [`StorageError::Internal`] if the directory or file cannot be used.
+    pub async fn open_dir(dir: &Path) -> Result<Self, StorageError> {
+        let dir = dir.to_owned();
+        Self::open_with(move || {
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                StorageError::Internal(format!("cannot create {}: {e}", dir.display()))
+            })?;
+            let conn = Connection::open(dir.join(Self::FILE_NAME))?;
+            // Before WAL: switching the journal mode takes a lock that another process (an
+            // admin command beside a running server) may hold for a moment.
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            Ok(conn)
+        })
+        .await
+    }
+
+    /// A private in-memory database, for tests.
+    pub async fn open_in_memory() -> Result<Self, StorageError> {
+        Self::open_with(|| Ok(Connection::open_in_memory()?)).await
+    }
+
+    async fn open_with(
+        connect: impl FnOnce() -> Result<Connection, StorageError> + Send + 'static,
+    ) -> Result<Self, StorageError> {
+        let conn = blocking(move || {
+            let mut conn = connect()?;
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            conn.pragma_update(None, "foreign_keys", "ON")?;
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            migrate(&mut conn, MIGRATIONS)?;
+            Ok(conn)
+        })
+        .await?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` on the connection on the blocking pool.
+    pub(super) async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        let conn = Arc::clone(&self.conn);
+        blocking(move || {
+            // A panic while holding the lock rolled its transaction back; the connection is fine.
+            let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&mut conn)
+        })
+        .await
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StorageError::Internal(format!("storage task failed: {e}")))?
+}
+
+/// Applies the migrations in `migrations` that the database lacks, in one transaction.
+fn migrate(conn: &mut Connection, migrations: &[Migration]) -> Result<(), StorageError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version    INTEGER NOT NULL PRIMARY KEY,
+             name       TEXT    NOT NULL,
+             applied_at TEXT    NOT NULL
+         )",
+    )?;
+    let current: u32 = tx.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?;
+    for m in pending(migrations, current)? {
+        tx.execute_batch(m.sql)
+            .map_err(|e| StorageError::Internal(format!("migration {} failed: {e}", m.name)))?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+            params![m.version, m.name, time_text(Utc::now())],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+impl From<rusqlite::Error> for StorageError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+                StorageError::Unavailable(e.to_string())
+            }
+            _ => StorageError::Internal(e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::Storage;
+
+    /// The schema as SQLite records it, for comparing two databases.
+    fn schema_of(conn: &Connection) -> Vec<(String, String, Option<String>)> {
+        conn.prepare(
+            "SELECT type, name, sql FROM sqlite_master
+             WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    }
+
+    fn versions_of(conn: &Connection) -> Vec<u32> {
+        conn.prepare("SELECT version FROM schema_migrations ORDER BY version")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn every_earlier_version_upgrades_to_the_fresh_schema() {
+        let mut fresh = Connection::open_in_memory().unwrap();
+        migrate(&mut fresh, MIGRATIONS).unwrap();
+        for applied in 0..MIGRATIONS.len() {
+            let mut old = Connection::open_in_memory().unwrap();
+            migrate(&mut old, &MIGRATIONS[..applied]).unwrap();
+            assert_eq!(versions_of(&old).len(), applied);
+            migrate(&mut old, MIGRATIONS).unwrap();
+            assert_eq!(schema_of(&old), schema_of(&fresh), "upgrade from {applied}");
+            assert_eq!(versions_of(&old), versions_of(&fresh));
+        }
+        // Opening an up-to-date database again changes nothing.
+        migrate(&mut fresh, MIGRATIONS).unwrap();
+        assert_eq!(versions_of(&fresh).len(), MIGRATIONS.len());
+    }
+
+    #[test]
+    fn a_database_from_a_newer_server_is_refused_and_left_alone() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn, MIGRATIONS).unwrap();
+        let future = MIGRATIONS.len() as u32 + 1;
+        conn.execute(
+            "INSERT INTO schema_migrations VALUES (?1, 'future', '2100-01-01T00:00:00.000000Z')",
+            [future],
+        )
+        .unwrap();
+        let before = schema_of(&conn);
+        let err = migrate(&mut conn, MIGRATIONS).unwrap_err();
+        assert!(
+            matches!(err, StorageError::NewerSchema { found, supported }
+                if found == future && supported == future - 1),
+            "{err}"
+        );
+        assert!(err.to_string().contains("newer"), "{err}");
+        assert_eq!(schema_of(&conn), before);
+    }
+
+    #[tokio::test]
+    async fn the_database_file_is_created_in_the_data_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("nested").join("data");
+        let storage = SqliteStorage::open_dir(&data).await.unwrap();
+        storage.health().await.unwrap();
+        assert!(data.join(SqliteStorage::FILE_NAME).exists());
+        drop(storage);
+        // Reopening finds the schema in place.
+        SqliteStorage::open_dir(&data)
+            .await
+            .unwrap()
+            .health()
+            .await
+            .unwrap();
+    }
+}

@@ -1,0 +1,37 @@
+//! The embedded backend: one SQLite file per server, `DIR/heeldiary-server.sqlite3`.
+//!
+//! One connection behind a mutex serves every request; blocking calls run on tokio's blocking
+//! pool. The file is opened in WAL mode with foreign keys on, and migrated at open from the
+//! numbered files in `schema/server-sqlite/`, all in one transaction. A database written by a
+//! newer server is refused, never changed.
+//!
+//! One file per job, as in the PostgreSQL backend:
+//! - `connection`: opening the file, the migrations run at open, running work on the connection
+//!   off the async threads, and sorting SQLite failures into [`StorageError`]s;
+//! - `transactions`: the push and enrolment transactions and the row codecs;
+//! - `storage_impl`: the [`Storage`](super::Storage) implementation the handlers call.
+//!
+//! [`StorageError`]: super::StorageError
+
+mod connection;
+mod storage_impl;
+mod transactions;
+
+use std::sync::{Arc, Mutex};
+
+use rusqlite::Connection;
+
+#[cfg(test)]
+pub(super) use connection::MIGRATIONS;
+
+/// The SQLite backend. Cloning shares the connection.
+#[derive(Clone)]
+pub struct SqliteStorage {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStorage").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,243 @@
+//! The [`Storage`] implementation the handlers call: each call is one closure run on the
+//! connection, the two that decide something are the transactions of [`super::transactions`].
+
+use chrono::{DateTime, Utc};
+use heeldiary_core::wire::PushResult;
+use heeldiary_core::Op;
+use rusqlite::{params, OptionalExtension};
+use uuid::Uuid;
+
+use super::transactions::{
+    enrol_tx, op_row, parse_json, parse_time, parse_uuid, pulled_op, push_tx, time_text, DeviceRow,
+    OpRow,
+};
+use super::SqliteStorage;
+use crate::secrets::SecretHash;
+use crate::storage::{
+    hash_from_bytes, to_i64, DeviceCredentials, DeviceInfo, NewCode, NewDevice, NewPatient,
+    PullPage, Storage, StorageError, StoredEntry, FEED_COLUMNS,
+};
+
+impl Storage for SqliteStorage {
+    async fn create_patient(&self, patient: NewPatient) -> Result<(), StorageError> {
+        self.call(move |conn| {
+            let inserted = conn.execute(
+                "INSERT INTO patients (patient_id, label, created_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (patient_id) DO NOTHING",
+                params![
+                    patient.patient_id.to_string(),
+                    patient.label,
+                    time_text(patient.created_at)
+                ],
+            )?;
+            if inserted == 0 {
+                return Err(StorageError::Conflict("the patient exists already".into()));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn issue_code(&self, code: NewCode) -> Result<(), StorageError> {
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            let patient = code.patient_id.to_string();
+            let known = tx
+                .prepare_cached("SELECT 1 FROM patients WHERE patient_id = ?1")?
+                .exists([&patient])?;
+            if !known {
+                return Err(StorageError::NotFound);
+            }
+            tx.execute(
+                "INSERT INTO enrolment_codes (code_hash, patient_id, expires_at, created_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    code.code_hash.as_bytes().as_slice(),
+                    patient,
+                    time_text(code.expires_at),
+                    time_text(code.created_at)
+                ],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn enrol(
+        &self,
+        code_hash: SecretHash,
+        device: NewDevice,
+        now: DateTime<Utc>,
+    ) -> Result<Uuid, StorageError> {
+        self.call(move |conn| enrol_tx(conn, code_hash, &device, now))
+            .await
+    }
+
+    async fn authenticate(
+        &self,
+        patient_id: Uuid,
+        device_id: Uuid,
+    ) -> Result<Option<DeviceCredentials>, StorageError> {
+        self.call(move |conn| {
+            let row: Option<(Vec<u8>, String, Option<String>)> = conn
+                .prepare_cached(
+                    "SELECT token_hash, role, revoked_at FROM devices
+                     WHERE patient_id = ?1 AND device_id = ?2",
+                )?
+                .query_row(
+                    params![patient_id.to_string(), device_id.to_string()],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            row.map(|(hash, role, revoked_at)| {
+                Ok(DeviceCredentials {
+                    token_hash: hash_from_bytes(hash)?,
+                    role: role.parse()?,
+                    revoked: revoked_at.is_some(),
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn revoke_device(
+        &self,
+        patient_id: Uuid,
+        device_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<(), StorageError> {
+        self.call(move |conn| {
+            let changed = conn.execute(
+                "UPDATE devices SET revoked_at = COALESCE(revoked_at, ?3)
+                 WHERE patient_id = ?1 AND device_id = ?2",
+                params![
+                    patient_id.to_string(),
+                    device_id.to_string(),
+                    time_text(now)
+                ],
+            )?;
+            if changed == 0 {
+                return Err(StorageError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_devices(&self, patient_id: Uuid) -> Result<Vec<DeviceInfo>, StorageError> {
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            let patient = patient_id.to_string();
+            let known = tx
+                .prepare_cached("SELECT 1 FROM patients WHERE patient_id = ?1")?
+                .exists([&patient])?;
+            if !known {
+                return Err(StorageError::NotFound);
+            }
+            let rows: Vec<DeviceRow> = tx
+                .prepare_cached(
+                    "SELECT device_id, role, label, enrolled_at, revoked_at FROM devices
+                     WHERE patient_id = ?1 ORDER BY enrolled_at, device_id",
+                )?
+                .query_map([&patient], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?
+                .collect::<Result<_, _>>()?;
+            rows.into_iter()
+                .map(|(device_id, role, label, enrolled_at, revoked_at)| {
+                    Ok(DeviceInfo {
+                        device_id: parse_uuid(&device_id)?,
+                        role: role.parse()?,
+                        label,
+                        enrolled_at: parse_time(&enrolled_at)?,
+                        revoked_at: revoked_at.as_deref().map(parse_time).transpose()?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn push(
+        &self,
+        patient_id: Uuid,
+        ops: Vec<Op>,
+        received_at: DateTime<Utc>,
+    ) -> Result<Vec<PushResult>, StorageError> {
+        self.call(move |conn| push_tx(conn, patient_id, &ops, received_at))
+            .await
+    }
+
+    async fn pull(
+        &self,
+        patient_id: Uuid,
+        after: u64,
+        limit: u32,
+    ) -> Result<PullPage, StorageError> {
+        let after = to_i64(after, "cursor")?;
+        self.call(move |conn| {
+            let rows: Vec<OpRow> = conn
+                .prepare_cached(&format!(
+                    "SELECT {FEED_COLUMNS} FROM ops WHERE patient_id = ?1 AND cursor > ?2
+                     ORDER BY cursor LIMIT ?3"
+                ))?
+                .query_map(
+                    params![patient_id.to_string(), after, i64::from(limit) + 1],
+                    op_row,
+                )?
+                .collect::<Result<_, _>>()?;
+            let has_more = rows.len() > limit as usize;
+            let ops = rows
+                .into_iter()
+                .take(limit as usize)
+                .map(pulled_op)
+                .collect::<Result<_, _>>()?;
+            Ok(PullPage { ops, has_more })
+        })
+        .await
+    }
+
+    async fn entry(
+        &self,
+        patient_id: Uuid,
+        entry_id: Uuid,
+    ) -> Result<Option<StoredEntry>, StorageError> {
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            let (patient, entry) = (patient_id.to_string(), entry_id.to_string());
+            let state: Option<String> = tx
+                .prepare_cached(
+                    "SELECT state FROM entries WHERE patient_id = ?1 AND entry_id = ?2",
+                )?
+                .query_row([&patient, &entry], |r| r.get(0))
+                .optional()?;
+            let Some(state) = state else {
+                return Ok(None);
+            };
+            let rows: Vec<OpRow> = tx
+                .prepare_cached(&format!(
+                    "SELECT {FEED_COLUMNS} FROM ops WHERE patient_id = ?1 AND entry_id = ?2
+                     ORDER BY cursor"
+                ))?
+                .query_map([&patient, &entry], op_row)?
+                .collect::<Result<_, _>>()?;
+            Ok(Some(StoredEntry {
+                state: parse_json(&state)?,
+                ops: rows.into_iter().map(pulled_op).collect::<Result<_, _>>()?,
+            }))
+        })
+        .await
+    }
+
+    async fn health(&self) -> Result<(), StorageError> {
+        self.call(|conn| {
+            conn.query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| {
+                r.get::<_, i64>(0)
+            })?;
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,249 @@
+//! The two transactions that decide something (a push, an enrolment) and the codecs between
+//! SQLite's text columns and values. What a push decides is [`PushPlan`]'s; these functions find
+//! what it needs inside one immediate transaction and write its outcome.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use heeldiary_core::wire::{PulledOp, PushResult};
+use heeldiary_core::{EntryState, Op};
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use uuid::Uuid;
+
+use crate::secrets::SecretHash;
+use crate::storage::{
+    code_use, device_id_taken, entry_day, from_i64, hash_from_bytes, parse_hlc, to_i64, CodeUse,
+    NewDevice, PushPlan, StorageError, StoredIdentities,
+};
+
+/// An instant as stored: RFC 3339 in UTC with microseconds.
+pub(super) fn time_text(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+pub(super) fn parse_time(text: &str) -> Result<DateTime<Utc>, StorageError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StorageError::Internal(format!("stored time `{text}` unreadable: {e}")))
+}
+
+pub(super) fn parse_uuid(text: &str) -> Result<Uuid, StorageError> {
+    Uuid::parse_str(text)
+        .map_err(|e| StorageError::Internal(format!("stored id `{text}` unreadable: {e}")))
+}
+
+pub(super) fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StorageError> {
+    serde_json::from_str(text)
+        .map_err(|e| StorageError::Internal(format!("stored JSON unreadable: {e}")))
+}
+
+/// Rows of [`FEED_COLUMNS`](crate::storage::FEED_COLUMNS) as raw values; decoded outside
+/// rusqlite's row callback.
+pub(super) type OpRow = (i64, String, i64, String, String, String, String);
+
+/// `device_id, role, label, enrolled_at, revoked_at` of a device row.
+pub(super) type DeviceRow = (String, String, Option<String>, String, Option<String>);
+
+pub(super) fn op_row(r: &Row<'_>) -> rusqlite::Result<OpRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    ))
+}
+
+pub(super) fn pulled_op(row: OpRow) -> Result<PulledOp, StorageError> {
+    let (cursor, device_id, device_seq, entry_id, hlc, patch, received_at) = row;
+    Ok(PulledOp {
+        cursor: from_i64(cursor)?,
+        received_at: parse_time(&received_at)?,
+        op: Op {
+            entry_id: parse_uuid(&entry_id)?,
+            device_id: parse_uuid(&device_id)?,
+            device_seq: from_i64(device_seq)?,
+            hlc: parse_hlc(&hlc)?,
+            patch: parse_json(&patch)?,
+        },
+    })
+}
+
+/// [`Storage::push`](crate::storage::Storage::push) in one immediate transaction.
+pub(super) fn push_tx(
+    conn: &mut Connection,
+    patient_id: Uuid,
+    ops: &[Op],
+    received_at: DateTime<Utc>,
+) -> Result<Vec<PushResult>, StorageError> {
+    let patient = patient_id.to_string();
+    let received = time_text(received_at);
+    // IMMEDIATE takes the write lock at once: pushes serialize and cursors commit in order.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let last_cursor: i64 = tx
+        .query_row(
+            "SELECT last_cursor FROM patients WHERE patient_id = ?1",
+            [&patient],
+            |r| r.get(0),
+        )
+        .optional()?
+        .ok_or(StorageError::NotFound)?;
+    let mut stored = StoredIdentities::new();
+    {
+        let mut find = tx.prepare_cached(
+            "SELECT entry_id, hlc FROM ops
+             WHERE patient_id = ?1 AND device_id = ?2 AND device_seq = ?3",
+        )?;
+        for op in ops {
+            let key = (op.device_id, to_i64(op.device_seq, "device_seq")?);
+            let found: Option<(String, String)> = find
+                .query_row(params![patient, key.0.to_string(), key.1], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?;
+            if let Some((entry_id, hlc)) = found {
+                stored.insert(key, (parse_uuid(&entry_id)?, hlc));
+            }
+        }
+    }
+    let plan = PushPlan::new(ops, last_cursor, &stored)?;
+    let Some(new_last) = plan.last_cursor() else {
+        return Ok(plan.results);
+    };
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO ops (patient_id, cursor, device_id, device_seq, entry_id, hlc, patch,
+                              received_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        for (cursor, op) in &plan.applied {
+            let patch = serde_json::to_string(&op.patch)
+                .map_err(|e| StorageError::Internal(e.to_string()))?;
+            insert.execute(params![
+                patient,
+                cursor,
+                op.device_id.to_string(),
+                to_i64(op.device_seq, "device_seq")?,
+                op.entry_id.to_string(),
+                op.hlc.to_string(),
+                patch,
+                received
+            ])?;
+        }
+        let mut load =
+            tx.prepare_cached("SELECT state FROM entries WHERE patient_id = ?1 AND entry_id = ?2")?;
+        let mut states = BTreeMap::new();
+        for entry_id in plan.entry_ids() {
+            let text: Option<String> = load
+                .query_row(params![patient, entry_id.to_string()], |r| r.get(0))
+                .optional()?;
+            if let Some(text) = text {
+                states.insert(entry_id, parse_json::<EntryState>(&text)?);
+            }
+        }
+        let mut save = tx.prepare_cached(
+            "INSERT INTO entries (patient_id, entry_id, day, deleted, state, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (patient_id, entry_id) DO UPDATE SET
+                 day = excluded.day, deleted = excluded.deleted, state = excluded.state,
+                 updated_at = excluded.updated_at",
+        )?;
+        for (entry_id, state) in &plan.merge(states) {
+            let json =
+                serde_json::to_string(state).map_err(|e| StorageError::Internal(e.to_string()))?;
+            save.execute(params![
+                patient,
+                entry_id.to_string(),
+                entry_day(state),
+                state.is_deleted(),
+                json,
+                received
+            ])?;
+        }
+    }
+    tx.execute(
+        "UPDATE patients SET last_cursor = ?2 WHERE patient_id = ?1",
+        params![patient, new_last],
+    )?;
+    tx.commit()?;
+    Ok(plan.results)
+}
+
+/// [`Storage::enrol`](crate::storage::Storage::enrol) in one immediate transaction.
+pub(super) fn enrol_tx(
+    conn: &mut Connection,
+    code_hash: SecretHash,
+    device: &NewDevice,
+    now: DateTime<Utc>,
+) -> Result<Uuid, StorageError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let code: Option<(String, String, Option<String>, Option<String>)> = tx
+        .query_row(
+            "SELECT patient_id, expires_at, used_at, used_by FROM enrolment_codes
+             WHERE code_hash = ?1",
+            [code_hash.as_bytes().as_slice()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()?;
+    let Some((patient, expires_at, used_at, used_by)) = code else {
+        return Err(StorageError::InvalidCode);
+    };
+    let device_id = device.device_id.to_string();
+    let used_at = used_at.as_deref().map(parse_time).transpose()?;
+    match code_use(
+        parse_time(&expires_at)?,
+        used_at,
+        used_by.as_deref(),
+        &device_id,
+        now,
+    ) {
+        CodeUse::Refuse => return Err(StorageError::InvalidCode),
+        CodeUse::Repeat => {
+            let stored: Option<Vec<u8>> = tx
+                .query_row(
+                    "SELECT token_hash FROM devices
+                     WHERE patient_id = ?1 AND device_id = ?2 AND revoked_at IS NULL",
+                    params![patient, device_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let same_caller = stored
+                .map(hash_from_bytes)
+                .transpose()?
+                .is_some_and(|hash| hash.matches(&device.token_hash));
+            return if same_caller {
+                parse_uuid(&patient)
+            } else {
+                Err(StorageError::InvalidCode)
+            };
+        }
+        CodeUse::First => {}
+    }
+    let taken = tx
+        .prepare_cached("SELECT 1 FROM devices WHERE device_id = ?1")?
+        .exists([&device_id])?;
+    if taken {
+        return Err(device_id_taken());
+    }
+    let now = time_text(now);
+    tx.execute(
+        "INSERT INTO devices (patient_id, device_id, token_hash, role, label, enrolled_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            patient,
+            device_id,
+            device.token_hash.as_bytes().as_slice(),
+            device.role.as_str(),
+            device.label,
+            now
+        ],
+    )?;
+    tx.execute(
+        "UPDATE enrolment_codes SET used_at = ?2, used_by = ?3 WHERE code_hash = ?1",
+        params![code_hash.as_bytes().as_slice(), now, device_id],
+    )?;
+    tx.commit()?;
+    parse_uuid(&patient)
+}
