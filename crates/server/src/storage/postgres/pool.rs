@@ -193,8 +193,8 @@ impl PostgresStorage {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::super::ScratchSchema;
+    use super::*;
 
     /// The schema as PostgreSQL describes it (columns, constraints, indexes), without the
     /// schema's own name, for comparing two schemas.
