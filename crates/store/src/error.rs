@@ -1,3 +1,5 @@
+use std::path::PathBuf;
+
 use heeldiary_core::ValidationError;
 use uuid::Uuid;
 
@@ -34,8 +36,18 @@ pub enum StoreError {
     /// The file holds data this build cannot read.
     #[error("the diary file holds unreadable data: {0}")]
     Corrupt(String),
-    /// The device has not been enrolled with a server yet.
-    #[error("this device is not enrolled with a server yet; run `heeldiary enroll --server URL --code CODE`")]
+    /// The folder of the diary file cannot be created (permissions, a full disk, a file in the
+    /// way); nothing was opened.
+    #[error("cannot create the folder {}: {error}", path.display())]
+    Io {
+        /// The folder.
+        path: PathBuf,
+        /// What the system said (part of the message, so not repeated as a source).
+        error: std::io::Error,
+    },
+    /// The device has not been enrolled with a server yet. (How to enrol depends on the app, so
+    /// the message does not say.)
+    #[error("this device is not enrolled with a server yet")]
     NotEnrolled,
     /// SQLite failed.
     #[error("database error: {0}")]

@@ -8,7 +8,13 @@
 //! [`heeldiary_core::EntryState`]), so local edits and pulled ones go through one rule.
 //!
 //! It depends on `heeldiary-core` and rusqlite only; it must never depend on the network, the
-//! server or an async runtime.
+//! server or an async runtime. Its errors speak to whatever app embeds it: they never tell a
+//! user to run a command (the CLI adds its own advice when it prints them).
+//!
+//! Inside, the diary API (this file) and the sync calls (`sync.rs`) both sit on the row-level
+//! module `db.rs` (the operation log and its row codec, entry states, rebuilding states from the
+//! log); `stamper.rs` hands out clock stamps and sequence numbers, `schema.rs` opens and
+//! migrates the file.
 //!
 //! ```
 //! use heeldiary_core::EntryInput;
@@ -20,16 +26,18 @@
 //! # Ok(()) }
 //! ```
 
+mod db;
 mod error;
 mod schema;
+mod stamper;
 mod sync;
 
 use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset, Local, NaiveDate, Utc};
-use heeldiary_core::{Entry, EntryInput, EntryState, Field, Hlc, HlcClock, Op, Patch};
-use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use heeldiary_core::{Entry, EntryInput, Field, Hlc, Patch};
+use rusqlite::{params, Connection, Transaction, TransactionBehavior};
 use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
@@ -37,6 +45,12 @@ use uuid::Uuid;
 pub use error::{Result, StoreError};
 pub use schema::SCHEMA_VERSION;
 pub use sync::{Enrolment, RemoteApply, SyncState};
+
+use db::{
+    insert_first_state, insert_local_op, load_state, read_op, read_state, save_state,
+    OP_LOG_COLUMNS, STATE_COLUMNS, STATE_JOIN,
+};
+use stamper::Stamper;
 
 /// Where the store reads the time. The default is the device clock with its local offset.
 pub type TimeSource = Arc<dyn Fn() -> DateTime<FixedOffset> + Send + Sync>;
@@ -47,63 +61,6 @@ pub struct Store {
     stamps: Stamper,
     clock_offset_ms: i64,
     time: TimeSource,
-}
-
-/// Hands out this device's clock stamps and sequence numbers. Kept apart from the connection so a
-/// transaction can borrow one while the other moves on.
-pub(crate) struct Stamper {
-    device_id: Uuid,
-    clock: HlcClock,
-    next_seq: u64,
-}
-
-impl Stamper {
-    fn stamp(&mut self, entry_id: Uuid, patch: Patch, now_ms: u64) -> Op {
-        let hlc = self.clock.tick(now_ms);
-        let device_seq = self.next_seq;
-        self.next_seq += 1;
-        Op {
-            entry_id,
-            device_id: self.device_id,
-            device_seq,
-            hlc,
-            patch,
-        }
-    }
-
-    /// Moves past what the file holds: another writer (a second process on the same diary, or
-    /// a second handle in one app) may have written since this one last looked. Own stamps grow
-    /// with the sequence, so the newest own operation carries the highest; stamps learnt from
-    /// other devices are kept in `device.last_hlc`.
-    fn catch_up(&mut self, conn: &Connection) -> Result<()> {
-        let (observed, newest_seq, newest_hlc): (Option<String>, Option<u64>, Option<String>) =
-            conn.prepare_cached(
-                "SELECT d.last_hlc, o.device_seq, o.hlc FROM device d LEFT JOIN
-                   (SELECT device_seq, hlc FROM ops WHERE device_id = ?1
-                    ORDER BY device_seq DESC LIMIT 1) o",
-            )?
-            .query_row([self.device_id.to_string()], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })?;
-        // Every move of the clock is in the file by the time a write commits (own stamps in the
-        // log, others in last_hlc), so the file is the truth; a correction made by another handle
-        // may have moved it back.
-        let mut last = Hlc::zero(self.device_id);
-        for text in [observed, newest_hlc].into_iter().flatten() {
-            last = last.max(text.parse().map_err(StoreError::corrupt)?);
-        }
-        self.clock = HlcClock::new(self.device_id, last);
-        self.next_seq = newest_seq.unwrap_or(0) + 1;
-        Ok(())
-    }
-
-    /// Records the clock's last stamp for the next writer, after it moved for a reason the log
-    /// does not show by itself (stamps seen from other devices, a corrected clock).
-    pub(crate) fn save(&self, conn: &Connection) -> Result<()> {
-        conn.prepare_cached("UPDATE device SET last_hlc = ?1")?
-            .execute([self.clock.last().to_string()])?;
-        Ok(())
-    }
 }
 
 /// One operation in an entry's history, with what became of each value it wrote.
@@ -147,13 +104,14 @@ impl Store {
     /// newer heeldiary is refused and left as it is.
     ///
     /// # Failure
-    /// [`StoreError::NewerSchema`] for a newer file, [`StoreError::Sqlite`] when the file cannot
-    /// be opened or is not a database.
+    /// [`StoreError::NewerSchema`] for a newer file, [`StoreError::Io`] when its folder cannot be
+    /// created, [`StoreError::Sqlite`] when the file cannot be opened or is not a database.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::corrupt(format!("cannot create the folder {}: {e}", dir.display()))
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Io {
+                path: dir.to_owned(),
+                error: e,
             })?;
         }
         Self::init(Connection::open(path)?)
@@ -167,14 +125,10 @@ impl Store {
     fn init(mut conn: Connection) -> Result<Self> {
         schema::prepare(&conn)?;
         schema::migrate(&mut conn, SCHEMA_VERSION)?;
-        let device_id = Self::ensure_device(&conn)?;
+        let device_id = db::ensure_device(&conn)?;
         let mut store = Store {
             conn,
-            stamps: Stamper {
-                device_id,
-                clock: HlcClock::new(device_id, Hlc::zero(device_id)),
-                next_seq: 1,
-            },
+            stamps: Stamper::new(device_id),
             clock_offset_ms: 0,
             time: Arc::new(|| Local::now().fixed_offset()),
         };
@@ -182,37 +136,10 @@ impl Store {
         Ok(store)
     }
 
-    fn ensure_device(conn: &Connection) -> Result<Uuid> {
-        let existing: Option<String> = conn
-            .query_row("SELECT device_id FROM device", [], |r| r.get(0))
-            .optional()?;
-        let text = match existing {
-            Some(text) => text,
-            None => {
-                let id = Uuid::now_v7().to_string();
-                conn.execute(
-                    "INSERT INTO device (singleton, device_id, created_at) VALUES (1, ?1, ?2)",
-                    params![id, Utc::now().to_rfc3339()],
-                )?;
-                id
-            }
-        };
-        Uuid::parse_str(&text).map_err(StoreError::corrupt)
-    }
-
-    /// Re-reads the clock, the next sequence number and the clock offset from the file, so the
-    /// in-memory copies never run ahead of what was committed.
     fn reload_counters(&mut self) -> Result<()> {
-        let device_id = self.stamps.device_id;
-        self.stamps = Stamper {
-            device_id,
-            clock: HlcClock::new(device_id, Hlc::zero(device_id)),
-            next_seq: 1,
-        };
+        self.stamps = Stamper::new(self.stamps.device_id());
         self.stamps.catch_up(&self.conn)?;
-        self.clock_offset_ms =
-            self.conn
-                .query_row("SELECT clock_offset_ms FROM sync_state", [], |r| r.get(0))?;
+        self.clock_offset_ms = db::clock_offset_ms(&self.conn)?;
         Ok(())
     }
 
@@ -223,7 +150,7 @@ impl Store {
 
     /// This device's id, which stamps its operations.
     pub fn device_id(&self) -> Uuid {
-        self.stamps.device_id
+        self.stamps.device_id()
     }
 
     /// The device's time, corrected by the offset learnt from the server.
@@ -234,9 +161,7 @@ impl Store {
     /// The corrected time, with the correction re-read: another handle on the same diary may
     /// have learnt a new one.
     fn fresh_now(&mut self) -> Result<DateTime<FixedOffset>> {
-        self.clock_offset_ms =
-            self.conn
-                .query_row("SELECT clock_offset_ms FROM sync_state", [], |r| r.get(0))?;
+        self.clock_offset_ms = db::clock_offset_ms(&self.conn)?;
         Ok(self.now())
     }
 
@@ -393,7 +318,7 @@ impl Store {
     pub fn history(&self, id: Uuid) -> Result<Vec<HistoryChange>> {
         let state = load_state(&self.conn, id)?.ok_or(StoreError::NotFound(id))?;
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {OP_COLUMNS}, received_at FROM ops WHERE entry_id = ?1 ORDER BY hlc"
+            "SELECT {OP_LOG_COLUMNS}, received_at FROM ops WHERE entry_id = ?1 ORDER BY hlc"
         ))?;
         let rows = stmt.query_map([id.to_string()], |r| {
             Ok((read_op(r)?, r.get::<_, Option<String>>(5)?))
@@ -429,7 +354,7 @@ impl Store {
     /// Recomputes every entry state from the operation log. The states are a cache of the log;
     /// this is how they are checked and repaired.
     pub fn rebuild_states(&mut self) -> Result<usize> {
-        self.write(|_, tx| rebuild(tx, None))
+        self.write(|_, tx| db::rebuild(tx, None))
     }
 }
 
@@ -454,182 +379,4 @@ fn insert_new_entry(
         return Err(StoreError::AlreadyExists(id));
     }
     Ok(())
-}
-
-/// Records an entry whose only operation is `op`, leaving its state column empty: the state is
-/// that operation's patch, so a bulk import or first pull writes each value once. Returns false
-/// when the entry exists already.
-fn insert_first_state(tx: &Connection, op: &Op) -> Result<bool> {
-    let day = op.patch.get(&Field::Day).and_then(Value::as_str);
-    let inserted = tx
-        .prepare_cached(
-            "INSERT INTO entries (entry_id, day, deleted, state) VALUES (?1, ?2, ?3, NULL)
-             ON CONFLICT (entry_id) DO NOTHING",
-        )?
-        .execute(params![op.entry_id.to_string(), day, op.is_tombstone()])?;
-    Ok(inserted == 1)
-}
-
-/// Recomputes the states of `only` (or of every entry) from their operations.
-fn rebuild(tx: &Transaction<'_>, only: Option<&[Uuid]>) -> Result<usize> {
-    let ids: Vec<Uuid> = match only {
-        Some(ids) => ids.to_vec(),
-        None => {
-            // An entry row with no operation behind it describes nothing: the log is the truth.
-            tx.execute(
-                "DELETE FROM entries WHERE entry_id NOT IN (SELECT entry_id FROM ops)",
-                [],
-            )?;
-            let mut stmt = tx.prepare("SELECT DISTINCT entry_id FROM ops")?;
-            let ids = stmt.query_map([], |r| r.get::<_, String>(0))?;
-            ids.map(|t| Uuid::parse_str(&t?).map_err(StoreError::corrupt))
-                .collect::<Result<_>>()?
-        }
-    };
-    for id in &ids {
-        let mut stmt =
-            tx.prepare_cached(&format!("SELECT {OP_COLUMNS} FROM ops WHERE entry_id = ?1"))?;
-        let mut state = EntryState::default();
-        for op in stmt.query_map([id.to_string()], read_op)? {
-            state.apply(&op??);
-        }
-        save_state(tx, *id, &state)?;
-    }
-    Ok(ids.len())
-}
-
-/// Columns [`read_op`] expects, in order; queries may select more after them.
-const OP_COLUMNS: &str = "entry_id, device_id, device_seq, hlc, patch";
-
-/// Reads an operation from a row that starts with [`OP_COLUMNS`].
-fn read_op(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Op>> {
-    let (entry, device, device_seq, hlc, patch): (String, String, u64, String, String) = (
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-    );
-    Ok((|| {
-        Ok(Op {
-            entry_id: Uuid::parse_str(&entry).map_err(StoreError::corrupt)?,
-            device_id: Uuid::parse_str(&device).map_err(StoreError::corrupt)?,
-            device_seq,
-            hlc: hlc.parse().map_err(StoreError::corrupt)?,
-            patch: serde_json::from_str(&patch).map_err(StoreError::corrupt)?,
-        })
-    })())
-}
-
-/// Appends an operation this device just wrote. Its sequence number is new by construction
-/// ([`Stamper::catch_up`] runs inside the same transaction), so a collision is a fault, never a
-/// write to drop quietly.
-fn insert_local_op(conn: &Connection, op: &Op) -> Result<()> {
-    if insert_op(conn, op, None)? {
-        Ok(())
-    } else {
-        Err(StoreError::corrupt(format!(
-            "device sequence {} is taken",
-            op.device_seq
-        )))
-    }
-}
-
-fn insert_op(conn: &Connection, op: &Op, pulled: Option<(u64, DateTime<Utc>)>) -> Result<bool> {
-    let patch = serde_json::to_string(&op.patch).map_err(StoreError::corrupt)?;
-    let inserted = conn
-        .prepare_cached(
-            "INSERT INTO ops (entry_id, device_id, device_seq, hlc, patch, server_cursor, received_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT (device_id, device_seq) DO NOTHING",
-        )?
-        .execute(params![
-            op.entry_id.to_string(),
-            op.device_id.to_string(),
-            op.device_seq,
-            op.hlc.to_string(),
-            patch,
-            pulled.map(|(cursor, _)| cursor),
-            pulled.map(|(_, at)| at.to_rfc3339()),
-        ])?;
-    Ok(inserted == 1)
-}
-
-/// The stored state of an entry and, when the state column is empty, its only operation.
-const STATE_COLUMNS: &str = "e.state, o.hlc, o.patch";
-const STATE_JOIN: &str = "entries e LEFT JOIN ops o ON e.state IS NULL AND o.entry_id = e.entry_id";
-
-/// Reads a row that starts with [`STATE_COLUMNS`].
-fn read_state(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Result<EntryState>> {
-    let state: Option<String> = row.get(first)?;
-    let hlc: Option<String> = row.get(first + 1)?;
-    let patch: Option<String> = row.get(first + 2)?;
-    Ok(match (state, hlc, patch) {
-        (Some(state), _, _) => decode_state(&state),
-        (None, Some(hlc), Some(patch)) => (|| {
-            let hlc: Hlc = hlc.parse().map_err(StoreError::corrupt)?;
-            let patch: Patch = serde_json::from_str(&patch).map_err(StoreError::corrupt)?;
-            let mut state = EntryState::default();
-            for (field, value) in patch {
-                state
-                    .fields
-                    .insert(field, heeldiary_core::FieldValue { hlc, value });
-            }
-            Ok(state)
-        })(),
-        _ => Err(StoreError::corrupt(
-            "an entry without state has no operation",
-        )),
-    })
-}
-
-fn load_state(conn: &Connection, id: Uuid) -> Result<Option<EntryState>> {
-    conn.prepare_cached(&format!(
-        "SELECT {STATE_COLUMNS} FROM {STATE_JOIN} WHERE e.entry_id = ?1"
-    ))?
-    .query_row([id.to_string()], |r| read_state(r, 0))
-    .optional()?
-    .transpose()
-}
-
-fn save_state(conn: &Connection, id: Uuid, state: &EntryState) -> Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO entries (entry_id, day, deleted, state) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (entry_id) DO UPDATE SET day = excluded.day, deleted = excluded.deleted, state = excluded.state",
-    )?
-    .execute(params![id.to_string(), day_of(state), state.is_deleted(), encode_state(state)])?;
-    Ok(())
-}
-
-fn day_of(state: &EntryState) -> Option<&str> {
-    state.fields.get(&Field::Day).and_then(|f| f.value.as_str())
-}
-
-/// Entry states are stored grouped by stamp, `{"<hlc>": {"field": value, ...}, ...}`: a new
-/// entry is then one stamp and its values, about the size of the operation that made it, instead
-/// of repeating the stamp for every field.
-fn encode_state(state: &EntryState) -> String {
-    let mut by_stamp: std::collections::BTreeMap<String, serde_json::Map<String, Value>> =
-        Default::default();
-    for (field, current) in &state.fields {
-        by_stamp
-            .entry(current.hlc.to_string())
-            .or_default()
-            .insert(field.as_str().to_string(), current.value.clone());
-    }
-    serde_json::to_string(&by_stamp).expect("entry state serialises")
-}
-
-fn decode_state(text: &str) -> Result<EntryState> {
-    let by_stamp: std::collections::BTreeMap<Hlc, Patch> =
-        serde_json::from_str(text).map_err(StoreError::corrupt)?;
-    let mut state = EntryState::default();
-    for (hlc, values) in by_stamp {
-        for (field, value) in values {
-            state
-                .fields
-                .insert(field, heeldiary_core::FieldValue { hlc, value });
-        }
-    }
-    Ok(state)
 }

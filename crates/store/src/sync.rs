@@ -3,15 +3,16 @@
 
 use chrono::{DateTime, Utc};
 use heeldiary_core::wire::PulledOp;
-use heeldiary_core::{EntryState, Hlc, HlcClock, Op, MAX_CLOCK_AHEAD_MS};
+use heeldiary_core::{EntryState, Hlc, Op, MAX_CLOCK_AHEAD_MS};
 use rusqlite::params;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::error::{Result, StoreError};
-use crate::{
-    insert_first_state, insert_op, load_state, read_op, rebuild, save_state, Store, OP_COLUMNS,
+use crate::db::{
+    insert_first_state, insert_op, load_state, read_op, rebuild, save_state, OP_LOG_COLUMNS,
 };
+use crate::error::{Result, StoreError};
+use crate::Store;
 
 /// The server this device syncs with, and its credentials.
 #[derive(Clone, PartialEq, Eq)]
@@ -137,7 +138,7 @@ impl Store {
     /// Up to `limit` of this device's operations the server has not acknowledged, in sequence order.
     pub fn unpushed(&self, limit: usize) -> Result<Vec<Op>> {
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {OP_COLUMNS} FROM ops
+            "SELECT {OP_LOG_COLUMNS} FROM ops
              WHERE device_id = ?1 AND device_seq > (SELECT acked_seq FROM sync_state)
              ORDER BY device_seq LIMIT ?2"
         ))?;
@@ -173,7 +174,7 @@ impl Store {
                 summary.applied += 1;
                 // The server refuses stamps far ahead of its clock, so a refusal here only means
                 // this device's clock is behind; the stamp still orders the merge.
-                let _ = stamps.clock.observe(op.hlc, now_ms.max(op.hlc.wall_ms));
+                let _ = stamps.observe(op.hlc, now_ms.max(op.hlc.wall_ms));
                 match state {
                     Some(mut state) => {
                         summary.conflicts += state.apply(op).conflicts.len();
@@ -250,7 +251,7 @@ impl Store {
                 Some(text) => text.parse().map_err(StoreError::corrupt)?,
                 None => Hlc::zero(device_id),
             };
-            stamps.clock = HlcClock::new(device_id, settled);
+            stamps.restart_after(settled);
             let refused: Vec<(u64, String)> = {
                 let mut stmt = tx.prepare(
                     "SELECT device_seq, entry_id FROM ops
@@ -265,7 +266,7 @@ impl Store {
             };
             let mut touched = Vec::new();
             for (device_seq, entry) in &refused {
-                let hlc = stamps.clock.tick(now_ms);
+                let hlc = stamps.tick(now_ms);
                 tx.execute(
                     "UPDATE ops SET hlc = ?1 WHERE device_id = ?2 AND device_seq = ?3",
                     params![hlc.to_string(), device_id.to_string(), device_seq],
@@ -289,9 +290,9 @@ impl Store {
 
     /// Every operation in the local log, in arrival order (for tests and convergence checks).
     pub fn all_ops(&self) -> Result<Vec<Op>> {
-        let mut stmt = self
-            .conn
-            .prepare(&format!("SELECT {OP_COLUMNS} FROM ops ORDER BY local_seq"))?;
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {OP_LOG_COLUMNS} FROM ops ORDER BY local_seq"
+        ))?;
         let rows = stmt.query_map([], read_op)?;
         rows.map(|op| op?).collect()
     }
