@@ -11,6 +11,10 @@
 //! an I/O crate (files, network, databases, clocks) nor on any heeldiary crate other than
 //! `heeldiary-core`, so the same analysis runs on a phone, on the server and in batch jobs.
 //!
+//! The synthetic cohort generator (`cohort`: diaries with known ground truth) is behind the
+//! `cohort` feature, off by default: the tests, the benchmark and the `trends-accuracy` tool
+//! turn it on, the analysis a phone links carries no generator. The example uses it:
+//!
 //! ```
 //! use chrono::NaiveDate;
 //! use heeldiary_trends::{analyse, cohort, Options, PatternKind};
@@ -23,6 +27,7 @@
 //! println!("{}", heeldiary_trends::render_text(&report));
 //! ```
 
+#[cfg(feature = "cohort")]
 pub mod cohort;
 mod days;
 mod pattern;
