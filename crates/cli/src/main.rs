@@ -1,7 +1,8 @@
 //! `heeldiary`: the patient's diary on the command line: the same store a phone app embeds,
 //! plus enrolment and sync with a heeldiary server and the trend report.
 //!
-//! A binary: it may use every heeldiary library but the server.
+//! A binary: it may use every heeldiary library but the server. The libraries' errors never name
+//! a command to run (a phone app embeds them); this binary adds that advice when it prints one.
 
 mod diary;
 mod entry_flags;
@@ -85,7 +86,8 @@ enum Command {
         file: PathBuf,
     },
     /// Connect this device to a heeldiary server with the code your clinic gave you.
-    Enroll {
+    #[command(name = "enroll", alias = "enrol")]
+    Enrol {
         /// Server URL, e.g. https://clinic.example or http://127.0.0.1:8080.
         #[arg(long, value_name = "URL")]
         server: String,
@@ -131,7 +133,8 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            let advice = sync::advice(&err).unwrap_or_default();
+            eprintln!("error: {err:#}{advice}");
             ExitCode::FAILURE
         }
     }
@@ -156,11 +159,11 @@ fn run(cli: Cli) -> Result<()> {
         } => diary::edit(&mut store, id, date, &clear, fields),
         Command::Delete { id } => diary::delete(&mut store, id),
         Command::Import { file } => diary::import(&mut store, &file),
-        Command::Enroll {
+        Command::Enrol {
             server,
             code,
             label,
-        } => sync::enroll(&mut store, &server, &code, label.as_deref()),
+        } => sync::enrol(&mut store, &server, &code, label.as_deref()),
         Command::Sync { json, batch } => sync::sync(&mut store, json, batch as usize),
         Command::Status { json } => sync::status(&store, json),
         Command::Trends {

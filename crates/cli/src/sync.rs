@@ -1,7 +1,7 @@
 //! Enrolment, sync and status: the device's side of the server.
 
 use anyhow::{Context, Result};
-use heeldiary_client::SyncOptions;
+use heeldiary_client::{ClientError, SyncOptions};
 use heeldiary_store::{Store, StoreError};
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -11,8 +11,8 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the network runtime")
 }
 
-pub fn enroll(store: &mut Store, server: &str, code: &str, label: Option<&str>) -> Result<()> {
-    let enrolment = runtime()?.block_on(heeldiary_client::enroll(store, server, code, label))?;
+pub fn enrol(store: &mut Store, server: &str, code: &str, label: Option<&str>) -> Result<()> {
+    let enrolment = runtime()?.block_on(heeldiary_client::enrol(store, server, code, label))?;
     println!(
         "enrolled device {} for patient {} at {}",
         store.device_id(),
@@ -95,4 +95,23 @@ pub fn status(store: &Store, json: bool) -> Result<()> {
         None => println!("last sync   never"),
     }
     Ok(())
+}
+
+/// What to do about `err`, on the command line, to follow its message: the libraries a phone app
+/// embeds leave such advice out, as the way to enrol or to start another diary depends on the app.
+pub fn advice(err: &anyhow::Error) -> Option<&'static str> {
+    err.chain().find_map(|cause| {
+        let store = match cause.downcast_ref::<ClientError>() {
+            Some(ClientError::AlreadyEnrolled { .. }) => {
+                return Some(": start a new diary file (--db) to enrol elsewhere")
+            }
+            Some(ClientError::Store(store)) => Some(store),
+            Some(_) => None,
+            None => cause.downcast_ref::<StoreError>(),
+        };
+        match store? {
+            StoreError::NotEnrolled => Some("; run `heeldiary enroll --server URL --code CODE`"),
+            _ => None,
+        }
+    })
 }

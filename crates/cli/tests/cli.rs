@@ -354,6 +354,14 @@ fn sync_without_enrolment_says_what_to_do() {
 }
 
 #[test]
+fn enrol_is_another_spelling_of_enroll() {
+    let d = Diary::new();
+    let err = d.fails(&["enrol", "--server", "not a url", "--code", "X"]);
+    assert!(err.contains("invalid server URL"), "{err}");
+    assert!(d.ok(&["enrol", "--help"]).contains("--code"));
+}
+
+#[test]
 fn help_describes_every_command() {
     let d = Diary::new();
     let help = d.ok(&["--help"]);

@@ -3,7 +3,9 @@
 //! page through the store's merge, retrying network faults with exponential backoff and jitter.
 //!
 //! It depends on `heeldiary-core` (wire types) and `heeldiary-store` (the local diary); it must
-//! never depend on the server crate: the two meet only through the `/v1` protocol.
+//! never depend on the server crate: the two meet only through the `/v1` protocol. A phone app
+//! embeds it as it embeds the store, so its errors never tell a user to run a command: the CLI
+//! adds its own advice when it prints them.
 
 mod http;
 
@@ -46,7 +48,7 @@ pub enum ClientError {
     #[error("invalid server URL `{0}`: use http://HOST:PORT or https://HOST")]
     InvalidUrl(String),
     /// The diary is enrolled already.
-    #[error("this diary is enrolled already with {server_url} (patient {patient_id}); a diary syncs with one server as one patient: start a new diary file (--db) to enrol elsewhere")]
+    #[error("this diary is enrolled already with {server_url} (patient {patient_id}); a diary syncs with one server as one patient")]
     AlreadyEnrolled {
         /// Where it syncs.
         server_url: String,
@@ -105,7 +107,7 @@ pub struct SyncSummary {
 }
 
 /// Exchanges a single-use enrolment code for a device token and stores it with the diary.
-pub async fn enroll(
+pub async fn enrol(
     store: &mut Store,
     server_url: &str,
     code: &str,

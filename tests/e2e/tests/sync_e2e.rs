@@ -21,9 +21,9 @@ fn devices_of_one_patient_converge_and_other_patients_see_nothing() {
         let (patient, code_a) = server.add_patient();
         let (_, code_c) = server.add_patient();
         let (phone, tablet, stranger) = (Device::new(), Device::new(), Device::new());
-        phone.enroll(&server, &code_a);
-        tablet.enroll(&server, &server.new_code(&patient));
-        stranger.enroll(&server, &code_c);
+        phone.enrol(&server, &code_a);
+        tablet.enrol(&server, &server.new_code(&patient));
+        stranger.enrol(&server, &code_c);
         let reused = Device::new().run(&["enroll", "--server", &server.url, "--code", &code_a]);
         assert!(
             !reused.status.success(),
@@ -37,11 +37,16 @@ fn devices_of_one_patient_converge_and_other_patients_see_nothing() {
             "--code",
             &server.new_code(&patient),
         ]);
+        let stderr = String::from_utf8_lossy(&again.stderr);
         assert!(
-            String::from_utf8_lossy(&again.stderr)
-                .contains("a diary syncs with one server as one patient"),
+            stderr.contains("a diary syncs with one server as one patient"),
             "{}: one server per diary",
             backend.name()
+        );
+        // The advice is the command line's own, after the client's message.
+        assert!(
+            stderr.contains("one patient: start a new diary file (--db) to enrol elsewhere"),
+            "{stderr}"
         );
 
         let e1 = phone.log(&[
@@ -107,7 +112,7 @@ fn devices_of_one_patient_converge_and_other_patients_see_nothing() {
         // Repeated syncs change nothing; a fresh device sees exactly the current diary.
         assert_eq!(phone.sync()["pushed"], 0);
         let fresh = Device::new();
-        fresh.enroll(&server, &server.new_code(&patient));
+        fresh.enrol(&server, &server.new_code(&patient));
         fresh.sync();
         assert_eq!(fresh.entries(), phone.entries());
         assert_eq!(fresh.entries().len(), 2);
@@ -120,7 +125,7 @@ fn a_revoked_or_forged_token_is_refused() {
         let server = Server::start(&backend);
         let (patient, code) = server.add_patient();
         let device = Device::new();
-        device.enroll(&server, &code);
+        device.enrol(&server, &code);
         device.log(&["--date", "2026-11-01", "--rest-pain", "2"]);
         device.sync();
 
@@ -165,8 +170,8 @@ fn a_clock_far_ahead_is_corrected_and_does_not_win_forever() {
         let server = Server::start(&backend);
         let (patient, code) = server.add_patient();
         let (fast, honest) = (Device::new(), Device::new());
-        fast.enroll(&server, &code);
-        honest.enroll(&server, &server.new_code(&patient));
+        fast.enrol(&server, &code);
+        honest.enrol(&server, &server.new_code(&patient));
 
         let id = honest.log(&["--first-step-pain", "4"]);
         honest.sync();
@@ -219,8 +224,8 @@ fn a_push_the_server_refuses_does_not_stop_the_pull() {
         let server = Server::start(&backend);
         let (patient, code) = server.add_patient();
         let (broken, other) = (Device::new(), Device::new());
-        broken.enroll(&server, &code);
-        other.enroll(&server, &server.new_code(&patient));
+        broken.enrol(&server, &code);
+        other.enrol(&server, &server.new_code(&patient));
         other.log(&["--date", "2026-11-01", "--rest-pain", "2"]);
         other.sync();
 

@@ -1,8 +1,12 @@
 //! Shared helpers of the end-to-end tests and benchmarks: start the real `heeldiary-server`
 //! binary on a free port over a chosen storage backend, run the real `heeldiary` binary against
-//! device diaries, and reach PostgreSQL when a test database URL is given.
+//! device diaries, enrol many device diaries at once, and reach PostgreSQL when a test database
+//! URL is given (through the server's own test support: one scratch schema per test).
 //!
-//! Test support only: nothing in the product depends on it.
+//! Test support only: nothing in the product depends on it. It exists only with the `support`
+//! feature, which this package's own tests and benchmarks turn on, so that building the
+//! workspace never builds the server with its test support.
+#![cfg(feature = "support")]
 
 pub mod proxy;
 
@@ -11,12 +15,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+use heeldiary_server::storage::ScratchSchema;
+use heeldiary_store::Store;
 use serde_json::Value;
 use tempfile::TempDir;
-
-/// Environment variable naming a PostgreSQL server for tests, e.g.
-/// `postgres://postgres@127.0.0.1:5432/test`. Each test creates and drops its own database there.
-pub const TEST_DATABASE_URL: &str = "HEELDIARY_TEST_DATABASE_URL";
+use tokio::runtime::Runtime;
 
 /// Path of a binary built from this workspace (`cargo build --workspace --bins` builds them; so
 /// does `cargo test --workspace`).
@@ -40,8 +43,11 @@ pub fn binary(name: &str) -> PathBuf {
 pub enum Backend {
     /// SQLite files in a temporary folder.
     Sqlite(TempDir),
-    /// A fresh PostgreSQL database, dropped when this value is dropped.
-    Postgres(PostgresDatabase),
+    /// A fresh schema on the PostgreSQL database of [`TEST_DATABASE_URL`], dropped when this
+    /// value is dropped.
+    ///
+    /// [`TEST_DATABASE_URL`]: heeldiary_server::storage::TEST_DATABASE_URL
+    Postgres(Box<ScratchSchema>),
 }
 
 impl Backend {
@@ -50,10 +56,12 @@ impl Backend {
         Backend::Sqlite(tempfile::tempdir().expect("temp dir"))
     }
 
-    /// A fresh PostgreSQL database, or `None` (with a loud note on stderr) when
+    /// A fresh PostgreSQL schema, or `None` (with a loud note on stderr) when
     /// [`TEST_DATABASE_URL`] is not set.
+    ///
+    /// [`TEST_DATABASE_URL`]: heeldiary_server::storage::TEST_DATABASE_URL
     pub fn postgres(test: &str) -> Option<Self> {
-        PostgresDatabase::create(test).map(Backend::Postgres)
+        ScratchSchema::create_blocking(test).map(|schema| Backend::Postgres(Box::new(schema)))
     }
 
     /// Every backend this run can test: SQLite always, PostgreSQL when configured.
@@ -75,60 +83,9 @@ impl Backend {
     pub fn args(&self) -> Vec<String> {
         match self {
             Backend::Sqlite(dir) => vec!["--data".into(), dir.path().display().to_string()],
-            Backend::Postgres(db) => vec!["--database-url".into(), db.url.clone()],
+            Backend::Postgres(schema) => vec!["--database-url".into(), schema.url()],
         }
     }
-}
-
-/// A database created for one test on the PostgreSQL server of [`TEST_DATABASE_URL`].
-pub struct PostgresDatabase {
-    /// URL of the new database.
-    pub url: String,
-    admin_url: String,
-    name: String,
-}
-
-impl PostgresDatabase {
-    fn create(test: &str) -> Option<Self> {
-        let Ok(admin_url) = std::env::var(TEST_DATABASE_URL) else {
-            eprintln!("SKIPPED on PostgreSQL: {test} (set {TEST_DATABASE_URL} to run it)");
-            return None;
-        };
-        let name = format!("heeldiary_e2e_{}", uuid::Uuid::new_v4().simple());
-        psql(&admin_url, &format!("CREATE DATABASE {name}"));
-        let base = admin_url
-            .rsplit_once('/')
-            .map(|(base, _)| base)
-            .unwrap_or(&admin_url);
-        Some(PostgresDatabase {
-            url: format!("{base}/{name}"),
-            admin_url,
-            name,
-        })
-    }
-}
-
-impl Drop for PostgresDatabase {
-    fn drop(&mut self) {
-        psql(
-            &self.admin_url,
-            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-        );
-    }
-}
-
-/// Runs one SQL statement with the `psql` client.
-pub fn psql(url: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .args([url, "-v", "ON_ERROR_STOP=1", "-qAtc", sql])
-        .output()
-        .expect("psql runs");
-    assert!(
-        out.status.success(),
-        "psql `{sql}` failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// A running `heeldiary-server serve` process.
@@ -289,7 +246,7 @@ impl Device {
     }
 
     /// Enrols with `server` using `code`.
-    pub fn enroll(&self, server: &Server, code: &str) {
+    pub fn enrol(&self, server: &Server, code: &str) {
         self.ok(&["enroll", "--server", &server.url, "--code", code]);
     }
 
@@ -314,8 +271,8 @@ impl Device {
     }
 
     /// Opens the diary through the library, for checks the CLI does not print.
-    pub fn store(&self) -> heeldiary_store::Store {
-        heeldiary_store::Store::open(&self.db).expect("diary opens")
+    pub fn store(&self) -> Store {
+        Store::open(&self.db).expect("diary opens")
     }
 }
 
@@ -354,7 +311,7 @@ pub fn sample_entry(i: usize) -> heeldiary_core::EntryInput {
 
 /// A multi-threaded tokio runtime: tests block on device syncs on it while it runs a
 /// [`proxy::Proxy`] in the background.
-pub fn runtime() -> tokio::runtime::Runtime {
+pub fn runtime() -> Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -363,9 +320,9 @@ pub fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// A new device diary in memory, enrolled with `code` at `server_url` (the URL its syncs use).
-pub async fn enrolled_store(server_url: &str, code: &str) -> heeldiary_store::Store {
-    let mut store = heeldiary_store::Store::open_in_memory().expect("diary in memory");
-    heeldiary_client::enroll(&mut store, server_url, code, None)
+pub async fn enrolled_store(server_url: &str, code: &str) -> Store {
+    let mut store = Store::open_in_memory().expect("diary in memory");
+    heeldiary_client::enrol(&mut store, server_url, code, None)
         .await
         .expect("device enrols");
     store
@@ -387,7 +344,7 @@ pub fn impatient_sync(max_attempts: u32) -> heeldiary_client::SyncOptions {
 
 /// The `(device id, device sequence)` of every operation a diary holds; fails when one is held
 /// twice.
-pub fn op_keys(store: &heeldiary_store::Store) -> std::collections::BTreeSet<(uuid::Uuid, u64)> {
+pub fn op_keys(store: &Store) -> std::collections::BTreeSet<(uuid::Uuid, u64)> {
     let ops = store.all_ops().expect("operation log");
     let keys: std::collections::BTreeSet<_> =
         ops.iter().map(|op| (op.device_id, op.device_seq)).collect();
@@ -397,7 +354,7 @@ pub fn op_keys(store: &heeldiary_store::Store) -> std::collections::BTreeSet<(uu
 
 /// Every entry a diary knows of, deleted ones included, with its merged state.
 pub fn entry_states(
-    store: &heeldiary_store::Store,
+    store: &Store,
 ) -> std::collections::BTreeMap<uuid::Uuid, heeldiary_core::EntryState> {
     let ids: std::collections::BTreeSet<uuid::Uuid> = store
         .all_ops()
@@ -413,30 +370,57 @@ pub fn entry_states(
         .collect()
 }
 
-/// Enrolment codes for `patients` new patients with `devices_per_patient` devices each, patient
-/// by patient, made with the admin command one after another.
-pub fn enrolment_codes(
-    server: &Server,
-    patients: usize,
-    devices_per_patient: usize,
-) -> Vec<String> {
-    let mut codes = Vec::with_capacity(patients * devices_per_patient);
-    for _ in 0..patients {
-        let (patient, code) = server.add_patient();
-        codes.push(code);
-        for _ in 1..devices_per_patient {
-            codes.push(server.new_code(&patient));
-        }
+/// How many patients a test or benchmark enrols, and how many devices each of them has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fleet {
+    /// Patients, each made with the admin command.
+    pub patients: usize,
+    /// Devices of each patient.
+    pub devices_per_patient: usize,
+}
+
+impl Fleet {
+    /// Devices in all.
+    pub fn devices(&self) -> usize {
+        self.patients * self.devices_per_patient
     }
-    codes
+}
+
+/// A new diary in memory for every device of `fleet`, grouped by patient, each enrolled at `url`
+/// (the server's own URL, or a proxy's in front of it). The patients and codes are made first,
+/// with the admin command one after another, then the devices enrol one after another.
+pub fn enrol_fleet(rt: &Runtime, server: &Server, url: &str, fleet: Fleet) -> Vec<Vec<Store>> {
+    let codes: Vec<Vec<String>> = (0..fleet.patients)
+        .map(|_| {
+            let (patient, first) = server.add_patient();
+            let mut codes = vec![first];
+            codes.extend((1..fleet.devices_per_patient).map(|_| server.new_code(&patient)));
+            codes
+        })
+        .collect();
+    rt.block_on(async {
+        let mut patients = Vec::with_capacity(codes.len());
+        for codes in &codes {
+            let mut devices = Vec::with_capacity(codes.len());
+            for code in codes {
+                devices.push(enrolled_store(url, code).await);
+            }
+            patients.push(devices);
+        }
+        patients
+    })
+}
+
+/// A new diary in memory for another device of the patient of `device`, enrolled at `url`.
+pub fn another_device(rt: &Runtime, server: &Server, device: &Store, url: &str) -> Store {
+    let patient = device.enrolment().expect("an enrolled device");
+    let code = server.new_code(&patient.patient_id.to_string());
+    rt.block_on(enrolled_store(url, &code))
 }
 
 /// Syncs every store with the default options, at most `concurrency` at a time; returns them in
 /// their order with each sync's duration (from its start, not from when it was queued).
-pub async fn sync_all(
-    stores: Vec<heeldiary_store::Store>,
-    concurrency: usize,
-) -> (Vec<heeldiary_store::Store>, Vec<Duration>) {
+pub async fn sync_all(stores: Vec<Store>, concurrency: usize) -> (Vec<Store>, Vec<Duration>) {
     let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
     let tasks: Vec<_> = stores
         .into_iter()

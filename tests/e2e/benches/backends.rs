@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use heeldiary_core::wire::{PushRequest, PushResponse, PushStatus};
 use heeldiary_e2e::{
-    enrolled_store, enrolment_codes, quantile, runtime, sample_entry, sync_all, Backend, Server,
+    enrol_fleet, enrolled_store, quantile, runtime, sample_entry, sync_all, Backend, Fleet, Server,
 };
 use heeldiary_store::Store;
 use tokio::runtime::Runtime;
@@ -22,9 +22,11 @@ use tokio::runtime::Runtime;
 const PUSH_ENTRIES: usize = 20_000;
 /// Operations per push request (the client's default batch).
 const PUSH_BATCH: usize = 500;
-/// Patients of the daily-sync run, each with [`DEVICES_PER_PATIENT`] devices.
-const PATIENTS: usize = 100;
-const DEVICES_PER_PATIENT: usize = 2;
+/// The devices of the daily-sync run.
+const FLEET: Fleet = Fleet {
+    patients: 100,
+    devices_per_patient: 2,
+};
 /// Devices syncing at the same moment.
 const CONCURRENT_SYNCS: usize = 32;
 /// Days of the daily-sync run; each day every device logs and syncs once.
@@ -128,14 +130,10 @@ async fn push_throughput(server: &Server) -> f64 {
 
 /// Latency of every device's sync over [`DAYS`] days, after a first sync that is not counted.
 fn daily_syncs(rt: &Runtime, server: &Server) -> Vec<Duration> {
-    let codes = enrolment_codes(server, PATIENTS, DEVICES_PER_PATIENT);
-    let mut stores: Vec<Store> = rt.block_on(async {
-        let mut stores = Vec::with_capacity(codes.len());
-        for code in &codes {
-            stores.push(enrolled_store(&server.url, code).await);
-        }
-        stores
-    });
+    let mut stores: Vec<Store> = enrol_fleet(rt, server, &server.url, FLEET)
+        .into_iter()
+        .flatten()
+        .collect();
     let mut latencies = Vec::new();
     for day in 0..=DAYS {
         for (d, store) in stores.iter_mut().enumerate() {

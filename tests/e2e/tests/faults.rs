@@ -14,12 +14,12 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use heeldiary_client::{enroll, sync, ClientError, SyncOptions};
+use heeldiary_client::{enrol, sync, ClientError, SyncOptions};
 use heeldiary_core::EntryInput;
 use heeldiary_e2e::proxy::{Fault, Proxy};
 use heeldiary_e2e::{
-    enrolled_store, entry_states, impatient_sync, op_keys, runtime, sample_entry,
-    server_entry_states, Backend, Server,
+    another_device, enrol_fleet, enrolled_store, entry_states, impatient_sync, op_keys, runtime,
+    sample_entry, server_entry_states, Backend, Fleet, Server,
 };
 use heeldiary_store::Store;
 use proptest::prelude::*;
@@ -61,7 +61,7 @@ fn every_fault_on_a_push_or_a_pull_is_survived_without_loss_or_duplicate() {
         ];
         for (fault, expected) in faults {
             let at = format!("{}, {fault:?}", backend.name());
-            let (patient, code) = server.add_patient();
+            let (_, code) = server.add_patient();
             let mut writer = rt.block_on(enrolled_store(&proxy.url, &code));
             writer
                 .import((0..ENTRIES).map(sample_entry), |_| {})
@@ -78,7 +78,7 @@ fn every_fault_on_a_push_or_a_pull_is_survived_without_loss_or_duplicate() {
             assert_eq!(writer.unpushed(1).unwrap(), vec![], "{at}");
 
             // The reader has nothing to push: its first request is a pull.
-            let mut reader = rt.block_on(enrolled_store(&proxy.url, &server.new_code(&patient)));
+            let mut reader = another_device(&rt, &server, &writer, &proxy.url);
             proxy.script([fault]);
             let pulled = rt
                 .block_on(sync(&mut reader, &impatient_sync(3)))
@@ -106,7 +106,7 @@ fn an_enrolment_whose_answer_is_lost_still_enrols_the_device() {
         let mut store = Store::open_in_memory().unwrap();
         store.log(sample_entry(0)).unwrap();
         proxy.script([Fault::DropResponse]);
-        let enrolled = rt.block_on(enroll(&mut store, &proxy.url, &code, None));
+        let enrolled = rt.block_on(enrol(&mut store, &proxy.url, &code, None));
         assert!(enrolled.is_ok(), "{}: {enrolled:?}", backend.name());
         let synced = rt.block_on(sync(&mut store, &impatient_sync(3)));
         assert_eq!(synced.map(|s| s.pushed).ok(), Some(1), "{}", backend.name());
@@ -208,8 +208,7 @@ fn write(store: &mut Store, step: &Step) {
 
 /// The patient's whole feed as the server hands it to a new device of the patient.
 fn pulled_from_server(rt: &Runtime, server: &Server, device: &Store) -> Store {
-    let patient = device.enrolment().unwrap().patient_id.to_string();
-    let mut fresh = rt.block_on(enrolled_store(&server.url, &server.new_code(&patient)));
+    let mut fresh = another_device(rt, server, device, &server.url);
     rt.block_on(sync(&mut fresh, &SyncOptions::default()))
         .expect("a fresh device pulls without faults");
     fresh
@@ -217,11 +216,13 @@ fn pulled_from_server(rt: &Runtime, server: &Server, device: &Store) -> Store {
 
 /// Runs one property case on a new patient and checks convergence once the faults stop.
 fn converges_after_faults(rt: &Runtime, server: &Server, proxy: &Proxy, steps: &[Step]) {
-    let (patient, code) = server.add_patient();
-    let codes = [code, server.new_code(&patient), server.new_code(&patient)];
-    let mut devices: Vec<Store> = codes
-        .iter()
-        .map(|code| rt.block_on(enrolled_store(&proxy.url, code)))
+    let one_patient = Fleet {
+        patients: 1,
+        devices_per_patient: DEVICES,
+    };
+    let mut devices: Vec<Store> = enrol_fleet(rt, server, &proxy.url, one_patient)
+        .into_iter()
+        .flatten()
         .collect();
     // Small batches and pages, so that one sync is several requests and a fault can strike in
     // the middle of a push or a pull.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use heeldiary_client::{sync, ClientError, SyncOptions};
 use heeldiary_e2e::proxy::{Fault, Proxy, RequestLine};
 use heeldiary_e2e::{
-    enrolled_store, impatient_sync, op_keys, runtime, sample_entry, Backend, Server,
+    another_device, enrolled_store, impatient_sync, op_keys, runtime, sample_entry, Backend, Server,
 };
 use heeldiary_store::Store;
 use tokio::runtime::Runtime;
@@ -50,12 +50,6 @@ fn imported_diary(rt: &Runtime, server: &Server, url: &str, entries: usize) -> S
         .import((0..entries).map(sample_entry), |_| {})
         .expect("import");
     store
-}
-
-/// A new device of the patient of `device`, enrolled at `url`.
-fn second_device(rt: &Runtime, server: &Server, device: &Store, url: &str) -> Store {
-    let patient = device.enrolment().unwrap().patient_id.to_string();
-    rt.block_on(enrolled_store(url, &server.new_code(&patient)))
 }
 
 #[test]
@@ -120,7 +114,7 @@ fn a_server_killed_during_a_large_push_ends_with_every_operation_once() {
         );
         assert!(device.unpushed(1).unwrap().is_empty());
 
-        let mut fresh = second_device(&rt, &server, &device, &server.url);
+        let mut fresh = another_device(&rt, &server, &device, &server.url);
         rt.block_on(sync(&mut fresh, &SyncOptions::default()))
             .expect("a fresh device pulls everything");
         assert_eq!(op_keys(&fresh), own_ops, "{}", backend.name());
@@ -156,7 +150,7 @@ fn cut_off_pull_resumes_where_it_stopped(test: &str, entries: usize) {
             .expect("the writer pushes its diary");
 
         let proxy = rt.block_on(Proxy::start(server.port()));
-        let mut reader = second_device(&rt, &server, &writer, &proxy.url);
+        let mut reader = another_device(&rt, &server, &writer, &proxy.url);
         let mut pulls = 0;
         proxy.set_rule(move |request| {
             pulls += usize::from(is_pull(request));

@@ -18,16 +18,18 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use heeldiary_client::{enroll, sync, SyncOptions};
+use heeldiary_client::{enrol, sync, SyncOptions};
 use heeldiary_e2e::{
-    enrolled_store, enrolment_codes, quantile, runtime, sample_entry, sync_all, Backend, Server,
+    enrol_fleet, quantile, runtime, sample_entry, sync_all, Backend, Fleet, Server,
 };
 use heeldiary_store::Store;
 use tokio::runtime::Runtime;
 
-/// Patients of the daily sync, each with [`DEVICES_PER_PATIENT`] devices.
-const PATIENTS: usize = 100;
-const DEVICES_PER_PATIENT: usize = 2;
+/// The devices of the daily sync.
+const FLEET: Fleet = Fleet {
+    patients: 100,
+    devices_per_patient: 2,
+};
 /// Entries each device logged and synced before the measured day.
 const PRIOR_ENTRIES: usize = 7;
 /// Devices syncing at the same moment.
@@ -77,10 +79,7 @@ fn measure(rt: &Runtime, server: &Server, backend: &str, entries: usize) -> Figu
     let (pulled, pull) = timed_sync(rt, &mut second);
     assert_eq!(pulled.pulled, entries, "every entry pulled once");
 
-    eprintln!(
-        "{backend}: daily sync of {} devices…",
-        PATIENTS * DEVICES_PER_PATIENT
-    );
+    eprintln!("{backend}: daily sync of {} devices…", FLEET.devices());
     let mut daily = daily_syncs(rt, server);
     Figures {
         import,
@@ -95,7 +94,7 @@ fn measure(rt: &Runtime, server: &Server, backend: &str, entries: usize) -> Figu
 /// A diary file at `path`, enrolled with `code`.
 fn diary_file(rt: &Runtime, path: &Path, server: &Server, code: &str) -> Store {
     let mut store = Store::open(path).expect("diary file");
-    rt.block_on(enroll(&mut store, &server.url, code, None))
+    rt.block_on(enrol(&mut store, &server.url, code, None))
         .expect("device enrols");
     store
 }
@@ -110,10 +109,9 @@ fn timed_sync(rt: &Runtime, store: &mut Store) -> (heeldiary_client::SyncSummary
 
 /// Every device's sync on the measured day, after a week of entries synced beforehand.
 fn daily_syncs(rt: &Runtime, server: &Server) -> Vec<Duration> {
-    let codes = enrolment_codes(server, PATIENTS, DEVICES_PER_PATIENT);
-    let mut stores: Vec<Store> = codes
-        .iter()
-        .map(|code| rt.block_on(enrolled_store(&server.url, code)))
+    let mut stores: Vec<Store> = enrol_fleet(rt, server, &server.url, FLEET)
+        .into_iter()
+        .flatten()
         .collect();
     let mut next_entry = 0;
     let mut log_on_each = |stores: &mut [Store], count: usize| {
@@ -155,9 +153,11 @@ fn print(backend: &str, entries: usize, f: &Figures) {
         );
     }
     println!(
-        "daily sync of {} devices ({PATIENTS} patients x {DEVICES_PER_PATIENT}), \
+        "daily sync of {} devices ({} patients x {}), \
          {CONCURRENT_SYNCS} at a time: median {:.1} ms, p99 {:.1} ms",
         f.daily_syncs,
+        FLEET.patients,
+        FLEET.devices_per_patient,
         ms(f.daily_p50),
         ms(f.daily_p99)
     );

@@ -3,7 +3,7 @@
 //! every device holds exactly the server's operations and entry states, the server holds each
 //! operation once with gap-free cursors, and no patient sees another's operations.
 //!
-//! Needs `HEELDIARY_TEST_DATABASE_URL` (each run makes its own database) and the binaries
+//! Needs `HEELDIARY_TEST_DATABASE_URL` (each run makes its own schema there) and the binaries
 //! (`cargo build --workspace --bins`); without the URL it says loudly that it skipped.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,15 +12,17 @@ use heeldiary_client::{sync, SyncOptions};
 use heeldiary_core::wire::{PullResponse, PulledOp};
 use heeldiary_core::{EntryInput, EntryState};
 use heeldiary_e2e::{
-    enrolled_store, entry_states, op_keys, runtime, sample_entry, server_entry_states, Backend,
+    enrol_fleet, entry_states, op_keys, runtime, sample_entry, server_entry_states, Backend, Fleet,
     Server,
 };
 use heeldiary_store::Store;
 use serde_json::json;
 use uuid::Uuid;
 
-const PATIENTS: usize = 10;
-const DEVICES_PER_PATIENT: usize = 5;
+const FLEET: Fleet = Fleet {
+    patients: 10,
+    devices_per_patient: 5,
+};
 /// Rounds in which every device writes and then syncs, all at once.
 const ROUNDS: usize = 4;
 /// Entries each device logs per round.
@@ -122,25 +124,17 @@ fn fifty_devices_of_ten_patients_push_and_pull_in_parallel_and_converge() {
     };
     let server = Server::start(&backend);
     let rt = runtime();
-    let mut codes = Vec::new();
-    for patient in 0..PATIENTS {
-        let (id, first) = server.add_patient();
-        codes.push((patient, first));
-        for _ in 1..DEVICES_PER_PATIENT {
-            codes.push((patient, server.new_code(&id)));
-        }
-    }
-    let mut devices: Vec<Device> = rt.block_on(async {
-        let mut devices = Vec::new();
-        for (patient, code) in &codes {
-            devices.push(Device {
-                store: enrolled_store(&server.url, code).await,
-                patient: *patient,
+    let mut devices: Vec<Device> = enrol_fleet(&rt, &server, &server.url, FLEET)
+        .into_iter()
+        .enumerate()
+        .flat_map(|(patient, stores)| {
+            stores.into_iter().map(move |store| Device {
+                store,
+                patient,
                 written: 0,
-            });
-        }
-        devices
-    });
+            })
+        })
+        .collect();
 
     for round in 0..ROUNDS {
         for (d, device) in devices.iter_mut().enumerate() {
@@ -154,9 +148,9 @@ fn fifty_devices_of_ten_patients_push_and_pull_in_parallel_and_converge() {
 
     let http = reqwest::Client::new();
     let mut all_keys = BTreeSet::new();
-    for patient in 0..PATIENTS {
+    for patient in 0..FLEET.patients {
         let mine: Vec<&Device> = devices.iter().filter(|d| d.patient == patient).collect();
-        assert_eq!(mine.len(), DEVICES_PER_PATIENT);
+        assert_eq!(mine.len(), FLEET.devices_per_patient);
         let token = mine[0].store.enrolment().expect("enrolment").token;
         let feed = rt.block_on(server_feed(&http, &server.url, &token));
 
@@ -196,7 +190,8 @@ fn fifty_devices_of_ten_patients_push_and_pull_in_parallel_and_converge() {
     let total: usize = devices.iter().map(|d| d.written).sum();
     assert_eq!(all_keys.len(), total);
     eprintln!(
-        "{} devices of {PATIENTS} patients wrote {total} operations; all converged",
-        devices.len()
+        "{} devices of {} patients wrote {total} operations; all converged",
+        devices.len(),
+        FLEET.patients
     );
 }
