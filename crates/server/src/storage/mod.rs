@@ -469,6 +469,21 @@ pub(crate) struct Migration {
     pub sql: &'static str,
 }
 
+/// The migrations of one backend's folder in `schema/`, `version => "file name without .sql"`,
+/// in order: `migrations!("server-sqlite": 1 => "0001_init", 2 => "0002_code_used_by")`.
+macro_rules! migrations {
+    ($folder:literal: $($version:literal => $name:literal),+ $(,)?) => {
+        &[$($crate::storage::Migration {
+            version: $version,
+            name: $name,
+            sql: include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"), "/../../schema/", $folder, "/", $name, ".sql"
+            )),
+        }),+]
+    };
+}
+pub(crate) use migrations;
+
 /// The migrations a database at schema version `current` lacks, in order.
 ///
 /// # Failure

@@ -10,21 +10,13 @@ use tokio_postgres::{IsolationLevel, NoTls, Row};
 
 use super::faults::{describe, retrying, Fault};
 use super::PostgresStorage;
-use crate::storage::{pending, Migration, StorageError};
+use crate::storage::{migrations, pending, Migration, StorageError};
 
 /// Every migration, in order. Add the next file here; the upgrade test covers it by itself.
-pub(in crate::storage) const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "0001_init",
-        sql: include_str!("../../../../../schema/server-postgres/0001_init.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "0002_code_used_by",
-        sql: include_str!("../../../../../schema/server-postgres/0002_code_used_by.sql"),
-    },
-];
+pub(in crate::storage) const MIGRATIONS: &[Migration] = migrations!("server-postgres":
+    1 => "0001_init",
+    2 => "0002_code_used_by",
+);
 
 /// Schema version a fresh PostgreSQL database gets.
 pub const POSTGRES_SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

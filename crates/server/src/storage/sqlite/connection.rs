@@ -10,21 +10,13 @@ use rusqlite::{params, Connection, ErrorCode, TransactionBehavior};
 
 use super::transactions::time_text;
 use super::SqliteStorage;
-use crate::storage::{pending, Migration, StorageError};
+use crate::storage::{migrations, pending, Migration, StorageError};
 
 /// Every migration, in order. Add the next file here; the upgrade test covers it by itself.
-pub(in crate::storage) const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "0001_init",
-        sql: include_str!("../../../../../schema/server-sqlite/0001_init.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "0002_code_used_by",
-        sql: include_str!("../../../../../schema/server-sqlite/0002_code_used_by.sql"),
-    },
-];
+pub(in crate::storage) const MIGRATIONS: &[Migration] = migrations!("server-sqlite":
+    1 => "0001_init",
+    2 => "0002_code_used_by",
+);
 
 /// How long a statement waits for a lock before the request fails as unavailable.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
