@@ -4,9 +4,11 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
+use deadpool_postgres::{
+    Client, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction,
+};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{IsolationLevel, NoTls, Row};
+use tokio_postgres::{IsolationLevel, NoTls, Row, Statement};
 
 use super::faults::{describe, retrying, Fault};
 use super::PostgresStorage;
@@ -159,10 +161,8 @@ impl PostgresStorage {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, StorageError> {
         retrying(|| async {
-            let client = self.pool.get().await?;
-            Ok(client
-                .execute(&client.prepare_cached(sql).await?, params)
-                .await?)
+            let (client, statement) = self.prepared(sql).await?;
+            Ok(client.execute(&statement, params).await?)
         })
         .await
     }
@@ -174,12 +174,17 @@ impl PostgresStorage {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, StorageError> {
         retrying(|| async {
-            let client = self.pool.get().await?;
-            Ok(client
-                .query(&client.prepare_cached(sql).await?, params)
-                .await?)
+            let (client, statement) = self.prepared(sql).await?;
+            Ok(client.query(&statement, params).await?)
         })
         .await
+    }
+
+    /// A pooled connection and `sql` prepared on it (once per connection, then cached).
+    async fn prepared(&self, sql: &str) -> Result<(Client, Statement), Fault> {
+        let client = self.pool.get().await?;
+        let statement = client.prepare_cached(sql).await?;
+        Ok((client, statement))
     }
 }
 
@@ -204,6 +209,13 @@ mod tests {
 
     const VERSIONS: &str = "SELECT version FROM schema_migrations ORDER BY version";
 
+    /// A fresh schema, migrated, or `None` when no test database is configured.
+    async fn migrated(test: &str) -> Option<ScratchSchema> {
+        let schema = ScratchSchema::create(test).await?;
+        schema.open(&PoolOptions::default()).await;
+        Some(schema)
+    }
+
     /// A backend on `schema` that has not migrated yet.
     fn unmigrated(schema: &ScratchSchema) -> PostgresStorage {
         PostgresStorage {
@@ -214,10 +226,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_earlier_version_upgrades_to_the_fresh_schema() {
         let test = "every_earlier_version_upgrades_to_the_fresh_schema";
-        let Some(fresh) = ScratchSchema::create(test).await else {
+        let Some(fresh) = migrated(test).await else {
             return;
         };
-        fresh.open(&PoolOptions::default()).await;
         let described = fresh.query(SCHEMA_OF).await;
         assert!(
             described
@@ -248,10 +259,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_database_from_a_newer_server_is_refused_and_left_alone() {
         let test = "a_database_from_a_newer_server_is_refused_and_left_alone";
-        let Some(schema) = ScratchSchema::create(test).await else {
+        let Some(schema) = migrated(test).await else {
             return;
         };
-        schema.open(&PoolOptions::default()).await;
         let future = MIGRATIONS.len() as u32 + 1;
         schema
             .query(&format!(
