@@ -28,7 +28,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset, Local, NaiveDate, Utc};
-use heeldiary_core::{Entry, EntryInput, EntryState, Field, Hlc, HlcClock, Op, Patch};
+use heeldiary_core::{Entry, EntryError, EntryInput, EntryState, Field, Hlc, HlcClock, Op, Patch};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use serde::Serialize;
 use serde_json::Value;
@@ -351,17 +351,22 @@ impl Store {
     /// # Failure
     /// [`StoreError::NotFound`] when there is no such entry or it was deleted.
     pub fn get(&self, id: Uuid) -> Result<Entry> {
-        load_state(&self.conn, id)?
-            .and_then(|s| s.to_entry(id))
-            .filter(|e| !e.deleted)
-            .ok_or(StoreError::NotFound(id))
+        let entry = self.get_any(id)?;
+        if entry.deleted {
+            return Err(StoreError::NotFound(id));
+        }
+        Ok(entry)
     }
 
-    /// An entry in any state, deleted ones included (`deleted: true`), for history views.
+    /// An entry in any state, deleted ones included (`deleted: true`), for history views. An
+    /// entry not complete yet (an edit pulled before the operation that creates it) is not
+    /// found; one whose stored values do not fit is [`StoreError::Corrupt`].
     pub fn get_any(&self, id: Uuid) -> Result<Entry> {
-        load_state(&self.conn, id)?
-            .and_then(|s| s.to_entry(id))
-            .ok_or(StoreError::NotFound(id))
+        let state = load_state(&self.conn, id)?.ok_or(StoreError::NotFound(id))?;
+        state.to_entry(id).map_err(|e| match e {
+            EntryError::Incomplete { .. } => StoreError::NotFound(id),
+            invalid => StoreError::corrupt(invalid),
+        })
     }
 
     /// Live entries whose day lies in `from..=to` (either bound optional), by day then id.
@@ -382,8 +387,11 @@ impl Store {
         for row in rows {
             let (id, state) = row?;
             let id = Uuid::parse_str(&id).map_err(StoreError::corrupt)?;
-            if let Some(entry) = state?.to_entry(id) {
-                entries.push(entry);
+            // An entry waiting for the operation that creates it is left out until it arrives.
+            match state?.to_entry(id) {
+                Ok(entry) => entries.push(entry),
+                Err(e) if e.is_incomplete() => {}
+                Err(invalid) => return Err(StoreError::corrupt(invalid)),
             }
         }
         Ok(entries)
@@ -597,12 +605,8 @@ fn save_state(conn: &Connection, id: Uuid, state: &EntryState) -> Result<()> {
         "INSERT INTO entries (entry_id, day, deleted, state) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (entry_id) DO UPDATE SET day = excluded.day, deleted = excluded.deleted, state = excluded.state",
     )?
-    .execute(params![id.to_string(), day_of(state), state.is_deleted(), encode_state(state)])?;
+    .execute(params![id.to_string(), state.day(), state.is_deleted(), encode_state(state)])?;
     Ok(())
-}
-
-fn day_of(state: &EntryState) -> Option<&str> {
-    state.fields.get(&Field::Day).and_then(|f| f.value.as_str())
 }
 
 /// Entry states are stored grouped by stamp, `{"<hlc>": {"field": value, ...}, ...}`: a new

@@ -34,9 +34,9 @@ use tokio_postgres::{IsolationLevel, NoTls, Row};
 use uuid::Uuid;
 
 use super::{
-    code_use, device_id_taken, entry_day, from_i64, hash_from_bytes, parse_hlc, pending, to_i64,
-    CodeUse, DeviceCredentials, DeviceInfo, Migration, NewCode, NewDevice, NewPatient, PullPage,
-    PushPlan, Storage, StorageError, StoredEntry, StoredIdentities,
+    code_use, device_id_taken, from_i64, hash_from_bytes, parse_hlc, pending, to_i64, CodeUse,
+    DeviceCredentials, DeviceInfo, Migration, NewCode, NewDevice, NewPatient, PullPage, PushPlan,
+    Storage, StorageError, StoredEntry, StoredIdentities,
 };
 use crate::auth::SecretHash;
 
@@ -600,7 +600,7 @@ async fn save_states(
     updated_at: DateTime<Utc>,
 ) -> Result<(), Fault> {
     let ids: Vec<Uuid> = states.keys().copied().collect();
-    let days: Vec<Option<&str>> = states.values().map(entry_day).collect();
+    let days: Vec<Option<&str>> = states.values().map(EntryState::day).collect();
     let deleted: Vec<bool> = states.values().map(EntryState::is_deleted).collect();
     let json: Vec<Json<&EntryState>> = states.values().map(Json).collect();
     let save = tx

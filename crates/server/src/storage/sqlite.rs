@@ -17,9 +17,9 @@ use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row, Transactio
 use uuid::Uuid;
 
 use super::{
-    code_use, device_id_taken, entry_day, from_i64, hash_from_bytes, parse_hlc, pending, to_i64,
-    CodeUse, DeviceCredentials, DeviceInfo, Migration, NewCode, NewDevice, NewPatient, PullPage,
-    PushPlan, Storage, StorageError, StoredEntry, StoredIdentities,
+    code_use, device_id_taken, from_i64, hash_from_bytes, parse_hlc, pending, to_i64, CodeUse,
+    DeviceCredentials, DeviceInfo, Migration, NewCode, NewDevice, NewPatient, PullPage, PushPlan,
+    Storage, StorageError, StoredEntry, StoredIdentities,
 };
 use crate::auth::SecretHash;
 
@@ -301,7 +301,7 @@ fn push_tx(
             save.execute(params![
                 patient,
                 entry_id.to_string(),
-                entry_day(state),
+                state.day(),
                 state.is_deleted(),
                 json,
                 received
