@@ -173,7 +173,12 @@ impl<'de> Deserialize<'de> for Field {
 impl Field {
     /// The field's row of the table.
     pub fn spec(self) -> &'static Spec {
-        &TABLE[self as usize]
+        &TABLE[self.index()]
+    }
+
+    /// Position of the field in [`Field::ALL`], for tables indexed by field.
+    pub const fn index(self) -> usize {
+        self as usize
     }
 
     /// The snake_case name used in JSON.
@@ -472,6 +477,14 @@ mod tests {
     fn field_names_round_trip() {
         for field in Field::ALL {
             assert_eq!(field.as_str().parse::<Field>().unwrap(), *field);
+        }
+    }
+
+    #[test]
+    fn every_row_is_at_its_field_position() {
+        for (at, field) in Field::ALL.iter().enumerate() {
+            assert_eq!(field.index(), at);
+            assert_eq!(field.spec().field, *field);
         }
     }
 }
