@@ -1,5 +1,6 @@
-//! Domain of heeldiary: diary entries, their validation, the hybrid logical clock, field-level
-//! operations and their merge, and the sync wire types.
+//! Domain of heeldiary: the field table (every entry field declared once, with its kind and
+//! rule), the vocabularies, diary entries and their validation, the hybrid logical clock,
+//! field-level operations and their merge, and the sync wire types.
 //!
 //! Everything here is pure: no file, network or database access, so the same rules run on a
 //! phone, on the server and in analysis. This crate must never depend on any other heeldiary
