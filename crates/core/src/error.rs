@@ -33,33 +33,3 @@ impl fmt::Display for ValidationError {
         write!(f, "{}: {}", self.field, self.reason)
     }
 }
-
-/// Why a merged entry state does not make an [`crate::Entry`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EntryError {
-    /// Its day or first recording has not arrived yet: an edit was delivered before the
-    /// operation that creates the entry. Not a fault: the entry completes when that arrives, and
-    /// lists leave it out until then.
-    #[error("entry {id} is not complete yet: no `{missing}` has arrived")]
-    Incomplete {
-        /// The entry.
-        id: uuid::Uuid,
-        /// The first field it still lacks.
-        missing: crate::field::Field,
-    },
-    /// A stored value does not fit its field: a fault in the data, never to be skipped quietly.
-    #[error("entry {id}: {source}")]
-    Invalid {
-        /// The entry.
-        id: uuid::Uuid,
-        /// The field and why.
-        source: ValidationError,
-    },
-}
-
-impl EntryError {
-    /// Whether the entry is merely not complete yet (see [`EntryError::Incomplete`]).
-    pub fn is_incomplete(&self) -> bool {
-        matches!(self, EntryError::Incomplete { .. })
-    }
-}

@@ -32,11 +32,11 @@ mod vocab;
 pub mod wire;
 
 pub use entry::{Entry, EntryInput, FieldRef};
-pub use error::{EntryError, ValidationError};
+pub use error::ValidationError;
 pub use field::{
     Field, Kind, Patch, Spec, Writer, MAX_NOTE_CHARS, MAX_SCORE, MAX_STANDING_MINUTES, MAX_STEPS,
 };
 pub use hlc::{ClockError, Hlc, HlcClock, MAX_CLOCK_AHEAD_MS};
-pub use op::{merge, ApplyOutcome, EntryState, FieldValue, MergedEntry, Op};
+pub use op::{merge, ApplyOutcome, EntryError, EntryState, FieldValue, MergedEntry, Op};
 pub use text::{check_label, check_plain_text};
 pub use vocab::{Location, Severity, Side, Treatment, Trigger, Vocabulary, Word, WordSet};

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::entry::Entry;
-use crate::error::{EntryError, ValidationError};
+use crate::error::ValidationError;
 use crate::field::{Field, Patch};
 use crate::hlc::Hlc;
 
@@ -189,6 +189,36 @@ impl EntryState {
         );
         serde_path_to_error::deserialize(Value::Object(object))
             .map_err(|e| invalid(&e.path().to_string(), e.inner().to_string()))
+    }
+}
+
+/// Why a merged entry state does not make an [`Entry`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntryError {
+    /// Its day or first recording has not arrived yet: an edit was delivered before the
+    /// operation that creates the entry. Not a fault: the entry completes when that arrives, and
+    /// lists leave it out until then.
+    #[error("entry {id} is not complete yet: no `{missing}` has arrived")]
+    Incomplete {
+        /// The entry.
+        id: Uuid,
+        /// The first field it still lacks.
+        missing: Field,
+    },
+    /// A stored value does not fit its field: a fault in the data, never to be skipped quietly.
+    #[error("entry {id}: {source}")]
+    Invalid {
+        /// The entry.
+        id: Uuid,
+        /// The field and why.
+        source: ValidationError,
+    },
+}
+
+impl EntryError {
+    /// Whether the entry is merely not complete yet (see [`EntryError::Incomplete`]).
+    pub fn is_incomplete(&self) -> bool {
+        matches!(self, EntryError::Incomplete { .. })
     }
 }
 

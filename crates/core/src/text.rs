@@ -1,7 +1,9 @@
 //! Rules for text a person types: notes and device or patient labels.
 
 use crate::error::ValidationError;
-use crate::wire::MAX_LABEL_CHARS;
+
+/// Longest device or patient label, in characters.
+pub const MAX_LABEL_CHARS: usize = 200;
 
 /// Refuses control characters other than line breaks and tabs: a NUL, for one, cannot be
 /// stored in every database a diary travels through, and none of them belongs in a note.
