@@ -1,8 +1,6 @@
-//! The diary entry as patients and clinicians see it, and the vocabularies of its fields.
+//! The diary entry as patients and clinicians see it, and as a person writes it.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
 
 use chrono::{DateTime, FixedOffset, NaiveDate};
 use serde::{Deserialize, Serialize};
@@ -10,193 +8,8 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::error::ValidationError;
-use crate::field::{Field, Patch};
-
-/// Declares a closed vocabulary: a fieldless enum written as snake_case strings, parsed from
-/// snake_case or kebab-case (`heel_bottom`, `heel-bottom`), with the list of allowed words for
-/// error messages and help text.
-macro_rules! vocabulary {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $word:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub enum $name {
-            $($(#[$vmeta])* $variant),+
-        }
-
-        impl $name {
-            /// Every word of this vocabulary, in declaration order.
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            /// The snake_case word used in JSON and storage.
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $word),+ }
-            }
-
-            /// The allowed words, comma-separated, for messages and help.
-            pub fn choices() -> String {
-                Self::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", ")
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, String> {
-                let normal = s.trim().to_ascii_lowercase().replace('-', "_");
-                match normal.as_str() {
-                    $($word => Ok($name::$variant),)+
-                    _ => Err(format!("unknown value `{s}`; expected one of: {}", Self::choices())),
-                }
-            }
-        }
-
-        impl Serialize for $name {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(self.as_str())
-            }
-        }
-
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let word = String::deserialize(d)?;
-                word.parse().map_err(serde::de::Error::custom)
-            }
-        }
-    };
-}
-
-vocabulary! {
-    /// Where it hurts.
-    Location {
-        /// Bottom of the heel, where the plantar fascia attaches.
-        HeelBottom = "heel_bottom",
-        /// Back of the heel.
-        HeelBack = "heel_back",
-        /// Arch of the foot.
-        Arch = "arch",
-        /// Lower back.
-        LowerBack = "lower_back",
-        /// Buttock.
-        Buttock = "buttock",
-        /// Thigh.
-        Thigh = "thigh",
-        /// Calf.
-        Calf = "calf",
-        /// Elsewhere in the foot.
-        Foot = "foot",
-        /// Toes.
-        Toes = "toes",
-    }
-}
-
-vocabulary! {
-    /// Which side hurts.
-    Side {
-        /// Left only.
-        Left = "left",
-        /// Right only.
-        Right = "right",
-        /// Both sides.
-        Both = "both",
-    }
-}
-
-vocabulary! {
-    /// Severity of numbness, tingling or burning.
-    Severity {
-        /// Not present.
-        None = "none",
-        /// Mild.
-        Mild = "mild",
-        /// Moderate.
-        Moderate = "moderate",
-        /// Severe.
-        Severe = "severe",
-    }
-}
-
-impl Severity {
-    /// 0 for none up to 3 for severe, for trend statistics.
-    pub fn rank(self) -> u8 {
-        match self {
-            Severity::None => 0,
-            Severity::Mild => 1,
-            Severity::Moderate => 2,
-            Severity::Severe => 3,
-        }
-    }
-}
-
-vocabulary! {
-    /// What made the pain worse or eased it.
-    Trigger {
-        /// Sitting.
-        Sitting = "sitting",
-        /// Bending forward.
-        Bending = "bending",
-        /// Lifting.
-        Lifting = "lifting",
-        /// Standing for a long time.
-        Standing = "standing",
-        /// Walking.
-        Walking = "walking",
-        /// Running.
-        Running = "running",
-        /// Coughing or sneezing.
-        Coughing = "coughing",
-        /// Resting.
-        Rest = "rest",
-    }
-}
-
-vocabulary! {
-    /// A treatment used that day.
-    Treatment {
-        /// Stretching of the plantar fascia or calf.
-        Stretching = "stretching",
-        /// Ice.
-        Ice = "ice",
-        /// Anti-inflammatory drugs.
-        Nsaids = "nsaids",
-        /// Orthotics or supportive footwear.
-        Orthotics = "orthotics",
-        /// Night splint.
-        NightSplint = "night_splint",
-        /// Rest.
-        Rest = "rest",
-        /// Shockwave or ultrasound therapy.
-        Shockwave = "shockwave",
-        /// Corticosteroid injection in the foot.
-        SteroidInjection = "steroid_injection",
-        /// Physical therapy.
-        PhysicalTherapy = "physical_therapy",
-        /// Epidural steroid injection.
-        EpiduralInjection = "epidural_injection",
-        /// Spinal decompression therapy.
-        Decompression = "decompression",
-        /// Surgery.
-        Surgery = "surgery",
-        /// Muscle relaxants or oral steroids.
-        Medication = "medication",
-        /// Anything else (say what in the note).
-        Other = "other",
-    }
-}
-
-impl Treatment {
-    /// Conservative care: what clinicians expect to try for about six weeks before escalating.
-    pub fn is_conservative(self) -> bool {
-        !matches!(
-            self,
-            Treatment::SteroidInjection | Treatment::EpiduralInjection | Treatment::Surgery
-        )
-    }
-}
+use crate::field::{Field, Kind, Patch, Writer};
+use crate::vocab::{Location, Severity, Side, Treatment, Trigger, Word, WordSet};
 
 /// The current state of one diary entry: one check-in about one local day.
 ///
@@ -273,10 +86,134 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// An entry about `day`, first recorded at `recorded_at`, with nothing answered yet.
+    pub fn new(id: Uuid, day: NaiveDate, recorded_at: DateTime<FixedOffset>) -> Entry {
+        Entry {
+            id,
+            day,
+            backfilled: Entry::is_backfilled(day, &recorded_at),
+            recorded_at,
+            first_step_pain: None,
+            rest_pain: None,
+            sitting_pain: None,
+            activity_pain: None,
+            locations: Vec::new(),
+            side: None,
+            radiating: None,
+            numbness: None,
+            weakness: None,
+            heel_tender: None,
+            morning_stiffness: None,
+            night_pain: None,
+            worse_with: Vec::new(),
+            eased_with: Vec::new(),
+            steps: None,
+            standing_minutes: None,
+            treatments: Vec::new(),
+            note: None,
+            deleted: false,
+        }
+    }
+
+    /// The value of one field, read by its kind (see [`Field::kind`]): what the analysis and
+    /// other readers use to go over the fields without naming each member.
+    pub fn get(&self, field: Field) -> FieldRef<'_> {
+        match field {
+            Field::Day => FieldRef::Day(self.day),
+            Field::RecordedAt => FieldRef::Instant(&self.recorded_at),
+            Field::FirstStepPain => self.first_step_pain.as_field_ref(),
+            Field::RestPain => self.rest_pain.as_field_ref(),
+            Field::SittingPain => self.sitting_pain.as_field_ref(),
+            Field::ActivityPain => self.activity_pain.as_field_ref(),
+            Field::Locations => self.locations.as_field_ref(),
+            Field::Side => self.side.as_field_ref(),
+            Field::Radiating => self.radiating.as_field_ref(),
+            Field::Numbness => self.numbness.as_field_ref(),
+            Field::Weakness => self.weakness.as_field_ref(),
+            Field::HeelTender => self.heel_tender.as_field_ref(),
+            Field::MorningStiffness => self.morning_stiffness.as_field_ref(),
+            Field::NightPain => self.night_pain.as_field_ref(),
+            Field::WorseWith => self.worse_with.as_field_ref(),
+            Field::EasedWith => self.eased_with.as_field_ref(),
+            Field::Steps => self.steps.as_field_ref(),
+            Field::StandingMinutes => self.standing_minutes.as_field_ref(),
+            Field::Treatments => self.treatments.as_field_ref(),
+            Field::Note => self.note.as_field_ref(),
+            Field::Deleted if self.deleted => FieldRef::Flag(true),
+            Field::Deleted => FieldRef::Absent,
+        }
+    }
+
     /// Whether an entry recorded at `recorded_at` about `day` counts as back-filled: recorded
     /// more than one day after the day, on the recording device's local calendar.
     pub fn is_backfilled(day: NaiveDate, recorded_at: &DateTime<FixedOffset>) -> bool {
         (recorded_at.date_naive() - day).num_days() > 1
+    }
+}
+
+/// One field's value in an [`Entry`], as its kind reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldRef<'a> {
+    /// Not answered: absent, or an empty list.
+    Absent,
+    /// A day.
+    Day(NaiveDate),
+    /// A device time with its offset.
+    Instant(&'a DateTime<FixedOffset>),
+    /// A score or a count.
+    Number(u32),
+    /// Yes or no (a tombstone is a `true` flag).
+    Flag(bool),
+    /// One word, by its position in the field's vocabulary.
+    Word(usize),
+    /// A set of words of the field's vocabulary.
+    Words(WordSet),
+    /// Text.
+    Text(&'a str),
+}
+
+/// How a member of [`Entry`] reads as a [`FieldRef`].
+trait AsFieldRef {
+    fn as_field_ref(&self) -> FieldRef<'_>;
+}
+
+impl AsFieldRef for Option<u8> {
+    fn as_field_ref(&self) -> FieldRef<'_> {
+        self.map_or(FieldRef::Absent, |n| FieldRef::Number(n.into()))
+    }
+}
+
+impl AsFieldRef for Option<u32> {
+    fn as_field_ref(&self) -> FieldRef<'_> {
+        self.map_or(FieldRef::Absent, FieldRef::Number)
+    }
+}
+
+impl AsFieldRef for Option<bool> {
+    fn as_field_ref(&self) -> FieldRef<'_> {
+        self.map_or(FieldRef::Absent, FieldRef::Flag)
+    }
+}
+
+impl AsFieldRef for Option<String> {
+    fn as_field_ref(&self) -> FieldRef<'_> {
+        self.as_deref().map_or(FieldRef::Absent, FieldRef::Text)
+    }
+}
+
+impl<W: Word> AsFieldRef for Option<W> {
+    fn as_field_ref(&self) -> FieldRef<'_> {
+        self.map_or(FieldRef::Absent, |word| FieldRef::Word(word.position()))
+    }
+}
+
+impl<W: Word> AsFieldRef for Vec<W> {
+    fn as_field_ref(&self) -> FieldRef<'_> {
+        if self.is_empty() {
+            FieldRef::Absent
+        } else {
+            FieldRef::Words(WordSet::of(self))
+        }
     }
 }
 
@@ -316,7 +253,10 @@ impl EntryInput {
                 }
                 "backfilled" => {}
                 other => match other.parse::<Field>() {
-                    Ok(Field::Deleted) | Err(_) => {
+                    Ok(field) if field.writer() != Writer::Deletion => {
+                        input.fields.insert(field, value);
+                    }
+                    _ => {
                         return Err(ValidationError::new(
                             other,
                             format!(
@@ -324,9 +264,6 @@ impl EntryInput {
                                 Field::input_choices()
                             ),
                         ))
-                    }
-                    Ok(field) => {
-                        input.fields.insert(field, value);
                     }
                 },
             }
@@ -355,9 +292,9 @@ impl EntryInput {
         let mut patch = Patch::new();
         for (field, value) in self.fields {
             let value = field.normalise(value, today)?;
-            if let (Field::Note, Value::String(text)) = (field, &value) {
-                crate::field::check_plain_text(text)
-                    .map_err(|reason| ValidationError::new("note", reason))?;
+            if let (Kind::Text { .. }, Value::String(text)) = (field.kind(), &value) {
+                crate::text::check_plain_text(text)
+                    .map_err(|reason| ValidationError::new(field.as_str(), reason))?;
             }
             patch.insert(field, value);
         }
@@ -368,7 +305,121 @@ impl EntryInput {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hlc::Hlc;
+    use crate::op::{merge, Op};
     use serde_json::json;
+
+    /// A value of every kind, as the table allows it (the widest: every word of a list).
+    fn sample(field: Field) -> Value {
+        match field.kind() {
+            Kind::Day => json!("2026-11-01"),
+            Kind::Instant => json!("2026-11-04T08:00:00.250+01:00"),
+            Kind::Score => json!(crate::field::MAX_SCORE),
+            Kind::Count { max } => json!(max),
+            Kind::Flag | Kind::Tombstone => json!(true),
+            Kind::Word(vocabulary) => json!(vocabulary.words.last()),
+            Kind::Words(vocabulary) => json!(vocabulary.words),
+            Kind::Text { .. } => json!("a note"),
+        }
+    }
+
+    /// The JSON form of what [`Entry::get`] read, by the field's kind.
+    fn json_of(field: Field, read: FieldRef<'_>) -> Option<Value> {
+        Some(match (read, field.kind()) {
+            (FieldRef::Absent, _) => return None,
+            (FieldRef::Day(day), _) => json!(day.to_string()),
+            (FieldRef::Instant(at), _) => {
+                json!(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, false))
+            }
+            (FieldRef::Number(n), _) => json!(n),
+            (FieldRef::Flag(yes), _) => json!(yes),
+            (FieldRef::Word(at), Kind::Word(vocabulary)) => json!(vocabulary.words[at]),
+            (FieldRef::Words(set), Kind::Words(vocabulary)) => json!((0..vocabulary.words.len())
+                .filter(|at| set.contains_position(*at))
+                .map(|at| vocabulary.words[at])
+                .collect::<Vec<_>>()),
+            (FieldRef::Text(text), _) => json!(text),
+            (read, kind) => panic!("{field}: read {read:?} for a {kind:?}"),
+        })
+    }
+
+    fn entry_of(patch: Patch) -> Result<Entry, crate::EntryError> {
+        let device = Uuid::from_u128(1);
+        let op = Op {
+            entry_id: Uuid::from_u128(99),
+            device_id: device,
+            device_seq: 1,
+            hlc: Hlc {
+                wall_ms: 1,
+                counter: 0,
+                node: device,
+            },
+            patch,
+        };
+        merge(op.entry_id, [&op]).to_entry()
+    }
+
+    #[test]
+    fn a_fully_filled_entry_has_exactly_the_fields_of_the_table() {
+        let today = NaiveDate::from_ymd_opt(2026, 11, 10).unwrap();
+        let patch: Patch = Field::ALL
+            .iter()
+            .map(|field| (*field, field.normalise(sample(*field), today).unwrap()))
+            .collect();
+        let entry = entry_of(patch.clone()).expect("every field has its Entry member");
+        let written = serde_json::to_value(&entry).unwrap();
+        let mut expected: Map<String, Value> = patch
+            .iter()
+            .map(|(field, value)| (field.as_str().to_string(), value.clone()))
+            .collect();
+        expected.insert("id".into(), json!(entry.id));
+        expected.insert("backfilled".into(), json!(true));
+        assert_eq!(written, Value::Object(expected));
+        for field in Field::ALL {
+            assert_eq!(
+                json_of(*field, entry.get(*field)).as_ref(),
+                patch.get(field),
+                "Entry::get({field})"
+            );
+        }
+    }
+
+    #[test]
+    fn a_new_entry_answers_nothing_but_its_day_and_recording() {
+        let at = DateTime::parse_from_rfc3339("2026-11-01T08:00:00+01:00").unwrap();
+        let entry = Entry::new(Uuid::from_u128(7), at.date_naive(), at);
+        for field in Field::ALL {
+            let answered = entry.get(*field) != FieldRef::Absent;
+            assert_eq!(
+                answered,
+                matches!(field, Field::Day | Field::RecordedAt),
+                "{field}"
+            );
+        }
+        let keys: Vec<String> = serde_json::to_value(&entry)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        assert_eq!(keys.len(), 4, "{keys:?}");
+    }
+
+    #[test]
+    fn a_stored_value_that_does_not_fit_is_an_error_naming_entry_and_field() {
+        let mut patch = Patch::new();
+        patch.insert(Field::Day, json!("2026-11-01"));
+        patch.insert(Field::RecordedAt, json!("2026-11-01T08:00:00.000+01:00"));
+        patch.insert(Field::FirstStepPain, json!("seven"));
+        let error = entry_of(patch).unwrap_err();
+        assert!(!error.is_incomplete());
+        let text = error.to_string();
+        assert!(
+            text.starts_with(&format!("entry {}: first_step_pain: ", Uuid::from_u128(99))),
+            "{text}"
+        );
+    }
 
     #[test]
     fn typed_notes_refuse_control_characters_but_keep_line_breaks() {

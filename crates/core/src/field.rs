@@ -1,5 +1,9 @@
-//! The fields an operation can set, and the rule each value must keep.
+//! The field table: every field of an entry declared once, with its JSON name, its kind (which
+//! fixes the rule its values keep), who writes it, its help text and, where it differs from the
+//! name, its command-line flag. Validation, the command line, the schema tests and the analysis
+//! all read this table.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
@@ -8,9 +12,11 @@ use chrono::{DateTime, NaiveDate};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::entry::{Location, Severity, Side, Treatment, Trigger};
 use crate::error::ValidationError;
+use crate::vocab::{Location, Severity, Side, Treatment, Trigger, Vocabulary};
 
+/// Highest pain score; scores run from 0.
+pub const MAX_SCORE: u8 = 10;
 /// Longest note, in characters.
 pub const MAX_NOTE_CHARS: usize = 2_000;
 /// Most steps believable in one day.
@@ -21,84 +27,133 @@ pub const MAX_STANDING_MINUTES: u64 = 24 * 60;
 /// A set of field values written by one operation. `null` clears a field.
 pub type Patch = BTreeMap<Field, Value>;
 
+/// What a field holds, and so the rule its values keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A local day, `YYYY-MM-DD`, at most one day after the writer's today; never cleared.
+    Day,
+    /// A device time with its UTC offset (RFC 3339), not after the writer's tomorrow; never
+    /// cleared.
+    Instant,
+    /// A whole number from 0 to [`MAX_SCORE`].
+    Score,
+    /// A whole number from 0 to `max`.
+    Count {
+        /// The largest believable value.
+        max: u64,
+    },
+    /// Yes or no.
+    Flag,
+    /// One word of a vocabulary.
+    Word(&'static Vocabulary),
+    /// A set of words of a vocabulary, written in the vocabulary's order without repeats.
+    Words(&'static Vocabulary),
+    /// Text of at most `max_chars` characters, without a NUL.
+    Text {
+        /// Longest text, in characters.
+        max_chars: usize,
+    },
+    /// `true` only: the entry was deleted; never cleared.
+    Tombstone,
+}
+
+/// Who writes a field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writer {
+    /// A person: a command-line flag, an import line, an edit.
+    Person,
+    /// The recording device, when the entry is made; an import may carry it.
+    Device,
+    /// Only deleting the entry.
+    Deletion,
+}
+
+/// Everything the code knows about one field: one row of the table.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Spec {
+    /// The field.
+    pub field: Field,
+    /// The snake_case name used in JSON, the operation log and storage.
+    pub name: &'static str,
+    /// What it holds.
+    pub kind: Kind,
+    /// Who writes it.
+    pub writer: Writer,
+    /// One phrase for people, without the rule (that follows from the kind).
+    pub help: &'static str,
+    /// The command-line flag, where it is not the name in kebab-case.
+    flag: Option<&'static str>,
+}
+
+/// Declares the fields: the `Field` enum and the table, one row per field, in display order.
 macro_rules! fields {
-    ($($(#[$meta:meta])* $variant:ident = $name:literal),+ $(,)?) => {
+    ($($variant:ident = $name:literal, $kind:expr, $writer:ident, $help:literal $(, flag $flag:literal)?;)+) => {
         /// One field of an entry, as named in JSON and in the operation log.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub enum Field {
-            $($(#[$meta])* $variant),+
+            $(#[doc = $help] $variant),+
         }
 
         impl Field {
             /// Every field, in the order entries are displayed.
             pub const ALL: &'static [Field] = &[$(Field::$variant),+];
-
-            /// The snake_case name used in JSON.
-            pub fn as_str(self) -> &'static str {
-                match self { $(Field::$variant => $name),+ }
-            }
         }
 
-        impl FromStr for Field {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, String> {
-                match s {
-                    $($name => Ok(Field::$variant),)+
-                    _ => Err(format!("unknown field `{s}`")),
-                }
-            }
-        }
+        /// The rows, in the order of [`Field::ALL`].
+        const TABLE: &[Spec] = {
+            use Kind::*;
+            &[$(Spec {
+                field: Field::$variant,
+                name: $name,
+                kind: $kind,
+                writer: Writer::$writer,
+                help: $help,
+                flag: fields!(@flag $($flag)?),
+            }),+]
+        };
     };
+    (@flag) => { None };
+    (@flag $flag:literal) => { Some($flag) };
 }
 
 fields! {
-    /// The local day the entry describes.
-    Day = "day",
-    /// Device time and UTC offset of the first recording.
-    RecordedAt = "recorded_at",
-    /// First-step pain, 0–10.
-    FirstStepPain = "first_step_pain",
-    /// Pain after rest, 0–10.
-    RestPain = "rest_pain",
-    /// Pain sitting or bending, 0–10.
-    SittingPain = "sitting_pain",
-    /// Pain after standing or activity, 0–10.
-    ActivityPain = "activity_pain",
-    /// Where it hurts.
-    Locations = "locations",
-    /// Which side.
-    Side = "side",
-    /// Radiating from the back.
-    Radiating = "radiating",
-    /// Numbness, tingling or burning.
-    Numbness = "numbness",
-    /// Weakness.
-    Weakness = "weakness",
-    /// Heel tender on pressure.
-    HeelTender = "heel_tender",
-    /// Morning stiffness.
-    MorningStiffness = "morning_stiffness",
-    /// Pain at rest or at night.
-    NightPain = "night_pain",
-    /// What made it worse.
-    WorseWith = "worse_with",
-    /// What eased it.
-    EasedWith = "eased_with",
-    /// Steps that day.
-    Steps = "steps",
-    /// Minutes standing that day.
-    StandingMinutes = "standing_minutes",
-    /// Treatments that day.
-    Treatments = "treatments",
-    /// Free-text note.
-    Note = "note",
-    /// Tombstone: the entry was deleted.
-    Deleted = "deleted",
+    Day = "day", Day, Person, "The local day the entry describes", flag "date";
+    RecordedAt = "recorded_at", Instant, Device, "Device clock and UTC offset at which the entry was first recorded";
+    FirstStepPain = "first_step_pain", Score, Person, "Pain with the first steps in the morning";
+    RestPain = "rest_pain", Score, Person, "Pain after rest";
+    SittingPain = "sitting_pain", Score, Person, "Pain while sitting or bending";
+    ActivityPain = "activity_pain", Score, Person, "Pain after standing or activity";
+    Locations = "locations", Words(&Location::VOCABULARY), Person, "Where it hurts", flag "where";
+    Side = "side", Word(&Side::VOCABULARY), Person, "Which side hurts";
+    Radiating = "radiating", Flag, Person, "Pain radiating from the back down the leg";
+    Numbness = "numbness", Word(&Severity::VOCABULARY), Person, "Numbness, tingling or burning";
+    Weakness = "weakness", Flag, Person, "Weakness: hard to stand on toes or push off";
+    HeelTender = "heel_tender", Flag, Person, "Pressing the heel reproduces the pain";
+    MorningStiffness = "morning_stiffness", Flag, Person, "Stiffness in the morning";
+    NightPain = "night_pain", Flag, Person, "Pain at rest or at night";
+    WorseWith = "worse_with", Words(&Trigger::VOCABULARY), Person, "What made it worse";
+    EasedWith = "eased_with", Words(&Trigger::VOCABULARY), Person, "What eased it";
+    Steps = "steps", Count { max: MAX_STEPS }, Person, "Steps walked that day";
+    StandingMinutes = "standing_minutes", Count { max: MAX_STANDING_MINUTES }, Person, "Minutes spent standing that day";
+    Treatments = "treatments", Words(&Treatment::VOCABULARY), Person, "Treatments used that day", flag "treatment";
+    Note = "note", Text { max_chars: MAX_NOTE_CHARS }, Person, "Free-text note";
+    Deleted = "deleted", Tombstone, Deletion, "Deleted (a tombstone); listed only in history views";
 }
 
 impl fmt::Display for Field {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Field {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        TABLE
+            .iter()
+            .find(|spec| spec.name == s)
+            .map(|spec| spec.field)
+            .ok_or_else(|| format!("unknown field `{s}`"))
     }
 }
 
@@ -116,11 +171,48 @@ impl<'de> Deserialize<'de> for Field {
 }
 
 impl Field {
-    /// Field names a person may write (every field but the tombstone), comma-separated.
+    /// The field's row of the table.
+    pub fn spec(self) -> &'static Spec {
+        &TABLE[self.index()]
+    }
+
+    /// Position of the field in [`Field::ALL`], for tables indexed by field.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The snake_case name used in JSON.
+    pub fn as_str(self) -> &'static str {
+        self.spec().name
+    }
+
+    /// What the field holds.
+    pub fn kind(self) -> Kind {
+        self.spec().kind
+    }
+
+    /// Who writes the field.
+    pub fn writer(self) -> Writer {
+        self.spec().writer
+    }
+
+    /// The command-line flag (without `--`) of a field a person writes: the name in
+    /// kebab-case unless the table spells it otherwise.
+    pub fn flag(self) -> Option<Cow<'static, str>> {
+        let spec = self.spec();
+        match (spec.writer, spec.flag) {
+            (Writer::Person, Some(flag)) => Some(Cow::Borrowed(flag)),
+            (Writer::Person, None) => Some(Cow::Owned(spec.name.replace('_', "-"))),
+            _ => None,
+        }
+    }
+
+    /// Field names an import line or an edit may set (every field but the tombstone),
+    /// comma-separated.
     pub fn input_choices() -> String {
         Field::ALL
             .iter()
-            .filter(|f| **f != Field::Deleted)
+            .filter(|f| f.writer() != Writer::Deletion)
             .map(|f| f.as_str())
             .collect::<Vec<_>>()
             .join(", ")
@@ -130,96 +222,87 @@ impl Field {
     /// without repeats, words in snake_case). `null` clears an optional field. `today` is the
     /// local date of the writer, against which future days are judged.
     pub fn normalise(self, value: Value, today: NaiveDate) -> Result<Value, ValidationError> {
-        let name = self.as_str();
-        let err = |reason: String| ValidationError::new(name, reason);
+        self.kind()
+            .normalise(value, today)
+            .map_err(|reason| ValidationError::new(self.as_str(), reason))
+    }
+}
+
+impl Kind {
+    /// Whether `null` may clear a value of this kind.
+    pub fn clearable(self) -> bool {
+        !matches!(self, Kind::Day | Kind::Instant | Kind::Tombstone)
+    }
+
+    /// The rule of [`Field::normalise`], with the reason of a refusal.
+    fn normalise(self, value: Value, today: NaiveDate) -> Result<Value, String> {
         if value.is_null() {
-            return match self {
-                Field::Day | Field::RecordedAt | Field::Deleted => {
-                    Err(err("cannot be cleared".into()))
-                }
-                _ => Ok(Value::Null),
+            return if self.clearable() {
+                Ok(Value::Null)
+            } else {
+                Err("cannot be cleared".into())
             };
         }
         match self {
-            Field::Day => {
-                let day = parse_day(&value).map_err(err)?;
+            Kind::Day => {
+                let day = parse_day(&value)?;
                 if (day - today).num_days() > 1 {
-                    return Err(err(format!(
+                    return Err(format!(
                         "{day} is more than one day in the future (today is {today})"
-                    )));
+                    ));
                 }
                 Ok(Value::String(day.to_string()))
             }
-            Field::RecordedAt => {
+            Kind::Instant => {
                 let text = value
                     .as_str()
-                    .ok_or_else(|| err("must be an RFC 3339 time with offset".into()))?;
+                    .ok_or_else(|| "must be an RFC 3339 time with offset".to_string())?;
                 let at = DateTime::parse_from_rfc3339(text)
-                    .map_err(|e| err(format!("must be an RFC 3339 time with offset ({e})")))?;
+                    .map_err(|e| format!("must be an RFC 3339 time with offset ({e})"))?;
                 if (at.date_naive() - today).num_days() > 1 {
-                    return Err(err(format!("{text} is in the future")));
+                    return Err(format!("{text} is in the future"));
                 }
                 Ok(Value::String(
                     at.to_rfc3339_opts(chrono::SecondsFormat::Millis, false),
                 ))
             }
-            Field::FirstStepPain | Field::RestPain | Field::SittingPain | Field::ActivityPain => {
-                let score = integer(&value).map_err(err)?;
-                if !(0..=10).contains(&score) {
-                    return Err(err(format!("must be between 0 and 10, got {score}")));
+            Kind::Score => {
+                let score = integer(&value)?;
+                if !(0..=i64::from(MAX_SCORE)).contains(&score) {
+                    return Err(format!("must be between 0 and {MAX_SCORE}, got {score}"));
                 }
                 Ok(Value::from(score))
             }
-            Field::Steps => count(&value, MAX_STEPS).map_err(err),
-            Field::StandingMinutes => count(&value, MAX_STANDING_MINUTES).map_err(err),
-            Field::Radiating
-            | Field::Weakness
-            | Field::HeelTender
-            | Field::MorningStiffness
-            | Field::NightPain => match value {
+            Kind::Count { max } => count(&value, max),
+            Kind::Flag => match value {
                 Value::Bool(_) => Ok(value),
-                other => Err(err(format!("must be true or false, got {}", kind(&other)))),
+                other => Err(format!("must be true or false, got {}", kind(&other))),
             },
-            Field::Deleted => match value {
+            Kind::Tombstone => match value {
                 Value::Bool(true) => Ok(value),
-                _ => Err(err("a tombstone must be `true`".into())),
+                _ => Err("a tombstone must be `true`".into()),
             },
-            Field::Side => word::<Side>(&value).map_err(err),
-            Field::Numbness => word::<Severity>(&value).map_err(err),
-            Field::Locations => words::<Location>(&value).map_err(err),
-            Field::WorseWith | Field::EasedWith => words::<Trigger>(&value).map_err(err),
-            Field::Treatments => words::<Treatment>(&value).map_err(err),
-            Field::Note => {
+            Kind::Word(vocabulary) => word(vocabulary, &value),
+            Kind::Words(vocabulary) => words(vocabulary, &value),
+            Kind::Text { max_chars } => {
                 let text = value
                     .as_str()
-                    .ok_or_else(|| err(format!("must be text, got {}", kind(&value))))?;
+                    .ok_or_else(|| format!("must be text, got {}", kind(&value)))?;
                 let chars = text.chars().count();
-                if chars > MAX_NOTE_CHARS {
-                    return Err(err(format!(
-                        "is {chars} characters; at most {MAX_NOTE_CHARS} are allowed"
-                    )));
+                if chars > max_chars {
+                    return Err(format!(
+                        "is {chars} characters; at most {max_chars} are allowed"
+                    ));
                 }
                 // A NUL cannot be stored in every database a diary travels through; other
                 // control characters are refused where a person types (EntryInput), not here,
                 // so an operation an older build wrote can always still be delivered.
                 if text.contains('\0') {
-                    return Err(err("holds a NUL character, which cannot be stored".into()));
+                    return Err("holds a NUL character, which cannot be stored".into());
                 }
                 Ok(value)
             }
         }
-    }
-}
-
-/// Refuses control characters other than line breaks and tabs: a NUL, for one, cannot be
-/// stored in every database a diary travels through, and none of them belongs in a note.
-pub fn check_plain_text(text: &str) -> Result<(), String> {
-    match text.chars().position(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
-        Some(at) => Err(format!(
-            "holds a control character (U+{:04X}) at position {at}; only line breaks and tabs are allowed",
-            text.chars().nth(at).map_or(0, u32::from)
-        )),
-        None => Ok(()),
     }
 }
 
@@ -267,30 +350,30 @@ fn count(value: &Value, max: u64) -> Result<Value, String> {
     Ok(Value::from(n))
 }
 
-fn word<T: FromStr<Err = String> + fmt::Display>(value: &Value) -> Result<Value, String> {
+fn word(vocabulary: &Vocabulary, value: &Value) -> Result<Value, String> {
     let text = value
         .as_str()
         .ok_or_else(|| format!("must be a word, got {}", kind(value)))?;
-    Ok(Value::String(text.parse::<T>()?.to_string()))
+    Ok(Value::from(vocabulary.words[vocabulary.position(text)?]))
 }
 
-fn words<T: FromStr<Err = String> + fmt::Display + Ord>(value: &Value) -> Result<Value, String> {
+fn words(vocabulary: &Vocabulary, value: &Value) -> Result<Value, String> {
     let items = value
         .as_array()
         .ok_or_else(|| format!("must be a list, got {}", kind(value)))?;
-    let mut parsed = Vec::with_capacity(items.len());
+    let mut positions = Vec::with_capacity(items.len());
     for item in items {
         let text = item
             .as_str()
             .ok_or_else(|| format!("list items must be words, got {}", kind(item)))?;
-        parsed.push(text.parse::<T>()?);
+        positions.push(vocabulary.position(text)?);
     }
-    parsed.sort();
-    parsed.dedup();
+    positions.sort_unstable();
+    positions.dedup();
     Ok(Value::Array(
-        parsed
+        positions
             .into_iter()
-            .map(|v| Value::String(v.to_string()))
+            .map(|at| Value::from(vocabulary.words[at]))
             .collect(),
     ))
 }
@@ -394,6 +477,14 @@ mod tests {
     fn field_names_round_trip() {
         for field in Field::ALL {
             assert_eq!(field.as_str().parse::<Field>().unwrap(), *field);
+        }
+    }
+
+    #[test]
+    fn every_row_is_at_its_field_position() {
+        for (at, field) in Field::ALL.iter().enumerate() {
+            assert_eq!(field.index(), at);
+            assert_eq!(field.spec().field, *field);
         }
     }
 }

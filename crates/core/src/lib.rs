@@ -1,5 +1,6 @@
-//! Domain of heeldiary: diary entries, their validation, the hybrid logical clock, field-level
-//! operations and their merge, and the sync wire types.
+//! Domain of heeldiary: the field table (every entry field declared once, with its kind and
+//! rule), the vocabularies, diary entries and their validation, the hybrid logical clock,
+//! field-level operations and their merge, and the sync wire types.
 //!
 //! Everything here is pure: no file, network or database access, so the same rules run on a
 //! phone, on the server and in analysis. This crate must never depend on any other heeldiary
@@ -26,10 +27,16 @@ mod error;
 mod field;
 mod hlc;
 mod op;
+mod text;
+mod vocab;
 pub mod wire;
 
-pub use entry::{Entry, EntryInput, Location, Severity, Side, Treatment, Trigger};
+pub use entry::{Entry, EntryInput, FieldRef};
 pub use error::ValidationError;
-pub use field::{check_plain_text, Field, Patch, MAX_NOTE_CHARS, MAX_STANDING_MINUTES, MAX_STEPS};
+pub use field::{
+    Field, Kind, Patch, Spec, Writer, MAX_NOTE_CHARS, MAX_SCORE, MAX_STANDING_MINUTES, MAX_STEPS,
+};
 pub use hlc::{ClockError, Hlc, HlcClock, MAX_CLOCK_AHEAD_MS};
-pub use op::{merge, ApplyOutcome, EntryState, FieldValue, MergedEntry, Op};
+pub use op::{merge, ApplyOutcome, EntryError, EntryState, FieldValue, MergedEntry, Op};
+pub use text::{check_label, check_plain_text};
+pub use vocab::{Location, Severity, Side, Treatment, Trigger, Vocabulary, Word, WordSet};

@@ -146,9 +146,23 @@ impl EntryState {
         self.fields.values().map(|f| f.hlc).max()
     }
 
-    /// The entry as people see it, or `None` while its day or first recording is unknown (an
-    /// edit that arrived before the operation that created the entry).
-    pub fn to_entry(&self, id: Uuid) -> Option<Entry> {
+    /// The local day the entry describes, as written (`YYYY-MM-DD`), once an operation has
+    /// set it: what day indexes store.
+    pub fn day(&self) -> Option<&str> {
+        self.fields.get(&Field::Day).and_then(|f| f.value.as_str())
+    }
+
+    /// The entry as people see it.
+    ///
+    /// # Failure
+    /// [`EntryError::Incomplete`] while its day or first recording is unknown (an edit that
+    /// arrived before the operation that created the entry); [`EntryError::Invalid`], naming the
+    /// field, when a stored value does not fit it.
+    pub fn to_entry(&self, id: Uuid) -> Result<Entry, EntryError> {
+        let invalid = |field: &str, reason: String| EntryError::Invalid {
+            id,
+            source: ValidationError::new(field, reason),
+        };
         let mut object = Map::new();
         object.insert("id".into(), Value::String(id.to_string()));
         for (field, current) in &self.fields {
@@ -156,15 +170,55 @@ impl EntryState {
                 object.insert(field.as_str().into(), current.value.clone());
             }
         }
-        let day =
-            chrono::NaiveDate::parse_from_str(object.get("day")?.as_str()?, "%Y-%m-%d").ok()?;
-        let recorded_at =
-            chrono::DateTime::parse_from_rfc3339(object.get("recorded_at")?.as_str()?).ok()?;
+        for required in [Field::Day, Field::RecordedAt] {
+            if !object.contains_key(required.as_str()) {
+                return Err(EntryError::Incomplete {
+                    id,
+                    missing: required,
+                });
+            }
+        }
+        let text = |field: Field| object[field.as_str()].as_str().unwrap_or_default();
+        let day = chrono::NaiveDate::parse_from_str(text(Field::Day), "%Y-%m-%d")
+            .map_err(|e| invalid(Field::Day.as_str(), e.to_string()))?;
+        let recorded_at = chrono::DateTime::parse_from_rfc3339(text(Field::RecordedAt))
+            .map_err(|e| invalid(Field::RecordedAt.as_str(), e.to_string()))?;
         object.insert(
             "backfilled".into(),
             Value::Bool(Entry::is_backfilled(day, &recorded_at)),
         );
-        serde_json::from_value(Value::Object(object)).ok()
+        serde_path_to_error::deserialize(Value::Object(object))
+            .map_err(|e| invalid(&e.path().to_string(), e.inner().to_string()))
+    }
+}
+
+/// Why a merged entry state does not make an [`Entry`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntryError {
+    /// Its day or first recording has not arrived yet: an edit was delivered before the
+    /// operation that creates the entry. Not a fault: the entry completes when that arrives, and
+    /// lists leave it out until then.
+    #[error("entry {id} is not complete yet: no `{missing}` has arrived")]
+    Incomplete {
+        /// The entry.
+        id: Uuid,
+        /// The first field it still lacks.
+        missing: Field,
+    },
+    /// A stored value does not fit its field: a fault in the data, never to be skipped quietly.
+    #[error("entry {id}: {source}")]
+    Invalid {
+        /// The entry.
+        id: Uuid,
+        /// The field and why.
+        source: ValidationError,
+    },
+}
+
+impl EntryError {
+    /// Whether the entry is merely not complete yet (see [`EntryError::Incomplete`]).
+    pub fn is_incomplete(&self) -> bool {
+        matches!(self, EntryError::Incomplete { .. })
     }
 }
 
@@ -192,7 +246,7 @@ pub struct MergedEntry {
 
 impl MergedEntry {
     /// See [`EntryState::to_entry`].
-    pub fn to_entry(&self) -> Option<Entry> {
+    pub fn to_entry(&self) -> Result<Entry, EntryError> {
         self.state.to_entry(self.id)
     }
 }
@@ -262,7 +316,8 @@ mod tests {
     #[test]
     fn tombstones_delete_and_an_edit_before_creation_waits_for_the_day() {
         let edit = op(2, 1, 20, vec![(Field::RestPain, json!(3))]);
-        assert!(merge(Uuid::from_u128(99), [&edit]).to_entry().is_none());
+        let waiting = merge(Uuid::from_u128(99), [&edit]).to_entry().unwrap_err();
+        assert!(waiting.is_incomplete(), "{waiting}");
         let del = op(1, 2, 30, vec![(Field::Deleted, json!(true))]);
         let merged = merge(Uuid::from_u128(99), [&edit, &create(1, 10), &del]);
         assert!(merged.state.is_deleted());

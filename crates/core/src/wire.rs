@@ -16,8 +16,7 @@ pub const MAX_PUSH_OPS: usize = 1_000;
 pub const MAX_PULL_LIMIT: u32 = 2_000;
 /// Pull page size when the client does not ask for one.
 pub const DEFAULT_PULL_LIMIT: u32 = 1_000;
-/// Longest device label.
-pub const MAX_LABEL_CHARS: usize = 200;
+pub use crate::text::MAX_LABEL_CHARS;
 
 /// `POST /v1/enrol`: trade a single-use enrolment code for a device token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,5 +1,7 @@
 //! `schema/entry.schema.json` describes exactly the entry the code reads and writes.
 
+mod schema_rule;
+
 use std::collections::BTreeSet;
 
 use heeldiary_core::{Field, Location, Severity, Side, Treatment, Trigger};
@@ -78,4 +80,16 @@ fn limits_match_the_code() {
             "{pain}"
         );
     }
+}
+
+#[test]
+fn every_property_keeps_the_rule_of_its_kind() {
+    let schema = schema();
+    schema_rule::assert_fields_described(
+        &schema["properties"],
+        &schema,
+        &["id", "backfilled"],
+        false,
+        "entry.schema.json",
+    );
 }

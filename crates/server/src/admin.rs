@@ -4,10 +4,10 @@
 use std::fmt;
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
+use heeldiary_core::check_label;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::api::check_label;
 use crate::secrets::new_code;
 use crate::storage::{DeviceInfo, NewCode, NewPatient, Storage, StorageError};
 

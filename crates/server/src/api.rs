@@ -9,9 +9,9 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use heeldiary_core::wire::{
     from_json, EnrolRequest, EnrolResponse, EntryResponse, PullResponse, PushRequest, PushResponse,
-    DEFAULT_PULL_LIMIT, MAX_BODY_BYTES, MAX_LABEL_CHARS, MAX_PULL_LIMIT, MAX_PUSH_OPS,
+    DEFAULT_PULL_LIMIT, MAX_BODY_BYTES, MAX_PULL_LIMIT, MAX_PUSH_OPS,
 };
-use heeldiary_core::{check_plain_text, Op, ValidationError, MAX_CLOCK_AHEAD_MS};
+use heeldiary_core::{check_label, Op, ValidationError, MAX_CLOCK_AHEAD_MS};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
@@ -113,20 +113,6 @@ async fn enrol<S: Storage>(
         device_id: request.device_id,
         token: secret.into_token(patient_id, request.device_id),
     }))
-}
-
-/// Refuses a label longer than [`MAX_LABEL_CHARS`].
-pub fn check_label(label: Option<&str>, field: &str) -> Result<(), ValidationError> {
-    let chars = label.map_or(0, |l| l.chars().count());
-    if chars > MAX_LABEL_CHARS {
-        return Err(ValidationError::new(
-            field,
-            format!("is {chars} characters; at most {MAX_LABEL_CHARS} are allowed"),
-        ));
-    }
-    label
-        .map_or(Ok(()), check_plain_text)
-        .map_err(|reason| ValidationError::new(field, reason))
 }
 
 async fn push<S: Storage>(
@@ -267,9 +253,15 @@ async fn entry<S: Storage>(
         .entry(device.patient_id, entry_id)
         .await?
         .ok_or(ApiError::NotFound)?;
+    // An entry still waiting for the operation that creates it is shown as its state alone.
+    let entry = match stored.state.to_entry(entry_id) {
+        Ok(entry) => Some(entry),
+        Err(waiting) if waiting.is_incomplete() => None,
+        Err(invalid) => return Err(ApiError::Internal(invalid.to_string())),
+    };
     Ok(Json(EntryResponse {
         entry_id,
-        entry: stored.state.to_entry(entry_id),
+        entry,
         state: stored.state,
         ops: stored.ops,
     }))

@@ -191,13 +191,10 @@ pub(crate) fn save_state(conn: &Connection, id: Uuid, state: &EntryState) -> Res
         "INSERT INTO entries (entry_id, day, deleted, state) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (entry_id) DO UPDATE SET day = excluded.day, deleted = excluded.deleted, state = excluded.state",
     )?
-    .execute(params![id.to_string(), day_of(state), state.is_deleted(), encode_state(state)])?;
+    .execute(params![id.to_string(), state.day(), state.is_deleted(), encode_state(state)])?;
     Ok(())
 }
 
-fn day_of(state: &EntryState) -> Option<&str> {
-    state.fields.get(&Field::Day).and_then(|f| f.value.as_str())
-}
 
 /// Entry states are stored grouped by stamp, `{"<hlc>": {"field": value, ...}, ...}`: a new
 /// entry is then one stamp and its values, about the size of the operation that made it, instead

@@ -36,7 +36,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset, Local, NaiveDate, Utc};
-use heeldiary_core::{Entry, EntryInput, Field, Hlc, Patch};
+use heeldiary_core::{Entry, EntryError, EntryInput, Field, Hlc, Patch};
 use rusqlite::{params, Connection, Transaction, TransactionBehavior};
 use serde::Serialize;
 use serde_json::Value;
@@ -276,17 +276,22 @@ impl Store {
     /// # Failure
     /// [`StoreError::NotFound`] when there is no such entry or it was deleted.
     pub fn get(&self, id: Uuid) -> Result<Entry> {
-        load_state(&self.conn, id)?
-            .and_then(|s| s.to_entry(id))
-            .filter(|e| !e.deleted)
-            .ok_or(StoreError::NotFound(id))
+        let entry = self.get_any(id)?;
+        if entry.deleted {
+            return Err(StoreError::NotFound(id));
+        }
+        Ok(entry)
     }
 
-    /// An entry in any state, deleted ones included (`deleted: true`), for history views.
+    /// An entry in any state, deleted ones included (`deleted: true`), for history views. An
+    /// entry not complete yet (an edit pulled before the operation that creates it) is not
+    /// found; one whose stored values do not fit is [`StoreError::Corrupt`].
     pub fn get_any(&self, id: Uuid) -> Result<Entry> {
-        load_state(&self.conn, id)?
-            .and_then(|s| s.to_entry(id))
-            .ok_or(StoreError::NotFound(id))
+        let state = load_state(&self.conn, id)?.ok_or(StoreError::NotFound(id))?;
+        state.to_entry(id).map_err(|e| match e {
+            EntryError::Incomplete { .. } => StoreError::NotFound(id),
+            invalid => StoreError::corrupt(invalid),
+        })
     }
 
     /// Live entries whose day lies in `from..=to` (either bound optional), by day then id.
@@ -307,8 +312,11 @@ impl Store {
         for row in rows {
             let (id, state) = row?;
             let id = Uuid::parse_str(&id).map_err(StoreError::corrupt)?;
-            if let Some(entry) = state?.to_entry(id) {
-                entries.push(entry);
+            // An entry waiting for the operation that creates it is left out until it arrives.
+            match state?.to_entry(id) {
+                Ok(entry) => entries.push(entry),
+                Err(e) if e.is_incomplete() => {}
+                Err(invalid) => return Err(StoreError::corrupt(invalid)),
             }
         }
         Ok(entries)

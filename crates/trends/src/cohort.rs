@@ -437,31 +437,8 @@ impl Writer {
         // Milliseconds of the recording time plus a counter keep ids distinct and in order.
         let millis = recorded_at.timestamp_millis().max(0) as u64 + self.written;
         self.written += 1;
-        Entry {
-            id: uuid::Builder::from_unix_timestamp_millis(millis, &bytes).into_uuid(),
-            day,
-            recorded_at,
-            backfilled: false,
-            first_step_pain: None,
-            rest_pain: None,
-            sitting_pain: None,
-            activity_pain: None,
-            locations: Vec::new(),
-            side: None,
-            radiating: None,
-            numbness: None,
-            weakness: None,
-            heel_tender: None,
-            morning_stiffness: None,
-            night_pain: None,
-            worse_with: Vec::new(),
-            eased_with: Vec::new(),
-            steps: None,
-            standing_minutes: None,
-            treatments: Vec::new(),
-            note: None,
-            deleted: false,
-        }
+        let id = uuid::Builder::from_unix_timestamp_millis(millis, &bytes).into_uuid();
+        Entry::new(id, day, recorded_at)
     }
 
     fn numbness(&mut self, probability: f64) -> Option<Severity> {

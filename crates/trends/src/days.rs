@@ -6,165 +6,191 @@
 //! folds do not depend on the order of the entries.
 
 use chrono::{Datelike, NaiveDate, TimeDelta};
-use heeldiary_core::{Entry, Location, Severity, Treatment, Trigger};
+use heeldiary_core::{
+    Entry, Field, FieldRef, Kind, Location, Severity, Treatment, Trigger, Word, WordSet,
+};
 
 use crate::report::Measure;
 
-/// A set of words from one of the core vocabularies, as bits over the vocabulary's `ALL` list.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct WordSet(u32);
+/// One field over the check-ins of a day, folded by its kind: the highest score or count, a
+/// sign present if any check-in reported it, the last word of the vocabulary reported (for a
+/// severity, the worst), every word of a list.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+enum Folded {
+    #[default]
+    Unanswered,
+    Number(u32),
+    Flag(bool),
+    Word(usize),
+    Words(WordSet),
+}
 
-impl WordSet {
-    fn from_words<T: Copy + PartialEq>(all: &[T], words: &[T]) -> Self {
-        let bits = words
-            .iter()
-            .filter_map(|word| all.iter().position(|candidate| candidate == word))
-            .fold(0u32, |bits, index| bits | (1 << index));
-        WordSet(bits)
+impl Folded {
+    /// What the analysis keeps of a field's value: days, times, text and the tombstone are not
+    /// folded.
+    fn of(value: FieldRef<'_>) -> Folded {
+        match value {
+            FieldRef::Number(n) => Folded::Number(n),
+            FieldRef::Flag(yes) => Folded::Flag(yes),
+            FieldRef::Word(at) => Folded::Word(at),
+            FieldRef::Words(set) => Folded::Words(set),
+            FieldRef::Absent | FieldRef::Day(_) | FieldRef::Instant(_) | FieldRef::Text(_) => {
+                Folded::Unanswered
+            }
+        }
     }
 
-    fn contains<T: Copy + PartialEq>(self, all: &[T], word: T) -> bool {
-        all.iter()
-            .position(|candidate| *candidate == word)
-            .is_some_and(|index| self.0 & (1 << index) != 0)
-    }
-
-    fn union(self, other: WordSet) -> WordSet {
-        WordSet(self.0 | other.0)
-    }
-
-    pub(crate) fn is_empty(self) -> bool {
-        self.0 == 0
+    /// The fold of two check-ins' values; it does not depend on their order.
+    fn with(self, other: Folded) -> Folded {
+        match (self, other) {
+            (Folded::Unanswered, value) | (value, Folded::Unanswered) => value,
+            (Folded::Number(a), Folded::Number(b)) => Folded::Number(a.max(b)),
+            (Folded::Flag(a), Folded::Flag(b)) => Folded::Flag(a || b),
+            (Folded::Word(a), Folded::Word(b)) => Folded::Word(a.max(b)),
+            (Folded::Words(a), Folded::Words(b)) => Folded::Words(a.union(b)),
+            // One field holds one kind: two kinds cannot meet.
+            (kept, _) => kept,
+        }
     }
 }
 
-/// What the analysis knows about one logged day.
+/// What the analysis knows about one logged day: every field of the entry table, folded over
+/// the day's check-ins, read through the field's name.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Day {
     pub date: NaiveDate,
     /// Day number on a continuous scale, so that gaps between logged days count as time.
     pub number: i64,
-    pub first_step_pain: Option<u8>,
-    pub rest_pain: Option<u8>,
-    pub sitting_pain: Option<u8>,
-    pub activity_pain: Option<u8>,
-    pub radiating: Option<bool>,
-    pub numbness: Option<Severity>,
-    pub weakness: Option<bool>,
-    pub heel_tender: Option<bool>,
-    pub morning_stiffness: Option<bool>,
-    pub night_pain: Option<bool>,
-    locations: WordSet,
-    worse_with: WordSet,
-    eased_with: WordSet,
-    /// Sorted, without repeats.
-    pub treatments: Vec<Treatment>,
+    values: [Folded; Field::ALL.len()],
 }
 
 impl Day {
     fn from_entry(entry: &Entry) -> Day {
-        let mut treatments = entry.treatments.clone();
-        treatments.sort();
-        treatments.dedup();
+        let mut values = [Folded::Unanswered; Field::ALL.len()];
+        for field in Field::ALL {
+            values[field.index()] = Folded::of(entry.get(*field));
+        }
         Day {
             date: entry.day,
             number: i64::from(entry.day.num_days_from_ce()),
-            first_step_pain: entry.first_step_pain,
-            rest_pain: entry.rest_pain,
-            sitting_pain: entry.sitting_pain,
-            activity_pain: entry.activity_pain,
-            radiating: entry.radiating,
-            numbness: entry.numbness,
-            weakness: entry.weakness,
-            heel_tender: entry.heel_tender,
-            morning_stiffness: entry.morning_stiffness,
-            night_pain: entry.night_pain,
-            locations: WordSet::from_words(Location::ALL, &entry.locations),
-            worse_with: WordSet::from_words(Trigger::ALL, &entry.worse_with),
-            eased_with: WordSet::from_words(Trigger::ALL, &entry.eased_with),
-            treatments,
+            values,
         }
     }
 
     /// Folds another check-in of the same day into this one.
     fn absorb(&mut self, entry: &Entry) {
-        let other = Day::from_entry(entry);
-        self.first_step_pain = self.first_step_pain.max(other.first_step_pain);
-        self.rest_pain = self.rest_pain.max(other.rest_pain);
-        self.sitting_pain = self.sitting_pain.max(other.sitting_pain);
-        self.activity_pain = self.activity_pain.max(other.activity_pain);
-        // `Some(true)` > `Some(false)` > `None`: a sign reported once counts for the day.
-        self.radiating = self.radiating.max(other.radiating);
-        self.numbness = self.numbness.max(other.numbness);
-        self.weakness = self.weakness.max(other.weakness);
-        self.heel_tender = self.heel_tender.max(other.heel_tender);
-        self.morning_stiffness = self.morning_stiffness.max(other.morning_stiffness);
-        self.night_pain = self.night_pain.max(other.night_pain);
-        self.locations = self.locations.union(other.locations);
-        self.worse_with = self.worse_with.union(other.worse_with);
-        self.eased_with = self.eased_with.union(other.eased_with);
-        self.treatments.extend(other.treatments);
-        self.treatments.sort();
-        self.treatments.dedup();
+        for field in Field::ALL {
+            let value = &mut self.values[field.index()];
+            *value = value.with(Folded::of(entry.get(*field)));
+        }
+    }
+
+    /// A score or count of the day.
+    pub fn number(&self, field: Field) -> Option<u32> {
+        match self.values[field.index()] {
+            Folded::Number(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// A pain score of the day (0–10).
+    pub fn score(&self, field: Field) -> Option<u8> {
+        debug_assert_eq!(field.kind(), Kind::Score, "{field} is not a score");
+        self.number(field).and_then(|n| u8::try_from(n).ok())
+    }
+
+    /// A yes/no answer of the day.
+    pub fn flag(&self, field: Field) -> Option<bool> {
+        match self.values[field.index()] {
+            Folded::Flag(yes) => Some(yes),
+            _ => None,
+        }
+    }
+
+    /// A one-word answer of the day; `W` is the field's vocabulary.
+    pub fn word<W: Word>(&self, field: Field) -> Option<W> {
+        debug_assert_eq!(field.kind(), Kind::Word(W::VOCABULARY), "{field}");
+        match self.values[field.index()] {
+            Folded::Word(at) => W::EVERY.get(at).copied(),
+            _ => None,
+        }
+    }
+
+    /// The words of a list answer of the day (empty when unanswered).
+    pub fn words(&self, field: Field) -> WordSet {
+        match self.values[field.index()] {
+            Folded::Words(set) => set,
+            _ => WordSet::default(),
+        }
     }
 
     /// The value of a measure on this day.
     pub fn measure(&self, measure: Measure) -> Option<f64> {
-        match measure {
-            Measure::FirstStepPain => self.first_step_pain.map(f64::from),
-            Measure::RestPain => self.rest_pain.map(f64::from),
-            Measure::SittingPain => self.sitting_pain.map(f64::from),
-            Measure::ActivityPain => self.activity_pain.map(f64::from),
-            Measure::NerveSigns => self.nerve_score(),
+        match measure.field() {
+            Some(field) => self.score(field).map(f64::from),
+            None => self.nerve_score(),
         }
+    }
+
+    /// Numbness, tingling or burning of the day.
+    pub fn numbness(&self) -> Option<Severity> {
+        self.word(Field::Numbness)
     }
 
     /// Numbness, tingling or burning reported (any severity above none).
     pub fn has_numbness(&self) -> bool {
-        self.numbness.is_some_and(|s| s != Severity::None)
+        self.numbness().is_some_and(|s| s != Severity::None)
     }
 
     /// Numbness, tingling or weakness: the signs the brief says need a clinician.
     pub fn has_numbness_or_weakness(&self) -> bool {
-        self.has_numbness() || self.weakness == Some(true)
+        self.has_numbness() || self.flag(Field::Weakness) == Some(true)
     }
 
     /// Whether the patient answered any of numbness, tingling or weakness that day.
     pub fn numbness_or_weakness_answered(&self) -> bool {
-        self.numbness.is_some() || self.weakness.is_some()
+        self.numbness().is_some() || self.flag(Field::Weakness).is_some()
     }
 
     /// Nerve-sign score of the day, 0–5: numbness severity (0–3), plus one for radiating pain,
     /// plus one for weakness. `None` when none of the three was answered.
     pub fn nerve_score(&self) -> Option<f64> {
-        if self.numbness.is_none() && self.radiating.is_none() && self.weakness.is_none() {
+        let numbness = self.numbness();
+        let radiating = self.flag(Field::Radiating);
+        let weakness = self.flag(Field::Weakness);
+        if numbness.is_none() && radiating.is_none() && weakness.is_none() {
             return None;
         }
-        let numbness = self.numbness.map_or(0, Severity::rank);
-        let radiating = u8::from(self.radiating == Some(true));
-        let weakness = u8::from(self.weakness == Some(true));
+        let numbness = numbness.map_or(0, Severity::rank);
+        let radiating = u8::from(radiating == Some(true));
+        let weakness = u8::from(weakness == Some(true));
         Some(f64::from(numbness + radiating + weakness))
     }
 
     pub fn has_location(&self, location: Location) -> bool {
-        self.locations.contains(Location::ALL, location)
+        self.words(Field::Locations).contains(location)
     }
 
     pub fn any_location(&self) -> bool {
-        !self.locations.is_empty()
+        !self.words(Field::Locations).is_empty()
     }
 
     pub fn worse_with(&self, trigger: Trigger) -> bool {
-        self.worse_with.contains(Trigger::ALL, trigger)
+        self.words(Field::WorseWith).contains(trigger)
     }
 
     pub fn eased_with(&self, trigger: Trigger) -> bool {
-        self.eased_with.contains(Trigger::ALL, trigger)
+        self.words(Field::EasedWith).contains(trigger)
     }
 
     /// Whether the patient filled in what worsened or eased the pain that day.
     pub fn any_trigger(&self) -> bool {
-        !self.worse_with.is_empty() || !self.eased_with.is_empty()
+        !self.words(Field::WorseWith).is_empty() || !self.words(Field::EasedWith).is_empty()
+    }
+
+    /// The treatments of the day, in the vocabulary's order.
+    pub fn treatments(&self) -> impl Iterator<Item = Treatment> {
+        self.words(Field::Treatments).words::<Treatment>()
     }
 }
 
@@ -200,4 +226,97 @@ pub(crate) fn offset(date: NaiveDate, days: i64) -> NaiveDate {
         } else {
             NaiveDate::MAX
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use heeldiary_core::EntryInput;
+    use serde_json::{json, Value};
+
+    fn entry(fields: Value) -> Entry {
+        let mut object = json!({"day": "2026-11-01", "recorded_at": "2026-11-01T08:00:00Z"});
+        object
+            .as_object_mut()
+            .unwrap()
+            .extend(fields.as_object().unwrap().clone());
+        let input: EntryInput = serde_json::from_value(object).unwrap();
+        let patch = input
+            .into_patch(NaiveDate::from_ymd_opt(2026, 11, 2).unwrap())
+            .unwrap();
+        let state = heeldiary_core::EntryState {
+            fields: patch
+                .into_iter()
+                .map(|(field, value)| {
+                    let hlc = heeldiary_core::Hlc::zero(uuid::Uuid::nil());
+                    (field, heeldiary_core::FieldValue { hlc, value })
+                })
+                .collect(),
+        };
+        state.to_entry(uuid::Uuid::nil()).unwrap()
+    }
+
+    /// A value for every field a person answers, by its kind.
+    fn answer(field: Field) -> Option<Value> {
+        Some(match field.kind() {
+            Kind::Score => json!(7),
+            Kind::Count { max } => json!(max),
+            Kind::Flag => json!(true),
+            Kind::Word(vocabulary) => json!(vocabulary.words[1]),
+            Kind::Words(vocabulary) => json!(vocabulary.words[..2]),
+            Kind::Text { .. } => json!("a note"),
+            Kind::Day | Kind::Instant | Kind::Tombstone => return None,
+        })
+    }
+
+    #[test]
+    fn a_day_reads_every_answered_field_through_its_name() {
+        let answers: serde_json::Map<String, Value> = Field::ALL
+            .iter()
+            .filter_map(|field| Some((field.as_str().to_string(), answer(*field)?)))
+            .collect();
+        let full = entry(Value::Object(answers));
+        let day = Day::from_entry(&full);
+        for field in Field::ALL {
+            let read = match field.kind() {
+                Kind::Score | Kind::Count { .. } => day.number(*field).map(FieldRef::Number),
+                Kind::Flag => day.flag(*field).map(FieldRef::Flag),
+                Kind::Word(_) => match day.values[field.index()] {
+                    Folded::Word(at) => Some(FieldRef::Word(at)),
+                    _ => None,
+                },
+                Kind::Words(_) => Some(FieldRef::Words(day.words(*field))),
+                Kind::Day | Kind::Instant | Kind::Text { .. } | Kind::Tombstone => continue,
+            };
+            assert_ne!(full.get(*field), FieldRef::Absent, "{field}");
+            assert_eq!(read, Some(full.get(*field)), "{field}");
+        }
+    }
+
+    #[test]
+    fn check_ins_of_one_day_fold_to_the_worst_pain_and_every_sign_and_word() {
+        let morning = entry(json!({
+            "first_step_pain": 8, "heel_tender": false, "numbness": "moderate",
+            "locations": ["arch"], "treatments": ["ice", "stretching"]
+        }));
+        let evening = entry(json!({
+            "first_step_pain": 3, "sitting_pain": 4, "heel_tender": true, "numbness": "mild",
+            "locations": ["calf"], "treatments": ["ice"]
+        }));
+        for (first, second) in [(&morning, &evening), (&evening, &morning)] {
+            let days = summarise(&[first.clone(), second.clone()], first.day);
+            assert_eq!(days.len(), 1);
+            let day = &days[0];
+            assert_eq!(day.score(Field::FirstStepPain), Some(8));
+            assert_eq!(day.score(Field::SittingPain), Some(4));
+            assert_eq!(day.score(Field::RestPain), None);
+            assert_eq!(day.flag(Field::HeelTender), Some(true));
+            assert_eq!(day.numbness(), Some(Severity::Moderate));
+            assert!(day.has_location(Location::Arch) && day.has_location(Location::Calf));
+            assert_eq!(
+                day.treatments().collect::<Vec<_>>(),
+                vec![Treatment::Stretching, Treatment::Ice]
+            );
+        }
+    }
 }

@@ -7,7 +7,8 @@
 //! evidence (dates, values, statistics) and one plain sentence in the "consistent with …"
 //! register: the analysis describes patterns, it never diagnoses.
 //!
-//! The crate is pure functions over [`heeldiary_core::Entry`] values. It must never depend on
+//! The crate is pure functions over [`heeldiary_core::Entry`] values, read through the core's
+//! field table ([`heeldiary_core::Field`]): a day folds its check-ins field by field by kind. It must never depend on
 //! an I/O crate (files, network, databases, clocks) nor on any heeldiary crate other than
 //! `heeldiary-core`, so the same analysis runs on a phone, on the server and in batch jobs.
 //!

@@ -6,7 +6,7 @@
 //! share of days showing the sign: 0 (none of its signs on any day) to 1 (all of them every day).
 
 use chrono::NaiveDate;
-use heeldiary_core::{Location, Severity, Trigger};
+use heeldiary_core::{Field, Location, Severity, Trigger};
 use serde::{Deserialize, Serialize};
 
 use crate::days::Day;
@@ -146,10 +146,11 @@ impl Sign {
         match self {
             Sign::FirstStepPeak => first_step_peak(day),
             Sign::NoFirstStepPeak => {
-                day.sitting_pain.or(day.activity_pain)?;
+                day.score(Field::SittingPain)
+                    .or(day.score(Field::ActivityPain))?;
                 first_step_peak(day).map(|peak| !peak)
             }
-            Sign::HeelTender => day.heel_tender,
+            Sign::HeelTender => day.flag(Field::HeelTender),
             Sign::EasesWithMovement => triggers.map(|()| day.eased_with(Trigger::Walking)),
             Sign::LocalHeelPain => locations.map(|()| {
                 let heel = [Location::HeelBottom, Location::HeelBack, Location::Arch]
@@ -160,13 +161,13 @@ impl Sign {
             Sign::NoNerveSigns => day.nerve_score().map(|score| score == 0.0),
             Sign::WorseWithStanding => triggers
                 .map(|()| day.worse_with(Trigger::Standing) || day.worse_with(Trigger::Running)),
-            Sign::MorningStiffness => day.morning_stiffness,
-            Sign::Radiating => day.radiating,
-            Sign::NumbnessTingling => day.numbness.map(|severity| severity != Severity::None),
-            Sign::Weakness => day.weakness,
-            Sign::NightPain => day.night_pain,
+            Sign::MorningStiffness => day.flag(Field::MorningStiffness),
+            Sign::Radiating => day.flag(Field::Radiating),
+            Sign::NumbnessTingling => day.numbness().map(|severity| severity != Severity::None),
+            Sign::Weakness => day.flag(Field::Weakness),
+            Sign::NightPain => day.flag(Field::NightPain),
             Sign::SittingOrBending => {
-                if day.sitting_pain.is_none() && !day.any_trigger() {
+                if day.score(Field::SittingPain).is_none() && !day.any_trigger() {
                     return None;
                 }
                 let trigger = day.worse_with(Trigger::Sitting)
@@ -174,8 +175,9 @@ impl Sign {
                     || day.worse_with(Trigger::Lifting)
                     || day.eased_with(Trigger::Sitting)
                     || day.eased_with(Trigger::Bending);
-                let sitting_pain_high = day.sitting_pain.is_some_and(|sitting| {
-                    sitting >= PAIN_TO_JUDGE_PEAK && sitting >= day.activity_pain.unwrap_or(0)
+                let sitting_pain_high = day.score(Field::SittingPain).is_some_and(|sitting| {
+                    sitting >= PAIN_TO_JUDGE_PEAK
+                        && sitting >= day.score(Field::ActivityPain).unwrap_or(0)
                 });
                 Some(trigger || sitting_pain_high)
             }
@@ -189,17 +191,17 @@ impl Sign {
     /// The rating shown next to each date in the evidence, and its name.
     fn value(self, day: &Day) -> Option<u8> {
         match self {
-            Sign::FirstStepPeak | Sign::NoFirstStepPeak => day.first_step_pain,
-            Sign::SittingOrBending => day.sitting_pain,
-            Sign::NumbnessTingling => day.numbness.map(Severity::rank),
+            Sign::FirstStepPeak | Sign::NoFirstStepPeak => day.score(Field::FirstStepPain),
+            Sign::SittingOrBending => day.score(Field::SittingPain),
+            Sign::NumbnessTingling => day.numbness().map(Severity::rank),
             _ => None,
         }
     }
 
     fn value_name(self) -> Option<&'static str> {
         match self {
-            Sign::FirstStepPeak | Sign::NoFirstStepPeak => Some("first_step_pain"),
-            Sign::SittingOrBending => Some("sitting_pain"),
+            Sign::FirstStepPeak | Sign::NoFirstStepPeak => Some(Field::FirstStepPain.as_str()),
+            Sign::SittingOrBending => Some(Field::SittingPain.as_str()),
             Sign::NumbnessTingling => Some("numbness_rank_1_to_3"),
             _ => None,
         }
@@ -238,8 +240,11 @@ impl Sign {
 /// activity pain. Pain after rest is not compared: in plantar fasciitis it is high too, for the
 /// same reason as the first steps. `None` when first-step pain is missing or all pain is low.
 fn first_step_peak(day: &Day) -> Option<bool> {
-    let first_step = day.first_step_pain?;
-    let others = day.sitting_pain.max(day.activity_pain).unwrap_or(0);
+    let first_step = day.score(Field::FirstStepPain)?;
+    let others = day
+        .score(Field::SittingPain)
+        .max(day.score(Field::ActivityPain))
+        .unwrap_or(0);
     if first_step.max(others) < PAIN_TO_JUDGE_PEAK {
         return None;
     }

@@ -16,7 +16,7 @@
 //!   course's first three weeks.
 
 use chrono::NaiveDate;
-use heeldiary_core::Treatment;
+use heeldiary_core::{Field, Treatment};
 
 use crate::days::{between, offset, Day};
 use crate::report::{RedFlag, RedFlagKind};
@@ -83,7 +83,7 @@ fn nerve_signs(history: &[Day], window: &[Day]) -> Option<RedFlag> {
     let numbness_days = flagged.iter().filter(|day| day.has_numbness()).count();
     let weakness_days = flagged
         .iter()
-        .filter(|day| day.weakness == Some(true))
+        .filter(|day| day.flag(Field::Weakness) == Some(true))
         .count();
     let since = if clear_before >= CLEAR_DAYS_BEFORE_NEW {
         format!("new since {onset_date}, after {clear_before} logged days without them")
@@ -102,8 +102,14 @@ fn nerve_signs(history: &[Day], window: &[Day]) -> Option<RedFlag> {
 
 /// Days with weakness and days with a weakness answer, over `days`.
 fn weakness_counts(days: &[Day]) -> (u32, u32) {
-    let answered = days.iter().filter(|day| day.weakness.is_some()).count() as u32;
-    let present = days.iter().filter(|day| day.weakness == Some(true)).count() as u32;
+    let answered = days
+        .iter()
+        .filter(|day| day.flag(Field::Weakness).is_some())
+        .count() as u32;
+    let present = days
+        .iter()
+        .filter(|day| day.flag(Field::Weakness) == Some(true))
+        .count() as u32;
     (present, answered)
 }
 
@@ -137,7 +143,7 @@ fn worsening_weakness(history: &[Day], as_of: NaiveDate) -> Option<RedFlag> {
         kind: RedFlagKind::WorseningWeakness,
         dates: recent
             .iter()
-            .filter(|day| day.weakness == Some(true))
+            .filter(|day| day.flag(Field::Weakness) == Some(true))
             .map(|day| day.date)
             .collect(),
         sentence: format!(
@@ -148,8 +154,7 @@ fn worsening_weakness(history: &[Day], as_of: NaiveDate) -> Option<RedFlag> {
 }
 
 fn conservative(day: &Day) -> bool {
-    day.treatments
-        .iter()
+    day.treatments()
         .any(|treatment| treatment.is_conservative())
 }
 
@@ -187,7 +192,7 @@ fn no_improvement_on_conservative_care(history: &[Day], as_of: NaiveDate) -> Opt
     }
     let mut treatments: Vec<Treatment> = course
         .iter()
-        .flat_map(|day| day.treatments.iter().copied())
+        .flat_map(|day| day.treatments())
         .filter(|treatment| treatment.is_conservative())
         .collect();
     treatments.sort();

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use chrono::NaiveDate;
-use heeldiary_core::Treatment;
+use heeldiary_core::{Field, Treatment};
 use serde::{Deserialize, Serialize};
 
 pub use crate::pattern::{Sign, Source};
@@ -193,6 +193,18 @@ impl Measure {
         Measure::ActivityPain,
         Measure::NerveSigns,
     ];
+
+    /// The entry field a pain measure reads, under the same name; `None` for the nerve-sign
+    /// score, which is computed from several fields.
+    pub fn field(self) -> Option<Field> {
+        match self {
+            Measure::FirstStepPain => Some(Field::FirstStepPain),
+            Measure::RestPain => Some(Field::RestPain),
+            Measure::SittingPain => Some(Field::SittingPain),
+            Measure::ActivityPain => Some(Field::ActivityPain),
+            Measure::NerveSigns => None,
+        }
+    }
 
     /// Words for sentences.
     pub fn describe(self) -> &'static str {
@@ -492,4 +504,29 @@ pub fn render_text(report: &Report) -> String {
          cause: only a clinician can say where the pain comes from."
     );
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use heeldiary_core::Kind;
+
+    use super::*;
+
+    #[test]
+    fn pain_measures_are_the_score_fields_under_their_names() {
+        let scores: Vec<Field> = Field::ALL
+            .iter()
+            .copied()
+            .filter(|field| field.kind() == Kind::Score)
+            .collect();
+        let read: Vec<Field> = Measure::PAIN.iter().filter_map(|m| m.field()).collect();
+        assert_eq!(read, scores);
+        for measure in Measure::ALL {
+            let name = serde_json::to_value(measure).unwrap();
+            match measure.field() {
+                Some(field) => assert_eq!(name, field.as_str()),
+                None => assert!(!Measure::PAIN.contains(&measure)),
+            }
+        }
+    }
 }

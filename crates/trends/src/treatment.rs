@@ -70,8 +70,8 @@ pub(crate) fn main_complaint(
 pub(crate) fn responses(days: &[Day]) -> Vec<TreatmentResponse> {
     let mut starts: BTreeMap<Treatment, NaiveDate> = BTreeMap::new();
     for day in days {
-        for treatment in &day.treatments {
-            starts.entry(*treatment).or_insert(day.date);
+        for treatment in day.treatments() {
+            starts.entry(treatment).or_insert(day.date);
         }
     }
     let mut responses: Vec<TreatmentResponse> = starts

@@ -98,16 +98,11 @@ fn entry() -> impl Strategy<Value = Entry> {
             let recorded_at: DateTime<FixedOffset> =
                 day.and_hms_opt(8, 0, 0).unwrap().and_utc().fixed_offset();
             Entry {
-                id: uuid::Uuid::from_u128(id),
-                day,
-                recorded_at,
-                backfilled: false,
                 first_step_pain: pains[0],
                 rest_pain: pains[1],
                 sitting_pain: pains[2],
                 activity_pain: pains[3],
                 locations: lists.0,
-                side: None,
                 radiating: answers[0],
                 numbness,
                 weakness: answers[1],
@@ -116,11 +111,9 @@ fn entry() -> impl Strategy<Value = Entry> {
                 night_pain: answers[4],
                 worse_with: lists.1,
                 eased_with: lists.2,
-                steps: None,
-                standing_minutes: None,
                 treatments: lists.3,
-                note: None,
                 deleted,
+                ..Entry::new(uuid::Uuid::from_u128(id), day, recorded_at)
             }
         })
 }

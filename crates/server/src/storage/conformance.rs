@@ -573,7 +573,10 @@ pub async fn concurrent_edits_merge_into_the_entry_state<S: Storage>(s: S) {
         .await
         .unwrap();
     let before_creation = s.entry(patient, entry).await.unwrap().unwrap();
-    assert_eq!(before_creation.state.to_entry(entry), None);
+    assert!(before_creation
+        .state
+        .to_entry(entry)
+        .is_err_and(|e| e.is_incomplete()));
     s.push(patient, vec![created.clone()], t0()).await.unwrap();
 
     let stored = s.entry(patient, entry).await.unwrap().unwrap();

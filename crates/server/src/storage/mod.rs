@@ -23,7 +23,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use heeldiary_core::wire::{PulledOp, PushResult, PushStatus};
-use heeldiary_core::{EntryState, Field, Op};
+use heeldiary_core::{EntryState, Op};
 use uuid::Uuid;
 
 use crate::secrets::SecretHash;
@@ -383,11 +383,6 @@ impl<'a> PushPlan<'a> {
         }
         merged
     }
-}
-
-/// The local day of a merged entry, for the day index, once an operation has set it.
-pub(crate) fn entry_day(state: &EntryState) -> Option<&str> {
-    state.fields.get(&Field::Day).and_then(|f| f.value.as_str())
 }
 
 /// `n` as a signed 64-bit integer, the width both backends store.

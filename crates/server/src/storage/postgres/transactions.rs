@@ -16,7 +16,7 @@ use super::faults::Fault;
 use super::PostgresStorage;
 use crate::secrets::SecretHash;
 use crate::storage::{
-    code_use, device_id_taken, entry_day, from_i64, hash_from_bytes, parse_hlc, to_i64, CodeUse,
+    code_use, device_id_taken, from_i64, hash_from_bytes, parse_hlc, to_i64, CodeUse,
     NewDevice, PushPlan, StorageError, StoredIdentities,
 };
 
@@ -268,7 +268,7 @@ async fn save_states(
     updated_at: DateTime<Utc>,
 ) -> Result<(), Fault> {
     let ids: Vec<Uuid> = states.keys().copied().collect();
-    let days: Vec<Option<&str>> = states.values().map(entry_day).collect();
+    let days: Vec<Option<&str>> = states.values().map(EntryState::day).collect();
     let deleted: Vec<bool> = states.values().map(EntryState::is_deleted).collect();
     let json: Vec<Json<&EntryState>> = states.values().map(Json).collect();
     let save = tx

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::secrets::SecretHash;
 use crate::storage::{
-    code_use, device_id_taken, entry_day, from_i64, hash_from_bytes, parse_hlc, to_i64, CodeUse,
+    code_use, device_id_taken, from_i64, hash_from_bytes, parse_hlc, to_i64, CodeUse,
     NewDevice, PushPlan, StorageError, StoredIdentities,
 };
 
@@ -156,7 +156,7 @@ pub(super) fn push_tx(
             save.execute(params![
                 patient,
                 entry_id.to_string(),
-                entry_day(state),
+                state.day(),
                 state.is_deleted(),
                 json,
                 received
