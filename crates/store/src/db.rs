@@ -195,7 +195,6 @@ pub(crate) fn save_state(conn: &Connection, id: Uuid, state: &EntryState) -> Res
     Ok(())
 }
 
-
 /// Entry states are stored grouped by stamp, `{"<hlc>": {"field": value, ...}, ...}`: a new
 /// entry is then one stamp and its values, about the size of the operation that made it, instead
 /// of repeating the stamp for every field.

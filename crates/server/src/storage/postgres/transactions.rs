@@ -16,8 +16,8 @@ use super::faults::Fault;
 use super::PostgresStorage;
 use crate::secrets::SecretHash;
 use crate::storage::{
-    code_use, device_id_taken, from_i64, hash_from_bytes, parse_hlc, to_i64, CodeUse,
-    NewDevice, PushPlan, StorageError, StoredIdentities,
+    code_use, device_id_taken, from_i64, hash_from_bytes, parse_hlc, to_i64, CodeUse, NewDevice,
+    PushPlan, StorageError, StoredIdentities,
 };
 
 /// First key of the two-key advisory lock taken per device id while enrolling. Device ids are

@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use crate::secrets::SecretHash;
 use crate::storage::{
-    code_use, device_id_taken, from_i64, hash_from_bytes, parse_hlc, to_i64, CodeUse,
-    NewDevice, PushPlan, StorageError, StoredIdentities,
+    code_use, device_id_taken, from_i64, hash_from_bytes, parse_hlc, to_i64, CodeUse, NewDevice,
+    PushPlan, StorageError, StoredIdentities,
 };
 
 /// An instant as stored: RFC 3339 in UTC with microseconds.
