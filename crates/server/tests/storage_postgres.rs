@@ -18,6 +18,8 @@ heeldiary_server::storage_conformance!(optional: fresh());
 
 /// What only a database server can do to a backend: lose its connections in the middle of work.
 mod connection_loss {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
     use std::time::Duration;
 
     use chrono::Utc;
@@ -44,10 +46,17 @@ mod connection_loss {
     }
 
     /// Pushes `ops` until the backend takes them, retrying as a device does after a 503;
-    /// returns how many attempts were unavailable.
-    async fn push_until_stored(s: &PostgresStorage, patient: Uuid, ops: &[Op]) -> u32 {
+    /// returns how many attempts were unavailable. `attempts` counts every try, so a test that
+    /// cuts connections can pace its cuts by the pusher's progress instead of by the clock.
+    async fn push_until_stored(
+        s: &PostgresStorage,
+        patient: Uuid,
+        ops: &[Op],
+        attempts: &AtomicU64,
+    ) -> u32 {
         let mut unavailable = 0;
         loop {
+            attempts.fetch_add(1, Ordering::SeqCst);
             match s.push(patient, ops.to_vec(), Utc::now()).await {
                 Ok(results) => {
                     assert_eq!(results.len(), ops.len());
@@ -86,7 +95,7 @@ mod connection_loss {
         };
         let s = schema.open(&PoolOptions::default()).await;
         let (patient, device) = enrolled(&s).await;
-        push_until_stored(&s, patient, &batch(device, 1, 10)).await;
+        push_until_stored(&s, patient, &batch(device, 1, 10), &AtomicU64::new(0)).await;
 
         // Hold the patient's counter row from outside, so the next push stops inside its
         // transaction, waiting for the lock; then cut the backend's connections.
@@ -156,21 +165,31 @@ mod connection_loss {
         };
         let s = schema.open(&PoolOptions::default()).await;
         let (patient, device) = enrolled(&s).await;
+        let attempts = Arc::new(AtomicU64::new(0));
         let pusher = tokio::spawn({
             let s = s.clone();
+            let attempts = attempts.clone();
             async move {
                 let mut unavailable = 0;
                 for b in 0..BATCHES {
                     let ops = batch(device, 1 + b * PER_BATCH, PER_BATCH);
-                    unavailable += push_until_stored(&s, patient, &ops).await;
+                    unavailable += push_until_stored(&s, patient, &ops, &attempts).await;
                 }
                 unavailable
             }
         });
+        // Cut again only after two more push attempts have started: a cut kills at most the
+        // attempt in flight, so the one between two cuts runs on a fresh connection and the
+        // pusher always makes progress, however slow the machine is.
         let mut cuts = 0;
+        let mut cut_at = 0;
         while !pusher.is_finished() {
-            cuts += cut_connections(&schema).await;
-            tokio::time::sleep(Duration::from_millis(15)).await;
+            let now = attempts.load(Ordering::SeqCst);
+            if now >= cut_at + 2 {
+                cuts += cut_connections(&schema).await;
+                cut_at = now;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let unavailable = pusher.await.unwrap();
         eprintln!("{cuts} connections cut, {unavailable} pushes answered unavailable");
