@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use heeldiary_core::wire::{
     EnrolRequest, EnrolResponse, ErrorBody, ErrorCode, PullResponse, PushRequest, PushResponse,
-    PushStatus, DEFAULT_PULL_LIMIT,
+    PushStatus, ResearchConsentRequest, DEFAULT_PULL_LIMIT,
 };
 use heeldiary_store::{Enrolment, Store, StoreError};
 use serde::Serialize;
@@ -102,6 +102,8 @@ pub struct SyncSummary {
     pub retries: u32,
     /// Operations re-stamped because this device's clock ran ahead of the server's.
     pub restamped: usize,
+    /// Whether the patient's research-consent answer reached the server in this run.
+    pub research_consent_sent: bool,
     /// Wall time of the run, in milliseconds.
     pub elapsed_ms: u64,
 }
@@ -170,10 +172,33 @@ pub async fn sync(store: &mut Store, options: &SyncOptions) -> Result<SyncSummar
         }
         return Err(error);
     }
+    send_research_consent(store, &client, &mut summary).await?;
     pull(store, &client, options, &mut summary).await?;
     store.mark_synced()?;
     summary.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(summary)
+}
+
+/// Sends the patient's research-consent answer if the server does not have it yet.
+async fn send_research_consent(
+    store: &mut Store,
+    client: &http::Client,
+    summary: &mut SyncSummary,
+) -> Result<()> {
+    let consent = store.research_consent()?;
+    let (true, Some(changed_at)) = (consent.pending, consent.changed_at) else {
+        return Ok(());
+    };
+    let request = ResearchConsentRequest {
+        research_consent: consent.consent,
+        changed_at,
+    };
+    let (_, retries): (serde_json::Value, u32) =
+        client.post("/v1/research-consent", &request).await?;
+    summary.retries += retries;
+    store.mark_research_consent_sent(&changed_at)?;
+    summary.research_consent_sent = true;
+    Ok(())
 }
 
 async fn push(

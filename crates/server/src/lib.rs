@@ -26,9 +26,11 @@
 //! ```
 
 pub mod admin;
+pub mod analyst_api;
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod export;
 pub mod secrets;
 pub mod storage;
 
@@ -45,11 +47,13 @@ use tracing::Level;
 
 use crate::storage::Storage;
 
-/// What every handler shares: the storage handle.
+/// What every handler shares: the storage handle and the export settings.
 #[derive(Debug, Clone)]
 pub struct AppState<S> {
     /// The backend.
     pub storage: S,
+    /// Where the analyst export finds its key.
+    pub export: export::ExportSettings,
 }
 
 /// Longest a request may take, reading its body included.
@@ -59,8 +63,14 @@ pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// decompression), response compression, uniform error bodies and request logs (method, path,
 /// status, latency; never headers or bodies).
 pub fn app<S: Storage>(storage: S) -> Router {
+    app_with(storage, export::ExportSettings::default())
+}
+
+/// [`app`] with the analyst export turned on by `export` (its key file).
+pub fn app_with<S: Storage>(storage: S, export: export::ExportSettings) -> Router {
     api::routes()
-        .with_state(AppState { storage })
+        .merge(analyst_api::routes())
+        .with_state(AppState { storage, export })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // A client that stalls (or sends its body slowly) must not hold a connection for ever.
         .layer(TimeoutLayer::with_status_code(

@@ -17,8 +17,9 @@ use heeldiary_core::{Hlc, Op, MAX_CLOCK_AHEAD_MS};
 use heeldiary_server::admin;
 use heeldiary_server::secrets::SecretHash;
 use heeldiary_server::storage::{
-    DeviceCredentials, DeviceInfo, NewCode, NewDevice, NewPatient, PullPage, SqliteStorage,
-    Storage, StorageError, StoredEntry,
+    AnalystCredentials, DeviceCredentials, DeviceInfo, ExportRecord, NewAnalyst, NewCode,
+    NewDevice, NewPatient, PullPage, ResearchConsent, SqliteStorage, Storage, StorageError,
+    StoredEntry,
 };
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -724,6 +725,30 @@ impl Storage for Down {
         self.fail()
     }
     async fn entry(&self, _: Uuid, _: Uuid) -> Result<Option<StoredEntry>, StorageError> {
+        self.fail()
+    }
+    async fn set_research_consent(&self, _: ResearchConsent) -> Result<(), StorageError> {
+        self.fail()
+    }
+    async fn consenting_patients(&self) -> Result<Vec<Uuid>, StorageError> {
+        self.fail()
+    }
+    async fn add_analyst(&self, _: NewAnalyst) -> Result<(), StorageError> {
+        self.fail()
+    }
+    async fn analyst_credentials(
+        &self,
+        _: Uuid,
+    ) -> Result<Option<AnalystCredentials>, StorageError> {
+        self.fail()
+    }
+    async fn revoke_analyst(&self, _: Uuid, _: DateTime<Utc>) -> Result<(), StorageError> {
+        self.fail()
+    }
+    async fn record_export(&self, _: ExportRecord) -> Result<(), StorageError> {
+        self.fail()
+    }
+    async fn export_log(&self, _: u32) -> Result<Vec<ExportRecord>, StorageError> {
         self.fail()
     }
     async fn health(&self) -> Result<(), StorageError> {

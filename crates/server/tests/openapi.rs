@@ -15,6 +15,9 @@ fn every_route_is_described() {
         "/v1/push:",
         "/v1/pull:",
         "/v1/entries/{entry_id}:",
+        "/v1/research-consent:",
+        "/v1/export:",
+        "/v1/export/fhir/{file}:",
     ] {
         assert!(SPEC.contains(&format!("\n  {path}\n")), "{path} missing");
     }

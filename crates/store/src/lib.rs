@@ -44,7 +44,7 @@ use uuid::Uuid;
 
 pub use error::{Result, StoreError};
 pub use schema::SCHEMA_VERSION;
-pub use sync::{Enrolment, RemoteApply, SyncState};
+pub use sync::{Enrolment, RemoteApply, ResearchConsent, SyncState};
 
 use db::{
     insert_first_state, insert_local_op, load_state, read_op, read_state, save_state,
