@@ -108,16 +108,23 @@ impl<W: Write> NdjsonTable<W> {
 
 impl<W: Write> TableWriter for NdjsonTable<W> {
     fn write_row(&mut self, row: &[Cell]) -> Result<(), ExportError> {
-        let object: serde_json::Map<String, serde_json::Value> = self
-            .names
-            .iter()
-            .zip(row)
-            .map(|(name, cell)| (name.clone(), cell.to_json()))
-            .collect();
-        serde_json::to_writer(&mut self.out, &object)
-            .map_err(|e| ExportError::io("ndjson")(e.into()))?;
+        // Written by hand so the keys keep the column order.
+        let mut line = Vec::with_capacity(64 * row.len());
+        line.push(b'{');
+        for (i, (name, cell)) in self.names.iter().zip(row).enumerate() {
+            if i > 0 {
+                line.push(b',');
+            }
+            serde_json::to_writer(&mut line, name)
+                .and_then(|()| {
+                    line.push(b':');
+                    serde_json::to_writer(&mut line, &cell.to_json())
+                })
+                .map_err(|e| ExportError::io("ndjson")(e.into()))?;
+        }
+        line.extend_from_slice(b"}\n");
         self.out
-            .write_all(b"\n")
+            .write_all(&line)
             .map_err(ExportError::io("ndjson"))?;
         self.rows += 1;
         Ok(())
