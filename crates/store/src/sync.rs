@@ -398,8 +398,14 @@ impl Store {
             let mut last: Option<Hlc> = None;
             let mut touched = Vec::with_capacity(refused.len());
             for (local_seq, op) in &refused {
+                // Never later than the server's now: the clock may have been set right since
+                // (or this diary is a copy on a phone whose clock is right).
                 let moved_back = Hlc {
-                    wall_ms: op.hlc.wall_ms.saturating_add_signed(offset.min(0)),
+                    wall_ms: op
+                        .hlc
+                        .wall_ms
+                        .saturating_add_signed(offset.min(0))
+                        .min(server_time_ms),
                     counter: 0,
                     node: device_id,
                 };
