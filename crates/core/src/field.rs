@@ -432,7 +432,7 @@ mod tests {
     }
 
     #[test]
-    fn days_more_than_one_day_ahead_are_refused() {
+    fn days_before_1900_or_more_than_one_day_ahead_are_refused() {
         assert!(Field::Day.normalise(json!("2026-11-11"), today()).is_ok());
         assert!(reason(Field::Day, json!("2026-11-12")).contains("more than one day in the future"));
         assert!(reason(Field::Day, json!("2026-13-01")).contains("not a date"));
