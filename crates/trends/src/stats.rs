@@ -207,6 +207,17 @@ pub fn ranks(values: &[f64]) -> Vec<f64> {
 /// Z and p recomputed. The factor is never below 1: negative correlation does not make the
 /// test bolder. Returns the corrected test and the factor.
 pub fn mann_kendall_hamed_rao(values: &[f64]) -> Option<(MannKendall, f64)> {
+    mann_kendall_hamed_rao_with(values, None)
+}
+
+/// [`mann_kendall_hamed_rao`], with a longer stretch of the same series (`context`, in time
+/// order, e.g. the last twelve weeks) to estimate the correlation from its first differences
+/// too: four weeks estimate it poorly, twelve much better, and differences are not misled by
+/// a trend or a step in the longer stretch. The largest estimate is kept.
+pub fn mann_kendall_hamed_rao_with(
+    values: &[f64],
+    context: Option<&[f64]>,
+) -> Option<(MannKendall, f64)> {
     let plain = mann_kendall(values)?;
     let n = values.len();
     let positions: Vec<f64> = (0..n).map(|i| i as f64).collect();
@@ -218,7 +229,12 @@ pub fn mann_kendall_hamed_rao(values: &[f64]) -> Option<(MannKendall, f64)> {
         .collect();
     let rho = lag1_autocorrelation(&ranks(&detrended))
         .unwrap_or(0.0)
-        .max(lag1_from_differences(&ranks(values)).unwrap_or(0.0));
+        .max(lag1_from_differences(&ranks(values)).unwrap_or(0.0))
+        .max(
+            context
+                .and_then(|context| lag1_from_differences(&ranks(context)))
+                .unwrap_or(0.0),
+        );
     let nf = n as f64;
     let sum: f64 = (1..n)
         .map(|k| {

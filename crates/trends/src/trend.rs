@@ -11,7 +11,7 @@ use chrono::NaiveDate;
 use crate::days::{between, offset, Day};
 use crate::report::{round, Direction, Measure, Period, Step, Trend, Trends};
 use crate::stats::{
-    holm, is_meaningful_pain_change, mann_kendall_hamed_rao, rank_shift, theil_sen,
+    holm, is_meaningful_pain_change, mann_kendall_hamed_rao_with, rank_shift, theil_sen,
 };
 
 /// Fewest days with a measure before its trend is judged.
@@ -30,6 +30,8 @@ const MEANINGFUL_NERVE_CHANGE: f64 = 1.0;
 pub const STEP_RECENT_DAYS: i64 = 14;
 /// Length of the earlier stretch of the step test.
 pub const STEP_EARLIER_DAYS: i64 = 28;
+/// Days of history whose day-to-day correlation widens the trend test's variance.
+const CONTEXT_DAYS: i64 = 84;
 /// Fewest days with the measure on each side of the step test.
 const MIN_STEP_DAYS: u32 = 6;
 
@@ -109,7 +111,12 @@ fn test(measure: Measure, window: &[Day], history: &[Day], as_of: NaiveDate) -> 
     let times: Vec<f64> = points.iter().map(|(day, _)| day.number as f64).collect();
     let line = (n >= MIN_DAYS_FOR_TREND)
         .then(|| {
-            let (test, variance_ratio) = mann_kendall_hamed_rao(&values)?;
+            let context: Vec<f64> = between(history, offset(as_of, 1 - CONTEXT_DAYS), as_of)
+                .iter()
+                .filter_map(|day| day.measure(measure))
+                .collect();
+            let context = (context.len() > values.len()).then_some(context.as_slice());
+            let (test, variance_ratio) = mann_kendall_hamed_rao_with(&values, context)?;
             let fit = theil_sen(&times, &values)?;
             let (first, last) = (*times.first()?, *times.last()?);
             // The fitted line is a summary of days on a bounded scale: its ends stay on it.
