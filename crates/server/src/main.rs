@@ -11,7 +11,9 @@ use chrono::Utc;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use heeldiary_server::admin::{self, DEFAULT_CODE_HOURS};
 use heeldiary_server::export::{self, ExportSettings, Format, Options, Progress};
-use heeldiary_server::storage::{PoolOptions, PostgresStorage, SqliteStorage, Storage};
+use heeldiary_server::storage::{
+    ErasureRecord, PoolOptions, PostgresStorage, SqliteStorage, Storage,
+};
 use tracing_subscriber::EnvFilter;
 use uuid::Uuid;
 
@@ -138,6 +140,9 @@ struct ServeArgs {
     /// The export key of `GET /v1/export` (made on first use); default: export.key in --data.
     #[arg(long, value_name = "FILE")]
     export_key_file: Option<PathBuf>,
+    /// Most connections open at once; more wait until one closes.
+    #[arg(long, default_value_t = heeldiary_server::limits::DEFAULT_MAX_CONNECTIONS, value_name = "N")]
+    max_connections: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -211,6 +216,31 @@ enum AdminCommand {
         #[arg(long)]
         patient: Uuid,
         /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Declare the data restored from a backup (run it after the restore, before serving): a
+    /// new feed epoch makes every device push again what the restore lost and read the feed
+    /// again.
+    MarkRestored {
+        /// Print JSON (`epoch`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Erase every row of a patient on the server (diary, devices, codes), leaving a record that
+    /// an erasure happened (when, by whom, row counts; no personal data). The patient's devices
+    /// are told on their next sync and keep their own diaries.
+    ErasePatient {
+        /// The patient id.
+        #[arg(long)]
+        patient: Uuid,
+        /// Who erases (an operator name for the record).
+        #[arg(long, env = "USER", default_value = "admin")]
+        by: String,
+        /// Confirm: the erasure cannot be undone.
+        #[arg(long)]
+        yes: bool,
+        /// Print JSON (the erasure record).
         #[arg(long)]
         json: bool,
     },
@@ -374,7 +404,11 @@ async fn serve<S: Storage>(
     let app = heeldiary_server::app_with(storage, export);
     match tls {
         None => {
-            axum::serve(tokio::net::TcpListener::from_std(listener)?, app)
+            let listener = heeldiary_server::limits::CappedListener::new(
+                tokio::net::TcpListener::from_std(listener)?,
+                args.max_connections,
+            );
+            axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown_signal())
                 .await?
         }
@@ -494,6 +528,30 @@ async fn run_admin<S: Storage>(
                 }
             }
             Ok(())
+        }
+        AdminCommand::MarkRestored { json } => {
+            let epoch = admin::mark_restored(storage, now).await?;
+            if json {
+                println!("{}", serde_json::json!({ "epoch": epoch }));
+            } else {
+                println!("new feed epoch {epoch}: every device pushes again what it has and reads the feed again on its next sync");
+            }
+            Ok(())
+        }
+        AdminCommand::ErasePatient {
+            patient,
+            by,
+            yes,
+            json,
+        } => {
+            if !yes {
+                bail!(
+                    "erasing patient {patient} removes its data from the server for good: \
+                     add --yes to confirm"
+                );
+            }
+            let record = admin::erase_patient(storage, patient, &by, now).await?;
+            print_erasure(&record, json)
         }
         AdminCommand::ListDevices { patient, json } => {
             let devices = admin::list_devices(storage, patient).await?;
@@ -619,6 +677,31 @@ fn peak_rss_kib() -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn print_erasure(record: &ErasureRecord, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(record)?);
+        return Ok(());
+    }
+    let total: u64 = record.rows_removed.values().sum();
+    println!(
+        "erased patient {}: {total} rows removed ({})",
+        record.patient_id,
+        record
+            .rows_removed
+            .iter()
+            .map(|(table, n)| format!("{table} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "erasure record {} kept (at {}, by {}); the patient's devices are told on their next sync",
+        record.erasure_id,
+        record.erased_at.format("%Y-%m-%d %H:%M:%S UTC"),
+        record.erased_by
+    );
+    Ok(())
 }
 
 fn print_code(issued: &admin::IssuedCode, json: bool, hint: &str) -> anyhow::Result<()> {

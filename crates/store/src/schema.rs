@@ -20,8 +20,12 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../../schema/client/0003_device_clock.sql"),
     ),
     (
-        "0004_research_consent",
-        include_str!("../../../schema/client/0004_research_consent.sql"),
+        "0004_identity_and_epoch",
+        include_str!("../../../schema/client/0004_identity_and_epoch.sql"),
+    ),
+    (
+        "0005_research_consent",
+        include_str!("../../../schema/client/0005_research_consent.sql"),
     ),
 ];
 
