@@ -8,9 +8,7 @@ use rusqlite::params;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::db::{
-    insert_first_state, insert_op, load_state, read_op, rebuild, save_state, OP_LOG_COLUMNS,
-};
+use crate::db::{device_no, insert_op, load_state, read_op, uuid_from, SELECT_OPS};
 use crate::error::{Result, StoreError};
 use crate::Store;
 
@@ -118,9 +116,9 @@ impl Store {
             u64,
         ) = self.conn.query_row(
             "SELECT s.acked_seq, s.pull_cursor, s.clock_offset_ms, s.last_sync_at,
-                    (SELECT count(*) FROM ops WHERE device_id = ?1 AND device_seq > s.acked_seq)
+                    (SELECT count(*) FROM outbox WHERE device_seq > s.acked_seq)
              FROM sync_state s",
-            [self.device_id().to_string()],
+            [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )?;
         Ok(SyncState {
@@ -137,21 +135,26 @@ impl Store {
 
     /// Up to `limit` of this device's operations the server has not acknowledged, in sequence order.
     pub fn unpushed(&self, limit: usize) -> Result<Vec<Op>> {
+        let own = device_no(&self.conn, self.device_id())?;
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {OP_LOG_COLUMNS} FROM ops
-             WHERE device_id = ?1 AND device_seq > (SELECT acked_seq FROM sync_state)
-             ORDER BY device_seq LIMIT ?2"
+            "{SELECT_OPS} JOIN outbox b ON o.entry_id = b.entry_id AND o.device_seq = b.device_seq
+             WHERE o.device_no = ?1 AND b.device_seq > (SELECT acked_seq FROM sync_state)
+             ORDER BY b.device_seq LIMIT ?2"
         ))?;
-        let rows = stmt.query_map(params![self.device_id().to_string(), limit as i64], read_op)?;
-        rows.map(|op| op?).collect()
+        let rows = stmt.query_map(params![own, limit as i64], read_op)?;
+        rows.map(|row| Ok(row??.0)).collect()
     }
 
-    /// Notes that the server holds every own operation up to `device_seq`. Never moves back.
+    /// Notes that the server holds every own operation up to `device_seq`, and takes them off
+    /// the queue of the next push. Never moves back.
     pub fn mark_pushed(&mut self, device_seq: u64) -> Result<()> {
-        self.conn.execute(
+        let tx = self.conn.transaction()?;
+        tx.execute(
             "UPDATE sync_state SET acked_seq = max(acked_seq, ?1)",
             [device_seq],
         )?;
+        tx.execute("DELETE FROM outbox WHERE device_seq <= ?1", [device_seq])?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -164,10 +167,9 @@ impl Store {
             let mut summary = RemoteApply::default();
             for pulled in ops {
                 let op = &pulled.op;
-                // Read the state before the operation joins the log: an entry whose state column
-                // is empty is read through its only operation, and must not see this one yet.
+                // The state before the operation joins the log, to count the fields it disputes.
                 let state = load_state(tx, op.entry_id)?;
-                if !insert_op(tx, op, Some((pulled.cursor, pulled.received_at)))? {
+                if !insert_op(tx, op, Some(pulled.received_at))? {
                     summary.already_had += 1;
                     continue;
                 }
@@ -175,21 +177,17 @@ impl Store {
                 // The server refuses stamps far ahead of its clock, so a refusal here only means
                 // this device's clock is behind; the stamp still orders the merge.
                 let _ = stamps.observe(op.hlc, now_ms.max(op.hlc.wall_ms));
-                match state {
-                    Some(mut state) => {
-                        summary.conflicts += state.apply(op).conflicts.len();
-                        save_state(tx, op.entry_id, &state)?;
-                    }
-                    None => {
-                        insert_first_state(tx, op)?;
-                    }
+                if op.device_id == stamps.device_id() {
+                    stamps.observe_own_seq(op.device_seq);
+                }
+                if let Some(mut state) = state {
+                    summary.conflicts += state.apply(op).conflicts.len();
                 }
             }
             tx.execute(
                 "UPDATE sync_state SET pull_cursor = max(pull_cursor, ?1)",
                 [next_cursor],
             )?;
-            stamps.save(tx)?;
             Ok(summary)
         })
     }
@@ -229,54 +227,50 @@ impl Store {
     /// must never differ from the original. Returns how many operations were re-stamped.
     pub fn correct_clock(&mut self, server_time_ms: u64) -> Result<usize> {
         let offset = server_time_ms as i64 - (self.time)().timestamp_millis();
-        let refused_after = Hlc {
-            wall_ms: server_time_ms + MAX_CLOCK_AHEAD_MS,
-            counter: u32::MAX,
-            node: Uuid::max(),
-        }
-        .to_string();
+        let refused_after_ms = server_time_ms + MAX_CLOCK_AHEAD_MS;
         let now_ms = server_time_ms;
         let device_id = self.device_id();
         let restamped = self.write(|stamps, tx| {
             tx.execute("UPDATE sync_state SET clock_offset_ms = ?1", [offset])?;
-            // Restart the clock after every stamp that stays, other devices' included.
-            let settled: Option<String> = tx.query_row(
-                "SELECT max(hlc) FROM ops
-                 WHERE NOT (device_id = ?1 AND hlc > ?2
-                            AND device_seq > (SELECT acked_seq FROM sync_state))",
-                params![device_id.to_string(), &refused_after],
-                |r| r.get(0),
-            )?;
-            let settled = match settled {
-                Some(text) => text.parse().map_err(StoreError::corrupt)?,
-                None => Hlc::zero(device_id),
-            };
-            stamps.restart_after(settled);
-            let refused: Vec<(u64, String)> = {
+            let own = device_no(tx, device_id)?;
+            // A stamp the server would refuse is past its time by more than the tolerance, at
+            // any counter and device.
+            let refused: Vec<(u64, Uuid)> = {
                 let mut stmt = tx.prepare(
-                    "SELECT device_seq, entry_id FROM ops
-                     WHERE device_id = ?1 AND device_seq > (SELECT acked_seq FROM sync_state)
-                       AND hlc > ?2
-                     ORDER BY device_seq",
+                    "SELECT b.device_seq, b.entry_id FROM outbox b JOIN ops o
+                       ON o.entry_id = b.entry_id AND o.device_no = ?1 AND o.device_seq = b.device_seq
+                     WHERE b.device_seq > (SELECT acked_seq FROM sync_state) AND o.hlc_ms > ?2
+                     ORDER BY b.device_seq",
                 )?;
-                let rows = stmt.query_map(params![device_id.to_string(), refused_after], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
+                let rows = stmt.query_map(params![own, refused_after_ms], |r| {
+                    Ok((r.get(0)?, r.get_ref(1)?.as_blob()?.to_vec()))
                 })?;
-                rows.collect::<rusqlite::Result<_>>()?
+                rows.map(|row| {
+                    let (seq, entry) = row?;
+                    Ok((seq, uuid_from(&entry)?))
+                })
+                .collect::<Result<_>>()?
             };
-            let mut touched = Vec::new();
+            // Restart the clock after every stamp that stays, other devices' included.
+            let mut settled = Hlc::zero(device_id);
+            {
+                let mut stmt = tx.prepare(&format!(
+                    "{SELECT_OPS} WHERE NOT (o.device_no = ?1 AND o.hlc_ms > ?2
+                       AND o.device_seq > (SELECT acked_seq FROM sync_state))"
+                ))?;
+                for row in stmt.query_map(params![own, refused_after_ms], read_op)? {
+                    settled = settled.max(row??.0.hlc);
+                }
+            }
+            stamps.restart_after(settled);
             for (device_seq, entry) in &refused {
                 let hlc = stamps.tick(now_ms);
                 tx.execute(
-                    "UPDATE ops SET hlc = ?1 WHERE device_id = ?2 AND device_seq = ?3",
-                    params![hlc.to_string(), device_id.to_string(), device_seq],
+                    "UPDATE ops SET hlc_ms = ?1, hlc_counter = ?2, hlc_node = NULL
+                     WHERE entry_id = ?3 AND device_no = ?4 AND device_seq = ?5",
+                    params![hlc.wall_ms, hlc.counter, entry.as_bytes().as_slice(), own, device_seq],
                 )?;
-                touched.push(Uuid::parse_str(entry).map_err(StoreError::corrupt)?);
             }
-            touched.sort();
-            touched.dedup();
-            rebuild(tx, Some(&touched))?;
-            stamps.save(tx)?;
             Ok(refused.len())
         })?;
         self.clock_offset_ms = offset;
@@ -288,12 +282,12 @@ impl Store {
         load_state(&self.conn, id)
     }
 
-    /// Every operation in the local log, in arrival order (for tests and convergence checks).
+    /// Every operation in the local log, in stamp order (for tests and convergence checks).
     pub fn all_ops(&self) -> Result<Vec<Op>> {
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT {OP_LOG_COLUMNS} FROM ops ORDER BY local_seq"
-        ))?;
+        let mut stmt = self.conn.prepare(SELECT_OPS)?;
         let rows = stmt.query_map([], read_op)?;
-        rows.map(|op| op?).collect()
+        let mut ops = rows.map(|row| Ok(row??.0)).collect::<Result<Vec<_>>>()?;
+        ops.sort_by_key(|op| op.hlc);
+        Ok(ops)
     }
 }
