@@ -12,8 +12,8 @@ mod http;
 use std::time::{Duration, Instant};
 
 use heeldiary_core::wire::{
-    EnrolRequest, EnrolResponse, ErrorBody, ErrorCode, PullResponse, PushRequest, PushResponse,
-    PushStatus, DEFAULT_PULL_LIMIT,
+    EnrolRequest, EnrolResponse, ErrorBody, ErrorCode, PullResponse, PushAck, PushRequest,
+    PushResponse, DEFAULT_PULL_LIMIT, PUSH_ACK_QUERY,
 };
 use heeldiary_store::{Enrolment, Store, StoreError};
 use serde::Serialize;
@@ -191,25 +191,32 @@ async fn push(
         };
         let sent = ops.len();
         match client
-            .post::<_, PushResponse>("/v1/push", &PushRequest { ops })
+            .post::<_, PushAnswer>(&format!("/v1/push?{PUSH_ACK_QUERY}"), &PushRequest { ops })
             .await
         {
             Ok((answer, retries)) => {
                 summary.retries += retries;
-                if answer.results.len() != sent
-                    || answer.results.last().map(|r| r.device_seq) != Some(last)
-                {
+                let answer = match answer {
+                    PushAnswer::Short(ack) => ack,
+                    PushAnswer::PerOperation(full) if full.results.len() == sent => {
+                        PushAck::of(&full)
+                    }
+                    PushAnswer::PerOperation(full) => {
+                        return Err(ClientError::Protocol(format!(
+                            "pushed {sent} operations, got {} results",
+                            full.results.len()
+                        )))
+                    }
+                };
+                if answer.through_seq != last || answer.applied + answer.duplicate != sent as u64 {
                     return Err(ClientError::Protocol(format!(
-                        "pushed {sent} operations, got {} results",
-                        answer.results.len()
+                        "pushed {sent} operations through sequence {last}, the server acknowledged {} through {}",
+                        answer.applied + answer.duplicate,
+                        answer.through_seq
                     )));
                 }
-                for result in &answer.results {
-                    match result.status {
-                        PushStatus::Applied => summary.pushed += 1,
-                        PushStatus::Duplicate => summary.already_on_server += 1,
-                    }
-                }
+                summary.pushed += answer.applied as usize;
+                summary.already_on_server += answer.duplicate as usize;
                 store.mark_pushed(last)?;
                 store.learn_server_time(answer.server_time_ms)?;
             }
@@ -232,6 +239,15 @@ async fn push(
             Err(other) => return Err(other),
         }
     }
+}
+
+/// The answer to a push: the short one this client asks for, or a result per operation from a
+/// server that does not know the short one yet.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum PushAnswer {
+    Short(PushAck),
+    PerOperation(PushResponse),
 }
 
 async fn pull(

@@ -86,6 +86,41 @@ pub struct PushResponse {
     pub server_time_ms: u64,
 }
 
+/// The query of `POST /v1/push` that asks for the short answer, [`PushAck`].
+pub const PUSH_ACK_QUERY: &str = "ack=count";
+
+/// Short answer to a push (asked for with [`PUSH_ACK_QUERY`]): a few bytes per batch instead of
+/// a result per operation. Every operation of the batch, up to `through_seq`, is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushAck {
+    /// The device sequence of the batch's last operation.
+    pub through_seq: u64,
+    /// Operations stored now.
+    pub applied: u64,
+    /// Operations stored by an earlier delivery of the same `(device_id, device_seq)`.
+    pub duplicate: u64,
+    /// The server's clock, in Unix milliseconds.
+    pub server_time_ms: u64,
+}
+
+impl PushAck {
+    /// The short form of a per-operation answer.
+    pub fn of(response: &PushResponse) -> Self {
+        let applied = response
+            .results
+            .iter()
+            .filter(|r| r.status == PushStatus::Applied)
+            .count() as u64;
+        Self {
+            through_seq: response.results.last().map_or(0, |r| r.device_seq),
+            applied,
+            duplicate: response.results.len() as u64 - applied,
+            server_time_ms: response.server_time_ms,
+        }
+    }
+}
+
 /// An operation as the server hands it out: with its position in the patient's feed and the
 /// time the server received it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

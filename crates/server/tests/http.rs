@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use heeldiary_core::wire::{
-    EnrolResponse, EntryResponse, ErrorBody, ErrorCode, PullResponse, PushResponse, PushResult,
-    PushStatus, MAX_BODY_BYTES, MAX_PULL_LIMIT, MAX_PUSH_OPS,
+    EnrolResponse, EntryResponse, ErrorBody, ErrorCode, PullResponse, PushAck, PushResponse,
+    PushResult, PushStatus, MAX_BODY_BYTES, MAX_PULL_LIMIT, MAX_PUSH_OPS, PUSH_ACK_QUERY,
 };
 use heeldiary_core::{Hlc, Op, MAX_CLOCK_AHEAD_MS};
 use heeldiary_server::admin;
@@ -217,6 +217,39 @@ async fn health_reports_ok() {
     let answer = server.get("/healthz", None).await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.json::<Value>(), json!({"status": "ok"}));
+}
+
+#[tokio::test]
+async fn a_push_asking_for_the_short_answer_gets_counts_in_a_few_bytes() {
+    let server = Server::new().await;
+    let mut phone = server.enrol(None).await;
+    let ops: Vec<Value> = (0..100)
+        .map(|i| phone.create(Uuid::now_v7(), i % 11))
+        .collect();
+    let short = |answer: Answer| {
+        assert_eq!(answer.status, StatusCode::OK);
+        let bytes = answer.body.len();
+        (answer.json::<PushAck>(), bytes)
+    };
+    let path = format!("/v1/push?{PUSH_ACK_QUERY}");
+    let body = json!({ "ops": ops[..60] }).to_string();
+    let (first, bytes) = short(server.post(&path, Some(&phone.token), body).await);
+    assert_eq!(
+        (first.through_seq, first.applied, first.duplicate),
+        (60, 60, 0)
+    );
+    assert!(bytes < 100, "{bytes} bytes acknowledge 60 operations");
+    // A retry that overlaps the first batch counts what was there already.
+    let body = json!({ "ops": ops }).to_string();
+    let (second, _) = short(server.post(&path, Some(&phone.token), body).await);
+    assert_eq!(
+        (second.through_seq, second.applied, second.duplicate),
+        (100, 40, 60)
+    );
+    // Without the query, the answer has a result per operation, as older clients expect.
+    let full: PushResponse = server.push(&phone, ops).await.json();
+    assert_eq!(full.results.len(), 100);
+    assert_eq!(PushAck::of(&full).duplicate, 100);
 }
 
 #[tokio::test]
