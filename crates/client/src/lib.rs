@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use heeldiary_core::wire::{
     EnrolRequest, EnrolResponse, ErrorBody, ErrorCode, PullResponse, PushAck, PushRequest,
-    PushResponse, DEFAULT_PULL_LIMIT, PUSH_ACK_QUERY,
+    PushResponse, MAX_PULL_LIMIT, MAX_PUSH_OPS, PUSH_ACK_QUERY,
 };
 use heeldiary_store::{Enrolment, Store, StoreError};
 use serde::Serialize;
@@ -79,8 +79,11 @@ pub struct SyncOptions {
 impl Default for SyncOptions {
     fn default() -> Self {
         Self {
-            push_batch: 500,
-            pull_limit: DEFAULT_PULL_LIMIT,
+            // The server's limits: a first sync of a large diary takes as few transactions (each
+            // flushed to disk at both ends) as it can. An older server with a lower push limit
+            // answers 413, which halves the batch.
+            push_batch: MAX_PUSH_OPS,
+            pull_limit: MAX_PULL_LIMIT,
             retry: RetryPolicy::default(),
             request_timeout: Duration::from_secs(30),
         }

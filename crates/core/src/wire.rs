@@ -10,8 +10,9 @@ use crate::op::{EntryState, Op};
 
 /// Largest request body the server reads, after decompression.
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
-/// Most operations in one push.
-pub const MAX_PUSH_OPS: usize = 1_000;
+/// Most operations in one push. Each push is a transaction with a flush to disk at both ends, so
+/// large batches make a first sync run at the speed of the disk rather than of round trips.
+pub const MAX_PUSH_OPS: usize = 5_000;
 /// Most operations in one pull page.
 pub const MAX_PULL_LIMIT: u32 = 2_000;
 /// Pull page size when the client does not ask for one.
