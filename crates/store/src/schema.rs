@@ -42,6 +42,9 @@ pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 pub(crate) fn prepare(conn: &Connection) -> Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    // Takes effect only in a new file (before its first table): pages the push queue frees are
+    // handed back to the file system once it empties, so a synced diary keeps no dead space.
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
     // WAL lets a reader (a sync in the background) run beside a writer; FULL makes every
     // acknowledged write survive power loss, which a diary promises its patient.
     conn.pragma_update(None, "journal_mode", "WAL")?;

@@ -154,7 +154,15 @@ impl Store {
             [device_seq],
         )?;
         tx.execute("DELETE FROM outbox WHERE device_seq <= ?1", [device_seq])?;
+        let emptied: bool =
+            tx.query_row("SELECT NOT EXISTS (SELECT 1 FROM outbox)", [], |r| r.get(0))?;
         tx.commit()?;
+        if emptied {
+            // The pragma frees one page per step: step it to the end.
+            let mut vacuum = self.conn.prepare("PRAGMA incremental_vacuum")?;
+            let mut steps = vacuum.query([])?;
+            while steps.next()?.is_some() {}
+        }
         Ok(())
     }
 

@@ -481,6 +481,28 @@ fn an_entry_written_once_is_stored_once_in_binary() -> TestResult {
 }
 
 #[test]
+fn a_synced_diary_keeps_no_dead_space_from_its_push_queue() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("diary.sqlite3");
+    let mut store = Store::open(&path)?;
+    let days = (0..3_000).map(|i| {
+        let day = chrono::NaiveDate::from_ymd_opt(2010, 1, 1).unwrap() + chrono::Days::new(i);
+        input(json!({"day": day.to_string(), "note": "queued until the server has it"}))
+    });
+    store.import(days, |_| {})?;
+    let conn = rusqlite::Connection::open(&path)?;
+    let pages = |pragma: &str| conn.query_row(pragma, [], |r| r.get::<_, i64>(0));
+    let before = pages("PRAGMA page_count")?;
+    store.mark_pushed(1_500)?;
+    assert!(pages("PRAGMA freelist_count")? > 0, "half the queue freed");
+    store.mark_pushed(3_000)?;
+    assert_eq!(pages("PRAGMA freelist_count")?, 0);
+    assert!(pages("PRAGMA page_count")? < before);
+    assert_eq!(store.list(None, None)?.len(), 3_000);
+    Ok(())
+}
+
+#[test]
 fn an_unreadable_operation_is_reported_not_hidden() -> TestResult {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("diary.sqlite3");
