@@ -8,7 +8,7 @@ use rusqlite::params;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::db::{device_no, insert_op, load_state, read_op, uuid_from, SELECT_OPS};
+use crate::db::{device_no, insert_op, load_state, ops_of, read_op, uuid_from, SELECT_OPS};
 use crate::error::{Result, StoreError};
 use crate::Store;
 
@@ -175,8 +175,7 @@ impl Store {
             let mut summary = RemoteApply::default();
             for pulled in ops {
                 let op = &pulled.op;
-                // The state before the operation joins the log, to count the fields it disputes.
-                let state = load_state(tx, op.entry_id)?;
+                // A repeat (own operations come back in the feed) costs one key lookup.
                 if !insert_op(tx, op, Some(pulled.received_at))? {
                     summary.already_had += 1;
                     continue;
@@ -188,7 +187,14 @@ impl Store {
                 if op.device_id == stamps.device_id() {
                     stamps.observe_own_seq(op.device_seq);
                 }
-                if let Some(mut state) = state {
+                // The entry as it was before this operation, to count the fields it disputes.
+                let mut before: Option<EntryState> = None;
+                for (other, _) in ops_of(tx, op.entry_id)? {
+                    if (other.device_id, other.device_seq) != (op.device_id, op.device_seq) {
+                        before.get_or_insert_with(EntryState::default).apply(&other);
+                    }
+                }
+                if let Some(mut state) = before {
                     summary.conflicts += state.apply(op).conflicts.len();
                 }
             }
