@@ -20,6 +20,8 @@ CREATE TABLE ops (
     hlc_node     INTEGER,                    -- and device, when it is not the writer
     patch        BLOB NOT NULL,              -- field -> value, binary (null clears)
     received_at  INTEGER,                    -- Unix ms the server stored it, for pulled ops
+    seen_at_seq  INTEGER,                    -- own sequence reached when a pulled op arrived:
+                                             -- what this device held when it wrote its next op
     PRIMARY KEY (entry_id, device_no, device_seq)
 ) WITHOUT ROWID;
 

@@ -21,6 +21,12 @@ pub const MAX_SCORE: u8 = 10;
 pub const MAX_NOTE_CHARS: usize = 2_000;
 /// Most steps believable in one day.
 pub const MAX_STEPS: u64 = 200_000;
+/// The earliest day (and instant) a diary takes: nobody logs heel pain from before it, and a
+/// year-0 date is a typing slip that some databases cannot even store.
+pub const EARLIEST_DAY: NaiveDate = match NaiveDate::from_ymd_opt(1900, 1, 1) {
+    Some(day) => day,
+    None => panic!("1900-01-01 is a date"),
+};
 /// Minutes in a day.
 pub const MAX_STANDING_MINUTES: u64 = 24 * 60;
 
@@ -246,6 +252,11 @@ impl Kind {
         match self {
             Kind::Day => {
                 let day = parse_day(&value)?;
+                if day < EARLIEST_DAY {
+                    return Err(format!(
+                        "{day} is before {EARLIEST_DAY}, the earliest day a diary takes"
+                    ));
+                }
                 if (day - today).num_days() > 1 {
                     return Err(format!(
                         "{day} is more than one day in the future (today is {today})"
@@ -259,6 +270,11 @@ impl Kind {
                     .ok_or_else(|| "must be an RFC 3339 time with offset".to_string())?;
                 let at = DateTime::parse_from_rfc3339(text)
                     .map_err(|e| format!("must be an RFC 3339 time with offset ({e})"))?;
+                if at.date_naive() < EARLIEST_DAY {
+                    return Err(format!(
+                        "{text} is before {EARLIEST_DAY}, the earliest day a diary takes"
+                    ));
+                }
                 if (at.date_naive() - today).num_days() > 1 {
                     return Err(format!("{text} is in the future"));
                 }
@@ -420,6 +436,10 @@ mod tests {
         assert!(Field::Day.normalise(json!("2026-11-11"), today()).is_ok());
         assert!(reason(Field::Day, json!("2026-11-12")).contains("more than one day in the future"));
         assert!(reason(Field::Day, json!("2026-13-01")).contains("not a date"));
+        assert!(reason(Field::Day, json!("0000-11-20")).contains("before 1900-01-01"));
+        assert!(reason(Field::Day, json!("1899-12-31")).contains("before 1900-01-01"));
+        assert!(Field::Day.normalise(json!("1900-01-01"), today()).is_ok());
+        assert!(reason(Field::RecordedAt, json!("0000-11-20T08:00:00Z")).contains("before 1900"));
         assert!(reason(Field::Day, Value::Null).contains("cannot be cleared"));
     }
 

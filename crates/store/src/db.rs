@@ -58,10 +58,10 @@ pub(crate) fn uuid_from(bytes: &[u8]) -> Result<Uuid> {
     Uuid::from_slice(bytes).map_err(StoreError::corrupt)
 }
 
-/// Selects the columns [`read_op`] reads, from the log aliased `o`; queries add their own
-/// `WHERE` and `ORDER BY`.
+/// Selects the columns [`read_op`] reads, from the log aliased `o`, then `seen_at_seq`;
+/// queries add their own `WHERE` and `ORDER BY`.
 pub(crate) const SELECT_OPS: &str = "SELECT o.entry_id, d.device_id, o.device_seq, o.hlc_ms,
-        o.hlc_counter, n.device_id, o.patch, o.received_at
+        o.hlc_counter, n.device_id, o.patch, o.received_at, o.seen_at_seq
     FROM ops o JOIN devices d ON d.device_no = o.device_no
     LEFT JOIN devices n ON n.device_no = o.hlc_node";
 
@@ -120,12 +120,13 @@ pub(crate) fn insert_local_op(conn: &Connection, op: &Op) -> Result<()> {
     }
 }
 
-/// Appends an operation unless the log holds it already; `received_at` is when the server stored
-/// a pulled one. Returns whether it was new.
+/// Appends an operation unless the log holds it already; `pulled` is, for a pulled one, when the
+/// server stored it and the own sequence number this device had reached when it arrived.
+/// Returns whether it was new.
 pub(crate) fn insert_op(
     conn: &Connection,
     op: &Op,
-    received_at: Option<DateTime<Utc>>,
+    pulled: Option<(DateTime<Utc>, u64)>,
 ) -> Result<bool> {
     let writer = device_no(conn, op.device_id)?;
     let node = if op.hlc.node == op.device_id {
@@ -136,8 +137,8 @@ pub(crate) fn insert_op(
     let inserted = conn
         .prepare_cached(
             "INSERT INTO ops (entry_id, device_no, device_seq, hlc_ms, hlc_counter, hlc_node,
-                              patch, received_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                              patch, received_at, seen_at_seq)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
              ON CONFLICT (entry_id, device_no, device_seq) DO NOTHING",
         )?
         .execute(params![
@@ -148,7 +149,8 @@ pub(crate) fn insert_op(
             op.hlc.counter,
             node,
             encode_patch(&op.patch),
-            received_at.map(|at| at.timestamp_millis()),
+            pulled.map(|(at, _)| at.timestamp_millis()),
+            pulled.map(|(_, seen_at_seq)| seen_at_seq),
         ])?;
     Ok(inserted == 1)
 }
@@ -160,6 +162,45 @@ pub(crate) fn entry_exists(conn: &Connection, id: Uuid) -> Result<bool> {
         .query_row([id.as_bytes().as_slice()], |_| Ok(()))
         .optional()?
         .is_some())
+}
+
+/// Whether the log holds `op` itself under its key (entry, device, sequence): the same stamp.
+pub(crate) fn holds_same_op(conn: &Connection, op: &Op) -> Result<bool> {
+    let writer = device_no(conn, op.device_id)?;
+    let held: Option<(u64, u32, Option<Vec<u8>>)> = conn
+        .prepare_cached(
+            "SELECT o.hlc_ms, o.hlc_counter, n.device_id FROM ops o
+             LEFT JOIN devices n ON n.device_no = o.hlc_node
+             WHERE o.entry_id = ?1 AND o.device_no = ?2 AND o.device_seq = ?3",
+        )?
+        .query_row(
+            params![op.entry_id.as_bytes().as_slice(), writer, op.device_seq],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let Some((wall_ms, counter, node)) = held else {
+        return Ok(false);
+    };
+    let node = node.map(|n| uuid_from(&n)).transpose()?;
+    Ok(Hlc {
+        wall_ms,
+        counter,
+        node: node.unwrap_or(op.device_id),
+    } == op.hlc)
+}
+
+/// Whether this device's own sequence number `device_seq` is queued for a push on another
+/// entry than `entry_id`: an operation another copy of this diary wrote under the same number.
+pub(crate) fn own_seq_queued_elsewhere(
+    conn: &Connection,
+    device_seq: u64,
+    entry_id: Uuid,
+) -> Result<bool> {
+    let queued: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT entry_id FROM outbox WHERE device_seq = ?1")?
+        .query_row([device_seq], |r| r.get(0))
+        .optional()?;
+    Ok(queued.is_some_and(|queued| queued != entry_id.as_bytes()))
 }
 
 /// Every operation on `id` with when the server stored it, oldest stamp first.
@@ -230,6 +271,7 @@ pub(crate) fn carry_text_log_forward(conn: &Connection) -> Result<()> {
     )?;
     let mut rows = stmt.query([])?;
     let (mut last_seq, mut last_hlc) = (0u64, None::<Hlc>);
+    // Arrival order, kept as the own sequence number reached when a pulled operation arrived.
     while let Some(row) = rows.next()? {
         let text = |i: usize| -> Result<String> { Ok(row.get::<_, String>(i)?) };
         let op = Op {
@@ -244,7 +286,7 @@ pub(crate) fn carry_text_log_forward(conn: &Connection) -> Result<()> {
             .map(|t| DateTime::parse_from_rfc3339(&t).map(|t| t.to_utc()))
             .transpose()
             .map_err(StoreError::corrupt)?;
-        insert_op(conn, &op, received_at)?;
+        insert_op(conn, &op, received_at.map(|at| (at, last_seq)))?;
         if Some(op.device_id) == own {
             if op.device_seq > acked {
                 conn.prepare_cached("INSERT INTO outbox (device_seq, entry_id) VALUES (?1, ?2)")?

@@ -143,6 +143,18 @@ impl Store {
         Ok(())
     }
 
+    /// Writes a consistent copy of the whole diary to a new file at `path`, as a phone backup
+    /// does: the copy opens as a diary of its own. (Restored and synced beside the original, it
+    /// finds that it is a copy and takes a new device identity.)
+    ///
+    /// # Failure
+    /// [`StoreError::Sqlite`] if `path` exists or cannot be written.
+    pub fn back_up_to(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref().to_string_lossy().into_owned();
+        self.conn.execute("VACUUM INTO ?1", [path])?;
+        Ok(())
+    }
+
     /// Replaces where the store reads the time (tests, or a shell with its own clock).
     pub fn set_time_source(&mut self, time: TimeSource) {
         self.time = time;

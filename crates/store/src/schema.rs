@@ -20,6 +20,10 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../../schema/client/0003_device_clock.sql"),
     ),
     (
+        "0004_identity_and_epoch",
+        include_str!("../../../schema/client/0004_identity_and_epoch.sql"),
+    ),
+    (
         "0009_compact_file",
         include_str!("../../../schema/client/0009_compact_file.sql"),
     ),

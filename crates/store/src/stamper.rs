@@ -47,10 +47,11 @@ impl Stamper {
         }
     }
 
-    /// The next stamp at `now_ms` for an operation that keeps its sequence number (one being
-    /// re-stamped).
-    pub(crate) fn tick(&mut self, now_ms: u64) -> Hlc {
-        self.clock.tick(now_ms)
+    /// The next sequence number, for an operation issued again with a stamp of its own.
+    pub(crate) fn take_seq(&mut self) -> u64 {
+        let device_seq = self.next_seq;
+        self.next_seq += 1;
+        device_seq
     }
 
     /// Moves the clock past a stamp seen from another device, so that later own stamps order
@@ -61,6 +62,11 @@ impl Stamper {
         now_ms: u64,
     ) -> std::result::Result<(), heeldiary_core::ClockError> {
         self.clock.observe(remote, now_ms)
+    }
+
+    /// The last own sequence number given out.
+    pub(crate) fn last_seq(&self) -> u64 {
+        self.next_seq - 1
     }
 
     /// Moves the sequence past an own operation the log learnt from elsewhere (pulled back from

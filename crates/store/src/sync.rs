@@ -8,7 +8,10 @@ use rusqlite::params;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::db::{device_no, insert_op, load_state, ops_of, read_op, uuid_from, SELECT_OPS};
+use crate::db::{
+    device_no, holds_same_op, insert_op, load_state, ops_of, own_seq_queued_elsewhere, read_op,
+    uuid_from, SELECT_OPS,
+};
 use crate::error::{Result, StoreError};
 use crate::Store;
 
@@ -175,8 +178,24 @@ impl Store {
             let mut summary = RemoteApply::default();
             for pulled in ops {
                 let op = &pulled.op;
-                // A repeat (own operations come back in the feed) costs one key lookup.
-                if !insert_op(tx, op, Some(pulled.received_at))? {
+                // A repeat (own operations come back in the feed) costs one key lookup. The same
+                // key holding a different operation, or an own sequence number queued for another
+                // entry, is never "had already": this diary wrote under a device id another copy
+                // of it wrote under too.
+                let taken = || StoreError::SequenceTaken {
+                    device_id: op.device_id,
+                    device_seq: op.device_seq,
+                };
+                if op.device_id == stamps.device_id()
+                    && own_seq_queued_elsewhere(tx, op.device_seq, op.entry_id)?
+                {
+                    return Err(taken());
+                }
+                let seen_at_seq = stamps.last_seq();
+                if !insert_op(tx, op, Some((pulled.received_at, seen_at_seq)))? {
+                    if !holds_same_op(tx, op)? {
+                        return Err(taken());
+                    }
                     summary.already_had += 1;
                     continue;
                 }
@@ -204,6 +223,139 @@ impl Store {
             )?;
             Ok(summary)
         })
+    }
+
+    /// The epoch of the server feed this diary last saw, if it saw one.
+    pub fn server_epoch(&self) -> Result<Option<Uuid>> {
+        let text: Option<String> =
+            self.conn
+                .query_row("SELECT server_epoch FROM sync_state", [], |r| r.get(0))?;
+        text.map(|t| Uuid::parse_str(&t).map_err(StoreError::corrupt))
+            .transpose()
+    }
+
+    /// Notes the feed epoch a server answer carried. The first one seen is simply kept. A
+    /// different one means the server was restored from a backup: every acknowledgement and
+    /// the pull cursor are forgotten in the same transaction, so that the next push sends every
+    /// own operation again (the server keeps one copy of each) and the next pull reads the feed
+    /// from its start (applying an operation twice changes nothing). Returns whether the epoch
+    /// was new.
+    pub fn observe_epoch(&mut self, epoch: Uuid) -> Result<bool> {
+        let text = epoch.to_string();
+        let device_id = self.device_id();
+        self.write(|_, tx| {
+            let known: Option<String> =
+                tx.query_row("SELECT server_epoch FROM sync_state", [], |r| r.get(0))?;
+            match known {
+                Some(known) if known == text => Ok(false),
+                None => {
+                    tx.execute("UPDATE sync_state SET server_epoch = ?1", [&text])?;
+                    Ok(false)
+                }
+                Some(_) => {
+                    tx.execute(
+                        "UPDATE sync_state SET server_epoch = ?1, acked_seq = 0, pull_cursor = 0",
+                        [&text],
+                    )?;
+                    // Every own operation goes back on the push queue.
+                    tx.execute(
+                        "INSERT INTO outbox (device_seq, entry_id)
+                         SELECT device_seq, entry_id FROM ops WHERE device_no = ?1
+                         ON CONFLICT (device_seq) DO NOTHING",
+                        [device_no(tx, device_id)?],
+                    )?;
+                    Ok(true)
+                }
+            }
+        })
+    }
+
+    /// The device identity this diary is about to take, with the secret of its token: made on
+    /// the first call and kept until [`adopt_identity`](Self::adopt_identity), so that asking
+    /// the server again after a lost answer asks for the very same one.
+    pub fn next_identity(&mut self) -> Result<(Uuid, String)> {
+        let kept: (Option<String>, Option<String>) = self.conn.query_row(
+            "SELECT pending_device_id, pending_device_secret FROM sync_state",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        if let (Some(id), Some(secret)) = kept {
+            return Ok((Uuid::parse_str(&id).map_err(StoreError::corrupt)?, secret));
+        }
+        let id = Uuid::now_v7();
+        let secret = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
+        self.conn.execute(
+            "UPDATE sync_state SET pending_device_id = ?1, pending_device_secret = ?2",
+            params![id.to_string(), secret],
+        )?;
+        Ok((id, secret))
+    }
+
+    /// Takes the identity of [`next_identity`](Self::next_identity), with `token` when the
+    /// server registered it for an enrolled diary. Every own operation the server has not
+    /// acknowledged is issued again under the new id (sequence numbers from 1, the same stamps
+    /// on the new node), so no operation of this diary can clash with those another copy wrote
+    /// under the old id; acknowledged ones stay as they are, since the server holds exactly
+    /// those. Returns how many operations moved.
+    pub fn adopt_identity(&mut self, device_id: Uuid, token: Option<&str>) -> Result<usize> {
+        let old = self.device_id();
+        if old == device_id {
+            return Ok(0);
+        }
+        let new_text = device_id.to_string();
+        let moved = self.write(|stamps, tx| {
+            let pending: Option<String> =
+                tx.query_row("SELECT pending_device_id FROM sync_state", [], |r| r.get(0))?;
+            if pending.as_deref() != Some(new_text.as_str()) {
+                return Err(StoreError::corrupt(format!(
+                    "device identity {device_id} was not prepared by this diary"
+                )));
+            }
+            let own = device_no(tx, old)?;
+            let new = device_no(tx, device_id)?;
+            let moving: Vec<(u64, Uuid)> = {
+                let mut stmt = tx.prepare(
+                    "SELECT device_seq, entry_id FROM outbox
+                     WHERE device_seq > (SELECT acked_seq FROM sync_state) ORDER BY device_seq",
+                )?;
+                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+                rows.map(|row| {
+                    let (seq, entry) = row?;
+                    Ok((seq, uuid_from(&entry)?))
+                })
+                .collect::<Result<_>>()?
+            };
+            tx.execute("DELETE FROM outbox", [])?;
+            for (seq, (old_seq, entry)) in (1u64..).zip(&moving) {
+                // The same stamps on the new node: the writer's own, so no node is kept apart.
+                tx.execute(
+                    "UPDATE ops SET device_no = ?1, device_seq = ?2, hlc_node = NULL,
+                                    received_at = NULL, seen_at_seq = NULL
+                     WHERE entry_id = ?3 AND device_no = ?4 AND device_seq = ?5",
+                    params![new, seq, entry.as_bytes().as_slice(), own, old_seq],
+                )?;
+                tx.execute(
+                    "INSERT INTO outbox (device_seq, entry_id) VALUES (?1, ?2)",
+                    params![seq, entry.as_bytes().as_slice()],
+                )?;
+            }
+            tx.execute("UPDATE device SET last_seq = ?1", [moving.len() as u64])?;
+            tx.execute("UPDATE device SET device_id = ?1", [&new_text])?;
+            tx.execute(
+                "UPDATE sync_state SET acked_seq = 0, token = coalesce(?1, token),
+                     enrolment_secret = pending_device_secret,
+                     pending_device_id = NULL, pending_device_secret = NULL",
+                [token],
+            )?;
+            // The write saves the stamper: it must be the new identity's, caught up with the
+            // sequence numbers just given out.
+            *stamps = crate::stamper::Stamper::new(device_id);
+            stamps.catch_up(tx)?;
+            Ok(moving.len())
+        })?;
+        self.stamps = crate::stamper::Stamper::new(device_id);
+        self.reload_counters()?;
+        Ok(moved)
     }
 
     /// Records that a sync finished now.
@@ -236,55 +388,109 @@ impl Store {
     /// The server said this device's clock runs ahead of its own (`server_time_ms`). Learns the
     /// offset, then re-stamps the unacknowledged operations the server would refuse (stamped more
     /// than [`MAX_CLOCK_AHEAD_MS`] past its time) so they stop winning conflicts by a clock
-    /// error, and recomputes the entries they touch. Operations within the tolerance keep their
-    /// stamps: the server may hold them already from a push whose answer was lost, and a copy
-    /// must never differ from the original. Returns how many operations were re-stamped.
+    /// error, and recomputes the entries they touch. A re-stamped operation gets a new sequence
+    /// number, so no sequence number ever names two different operations. Operations within the
+    /// tolerance keep their stamps: the server may hold them already from a push whose answer
+    /// was lost. Returns how many operations were re-stamped.
     pub fn correct_clock(&mut self, server_time_ms: u64) -> Result<usize> {
-        let offset = server_time_ms as i64 - (self.time)().timestamp_millis();
+        let device_now_ms = (self.time)().timestamp_millis();
+        let offset = server_time_ms as i64 - device_now_ms;
         let refused_after_ms = server_time_ms + MAX_CLOCK_AHEAD_MS;
-        let now_ms = server_time_ms;
         let device_id = self.device_id();
         let restamped = self.write(|stamps, tx| {
             tx.execute("UPDATE sync_state SET clock_offset_ms = ?1", [offset])?;
             let own = device_no(tx, device_id)?;
+            let acked: u64 = tx.query_row("SELECT acked_seq FROM sync_state", [], |r| r.get(0))?;
             // A stamp the server would refuse is past its time by more than the tolerance, at
-            // any counter and device.
-            let refused: Vec<(u64, Uuid)> = {
-                let mut stmt = tx.prepare(
-                    "SELECT b.device_seq, b.entry_id FROM outbox b JOIN ops o
-                       ON o.entry_id = b.entry_id AND o.device_no = ?1 AND o.device_seq = b.device_seq
-                     WHERE b.device_seq > (SELECT acked_seq FROM sync_state) AND o.hlc_ms > ?2
-                     ORDER BY b.device_seq",
-                )?;
-                let rows = stmt.query_map(params![own, refused_after_ms], |r| {
-                    Ok((r.get(0)?, r.get_ref(1)?.as_blob()?.to_vec()))
-                })?;
-                rows.map(|row| {
-                    let (seq, entry) = row?;
-                    Ok((seq, uuid_from(&entry)?))
-                })
-                .collect::<Result<_>>()?
-            };
-            // Restart the clock after every stamp that stays, other devices' included.
-            let mut settled = Hlc::zero(device_id);
+            // any counter and device. Every other operation stays, with when this diary held it:
+            // an own one from its sequence number, a pulled one from the own sequence number
+            // reached when it arrived.
+            let mut refused: Vec<Op> = Vec::new();
+            let mut held: Vec<(u64, Hlc)> = Vec::new();
             {
-                let mut stmt = tx.prepare(&format!(
-                    "{SELECT_OPS} WHERE NOT (o.device_no = ?1 AND o.hlc_ms > ?2
-                       AND o.device_seq > (SELECT acked_seq FROM sync_state))"
-                ))?;
-                for row in stmt.query_map(params![own, refused_after_ms], read_op)? {
-                    settled = settled.max(row??.0.hlc);
+                let mut stmt = tx.prepare(SELECT_OPS)?;
+                let rows =
+                    stmt.query_map([], |r| Ok((read_op(r)?, r.get::<_, Option<u64>>(8)?)))?;
+                for row in rows {
+                    let (op, seen_at_seq) = row?;
+                    let (op, _) = op?;
+                    let is_own = op.device_id == device_id;
+                    if is_own && op.device_seq > acked && op.hlc.wall_ms > refused_after_ms {
+                        refused.push(op);
+                    } else if is_own {
+                        held.push((op.device_seq, op.hlc));
+                    } else {
+                        held.push((seen_at_seq.unwrap_or(0), op.hlc));
+                    }
                 }
             }
-            stamps.restart_after(settled);
-            for (device_seq, entry) in &refused {
-                let hlc = stamps.tick(now_ms);
+            refused.sort_by_key(|op| op.device_seq);
+            held.sort_by_key(|(held_at, _)| *held_at);
+            let mut newest: Option<Hlc> = None;
+            let floors: Vec<(u64, Hlc)> = held
+                .iter()
+                .map(|(held_at, hlc)| {
+                    newest = newest.max(Some(*hlc));
+                    (*held_at, newest.unwrap_or(*hlc))
+                })
+                .collect();
+            // The newest stamp this diary held when it wrote own operation `device_seq`.
+            let floor_of = |device_seq: u64| {
+                let before = floors.partition_point(|(held_at, _)| *held_at < device_seq);
+                before.checked_sub(1).map(|i| floors[i].1)
+            };
+            // The new stamp is the old one moved back by how far the clock ran ahead (when the
+            // operation was really written, as far as can be told), but never before anything
+            // this diary held when it wrote the operation: an edit made after seeing another
+            // device's still follows it, and one made before a later edit elsewhere still loses
+            // to that, as it would have with a right clock.
+            let mut last: Option<Hlc> = None;
+            for op in &refused {
+                // Never later than the server's now: the clock may have been set right since
+                // (or this diary is a copy on a phone whose clock is right).
+                let moved_back = Hlc {
+                    wall_ms: op
+                        .hlc
+                        .wall_ms
+                        .saturating_add_signed(offset.min(0))
+                        .min(server_time_ms),
+                    counter: 0,
+                    node: device_id,
+                };
+                let mut hlc = moved_back;
+                for before in floor_of(op.device_seq).into_iter().chain(last) {
+                    if hlc <= before {
+                        hlc = Hlc {
+                            wall_ms: before.wall_ms,
+                            counter: before.counter.saturating_add(1),
+                            node: device_id,
+                        };
+                    }
+                }
+                // A new sequence number, never the old one: a server whose clock stepped back,
+                // or a second sync of this diary at the same moment, may hold the old operation
+                // already, and a sequence number must never name two different operations.
+                let device_seq = stamps.take_seq();
                 tx.execute(
-                    "UPDATE ops SET hlc_ms = ?1, hlc_counter = ?2, hlc_node = NULL
-                     WHERE entry_id = ?3 AND device_no = ?4 AND device_seq = ?5",
-                    params![hlc.wall_ms, hlc.counter, entry.as_bytes().as_slice(), own, device_seq],
+                    "UPDATE ops SET device_seq = ?1, hlc_ms = ?2, hlc_counter = ?3, hlc_node = NULL
+                     WHERE entry_id = ?4 AND device_no = ?5 AND device_seq = ?6",
+                    params![
+                        device_seq,
+                        hlc.wall_ms,
+                        hlc.counter,
+                        op.entry_id.as_bytes().as_slice(),
+                        own,
+                        op.device_seq
+                    ],
                 )?;
+                tx.execute(
+                    "UPDATE outbox SET device_seq = ?1 WHERE device_seq = ?2",
+                    params![device_seq, op.device_seq],
+                )?;
+                last = Some(hlc);
             }
+            // Own stamps from here on continue after every stamp the log holds now.
+            stamps.restart_after(newest.max(last).unwrap_or(Hlc::zero(device_id)));
             Ok(refused.len())
         })?;
         self.clock_offset_ms = offset;
