@@ -9,8 +9,8 @@
 //!   syncs, device clocks set ahead of the server's tolerance, diaries copied to new phones
 //!   (which must find out and take a new identity) and the server killed and restarted; once the
 //!   faults stop, two sync rounds leave every device with the same operations and entry states
-//!   as the server, no operation lost, none duplicated, nothing left to push. It tries 12
-//!   schedules per backend, or `HEELDIARY_FAULT_SCHEDULES` of them (the long campaign).
+//!   as the server, no operation lost, none duplicated, nothing left to push. It tries 100
+//!   schedules per backend (10,000 in the ignored long test), or `HEELDIARY_FAULT_SCHEDULES`.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -349,6 +349,17 @@ fn schedules(default: u32) -> u32 {
 
 #[test]
 fn devices_converge_with_the_server_after_random_faults() {
+    converge_after_random_schedules(schedules(100));
+}
+
+#[test]
+#[ignore = "long: ten thousand fault schedules per backend"]
+fn devices_converge_with_the_server_after_random_faults_long() {
+    converge_after_random_schedules(schedules(10_000));
+}
+
+/// Runs `cases` random fault schedules on every backend.
+fn converge_after_random_schedules(cases: u32) {
     let rt = runtime();
     for backend in Backend::all("devices_converge_with_the_server_after_random_faults") {
         // Behind a lock: the test runner's closure may not hold it mutably, and a schedule
@@ -356,7 +367,7 @@ fn devices_converge_with_the_server_after_random_faults() {
         let server = std::sync::Mutex::new(Server::start(&backend));
         let proxy = rt.block_on(Proxy::start(server.lock().unwrap().port()));
         let mut runner = TestRunner::new(Config {
-            cases: schedules(12),
+            cases,
             // Each case runs real syncs; a failure is worth a few shrinking steps, not hundreds.
             max_shrink_iters: 64,
             failure_persistence: None,
