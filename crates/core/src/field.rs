@@ -137,6 +137,9 @@ fields! {
     HeelTender = "heel_tender", Flag, Person, "Pressing the heel reproduces the pain";
     MorningStiffness = "morning_stiffness", Flag, Person, "Stiffness in the morning";
     NightPain = "night_pain", Flag, Person, "Pain at rest or at night";
+    SaddleNumbness = "saddle_numbness", Flag, Person, "Numbness in the saddle area: between the legs, inner thighs or buttocks";
+    BladderBowelChange = "bladder_bowel_change", Flag, Person, "A new change in bladder or bowel control";
+    FeverOrWeightLoss = "fever_or_weight_loss", Flag, Person, "Fever, or weight loss without a reason, together with the back pain";
     WorseWith = "worse_with", Words(&Trigger::VOCABULARY), Person, "What made it worse";
     EasedWith = "eased_with", Words(&Trigger::VOCABULARY), Person, "What eased it";
     Steps = "steps", Count { max: MAX_STEPS }, Person, "Steps walked that day";
@@ -432,7 +435,7 @@ mod tests {
     }
 
     #[test]
-    fn days_more_than_one_day_ahead_are_refused() {
+    fn days_before_1900_or_more_than_one_day_ahead_are_refused() {
         assert!(Field::Day.normalise(json!("2026-11-11"), today()).is_ok());
         assert!(reason(Field::Day, json!("2026-11-12")).contains("more than one day in the future"));
         assert!(reason(Field::Day, json!("2026-13-01")).contains("not a date"));
