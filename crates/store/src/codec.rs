@@ -47,6 +47,9 @@ const FIELD_CODES: &[&str] = &[
     "treatments",
     "note",
     "deleted",
+    "saddle_numbness",
+    "bladder_bowel_change",
+    "fever_or_weight_loss",
 ];
 
 const NULL: u8 = 0;
