@@ -137,6 +137,9 @@ fields! {
     HeelTender = "heel_tender", Flag, Person, "Pressing the heel reproduces the pain";
     MorningStiffness = "morning_stiffness", Flag, Person, "Stiffness in the morning";
     NightPain = "night_pain", Flag, Person, "Pain at rest or at night";
+    SaddleNumbness = "saddle_numbness", Flag, Person, "Numbness in the saddle area: between the legs, inner thighs or buttocks";
+    BladderBowelChange = "bladder_bowel_change", Flag, Person, "A new change in bladder or bowel control";
+    FeverOrWeightLoss = "fever_or_weight_loss", Flag, Person, "Fever, or weight loss without a reason, together with the back pain";
     WorseWith = "worse_with", Words(&Trigger::VOCABULARY), Person, "What made it worse";
     EasedWith = "eased_with", Words(&Trigger::VOCABULARY), Person, "What eased it";
     Steps = "steps", Count { max: MAX_STEPS }, Person, "Steps walked that day";
