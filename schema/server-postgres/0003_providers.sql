@@ -54,11 +54,11 @@ CREATE TABLE break_glass (
 
 CREATE INDEX break_glass_by_provider ON break_glass (provider_id, ends_at);
 
--- Every provider read of a patient's data. Append-only: the trigger refuses updates, and
--- deletes while the patient exists (erasing a patient erases its log after the patient row).
--- No foreign key to patients for that reason.
+-- Every provider read of a patient's data. Append-only: the application has no update or delete
+-- path and the trigger refuses updates. Rows go only when their patient is erased, with the rest
+-- of the patient's rows.
 CREATE TABLE access_log (
-    patient_id  uuid        NOT NULL,
+    patient_id  uuid        NOT NULL REFERENCES patients (patient_id),
     -- uuid v7: time-ordered, so key order is log order.
     log_id      uuid        NOT NULL,
     provider_id uuid        NOT NULL,
@@ -71,13 +71,9 @@ CREATE TABLE access_log (
 
 CREATE FUNCTION access_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'DELETE'
-       AND NOT EXISTS (SELECT 1 FROM patients WHERE patient_id = OLD.patient_id) THEN
-        RETURN OLD;
-    END IF;
     RAISE EXCEPTION 'the access log is append-only';
 END
 $$;
 
-CREATE TRIGGER access_log_append_only BEFORE UPDATE OR DELETE ON access_log
+CREATE TRIGGER access_log_append_only BEFORE UPDATE ON access_log
     FOR EACH ROW EXECUTE FUNCTION access_log_append_only();

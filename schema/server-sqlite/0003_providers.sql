@@ -52,11 +52,11 @@ CREATE TABLE break_glass (
 
 CREATE INDEX break_glass_by_provider ON break_glass (provider_id, ends_at);
 
--- Every provider read of a patient's data. Append-only: the triggers refuse updates, and
--- deletes while the patient exists (erasing a patient erases its log after the patient row).
--- No foreign key to patients for that reason.
+-- Every provider read of a patient's data. Append-only: the application has no update or delete
+-- path and the trigger refuses updates. Rows go only when their patient is erased, with the rest
+-- of the patient's rows.
 CREATE TABLE access_log (
-    patient_id  TEXT    NOT NULL,
+    patient_id  TEXT    NOT NULL REFERENCES patients (patient_id),
     -- uuid v7: time-ordered, so key order is log order.
     log_id      TEXT    NOT NULL,
     provider_id TEXT    NOT NULL,
@@ -68,12 +68,6 @@ CREATE TABLE access_log (
 ) WITHOUT ROWID;
 
 CREATE TRIGGER access_log_no_update BEFORE UPDATE ON access_log
-BEGIN
-    SELECT RAISE(ABORT, 'the access log is append-only');
-END;
-
-CREATE TRIGGER access_log_no_delete BEFORE DELETE ON access_log
-WHEN EXISTS (SELECT 1 FROM patients WHERE patient_id = OLD.patient_id)
 BEGIN
     SELECT RAISE(ABORT, 'the access log is append-only');
 END;

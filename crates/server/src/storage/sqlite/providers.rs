@@ -592,3 +592,43 @@ impl ProviderStorage for SqliteStorage {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+    use crate::storage::{NewPatient, Storage};
+
+    #[tokio::test]
+    async fn the_database_refuses_to_change_the_access_log() {
+        let s = SqliteStorage::open_in_memory().await.unwrap();
+        let patient_id = Uuid::now_v7();
+        s.create_patient(NewPatient {
+            patient_id,
+            label: None,
+            created_at: Utc::now(),
+        })
+        .await
+        .unwrap();
+        s.record_access(AccessRecord {
+            patient_id,
+            provider_id: Uuid::now_v7(),
+            provider_name: String::new(),
+            what: "page".into(),
+            at: Utc::now(),
+            address: None,
+            break_glass: false,
+        })
+        .await
+        .unwrap();
+        let changed = s
+            .call(|conn| Ok(conn.execute("UPDATE access_log SET what = 'nothing'", [])?))
+            .await;
+        assert!(
+            matches!(&changed, Err(StorageError::Internal(m)) if m.contains("append-only")),
+            "{changed:?}"
+        );
+        assert_eq!(s.access_log(patient_id).await.unwrap()[0].what, "page");
+    }
+}
