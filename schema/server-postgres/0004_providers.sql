@@ -1,4 +1,4 @@
--- Provider review (the same model as schema/server-sqlite/0003_providers.sql): clinicians'
+-- Provider review (the same model as schema/server-sqlite/0004_providers.sql): clinicians'
 -- accounts, their sessions and API tokens, the shares patients grant, break-glass grants and the
 -- access log patients read. Secrets are stored as sha256 (share codes, setup links, sessions,
 -- tokens) or argon2id (passwords), never as themselves. shares, break_glass and access_log are
