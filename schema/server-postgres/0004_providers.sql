@@ -55,10 +55,10 @@ CREATE TABLE break_glass (
 CREATE INDEX break_glass_by_provider ON break_glass (provider_id, ends_at);
 
 -- Every provider read of a patient's data. Append-only: the application has no update or delete
--- path and the trigger refuses updates. Rows go only when their patient is erased, with the rest
--- of the patient's rows.
+-- path and the trigger refuses both. It holds ids, never health data, and outlives an erasure of
+-- its patient (the record of who saw what), so it has no foreign key to patients.
 CREATE TABLE access_log (
-    patient_id  uuid        NOT NULL REFERENCES patients (patient_id),
+    patient_id  uuid        NOT NULL,
     -- uuid v7: time-ordered, so key order is log order.
     log_id      uuid        NOT NULL,
     provider_id uuid        NOT NULL,
@@ -75,5 +75,5 @@ BEGIN
 END
 $$;
 
-CREATE TRIGGER access_log_append_only BEFORE UPDATE ON access_log
+CREATE TRIGGER access_log_append_only BEFORE UPDATE OR DELETE ON access_log
     FOR EACH ROW EXECUTE FUNCTION access_log_append_only();

@@ -53,10 +53,10 @@ CREATE TABLE break_glass (
 CREATE INDEX break_glass_by_provider ON break_glass (provider_id, ends_at);
 
 -- Every provider read of a patient's data. Append-only: the application has no update or delete
--- path and the trigger refuses updates. Rows go only when their patient is erased, with the rest
--- of the patient's rows.
+-- path and the triggers refuse both. It holds ids, never health data, and outlives an erasure of
+-- its patient (the record of who saw what), so it has no foreign key to patients.
 CREATE TABLE access_log (
-    patient_id  TEXT    NOT NULL REFERENCES patients (patient_id),
+    patient_id  TEXT    NOT NULL,
     -- uuid v7: time-ordered, so key order is log order.
     log_id      TEXT    NOT NULL,
     provider_id TEXT    NOT NULL,
@@ -68,6 +68,11 @@ CREATE TABLE access_log (
 ) WITHOUT ROWID;
 
 CREATE TRIGGER access_log_no_update BEFORE UPDATE ON access_log
+BEGIN
+    SELECT RAISE(ABORT, 'the access log is append-only');
+END;
+
+CREATE TRIGGER access_log_no_delete BEFORE DELETE ON access_log
 BEGIN
     SELECT RAISE(ABORT, 'the access log is append-only');
 END;

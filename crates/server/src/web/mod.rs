@@ -233,12 +233,36 @@ fn check_csrf(headers: &HeaderMap, presented: &str) -> Result<(), WebError> {
     Ok(())
 }
 
+/// The network address of a caller, as the server hands it to the router
+/// (`into_make_service_with_connect_info::<PeerAddr>()`), for the access log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
+
+impl
+    axum::extract::connect_info::Connected<
+        axum::serve::IncomingStream<'_, crate::limits::CappedListener>,
+    > for PeerAddr
+{
+    fn connect_info(
+        stream: axum::serve::IncomingStream<'_, crate::limits::CappedListener>,
+    ) -> Self {
+        PeerAddr(*stream.remote_addr())
+    }
+}
+
+/// For HTTPS, where the server hands over the peer's socket address.
+impl axum::extract::connect_info::Connected<SocketAddr> for PeerAddr {
+    fn connect_info(addr: SocketAddr) -> Self {
+        PeerAddr(addr)
+    }
+}
+
 /// The network address of the caller, for the access log.
 fn address(parts: &Parts) -> Option<String> {
     parts
         .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip().to_string())
+        .get::<ConnectInfo<PeerAddr>>()
+        .map(|ConnectInfo(PeerAddr(addr))| addr.ip().to_string())
 }
 
 /// A signed-in provider (session cookie or API token), with the caller's address.

@@ -203,11 +203,17 @@ pub async fn entry_responses<S: Storage>(
     }
     Ok(states
         .into_iter()
-        .map(|(entry_id, state)| EntryResponse {
-            entry_id,
-            entry: state.to_entry(entry_id).ok(),
-            ops: history.remove(&entry_id).unwrap_or_default(),
-            state,
+        .map(|(entry_id, state)| {
+            let ops = history.remove(&entry_id).unwrap_or_default();
+            EntryResponse {
+                entry_id,
+                entry: state.to_entry(entry_id).ok(),
+                // The whole history, in one page.
+                next_cursor: ops.last().map_or(0, |op| op.cursor),
+                has_more: false,
+                ops,
+                state,
+            }
         })
         .collect())
 }
