@@ -7,6 +7,7 @@
 mod diary;
 mod entry_flags;
 mod render;
+mod sharing;
 mod sync;
 
 use std::path::PathBuf;
@@ -130,6 +131,33 @@ enum Command {
         #[arg(long = "for", value_name = "READER", default_value = "patient", value_parser = ["patient", "clinician"])]
         audience: String,
     },
+    /// Share your diary with a provider, by the share code the provider gave you.
+    Share {
+        /// The provider's share code (XXXX-XXXX-XXXX).
+        #[arg(long, value_name = "SHARE_CODE")]
+        provider: String,
+        /// Print the share as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the providers your diary is shared with (id, name, since when).
+    Shares {
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop sharing your diary with a provider; it takes effect on the provider's next request.
+    Unshare {
+        /// The provider id (see `heeldiary shares`).
+        #[arg(long, value_name = "PROVIDER_ID")]
+        provider: Uuid,
+    },
+    /// Show which providers looked at your diary, and when.
+    AccessLog {
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show this device's id, enrolment and sync state.
     Status {
         /// JSON instead of text.
@@ -176,6 +204,10 @@ fn run(cli: Cli) -> Result<()> {
         } => sync::enrol(&mut store, &server, &code, label.as_deref()),
         Command::Sync { json, batch } => sync::sync(&mut store, json, batch as usize),
         Command::Status { json } => sync::status(&store, json),
+        Command::Share { provider, json } => sharing::share(&store, &provider, json),
+        Command::Shares { json } => sharing::shares(&store, json),
+        Command::Unshare { provider } => sharing::unshare(&store, provider),
+        Command::AccessLog { json } => sharing::access_log(&store, json),
         Command::Trends {
             window,
             as_of,

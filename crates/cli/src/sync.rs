@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use heeldiary_client::{ClientError, SyncOptions};
 use heeldiary_store::{Store, StoreError};
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -12,8 +12,9 @@ mod http;
 use std::time::{Duration, Instant};
 
 use heeldiary_core::wire::{
-    EnrolRequest, EnrolResponse, ErrorBody, ErrorCode, NewDeviceRequest, PullResponse, PushAck,
-    PushRequest, PushResponse, MAX_PULL_LIMIT, MAX_PUSH_OPS, PUSH_ACK_QUERY,
+    AccessLogResponse, AccessRead, EnrolRequest, EnrolResponse, ErrorBody, ErrorCode,
+    NewDeviceRequest, PullResponse, PushAck, PushRequest, PushResponse, Share, ShareRequest,
+    SharesResponse, MAX_PULL_LIMIT, MAX_PUSH_OPS, PUSH_ACK_QUERY,
 };
 use heeldiary_store::{Enrolment, Store, StoreError};
 use serde::Serialize;
@@ -423,4 +424,47 @@ async fn pull(
             return Ok(Flow::Done);
         }
     }
+}
+
+/// A client for the enrolled diary's server, with its token.
+fn enrolled_client(store: &Store) -> Result<http::Client> {
+    let enrolment = store.enrolment()?;
+    http::Client::new(
+        &enrolment.server_url,
+        Some(&enrolment.token),
+        &SyncOptions::default(),
+    )
+}
+
+/// Shares the patient's diary with the provider whose share code this is. A code that opens no
+/// share is refused by the server without saying whether the provider exists.
+pub async fn share(store: &Store, share_code: &str) -> Result<Share> {
+    let client = enrolled_client(store)?;
+    let request = ShareRequest {
+        share_code: share_code.trim().to_string(),
+    };
+    Ok(client.post("/v1/shares", &request).await?.0)
+}
+
+/// The providers the diary is shared with.
+pub async fn shares(store: &Store) -> Result<Vec<Share>> {
+    let client = enrolled_client(store)?;
+    let (answer, _): (SharesResponse, u32) = client.get("/v1/shares").await?;
+    Ok(answer.shares)
+}
+
+/// Ends the share with a provider: the provider's next request is refused.
+pub async fn unshare(store: &Store, provider_id: uuid::Uuid) -> Result<()> {
+    let client = enrolled_client(store)?;
+    client
+        .delete::<()>(&format!("/v1/shares/{provider_id}"))
+        .await?;
+    Ok(())
+}
+
+/// Every provider read of the patient's diary, oldest first.
+pub async fn access_log(store: &Store) -> Result<Vec<AccessRead>> {
+    let client = enrolled_client(store)?;
+    let (answer, _): (AccessLogResponse, u32) = client.get("/v1/access-log").await?;
+    Ok(answer.reads)
 }

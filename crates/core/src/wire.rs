@@ -31,6 +31,9 @@ pub const MAX_PULL_LIMIT: u32 = 2_000;
 pub const DEFAULT_PULL_LIMIT: u32 = 1_000;
 pub use crate::text::MAX_LABEL_CHARS;
 
+mod sharing;
+pub use sharing::{AccessLogResponse, AccessRead, Share, ShareRequest, SharesResponse};
+
 /// `POST /v1/enrol`: trade a single-use enrolment code for a device token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -4,11 +4,17 @@
 //!
 //! The HTTP API (`/v1`, described in `schema/openapi.yaml`) speaks the wire types of
 //! `heeldiary-core`; storage sits behind the [`storage::Storage`] trait (embedded SQLite, or
-//! PostgreSQL to scale out) and handlers never see a backend. This crate depends on
-//! `heeldiary-core` only, never on the client or the device store.
+//! PostgreSQL to scale out) and handlers never see a backend.
 //!
-//! Layers, each using only those below it: [`api`] (routes and handlers), [`auth`] (the bearer
-//! token extractor) and [`error`] (HTTP answers) are the HTTP side; [`admin`] is the clinic's
+//! Provider review: clinicians sign in to [`web`] pages (and its JSON twin under
+//! `/v1/provider/`) to read the diaries of patients who share with them ([`sharing`], with the
+//! device token); every read lands in the patient's access log. The dashboard runs the trend
+//! report of `heeldiary-trends`, the same engine as the device, so this crate depends on
+//! `heeldiary-core` and `heeldiary-trends` only, never on the client or the device store.
+//!
+//! Layers, each using only those below it: [`api`] (routes and handlers), [`sharing`] and
+//! [`web`] (provider review), [`auth`] (the bearer token extractor) and [`error`] (HTTP answers)
+//! are the HTTP side; [`admin`] is the clinic's
 //! commands; [`storage`] is the trait and its backends; [`secrets`] (tokens, codes, hashes) is
 //! pure and used by both HTTP and storage. Storage never depends on anything HTTP.
 //!
@@ -31,7 +37,9 @@ pub mod auth;
 pub mod error;
 pub mod limits;
 pub mod secrets;
+pub mod sharing;
 pub mod storage;
+pub mod web;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -46,11 +54,13 @@ use tracing::Level;
 
 use crate::storage::Storage;
 
-/// What every handler shares: the storage handle.
+/// What every handler shares: the storage handle and the provider pages' state.
 #[derive(Debug, Clone)]
 pub struct AppState<S> {
     /// The backend.
     pub storage: S,
+    /// Options and sign-in throttle of the provider pages.
+    pub web: std::sync::Arc<web::WebState>,
 }
 
 /// Longest a request may take, reading its body included.
@@ -60,8 +70,19 @@ pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// decompression), caps on requests in flight ([`limits`]), response compression, uniform error bodies and request logs (method, path,
 /// status, latency; never headers or bodies).
 pub fn app<S: Storage>(storage: S) -> Router {
+    app_with(storage, web::WebOptions::default())
+}
+
+/// [`app`] with the provider pages under `options` (cookies `Secure` under TLS, session
+/// lifetime, sign-in throttle).
+pub fn app_with<S: Storage>(storage: S, options: web::WebOptions) -> Router {
     api::routes()
-        .with_state(AppState { storage })
+        .merge(sharing::routes())
+        .merge(web::routes())
+        .with_state(AppState {
+            storage,
+            web: std::sync::Arc::new(web::WebState::new(options)),
+        })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // A client that stalls (or sends its body slowly) must not hold a connection for ever.
         .layer(TimeoutLayer::with_status_code(

@@ -14,12 +14,14 @@ use heeldiary_core::wire::{
     PushResult, PushStatus, DEFAULT_ENTRY_OPS_LIMIT, MAX_BODY_BYTES, MAX_ENTRY_OPS_LIMIT,
     MAX_OPS_PER_ENTRY_PER_PUSH, MAX_PULL_LIMIT, MAX_PUSH_OPS, PUSH_ACK_QUERY,
 };
+use heeldiary_core::EntryState;
 use heeldiary_core::{Hlc, Op, MAX_CLOCK_AHEAD_MS};
 use heeldiary_server::admin;
 use heeldiary_server::secrets::SecretHash;
 use heeldiary_server::storage::{
-    DeviceCredentials, DeviceInfo, ErasureRecord, NewCode, NewDevice, NewPatient, PullPage,
-    SqliteStorage, Storage, StorageError, StoredEntry,
+    Access, AccessRecord, BreakGlass, DeviceCredentials, DeviceInfo, ErasureRecord, NewCode,
+    NewDevice, NewPatient, NewProvider, ProviderInfo, ProviderLogin, ProviderPatient,
+    ProviderStorage, PullPage, ShareInfo, SqliteStorage, Storage, StorageError, StoredEntry,
 };
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -799,6 +801,110 @@ impl Storage for Down {
         self.fail()
     }
     async fn erased_at(&self, _: Uuid) -> Result<Option<DateTime<Utc>>, StorageError> {
+        self.fail()
+    }
+}
+
+impl ProviderStorage for Down {
+    async fn create_provider(&self, _: NewProvider) -> Result<(), StorageError> {
+        self.fail()
+    }
+    async fn list_providers(&self) -> Result<Vec<ProviderInfo>, StorageError> {
+        self.fail()
+    }
+    async fn provider(&self, _: Uuid) -> Result<Option<ProviderInfo>, StorageError> {
+        self.fail()
+    }
+    async fn provider_login(&self, _: String) -> Result<Option<ProviderLogin>, StorageError> {
+        self.fail()
+    }
+    async fn set_password(
+        &self,
+        _: SecretHash,
+        _: String,
+        _: DateTime<Utc>,
+    ) -> Result<Uuid, StorageError> {
+        self.fail()
+    }
+    async fn set_share_code(&self, _: Uuid, _: SecretHash) -> Result<(), StorageError> {
+        self.fail()
+    }
+    async fn disable_provider(&self, _: Uuid, _: DateTime<Utc>) -> Result<(), StorageError> {
+        self.fail()
+    }
+    async fn create_session(
+        &self,
+        _: SecretHash,
+        _: Uuid,
+        _: DateTime<Utc>,
+    ) -> Result<(), StorageError> {
+        self.fail()
+    }
+    async fn touch_session(
+        &self,
+        _: SecretHash,
+        _: DateTime<Utc>,
+        _: DateTime<Utc>,
+    ) -> Result<Option<Uuid>, StorageError> {
+        self.fail()
+    }
+    async fn end_session(&self, _: SecretHash) -> Result<(), StorageError> {
+        self.fail()
+    }
+    async fn create_provider_token(
+        &self,
+        _: Uuid,
+        _: Uuid,
+        _: SecretHash,
+        _: DateTime<Utc>,
+    ) -> Result<(), StorageError> {
+        self.fail()
+    }
+    async fn provider_token(&self, _: Uuid) -> Result<Option<(Uuid, SecretHash)>, StorageError> {
+        self.fail()
+    }
+    async fn revoke_provider_token(&self, _: Uuid, _: DateTime<Utc>) -> Result<(), StorageError> {
+        self.fail()
+    }
+    async fn share(
+        &self,
+        _: Uuid,
+        _: SecretHash,
+        _: DateTime<Utc>,
+    ) -> Result<ShareInfo, StorageError> {
+        self.fail()
+    }
+    async fn unshare(&self, _: Uuid, _: Uuid) -> Result<(), StorageError> {
+        self.fail()
+    }
+    async fn shares(&self, _: Uuid) -> Result<Vec<ShareInfo>, StorageError> {
+        self.fail()
+    }
+    async fn grant_break_glass(&self, _: BreakGlass) -> Result<(), StorageError> {
+        self.fail()
+    }
+    async fn access(
+        &self,
+        _: Uuid,
+        _: Uuid,
+        _: DateTime<Utc>,
+    ) -> Result<Option<Access>, StorageError> {
+        self.fail()
+    }
+    async fn provider_patients(
+        &self,
+        _: Uuid,
+        _: DateTime<Utc>,
+    ) -> Result<Vec<ProviderPatient>, StorageError> {
+        self.fail()
+    }
+    async fn patient_entries(&self, _: Uuid) -> Result<Vec<(Uuid, EntryState)>, StorageError> {
+        self.fail()
+    }
+    async fn record_access(&self, _: AccessRecord) -> Result<(), StorageError> {
+        self.fail()
+    }
+    async fn access_log(&self, _: Uuid) -> Result<Vec<AccessRecord>, StorageError> {
         self.fail()
     }
 }

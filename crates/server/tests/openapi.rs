@@ -15,6 +15,12 @@ fn every_route_is_described() {
         "/v1/push:",
         "/v1/pull:",
         "/v1/entries/{entry_id}:",
+        "/v1/shares:",
+        "/v1/shares/{provider_id}:",
+        "/v1/access-log:",
+        "/v1/provider/patients:",
+        "/v1/provider/patients/{patient_id}/entries:",
+        "/v1/provider/patients/{patient_id}/trends:",
     ] {
         assert!(SPEC.contains(&format!("\n  {path}\n")), "{path} missing");
     }

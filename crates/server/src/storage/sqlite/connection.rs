@@ -17,6 +17,7 @@ pub(in crate::storage) const MIGRATIONS: &[Migration] = migrations!("server-sqli
     1 => "0001_init",
     2 => "0002_code_used_by",
     3 => "0003_epoch_and_erasure",
+    4 => "0004_providers",
 );
 
 /// How long a statement waits for a lock before the request fails as unavailable.
