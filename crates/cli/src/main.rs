@@ -158,12 +158,27 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Whether your de-identified diary may be used for research (off until you say on). The
+    /// answer reaches the clinic's server with the next sync; off removes you from every later
+    /// research export.
+    ResearchConsent {
+        /// on or off.
+        #[arg(value_enum)]
+        answer: OnOff,
+    },
     /// Show this device's id, enrolment and sync state.
     Status {
         /// JSON instead of text.
         #[arg(long)]
         json: bool,
     },
+}
+
+/// A yes or no on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OnOff {
+    On,
+    Off,
 }
 
 fn main() -> ExitCode {
@@ -208,6 +223,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Shares { json } => sharing::shares(&store, json),
         Command::Unshare { provider } => sharing::unshare(&store, provider),
         Command::AccessLog { json } => sharing::access_log(&store, json),
+        Command::ResearchConsent { answer } => {
+            sync::research_consent(&mut store, answer == OnOff::On)
+        }
         Command::Trends {
             window,
             as_of,

@@ -79,8 +79,27 @@ pub fn sync(store: &mut Store, json: bool, batch: usize) -> Result<()> {
     Ok(())
 }
 
+pub fn research_consent(store: &mut Store, on: bool) -> Result<()> {
+    store.set_research_consent(on)?;
+    let enrolled = !matches!(store.enrolment(), Err(StoreError::NotEnrolled));
+    println!(
+        "research consent: {}{}",
+        if on { "on" } else { "off" },
+        if enrolled {
+            " (reaches the server with the next sync)"
+        } else {
+            " (reaches the server once this diary is enrolled and syncs)"
+        }
+    );
+    if !on {
+        println!("your diary will be left out of every research export from then on");
+    }
+    Ok(())
+}
+
 pub fn status(store: &Store, json: bool) -> Result<()> {
     let state = store.sync_state()?;
+    let consent = store.research_consent()?;
     let enrolment = match store.enrolment() {
         Ok(e) => Some(e),
         Err(StoreError::NotEnrolled) => None,
@@ -92,6 +111,8 @@ pub fn status(store: &Store, json: bool) -> Result<()> {
             "server_url": enrolment.as_ref().map(|e| &e.server_url),
             "patient_id": enrolment.as_ref().map(|e| e.patient_id),
             "sync": state,
+            "research_consent": consent.consent,
+            "research_consent_pending": consent.pending,
         });
         println!("{doc}");
         return Ok(());
@@ -116,6 +137,15 @@ pub fn status(store: &Store, json: bool) -> Result<()> {
         Some(at) => println!("last sync   {}", at.format("%Y-%m-%d %H:%M:%S UTC")),
         None => println!("last sync   never"),
     }
+    println!(
+        "research    {}{}",
+        if consent.consent { "on" } else { "off" },
+        if consent.pending {
+            " (not yet on the server)"
+        } else {
+            ""
+        }
+    );
     Ok(())
 }
 

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use heeldiary_core::wire::{
     AccessLogResponse, AccessRead, EnrolRequest, EnrolResponse, ErrorBody, ErrorCode,
-    NewDeviceRequest, PullResponse, PushAck, PushRequest, PushResponse, Share, ShareRequest,
-    SharesResponse, MAX_PULL_LIMIT, MAX_PUSH_OPS, PUSH_ACK_QUERY,
+    NewDeviceRequest, PullResponse, PushAck, PushRequest, PushResponse, ResearchConsentRequest,
+    Share, ShareRequest, SharesResponse, MAX_PULL_LIMIT, MAX_PUSH_OPS, PUSH_ACK_QUERY,
 };
 use heeldiary_store::{Enrolment, Store, StoreError};
 use serde::Serialize;
@@ -106,6 +106,8 @@ pub struct SyncSummary {
     pub retries: u32,
     /// Operations re-stamped because this device's clock ran ahead of the server's.
     pub restamped: usize,
+    /// Whether the patient's research-consent answer reached the server in this run.
+    pub research_consent_sent: bool,
     /// The new device id this diary took in this run, having found that it is a copy of
     /// another diary (a copied file, or one restored from a backup).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -213,6 +215,9 @@ pub async fn sync(store: &mut Store, options: &SyncOptions) -> Result<SyncSummar
                 return Err(error);
             }
         };
+        if flow == Flow::Done {
+            send_research_consent(store, &session.client, &mut summary).await?;
+        }
         if flow == Flow::Done
             && pull(store, &mut session, options, &mut summary).await? == Flow::Done
         {
@@ -300,6 +305,28 @@ fn is_sequence_taken(error: &ClientError) -> bool {
             ..
         }
     )
+}
+
+/// Sends the patient's research-consent answer if the server does not have it yet.
+async fn send_research_consent(
+    store: &mut Store,
+    client: &http::Client,
+    summary: &mut SyncSummary,
+) -> Result<()> {
+    let consent = store.research_consent()?;
+    let (true, Some(changed_at)) = (consent.pending, consent.changed_at) else {
+        return Ok(());
+    };
+    let request = ResearchConsentRequest {
+        research_consent: consent.consent,
+        changed_at,
+    };
+    let (_, retries): (serde_json::Value, u32) =
+        client.post("/v1/research-consent", &request).await?;
+    summary.retries += retries;
+    store.mark_research_consent_sent(&changed_at)?;
+    summary.research_consent_sent = true;
+    Ok(())
 }
 
 async fn push(

@@ -160,6 +160,18 @@ impl PushAck {
     }
 }
 
+/// `PUT /v1/research-consent`: the patient's answer to research use of the diary, as the
+/// device recorded it. The latest answer (by `changed_at`) counts; a "no" removes the patient
+/// from every later export.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResearchConsentRequest {
+    /// Whether the patient agrees that de-identified diary data is used for research.
+    pub research_consent: bool,
+    /// When the patient answered (device clock with its UTC offset).
+    pub changed_at: DateTime<chrono::FixedOffset>,
+}
+
 /// An operation as the server hands it out: with its position in the patient's feed and the
 /// time the server received it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,10 +10,10 @@ use heeldiary_core::check_label;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::secrets::{new_code, new_provider_token, Opaque};
+use crate::secrets::{new_code, new_provider_token, Opaque, TokenSecret};
 use crate::storage::{
-    AccessRecord, BreakGlass, DeviceInfo, ErasureRecord, NewCode, NewPatient, NewProvider,
-    ProviderInfo, Storage, StorageError,
+    AccessRecord, BreakGlass, DeviceInfo, ErasureRecord, NewAnalyst, NewCode, NewPatient,
+    NewProvider, ProviderInfo, Storage, StorageError,
 };
 
 /// How long an enrolment code works unless told otherwise.
@@ -42,6 +42,9 @@ pub enum AdminError {
     /// An argument broke a rule.
     #[error("{0}")]
     Invalid(String),
+    /// No such analyst.
+    #[error("there is no analyst {0}")]
+    UnknownAnalyst(Uuid),
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -162,6 +165,67 @@ pub async fn list_devices<S: Storage>(
         StorageError::NotFound => AdminError::UnknownPatient(patient_id),
         other => other.into(),
     })
+}
+
+/// An analyst account and its token. Printed once; the server keeps the token's hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IssuedAnalyst {
+    /// The analyst's id.
+    pub analyst_id: Uuid,
+    /// The name given.
+    pub name: String,
+    /// `analyst.<id>.<secret>`: the bearer token of `GET /v1/export`.
+    pub token: String,
+}
+
+impl fmt::Display for IssuedAnalyst {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "analyst: {} ({})", self.analyst_id, self.name)?;
+        write!(f, "token: {} (shown once; keep it secret)", self.token)
+    }
+}
+
+/// Creates an analyst account: pseudonymous cohort exports over HTTP with its token.
+pub async fn add_analyst<S: Storage>(
+    storage: &S,
+    name: String,
+    now: DateTime<Utc>,
+) -> Result<IssuedAnalyst, AdminError> {
+    let trimmed = name.trim();
+    if trimmed.is_empty() {
+        return Err(AdminError::Invalid("--name must not be empty".into()));
+    }
+    check_label(Some(trimmed), "--name").map_err(|e| AdminError::Invalid(e.to_string()))?;
+    let analyst_id = Uuid::now_v7();
+    let secret = TokenSecret::generate();
+    storage
+        .add_analyst(NewAnalyst {
+            analyst_id,
+            name: trimmed.to_string(),
+            token_hash: secret.hash,
+            created_at: now,
+        })
+        .await?;
+    Ok(IssuedAnalyst {
+        analyst_id,
+        name: trimmed.to_string(),
+        token: secret.into_analyst_token(analyst_id),
+    })
+}
+
+/// Revokes an analyst's token at once. Revoking again changes nothing.
+pub async fn revoke_analyst<S: Storage>(
+    storage: &S,
+    analyst_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), AdminError> {
+    storage
+        .revoke_analyst(analyst_id, now)
+        .await
+        .map_err(|e| match e {
+            StorageError::NotFound => AdminError::UnknownAnalyst(analyst_id),
+            other => other.into(),
+        })
 }
 
 /// Declares the data restored from a backup: a new feed epoch, which every device notices on

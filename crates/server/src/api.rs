@@ -11,9 +11,9 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use heeldiary_core::wire::{
     from_json, EnrolRequest, EnrolResponse, EntryResponse, NewDeviceRequest, PullResponse, PushAck,
-    PushRequest, PushResponse, DEFAULT_ENTRY_OPS_LIMIT, DEFAULT_PULL_LIMIT, MAX_BODY_BYTES,
-    MAX_DEVICE_BODY_BYTES, MAX_ENROL_BODY_BYTES, MAX_ENTRY_OPS_LIMIT, MAX_OPS_PER_ENTRY_PER_PUSH,
-    MAX_PULL_LIMIT, MAX_PUSH_OPS, PUSH_ACK_QUERY,
+    PushRequest, PushResponse, ResearchConsentRequest, DEFAULT_ENTRY_OPS_LIMIT, DEFAULT_PULL_LIMIT,
+    MAX_BODY_BYTES, MAX_DEVICE_BODY_BYTES, MAX_ENROL_BODY_BYTES, MAX_ENTRY_OPS_LIMIT,
+    MAX_OPS_PER_ENTRY_PER_PUSH, MAX_PULL_LIMIT, MAX_PUSH_OPS, PUSH_ACK_QUERY,
 };
 use heeldiary_core::{check_label, Op, ValidationError, MAX_CLOCK_AHEAD_MS};
 use serde::de::DeserializeOwned;
@@ -22,7 +22,7 @@ use uuid::Uuid;
 use crate::auth::Authenticated;
 use crate::error::ApiError;
 use crate::secrets::{hash_code, TokenSecret};
-use crate::storage::{NewDevice, Role, Storage, StorageError};
+use crate::storage::{NewDevice, ResearchConsent, Role, Storage, StorageError};
 use crate::AppState;
 
 /// The routes, before state and middleware are attached (see [`crate::app`]).
@@ -41,6 +41,7 @@ pub fn routes<S: Storage>() -> Router<AppState<S>> {
         .route("/v1/push", post(push::<S>))
         .route("/v1/pull", get(pull::<S>))
         .route("/v1/entries/{entry_id}", get(entry::<S>))
+        .route("/v1/research-consent", post(research_consent::<S>))
         .fallback(|| async { ApiError::NotFound })
 }
 
@@ -381,6 +382,37 @@ async fn entry<S: Storage>(
         ops: stored.ops,
         has_more: stored.has_more,
     }))
+}
+
+/// Records the patient's answer to research use, as the device carried it, and echoes it. An
+/// answer older than the stored one changes nothing; either way the device may forget it was
+/// pending.
+async fn research_consent<S: Storage>(
+    State(state): State<AppState<S>>,
+    device: Authenticated,
+    WireJson(request): WireJson<ResearchConsentRequest>,
+) -> Result<Json<ResearchConsentRequest>, ApiError> {
+    let now = Utc::now();
+    let changed_at = request.changed_at.with_timezone(&Utc);
+    if changed_at.timestamp_millis() as i128
+        > now.timestamp_millis() as i128 + MAX_CLOCK_AHEAD_MS as i128
+    {
+        return Err(
+            ValidationError::new("changed_at", "is in the future of the server clock").into(),
+        );
+    }
+    state
+        .storage
+        .set_research_consent(ResearchConsent {
+            patient_id: device.patient_id,
+            device_id: device.device_id,
+            consent: request.research_consent,
+            changed_at,
+            received_at: now,
+        })
+        .await?;
+    tracing::info!(patient_id = %device.patient_id, consent = request.research_consent, "research consent");
+    Ok(Json(request))
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::secrets::parse_token;
+use crate::secrets::{parse_analyst_token, parse_token};
 use crate::storage::{Role, Storage};
 use crate::AppState;
 
@@ -28,17 +28,9 @@ impl<S: Storage> FromRequestParts<AppState<S>> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState<S>) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or(ApiError::Unauthorized)?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .ok_or(ApiError::Unauthorized)?;
+        let token = bearer(parts).ok_or(ApiError::Unauthorized)?;
         let (patient_id, device_id, presented) =
-            parse_token(token.trim()).ok_or(ApiError::Unauthorized)?;
+            parse_token(token).ok_or(ApiError::Unauthorized)?;
         let Some(credentials) = state.storage.authenticate(patient_id, device_id).await? else {
             // A device of an erased patient is told so, once it shows a well-formed token for
             // that patient: the erasure record holds no data to leak.
@@ -56,4 +48,39 @@ impl<S: Storage> FromRequestParts<AppState<S>> for Authenticated {
             role: credentials.role,
         })
     }
+}
+
+/// The analyst a request comes from, checked against storage. Extracting it fails with 401 for
+/// a missing, malformed, unknown or revoked token; a device's token is never an analyst's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Analyst {
+    /// The analyst's id.
+    pub analyst_id: Uuid,
+}
+
+impl<S: Storage> FromRequestParts<AppState<S>> for Analyst {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState<S>) -> Result<Self, ApiError> {
+        let token = bearer(parts).ok_or(ApiError::Unauthorized)?;
+        let (analyst_id, presented) = parse_analyst_token(token).ok_or(ApiError::Unauthorized)?;
+        let credentials = state
+            .storage
+            .analyst_credentials(analyst_id)
+            .await?
+            .ok_or(ApiError::Unauthorized)?;
+        if !credentials.token_hash.matches(&presented) || credentials.revoked {
+            return Err(ApiError::Unauthorized);
+        }
+        Ok(Analyst { analyst_id })
+    }
+}
+
+/// The token of an `Authorization: Bearer` header.
+fn bearer(parts: &Parts) -> Option<&str> {
+    let header = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .map(str::trim)
 }

@@ -32,9 +32,11 @@
 //! ```
 
 pub mod admin;
+pub mod analyst_api;
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod export;
 pub mod limits;
 pub mod secrets;
 pub mod sharing;
@@ -54,13 +56,16 @@ use tracing::Level;
 
 use crate::storage::Storage;
 
-/// What every handler shares: the storage handle and the provider pages' state.
+/// What every handler shares: the storage handle, the provider pages' state and the export
+/// settings.
 #[derive(Debug, Clone)]
 pub struct AppState<S> {
     /// The backend.
     pub storage: S,
     /// Options and sign-in throttle of the provider pages.
     pub web: std::sync::Arc<web::WebState>,
+    /// Where the analyst export finds its key.
+    pub export: export::ExportSettings,
 }
 
 /// Longest a request may take, reading its body included.
@@ -70,18 +75,28 @@ pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// decompression), caps on requests in flight ([`limits`]), response compression, uniform error bodies and request logs (method, path,
 /// status, latency; never headers or bodies).
 pub fn app<S: Storage>(storage: S) -> Router {
-    app_with(storage, web::WebOptions::default())
+    app_with(storage, AppOptions::default())
 }
 
-/// [`app`] with the provider pages under `options` (cookies `Secure` under TLS, session
-/// lifetime, sign-in throttle).
-pub fn app_with<S: Storage>(storage: S, options: web::WebOptions) -> Router {
+/// The settings of [`app_with`]: the provider pages' options and the analyst export's.
+#[derive(Debug, Clone, Default)]
+pub struct AppOptions {
+    /// Provider pages: cookies `Secure` under TLS, session lifetime, sign-in throttle.
+    pub web: web::WebOptions,
+    /// The analyst export: where its key is, whether it is served over HTTPS.
+    pub export: export::ExportSettings,
+}
+
+/// [`app`] with the provider pages and the analyst export set up by `options`.
+pub fn app_with<S: Storage>(storage: S, options: AppOptions) -> Router {
     api::routes()
         .merge(sharing::routes())
         .merge(web::routes())
+        .merge(analyst_api::routes())
         .with_state(AppState {
             storage,
-            web: std::sync::Arc::new(web::WebState::new(options)),
+            web: std::sync::Arc::new(web::WebState::new(options.web)),
+            export: options.export,
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // A client that stalls (or sends its body slowly) must not hold a connection for ever.

@@ -6,9 +6,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use chrono::NaiveDate;
 use chrono::Utc;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use heeldiary_server::admin::{self, DEFAULT_CODE_HOURS};
+use heeldiary_server::export::{self, ExportSettings, Format, Options, Progress};
 use heeldiary_server::storage::{
     ErasureRecord, PoolOptions, PostgresStorage, SqliteStorage, Storage,
 };
@@ -66,9 +68,59 @@ struct BackendArgs {
 enum Command {
     /// Serve the HTTP API until SIGINT or SIGTERM.
     Serve(ServeArgs),
-    /// Manage patients, enrolment codes, devices and providers.
+    /// Manage patients, enrolment codes, devices, providers and analysts.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Export the diaries of patients who consented to research, de-identified unless
+    /// --identified, into a new folder.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    /// File format.
+    #[arg(long, value_enum)]
+    format: ExportFormat,
+    /// Folder to create (it must not exist, or be empty); written whole or not at all.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Only entries changed on or after this day (UTC); also lists entries deleted since.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    since: Option<NaiveDate>,
+    /// Only entries changed on or before this day (UTC).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    until: Option<NaiveDate>,
+    /// Keep patient ids, entry ids, calendar dates and notes (recorded in the export log).
+    #[arg(long)]
+    identified: bool,
+    /// The export key (made on first use); default: export.key in --data.
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<PathBuf>,
+    /// Print a one-line JSON summary instead of the progress bar and text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The formats `export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ExportFormat {
+    Csv,
+    Ndjson,
+    Parquet,
+    Meds,
+    Fhir,
+}
+
+impl From<ExportFormat> for Format {
+    fn from(f: ExportFormat) -> Format {
+        match f {
+            ExportFormat::Csv => Format::Csv,
+            ExportFormat::Ndjson => Format::Ndjson,
+            ExportFormat::Parquet => Format::Parquet,
+            ExportFormat::Meds => Format::Meds,
+            ExportFormat::Fhir => Format::Fhir,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -85,6 +137,9 @@ struct ServeArgs {
     /// Log line format (logs go to stderr; RUST_LOG filters them).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// The export key of `GET /v1/export` (made on first use); default: export.key in --data.
+    #[arg(long, value_name = "FILE")]
+    export_key_file: Option<PathBuf>,
     /// Most connections open at once; more wait until one closes.
     #[arg(long, default_value_t = heeldiary_server::limits::DEFAULT_MAX_CONNECTIONS, value_name = "N")]
     max_connections: usize,
@@ -130,6 +185,30 @@ enum AdminCommand {
         /// The device id.
         #[arg(long)]
         device: Uuid,
+    },
+    /// Create an analyst account and print its token (for `GET /v1/export`).
+    AddAnalyst {
+        /// A name for the export log ("Study 1").
+        #[arg(long)]
+        name: String,
+        /// Print JSON (`analyst_id`, `name`, `token`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an analyst's token at once.
+    RevokeAnalyst {
+        /// The analyst id.
+        #[arg(long)]
+        analyst: Uuid,
+    },
+    /// Show the latest exports: who, how, which format, how many patients.
+    ExportLog {
+        /// How many lines.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// List a patient's devices.
     ListDevices {
@@ -320,7 +399,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let (default_level, format) = match &cli.command {
         Command::Serve(args) => ("info", args.log_format),
-        Command::Admin(_) => ("warn", LogFormat::Text),
+        Command::Admin(_) | Command::Export(_) => ("warn", LogFormat::Text),
     };
     init_logs(default_level, format);
     let backend = cli.backend.open().await?;
@@ -346,12 +425,18 @@ fn init_logs(default_level: &str, format: LogFormat) {
 async fn run<S: Storage>(storage: S, cli: Cli) -> anyhow::Result<()> {
     let hint = cli.backend.hint();
     match cli.command {
-        Command::Serve(args) => serve(storage, args, &hint).await,
+        Command::Serve(args) => serve(storage, args, &hint, &cli.backend.data).await,
         Command::Admin(command) => run_admin(&storage, command, &hint).await,
+        Command::Export(args) => run_export(&storage, args, &cli.backend.data).await,
     }
 }
 
-async fn serve<S: Storage>(storage: S, args: ServeArgs, hint: &str) -> anyhow::Result<()> {
+async fn serve<S: Storage>(
+    storage: S,
+    args: ServeArgs,
+    hint: &str,
+    data: &std::path::Path,
+) -> anyhow::Result<()> {
     let listener = std::net::TcpListener::bind(args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     listener.set_nonblocking(true)?;
@@ -389,9 +474,19 @@ async fn serve<S: Storage>(storage: S, args: ServeArgs, hint: &str) -> anyhow::R
     drop(out);
     tracing::info!(%addr, tls = tls.is_some(), "serving");
 
-    let options = heeldiary_server::web::WebOptions {
-        secure_cookies: tls.is_some(),
-        ..Default::default()
+    let options = heeldiary_server::AppOptions {
+        web: heeldiary_server::web::WebOptions {
+            secure_cookies: tls.is_some(),
+            ..Default::default()
+        },
+        export: ExportSettings {
+            key_file: Some(
+                args.export_key_file
+                    .clone()
+                    .unwrap_or_else(|| data.join(export::KEY_FILE_NAME)),
+            ),
+            https: tls.is_some(),
+        },
     };
     // The caller's address goes into the access log of each provider read.
     let app = heeldiary_server::app_with(storage, options)
@@ -480,6 +575,47 @@ async fn run_admin<S: Storage>(
         AdminCommand::RevokeDevice { patient, device } => {
             admin::revoke_device(storage, patient, device, now).await?;
             println!("revoked device {device} of patient {patient}");
+            Ok(())
+        }
+        AdminCommand::AddAnalyst { name, json } => {
+            let issued = admin::add_analyst(storage, name, now).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&issued)?);
+            } else {
+                println!("{issued}");
+                println!();
+                println!("export with:  curl -H \"Authorization: Bearer TOKEN\" SERVER/v1/export?format=ndjson");
+                println!(
+                    "revoke with:  heeldiary-server admin revoke-analyst --analyst {} {hint}",
+                    issued.analyst_id
+                );
+            }
+            Ok(())
+        }
+        AdminCommand::RevokeAnalyst { analyst } => {
+            admin::revoke_analyst(storage, analyst, now).await?;
+            println!("revoked analyst {analyst}");
+            Ok(())
+        }
+        AdminCommand::ExportLog { limit, json } => {
+            let log = storage.export_log(limit).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&log)?);
+            } else if log.is_empty() {
+                println!("no export yet");
+            } else {
+                for r in log {
+                    println!(
+                        "{}  {}  {}  {}{}  {} patients",
+                        r.exported_at.format("%Y-%m-%d %H:%M UTC"),
+                        r.actor,
+                        r.via,
+                        r.format,
+                        if r.identified { " identified" } else { "" },
+                        r.patients
+                    );
+                }
+            }
             Ok(())
         }
         AdminCommand::MarkRestored { json } => {
@@ -637,6 +773,106 @@ fn print_json_or<T: serde::Serialize>(
         text();
     }
     Ok(())
+}
+
+/// Shows export progress on a terminal: a bar over the consenting patients.
+struct Bar(Option<indicatif::ProgressBar>);
+
+impl Progress for Bar {
+    fn start(&mut self, patients: u64) {
+        if let Some(bar) = &self.0 {
+            bar.set_length(patients);
+        }
+    }
+    fn advance(&mut self) {
+        if let Some(bar) = &self.0 {
+            bar.inc(1);
+        }
+    }
+}
+
+async fn run_export<S: Storage>(
+    storage: &S,
+    args: ExportArgs,
+    data: &std::path::Path,
+) -> anyhow::Result<()> {
+    let key_file = args
+        .key_file
+        .clone()
+        .unwrap_or_else(|| data.join(export::KEY_FILE_NAME));
+    let options = Options {
+        since: args.since,
+        until: args.until,
+        identified: args.identified,
+        ..Options::new(args.format.into(), Utc::now())
+    };
+    // Checked before the key is made, so a refused export leaves nothing behind at all.
+    options.check()?;
+    let key = export::load_or_create_key(&key_file)?;
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let actor = format!("admin:{user}");
+    let mut bar = Bar((!args.json && std::io::stderr().is_terminal()).then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} patients {elapsed}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    }));
+    let started = std::time::Instant::now();
+    let summary =
+        export::export_to_folder(storage, options, key, &args.out, &actor, &mut bar).await?;
+    if let Some(bar) = &bar.0 {
+        bar.finish_and_clear();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let entries = summary.rows.get("entries").copied();
+    if args.json {
+        let mut line = serde_json::to_value(&summary)?;
+        line["out"] = serde_json::json!(args.out.display().to_string());
+        line["seconds"] = serde_json::json!((seconds * 1000.0).round() / 1000.0);
+        line["peak_rss_kib"] = serde_json::json!(peak_rss_kib());
+        println!("{line}");
+    } else {
+        println!(
+            "exported {} consenting patients as {}{} to {} in {seconds:.1} s",
+            summary.patients,
+            summary.format,
+            if summary.identified {
+                " (identified)"
+            } else {
+                " (de-identified)"
+            },
+            args.out.display()
+        );
+        for (table, rows) in &summary.rows {
+            println!("  {table}: {rows} rows");
+        }
+        if summary.suppressed_cells > 0 {
+            println!(
+                "  {} small aggregate cells suppressed",
+                summary.suppressed_cells
+            );
+        }
+        if let Some(n) = entries.filter(|_| summary.unreadable_entries > 0) {
+            println!(
+                "  {} of {n} entries unreadable and left out",
+                summary.unreadable_entries
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The peak resident memory of this process (Linux), in KiB.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 fn print_erasure(record: &ErasureRecord, json: bool) -> anyhow::Result<()> {

@@ -116,6 +116,36 @@ pub fn parse_token(token: &str) -> Option<(Uuid, Uuid, SecretHash)> {
     ))
 }
 
+/// The prefix of an analyst token, `analyst.<analyst_id>.<secret>`: it can never parse as a
+/// device token, nor a device token as an analyst's.
+const ANALYST_PREFIX: &str = "analyst";
+
+impl TokenSecret {
+    /// The bearer token of an analyst, `analyst.<analyst_id>.<secret>`, shown once.
+    pub fn into_analyst_token(self, analyst_id: Uuid) -> String {
+        format!("{ANALYST_PREFIX}.{analyst_id}.{}", self.secret)
+    }
+}
+
+/// The parts of a well-formed analyst token: the analyst and the hash of its secret.
+pub fn parse_analyst_token(token: &str) -> Option<(Uuid, SecretHash)> {
+    let mut parts = token.split('.');
+    let (prefix, analyst, secret) = (parts.next()?, parts.next()?, parts.next()?);
+    if prefix != ANALYST_PREFIX
+        || parts.next().is_some()
+        || secret.len() != 2 * SECRET_BYTES
+        || !secret
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return None;
+    }
+    Some((
+        Uuid::parse_str(analyst).ok()?,
+        SecretHash::of(secret.as_bytes()),
+    ))
+}
+
 /// Crockford's base32: digits and capitals without I, L, O and U.
 const CODE_ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 const CODE_CHARS: usize = 12;

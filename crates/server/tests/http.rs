@@ -19,9 +19,10 @@ use heeldiary_core::{Hlc, Op, MAX_CLOCK_AHEAD_MS};
 use heeldiary_server::admin;
 use heeldiary_server::secrets::SecretHash;
 use heeldiary_server::storage::{
-    Access, AccessRecord, BreakGlass, DeviceCredentials, DeviceInfo, ErasureRecord, NewCode,
-    NewDevice, NewPatient, NewProvider, ProviderInfo, ProviderLogin, ProviderPatient,
-    ProviderStorage, PullPage, ShareInfo, SqliteStorage, Storage, StorageError, StoredEntry,
+    Access, AccessRecord, AnalystCredentials, BreakGlass, DeviceCredentials, DeviceInfo,
+    ErasureRecord, ExportRecord, NewAnalyst, NewCode, NewDevice, NewPatient, NewProvider,
+    ProviderInfo, ProviderLogin, ProviderPatient, ProviderStorage, PullPage, ResearchConsent,
+    ShareInfo, SqliteStorage, Storage, StorageError, StoredEntry,
 };
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -766,6 +767,30 @@ impl Storage for Down {
         _: u64,
         _: u32,
     ) -> Result<Option<StoredEntry>, StorageError> {
+        self.fail()
+    }
+    async fn set_research_consent(&self, _: ResearchConsent) -> Result<(), StorageError> {
+        self.fail()
+    }
+    async fn consenting_patients(&self) -> Result<Vec<Uuid>, StorageError> {
+        self.fail()
+    }
+    async fn add_analyst(&self, _: NewAnalyst) -> Result<(), StorageError> {
+        self.fail()
+    }
+    async fn analyst_credentials(
+        &self,
+        _: Uuid,
+    ) -> Result<Option<AnalystCredentials>, StorageError> {
+        self.fail()
+    }
+    async fn revoke_analyst(&self, _: Uuid, _: DateTime<Utc>) -> Result<(), StorageError> {
+        self.fail()
+    }
+    async fn record_export(&self, _: ExportRecord) -> Result<(), StorageError> {
+        self.fail()
+    }
+    async fn export_log(&self, _: u32) -> Result<Vec<ExportRecord>, StorageError> {
         self.fail()
     }
     async fn health(&self) -> Result<(), StorageError> {

@@ -21,6 +21,9 @@ fn every_route_is_described() {
         "/v1/provider/patients:",
         "/v1/provider/patients/{patient_id}/entries:",
         "/v1/provider/patients/{patient_id}/trends:",
+        "/v1/research-consent:",
+        "/v1/export:",
+        "/v1/export/fhir/{file}:",
     ] {
         assert!(SPEC.contains(&format!("\n  {path}\n")), "{path} missing");
     }

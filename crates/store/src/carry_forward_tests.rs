@@ -1,4 +1,4 @@
-//! Diaries written by every version before the compact file (0009) open with all they held:
+//! Diaries written by every version before the compact file (0005) open with all they held:
 //! entries, edits, other devices' operations with their arrival times, the push queue and the
 //! device's sequence and clock.
 
@@ -46,7 +46,7 @@ fn write_text_op(conn: &Connection, op: &Op, pulled: Option<(u64, &str)>) {
 fn every_text_log_version_carries_forward() {
     let compact = MIGRATIONS
         .iter()
-        .position(|(name, _)| *name == "0009_compact_file")
+        .position(|(name, _)| *name == "0005_compact_file")
         .expect("the compact file migration") as u32;
     for version in 1..=compact {
         let dir = tempfile::tempdir().unwrap();

@@ -254,7 +254,7 @@ pub(crate) fn for_each_state(
     Ok(())
 }
 
-/// Migration 0009: copies the text log of versions 1 to 8 (`ops_text`) into the compact one,
+/// Migration 0005: copies the text log of versions 1 to 4 (`ops_text`) into the compact one,
 /// queues the own operations the server has not acknowledged, and keeps the newest own sequence
 /// and stamp beside the device.
 pub(crate) fn carry_text_log_forward(conn: &Connection) -> Result<()> {

@@ -47,7 +47,7 @@ use uuid::Uuid;
 
 pub use error::{Result, StoreError};
 pub use schema::SCHEMA_VERSION;
-pub use sync::{Enrolment, RemoteApply, SyncState};
+pub use sync::{Enrolment, RemoteApply, ResearchConsent, SyncState};
 
 use db::{entry_exists, insert_local_op, load_state};
 use stamper::Stamper;

@@ -24,8 +24,12 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../../schema/client/0004_identity_and_epoch.sql"),
     ),
     (
-        "0009_compact_file",
-        include_str!("../../../schema/client/0009_compact_file.sql"),
+        "0005_compact_file",
+        include_str!("../../../schema/client/0005_compact_file.sql"),
+    ),
+    (
+        "0006_research_consent",
+        include_str!("../../../schema/client/0006_research_consent.sql"),
     ),
 ];
 
@@ -36,7 +40,7 @@ const CARRY_FORWARD: &str = "-- carry forward:";
 /// The Rust step of the migration `name`, if it has one.
 fn carry_forward(name: &str) -> Option<fn(&Connection) -> Result<()>> {
     match name {
-        "0009_compact_file" => Some(crate::db::carry_text_log_forward),
+        "0005_compact_file" => Some(crate::db::carry_text_log_forward),
         _ => None,
     }
 }

@@ -1,7 +1,7 @@
 //! The calls the sync client makes: what to push, what was acknowledged, how far the server feed
 //! was read, applying pulled operations, and correcting a clock that runs ahead of the server.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, FixedOffset, Utc};
 use heeldiary_core::wire::PulledOp;
 use heeldiary_core::{EntryState, Hlc, Op, MAX_CLOCK_AHEAD_MS};
 use rusqlite::params;
@@ -49,6 +49,17 @@ pub struct SyncState {
     pub clock_offset_ms: i64,
     /// When a sync last finished.
     pub last_sync_at: Option<DateTime<Utc>>,
+}
+
+/// The patient's answer to research use of the diary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResearchConsent {
+    /// Whether de-identified diary data may be used for research (off until the patient says on).
+    pub consent: bool,
+    /// When the patient last answered, if ever.
+    pub changed_at: Option<DateTime<FixedOffset>>,
+    /// The answer has not reached the server yet.
+    pub pending: bool,
 }
 
 /// What applying a page of pulled operations did.
@@ -223,6 +234,48 @@ impl Store {
             )?;
             Ok(summary)
         })
+    }
+
+    /// Records the patient's answer to research use, stamped with the corrected device clock;
+    /// the next sync carries it to the server.
+    pub fn set_research_consent(&mut self, consent: bool) -> Result<ResearchConsent> {
+        let at = self.fresh_now()?;
+        self.conn.execute(
+            "UPDATE sync_state SET research_consent = ?1, research_consent_at = ?2,
+                                   research_consent_sent = 0",
+            params![
+                consent,
+                at.to_rfc3339_opts(chrono::SecondsFormat::Millis, false)
+            ],
+        )?;
+        self.research_consent()
+    }
+
+    /// The patient's answer to research use.
+    pub fn research_consent(&self) -> Result<ResearchConsent> {
+        let (consent, at, sent): (bool, Option<String>, bool) = self.conn.query_row(
+            "SELECT research_consent, research_consent_at, research_consent_sent FROM sync_state",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        Ok(ResearchConsent {
+            consent,
+            changed_at: at
+                .map(|t| DateTime::parse_from_rfc3339(&t))
+                .transpose()
+                .map_err(StoreError::corrupt)?,
+            pending: !sent,
+        })
+    }
+
+    /// Records that the server has the answer given at `changed_at`. A newer answer given
+    /// meanwhile stays pending.
+    pub fn mark_research_consent_sent(&mut self, changed_at: &DateTime<FixedOffset>) -> Result<()> {
+        self.conn.execute(
+            "UPDATE sync_state SET research_consent_sent = 1 WHERE research_consent_at = ?1",
+            [changed_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, false)],
+        )?;
+        Ok(())
     }
 
     /// The epoch of the server feed this diary last saw, if it saw one.

@@ -218,6 +218,68 @@ pub(crate) fn erasable_table(name: &str) -> bool {
     !(name.contains("erasure") || name.contains("audit") || name.contains("access_log"))
 }
 
+/// A patient's answer to research use of the diary, as the device recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResearchConsent {
+    /// The patient.
+    pub patient_id: Uuid,
+    /// The device that carried the answer.
+    pub device_id: Uuid,
+    /// Yes or no.
+    pub consent: bool,
+    /// When the patient answered (device clock).
+    pub changed_at: DateTime<Utc>,
+    /// When the server received it.
+    pub received_at: DateTime<Utc>,
+}
+
+/// An analyst account to create; only the hash of its token is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAnalyst {
+    /// Its id.
+    pub analyst_id: Uuid,
+    /// A name for the log ("Study 1").
+    pub name: String,
+    /// sha256 of the token secret.
+    pub token_hash: SecretHash,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// What authentication needs to know about an analyst.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnalystCredentials {
+    /// sha256 of the token secret.
+    pub token_hash: SecretHash,
+    /// The analyst's name.
+    pub name: String,
+    /// Whether the token was revoked.
+    pub revoked: bool,
+}
+
+/// One line of the export log: who exported what, when, how much. Holds no patient id.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ExportRecord {
+    /// Its id.
+    pub export_id: Uuid,
+    /// When the export ran.
+    pub exported_at: DateTime<Utc>,
+    /// `analyst:<id>` or `admin:<user>`.
+    pub actor: String,
+    /// `http` or `cli`.
+    pub via: String,
+    /// The format.
+    pub format: String,
+    /// Whether ids, dates and notes were kept.
+    pub identified: bool,
+    /// The options, as JSON.
+    pub options: serde_json::Value,
+    /// Patients exported.
+    pub patients: u64,
+    /// Rows per table, as JSON.
+    pub row_counts: serde_json::Value,
+}
+
 /// The server's storage. Every method is one atomic unit: it either happens whole or not at all.
 ///
 /// Implementations are cheap to clone (a handle to a pool or connection) and shared by all
@@ -319,6 +381,57 @@ pub trait Storage: ProviderStorage + Clone + Send + Sync + 'static {
         after: u64,
         limit: u32,
     ) -> impl Future<Output = Result<Option<StoredEntry>, StorageError>> + Send;
+
+    /// Records a patient's research consent. An answer given earlier (by `changed_at`) than the
+    /// one stored is ignored, so answers may arrive in any order.
+    ///
+    /// # Failure
+    /// [`StorageError::NotFound`] if the patient does not exist.
+    fn set_research_consent(
+        &self,
+        consent: ResearchConsent,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// The patients whose latest research answer is yes, in id order. The one read across
+    /// patients besides enrolment; only exports use it.
+    fn consenting_patients(&self) -> impl Future<Output = Result<Vec<Uuid>, StorageError>> + Send;
+
+    /// Creates an analyst account.
+    ///
+    /// # Failure
+    /// [`StorageError::Conflict`] if the id exists.
+    fn add_analyst(
+        &self,
+        analyst: NewAnalyst,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// The credentials of an analyst, or `None` if there is no such analyst.
+    fn analyst_credentials(
+        &self,
+        analyst_id: Uuid,
+    ) -> impl Future<Output = Result<Option<AnalystCredentials>, StorageError>> + Send;
+
+    /// Revokes an analyst's token from `now` on. Revoking twice keeps the first time.
+    ///
+    /// # Failure
+    /// [`StorageError::NotFound`] if there is no such analyst.
+    fn revoke_analyst(
+        &self,
+        analyst_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// Adds a line to the export log.
+    fn record_export(
+        &self,
+        record: ExportRecord,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// The last `limit` lines of the export log, newest first.
+    fn export_log(
+        &self,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<ExportRecord>, StorageError>> + Send;
 
     /// Whether the backend answers.
     fn health(&self) -> impl Future<Output = Result<(), StorageError>> + Send;

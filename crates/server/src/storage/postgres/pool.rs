@@ -20,6 +20,7 @@ pub(in crate::storage) const MIGRATIONS: &[Migration] = migrations!("server-post
     2 => "0002_code_used_by",
     3 => "0003_epoch_and_erasure",
     4 => "0004_providers",
+    5 => "0005_research_export",
 );
 
 /// Schema version a fresh PostgreSQL database gets.

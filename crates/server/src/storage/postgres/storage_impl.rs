@@ -15,8 +15,9 @@ use super::transactions::{pulled_op, register_device};
 use super::PostgresStorage;
 use crate::secrets::SecretHash;
 use crate::storage::{
-    erasable_table, hash_from_bytes, to_i64, DeviceCredentials, DeviceInfo, ErasureRecord, NewCode,
-    NewDevice, NewPatient, PullPage, Storage, StorageError, StoredEntry, FEED_COLUMNS,
+    erasable_table, hash_from_bytes, to_i64, AnalystCredentials, DeviceCredentials, DeviceInfo,
+    ErasureRecord, ExportRecord, NewAnalyst, NewCode, NewDevice, NewPatient, PullPage,
+    ResearchConsent, Storage, StorageError, StoredEntry, FEED_COLUMNS,
 };
 
 /// Whether `e` says a row is still referenced by another table's row.
@@ -220,6 +221,41 @@ impl Storage for PostgresStorage {
             })
         })
         .await
+    }
+
+    async fn set_research_consent(&self, consent: ResearchConsent) -> Result<(), StorageError> {
+        self.set_research_consent_impl(consent).await
+    }
+
+    async fn consenting_patients(&self) -> Result<Vec<Uuid>, StorageError> {
+        self.consenting_patients_impl().await
+    }
+
+    async fn add_analyst(&self, analyst: NewAnalyst) -> Result<(), StorageError> {
+        self.add_analyst_impl(analyst).await
+    }
+
+    async fn analyst_credentials(
+        &self,
+        analyst_id: Uuid,
+    ) -> Result<Option<AnalystCredentials>, StorageError> {
+        self.analyst_credentials_impl(analyst_id).await
+    }
+
+    async fn revoke_analyst(
+        &self,
+        analyst_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<(), StorageError> {
+        self.revoke_analyst_impl(analyst_id, now).await
+    }
+
+    async fn record_export(&self, record: ExportRecord) -> Result<(), StorageError> {
+        self.record_export_impl(record).await
+    }
+
+    async fn export_log(&self, limit: u32) -> Result<Vec<ExportRecord>, StorageError> {
+        self.export_log_impl(limit).await
     }
 
     async fn epoch(&self) -> Result<Uuid, StorageError> {

@@ -15,6 +15,7 @@
 
 mod connection;
 mod providers;
+mod research;
 mod storage_impl;
 mod transactions;
 

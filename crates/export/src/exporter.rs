@@ -1,0 +1,560 @@
+//! The export of one cohort: created on an [`OutputFiles`], fed one patient at a time, finished
+//! with the manifest and the data dictionary.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::columns::{
+    deletion_columns, entry_columns, entry_row, findings_columns, summary_columns, word, Cell,
+    Column, EntryFacts, RED_FLAG_KINDS,
+};
+use crate::diary::{PatientDiary, PreparedPatient};
+use crate::table::{CsvTable, NdjsonTable, ParquetTable, TableWriter};
+use crate::{
+    fhir, meds, ExportError, ExportKey, Format, Options, MIN_CELL_PATIENTS, SCHEMA_VERSION,
+};
+
+/// Where an export writes: files by relative path (`entries.csv`, `data/0.parquet`). The server
+/// hands out files in a temporary folder it renames at the end; tests hand out buffers.
+pub trait OutputFiles {
+    /// A new, empty file at `path` (folders in it are created as needed).
+    fn create(&mut self, path: &str) -> Result<Box<dyn Write + Send>, ExportError>;
+}
+
+/// What an export wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// The format.
+    pub format: Format,
+    /// Consenting patients exported.
+    pub patients: u64,
+    /// Rows per table (for MEDS: measurements; for FHIR: resources per type).
+    pub rows: BTreeMap<String, u64>,
+    /// Aggregate cells withheld because fewer than [`MIN_CELL_PATIENTS`] patients made them.
+    pub suppressed_cells: u64,
+    /// Entries whose stored values no longer make an entry, left out.
+    pub unreadable_entries: u64,
+    /// Whether ids, dates and notes were kept.
+    pub identified: bool,
+    /// The files written, relative to the output folder.
+    pub files: Vec<String>,
+}
+
+enum Sink {
+    Tables {
+        ext: &'static str,
+        entries: Box<dyn TableWriter>,
+        findings: Box<dyn TableWriter>,
+        deletions: Option<Box<dyn TableWriter>>,
+    },
+    Meds(Box<meds::MedsData<Box<dyn Write + Send>>>),
+    Fhir {
+        patients: Box<dyn Write + Send>,
+        observations: Box<dyn Write + Send>,
+    },
+}
+
+/// One export in progress.
+pub struct Exporter {
+    options: Options,
+    key: ExportKey,
+    sink: Sink,
+    files: Vec<String>,
+    rows: BTreeMap<String, u64>,
+    patients: u64,
+    unreadable: u64,
+    /// Patients per (study month, pattern): the aggregate table.
+    cells: BTreeMap<(u32, &'static str), u64>,
+}
+
+fn table(
+    format: Format,
+    out: Box<dyn Write + Send>,
+    columns: &[Column],
+) -> Result<Box<dyn TableWriter>, ExportError> {
+    Ok(match format {
+        Format::Csv => Box::new(CsvTable::new(out, columns)?),
+        Format::Parquet => Box::new(ParquetTable::new(out, columns)?),
+        _ => Box::new(NdjsonTable::new(out, columns)),
+    })
+}
+
+impl Exporter {
+    /// Starts an export: checks the options and creates the data files.
+    ///
+    /// # Failure
+    /// [`ExportError::Invalid`] for options that contradict each other; an I/O error when a
+    /// file cannot be created.
+    pub fn new(
+        options: Options,
+        key: ExportKey,
+        files: &mut dyn OutputFiles,
+    ) -> Result<Self, ExportError> {
+        options.check()?;
+        let mut created = Vec::new();
+        let mut create = |path: String| -> Result<Box<dyn Write + Send>, ExportError> {
+            let out = files.create(&path)?;
+            created.push(path);
+            Ok(out)
+        };
+        let identified = options.identified;
+        let sink = match options.format {
+            Format::Csv | Format::Ndjson | Format::Parquet => {
+                let ext = options.format.as_str();
+                let entries = table(
+                    options.format,
+                    create(format!("entries.{ext}"))?,
+                    &entry_columns(identified),
+                )?;
+                let findings = table(
+                    options.format,
+                    create(format!("findings.{ext}"))?,
+                    &findings_columns(identified),
+                )?;
+                let deletions = match options.since {
+                    Some(_) => Some(table(
+                        options.format,
+                        create(format!("deletions.{ext}"))?,
+                        &deletion_columns(identified),
+                    )?),
+                    None => None,
+                };
+                Sink::Tables {
+                    ext,
+                    entries,
+                    findings,
+                    deletions,
+                }
+            }
+            Format::Meds => Sink::Meds(Box::new(meds::MedsData::new(create(
+                "data/0.parquet".into(),
+            )?)?)),
+            Format::Fhir => Sink::Fhir {
+                patients: create("Patient.ndjson".into())?,
+                observations: create("Observation.ndjson".into())?,
+            },
+        };
+        Ok(Exporter {
+            options,
+            key,
+            sink,
+            files: created,
+            rows: BTreeMap::new(),
+            patients: 0,
+            unreadable: 0,
+            cells: BTreeMap::new(),
+        })
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    fn count(&mut self, table: &str, n: u64) {
+        *self.rows.entry(table.to_string()).or_default() += n;
+    }
+
+    /// Adds one consenting patient. A patient with nothing in the time range adds no rows.
+    pub fn add(&mut self, diary: &PatientDiary) -> Result<(), ExportError> {
+        let patient = PreparedPatient::new(diary, &self.options);
+        self.unreadable += u64::from(patient.unreadable);
+        if patient.entries.is_empty() && patient.deletions.is_empty() {
+            return Ok(());
+        }
+        self.patients += 1;
+        let identified = self.options.identified;
+        let subject = self.key.subject_id(patient.patient_id);
+        let findings = patient.monthly_findings();
+        for (study_month, _, report) in &findings {
+            if report.adherence.days_logged > 0 {
+                *self
+                    .cells
+                    .entry((*study_month, report.pattern.kind.as_str()))
+                    .or_default() += 1;
+            }
+        }
+        match &mut self.sink {
+            Sink::Tables {
+                entries,
+                findings: findings_table,
+                deletions,
+                ..
+            } => {
+                let rows = patient.entry_rows(&self.key, identified);
+                for row in &rows {
+                    entries.write_row(row)?;
+                }
+                let mut finding_rows = 0;
+                for (study_month, month, report) in &findings {
+                    findings_table.write_row(&finding_row(
+                        subject,
+                        *study_month,
+                        *month,
+                        report,
+                        identified,
+                    ))?;
+                    finding_rows += 1;
+                }
+                let mut deleted = 0;
+                if let Some(table) = deletions {
+                    for id in &patient.deletions {
+                        let mut row = vec![Cell::Int(subject), Cell::Text(self.key.entry_key(*id))];
+                        if identified {
+                            row.push(Cell::Text(id.to_string()));
+                        }
+                        table.write_row(&row)?;
+                        deleted += 1;
+                    }
+                }
+                self.count("entries", rows.len() as u64);
+                self.count("findings", finding_rows);
+                if self.options.since.is_some() {
+                    self.count("deletions", deleted);
+                }
+            }
+            Sink::Meds(data) => data.add(&patient, &self.key, identified)?,
+            Sink::Fhir {
+                patients,
+                observations,
+            } => {
+                let resources = fhir::resources(&patient, &self.key, identified);
+                write_line(patients, &resources.patient)?;
+                for observation in &resources.observations {
+                    write_line(observations, observation)?;
+                }
+                self.count("Patient", 1);
+                self.count("Observation", resources.observations.len() as u64);
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the data files and writes the aggregate table, the manifest and the data
+    /// dictionary.
+    pub fn finish(mut self, files: &mut dyn OutputFiles) -> Result<Summary, ExportError> {
+        let created_at = self
+            .options
+            .created_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let identified = self.options.identified;
+        let mut suppressed = 0;
+        let sink = std::mem::replace(
+            &mut self.sink,
+            Sink::Fhir {
+                patients: Box::new(std::io::sink()),
+                observations: Box::new(std::io::sink()),
+            },
+        );
+        match sink {
+            Sink::Tables {
+                ext,
+                entries,
+                findings,
+                deletions,
+            } => {
+                entries.finish()?;
+                findings.finish()?;
+                if let Some(d) = deletions {
+                    d.finish()?;
+                }
+                let path = format!("findings-summary.{ext}");
+                let mut summary = table(
+                    self.options.format,
+                    files.create(&path)?,
+                    &summary_columns(),
+                )?;
+                self.files.push(path);
+                let mut written = 0;
+                for ((study_month, kind), patients) in &self.cells {
+                    let small = *patients < u64::from(MIN_CELL_PATIENTS);
+                    suppressed += u64::from(small);
+                    summary.write_row(&[
+                        Cell::Int((*study_month).into()),
+                        Cell::Text(kind.to_string()),
+                        if small {
+                            Cell::Null
+                        } else {
+                            Cell::Int(*patients as i64)
+                        },
+                        Cell::Bool(small),
+                    ])?;
+                    written += 1;
+                }
+                summary.finish()?;
+                self.count("findings-summary", written);
+            }
+            Sink::Meds(data) => {
+                let n = data.finish()?;
+                self.count("data", n);
+                let n = meds::write_codes(files.create("metadata/codes.parquet")?)?;
+                self.files.push("metadata/codes.parquet".into());
+                self.count("codes", n);
+                write_json(
+                    files,
+                    &mut self.files,
+                    "metadata/dataset.json",
+                    &meds::dataset(identified, &created_at),
+                )?;
+            }
+            Sink::Fhir {
+                mut patients,
+                mut observations,
+            } => {
+                patients
+                    .flush()
+                    .map_err(ExportError::io("Patient.ndjson"))?;
+                observations
+                    .flush()
+                    .map_err(ExportError::io("Observation.ndjson"))?;
+            }
+        }
+        let summary = Summary {
+            format: self.options.format,
+            patients: self.patients,
+            rows: self.rows.clone(),
+            suppressed_cells: suppressed,
+            unreadable_entries: self.unreadable,
+            identified,
+            files: Vec::new(),
+        };
+        let manifest = self.manifest(&summary, &created_at);
+        write_json(files, &mut self.files, "manifest.json", &manifest)?;
+        let dictionary = data_dictionary(self.options.format, identified);
+        write_json(files, &mut self.files, "data-dictionary.json", &dictionary)?;
+        let mut md = files.create("data-dictionary.md")?;
+        md.write_all(dictionary_markdown(&dictionary).as_bytes())
+            .and_then(|()| md.flush())
+            .map_err(ExportError::io("data-dictionary.md"))?;
+        self.files.push("data-dictionary.md".into());
+        Ok(Summary {
+            files: self.files,
+            ..summary
+        })
+    }
+
+    fn manifest(&self, summary: &Summary, created_at: &str) -> Value {
+        let options = json!({
+            "format": self.options.format,
+            "since": self.options.since.map(|d| d.to_string()),
+            "until": self.options.until.map(|d| d.to_string()),
+            "identified": self.options.identified,
+        });
+        let ours = json!({
+            "schema_version": SCHEMA_VERSION,
+            "created_at": created_at,
+            "exporter": format!("heeldiary-export {}", env!("CARGO_PKG_VERSION")),
+            "patients": summary.patients,
+            "row_counts": summary.rows,
+            "suppressed_cells": summary.suppressed_cells,
+            "min_cell_patients": MIN_CELL_PATIENTS,
+            "unreadable_entries": summary.unreadable_entries,
+            "options": options,
+            "de_identified": !self.options.identified,
+        });
+        if self.options.format != Format::Fhir {
+            return ours;
+        }
+        // The FHIR Bulk Data manifest, with ours as an extension.
+        let output: Vec<Value> = ["Patient", "Observation"]
+            .iter()
+            .map(|kind| {
+                json!({
+                    "type": kind,
+                    "url": format!("{kind}.ndjson"),
+                    "count": summary.rows.get(*kind).copied().unwrap_or(0),
+                })
+            })
+            .collect();
+        json!({
+            "transactionTime": created_at,
+            "request": "heeldiary-server export --format fhir",
+            "requiresAccessToken": false,
+            "output": output,
+            "error": [],
+            "extension": {"heeldiary": ours},
+        })
+    }
+}
+
+impl PreparedPatient {
+    /// The rows of the entries table for this patient, in the order of
+    /// [`crate::entry_columns`].
+    pub fn entry_rows(&self, key: &ExportKey, identified: bool) -> Vec<Vec<Cell>> {
+        let Some(first_day) = self.first_day else {
+            return Vec::new();
+        };
+        let subject_id = key.subject_id(self.patient_id);
+        self.entries
+            .iter()
+            .map(|e| {
+                entry_row(
+                    &EntryFacts {
+                        subject_id,
+                        entry_key: key.entry_key(e.entry.id),
+                        patient_id: self.patient_id,
+                        first_day,
+                        entry: &e.entry,
+                        edits: e.edits,
+                        conflicted: e.conflicted,
+                    },
+                    identified,
+                )
+            })
+            .collect()
+    }
+
+    /// This patient's FHIR resources as JSON lines: the Patient, then the Observations.
+    pub fn fhir_lines(&self, key: &ExportKey, identified: bool) -> (Value, Vec<Value>) {
+        let r = fhir::resources(self, key, identified);
+        (r.patient, r.observations)
+    }
+}
+
+fn finding_row(
+    subject: i64,
+    study_month: u32,
+    month: chrono::NaiveDate,
+    report: &heeldiary_trends::Report,
+    identified: bool,
+) -> Vec<Cell> {
+    let float = |x: Option<f64>| x.map_or(Cell::Null, Cell::Float);
+    let mut row = vec![
+        Cell::Int(subject),
+        Cell::Int(chrono::Datelike::year(&month).into()),
+        Cell::Int(study_month.into()),
+    ];
+    if identified {
+        row.push(Cell::Text(month.format("%Y-%m").to_string()));
+    }
+    row.push(Cell::Int(report.adherence.days_logged.into()));
+    row.push(Cell::Text(report.pattern.kind.as_str().into()));
+    row.push(Cell::Float(report.pattern.scores.foot));
+    row.push(Cell::Float(report.pattern.scores.back));
+    for trend in report.trends.all() {
+        row.push(Cell::Text(word(trend.direction)));
+        row.push(float(trend.slope_per_week));
+        row.push(float(trend.p));
+    }
+    row.push(Cell::Int(report.red_flags.len() as i64));
+    for kind in RED_FLAG_KINDS {
+        row.push(Cell::Bool(report.red_flags.iter().any(|f| f.kind == kind)));
+    }
+    row
+}
+
+fn write_line(out: &mut Box<dyn Write + Send>, value: &Value) -> Result<(), ExportError> {
+    serde_json::to_writer(&mut *out, value).map_err(|e| ExportError::io("ndjson")(e.into()))?;
+    out.write_all(b"\n").map_err(ExportError::io("ndjson"))
+}
+
+fn write_json(
+    files: &mut dyn OutputFiles,
+    created: &mut Vec<String>,
+    path: &str,
+    value: &Value,
+) -> Result<(), ExportError> {
+    let mut out = files.create(path)?;
+    serde_json::to_writer_pretty(&mut out, value).map_err(|e| ExportError::io(path)(e.into()))?;
+    out.write_all(b"\n")
+        .and_then(|()| out.flush())
+        .map_err(ExportError::io(path))?;
+    created.push(path.to_string());
+    Ok(())
+}
+
+/// The data dictionary: every table, every column with its type, unit, allowed values and
+/// whether it is ordinal, and notes on reading the data.
+pub fn data_dictionary(format: Format, identified: bool) -> Value {
+    let tables = json!({
+        "entries": entry_columns(identified),
+        "findings": findings_columns(identified),
+        "findings-summary": summary_columns(),
+        "deletions": deletion_columns(identified),
+    });
+    let mut notes = vec![
+        "The 0-10 scores are ordinal ratings: summarise them with rank statistics (median, \
+         quantiles, Mann-Whitney, Kendall), not means and standard deviations."
+            .to_string(),
+        "Findings describe patterns consistent with a source of heel pain; they are not \
+         diagnoses."
+            .to_string(),
+        format!(
+            "Aggregate cells built from fewer than {MIN_CELL_PATIENTS} patients are suppressed \
+             (empty, with suppressed = true)."
+        ),
+    ];
+    if !identified {
+        notes.push(
+            "De-identified: no calendar dates (study_day counts days from each patient's first \
+             entry; year is kept), no notes, labels, device ids or entry ids."
+                .into(),
+        );
+    }
+    let format_note = match format {
+        Format::Meds => json!({
+            "data": "data/*.parquet: subject_id (int64), time (timestamp), code, numeric_value (float32), text_value",
+            "codes": "HEELDIARY//<field> for numbers and yes/no (1 or 0); HEELDIARY//<field>//<word> for words; see metadata/codes.parquet",
+        }),
+        Format::Fhir => json!({
+            "Patient": "one per subject; identifier system urn:heeldiary:fhir:subject-id",
+            "Observation": format!(
+                "one per answered field; pain ratings LOINC 72514-3 with the situation in code.text and the extension {}; study day in the extension {} (de-identified) or effectiveDateTime (identified)",
+                fhir::SITUATION_URL, fhir::STUDY_DAY_URL
+            ),
+        }),
+        _ => Value::Null,
+    };
+    json!({
+        "schema_version": SCHEMA_VERSION,
+        "format": format,
+        "de_identified": !identified,
+        "tables": tables,
+        "format_notes": format_note,
+        "notes": notes,
+    })
+}
+
+fn dictionary_markdown(dictionary: &Value) -> String {
+    let mut md = String::from("# heeldiary export: data dictionary\n\n");
+    for note in dictionary["notes"].as_array().into_iter().flatten() {
+        md.push_str(&format!("- {}\n", note.as_str().unwrap_or_default()));
+    }
+    if let Some(tables) = dictionary["tables"].as_object() {
+        for (name, columns) in tables {
+            md.push_str(&format!(
+                "\n## {name}\n\n| column | type | unit | allowed | ordinal | meaning |\n|---|---|---|---|---|---|\n"
+            ));
+            for c in columns.as_array().into_iter().flatten() {
+                let text = |k: &str| match &c[k] {
+                    Value::Null => String::new(),
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                md.push_str(&format!(
+                    "| {} | {} | {} | {} | {} | {} |\n",
+                    text("name"),
+                    text("type"),
+                    text("unit"),
+                    text("allowed").replace('|', "/"),
+                    if c["ordinal"] == Value::Bool(true) {
+                        "yes"
+                    } else {
+                        ""
+                    },
+                    text("description")
+                ));
+            }
+        }
+    }
+    if let Some(notes) = dictionary["format_notes"].as_object() {
+        md.push_str("\n## format\n\n");
+        for (k, v) in notes {
+            md.push_str(&format!("- **{k}**: {}\n", v.as_str().unwrap_or_default()));
+        }
+    }
+    md
+}

@@ -1,0 +1,367 @@
+//! The exporter over in-memory files: what each format holds, what de-identification leaves
+//! out, how history is counted, and that small aggregate cells are withheld.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use chrono::{NaiveDate, TimeZone, Utc};
+use heeldiary_core::wire::PulledOp;
+use heeldiary_core::{Field, Hlc, Op, Patch};
+use heeldiary_export::{
+    entry_columns, ExportError, ExportKey, Exporter, Format, Options, OutputFiles, PatientDiary,
+};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+type Buffer = Arc<Mutex<Vec<u8>>>;
+
+#[derive(Default, Clone)]
+struct Memory(Arc<Mutex<BTreeMap<String, Buffer>>>);
+
+struct MemoryFile(Arc<Mutex<Vec<u8>>>);
+
+impl Write for MemoryFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl OutputFiles for Memory {
+    fn create(&mut self, path: &str) -> Result<Box<dyn Write + Send>, ExportError> {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        self.0
+            .lock()
+            .unwrap()
+            .insert(path.to_string(), Arc::clone(&buffer));
+        Ok(Box::new(MemoryFile(buffer)))
+    }
+}
+
+impl Memory {
+    fn bytes(&self, path: &str) -> Vec<u8> {
+        let files = self.0.lock().unwrap();
+        let file = files.get(path).unwrap_or_else(|| panic!("{path} missing"));
+        let bytes = file.lock().unwrap().clone();
+        bytes
+    }
+    fn text(&self, path: &str) -> String {
+        String::from_utf8(self.bytes(path)).unwrap()
+    }
+    fn all_bytes(&self) -> Vec<(String, Vec<u8>)> {
+        let files = self.0.lock().unwrap();
+        files
+            .iter()
+            .map(|(k, v)| (k.clone(), v.lock().unwrap().clone()))
+            .collect()
+    }
+}
+
+fn key() -> ExportKey {
+    ExportKey::from_bytes([42; 32])
+}
+
+/// A diary builder: ops with stamps and cursors in order.
+struct Diary {
+    patient_id: Uuid,
+    device: Uuid,
+    seq: u64,
+    ops: Vec<PulledOp>,
+}
+
+impl Diary {
+    fn new() -> Self {
+        Diary {
+            patient_id: Uuid::now_v7(),
+            device: Uuid::now_v7(),
+            seq: 0,
+            ops: Vec::new(),
+        }
+    }
+
+    fn op(&mut self, device: Uuid, entry_id: Uuid, received: (i32, u32, u32), patch: Value) {
+        self.seq += 1;
+        let patch: Patch = serde_json::from_value(patch).unwrap();
+        let received_at = Utc
+            .with_ymd_and_hms(received.0, received.1, received.2, 12, 0, 0)
+            .unwrap();
+        self.ops.push(PulledOp {
+            cursor: self.seq,
+            received_at,
+            op: Op {
+                entry_id,
+                device_id: device,
+                device_seq: self.seq,
+                hlc: Hlc {
+                    wall_ms: 1_700_000_000_000 + self.seq * 1000,
+                    counter: 0,
+                    node: device,
+                },
+                patch,
+            },
+        });
+    }
+
+    fn entry(&mut self, day: u32, pain: u8, note: &str) -> Uuid {
+        let id = Uuid::now_v7();
+        self.op(
+            self.device,
+            id,
+            (2026, 10, day),
+            json!({
+                "day": format!("2026-10-{day:02}"),
+                "recorded_at": format!("2026-10-{day:02}T07:30:00.000+02:00"),
+                "first_step_pain": pain,
+                "numbness": "mild",
+                "locations": ["heel_bottom", "arch"],
+                "note": note,
+            }),
+        );
+        id
+    }
+
+    fn diary(&self) -> PatientDiary {
+        PatientDiary {
+            patient_id: self.patient_id,
+            ops: self.ops.clone(),
+        }
+    }
+}
+
+fn export(
+    format: Format,
+    identified: bool,
+    diaries: &[PatientDiary],
+) -> (Memory, heeldiary_export::Summary) {
+    let mut files = Memory::default();
+    let options = Options {
+        identified,
+        ..Options::new(format, Utc::now())
+    };
+    let mut exporter = Exporter::new(options, key(), &mut files).unwrap();
+    for diary in diaries {
+        exporter.add(diary).unwrap();
+    }
+    let summary = exporter.finish(&mut files).unwrap();
+    (files, summary)
+}
+
+#[test]
+fn de_identified_files_hold_no_note_date_or_id() {
+    let mut d = Diary::new();
+    let ids: Vec<Uuid> = (1..=5)
+        .map(|day| d.entry(day, day as u8, &format!("secret-note-{day}")))
+        .collect();
+    for format in Format::ALL {
+        let (files, summary) = export(format, false, &[d.diary()]);
+        assert_eq!(summary.patients, 1, "{format}");
+        for (path, bytes) in files.all_bytes() {
+            let text = String::from_utf8_lossy(&bytes);
+            for needle in ["secret-note", "2026-10-", "+02:00"] {
+                assert!(!text.contains(needle), "{format} {path} holds {needle}");
+            }
+            let mut needles = vec![d.patient_id.to_string(), d.device.to_string()];
+            needles.extend(ids.iter().map(Uuid::to_string));
+            for id in needles {
+                assert!(!text.contains(&id), "{format} {path} holds an id");
+            }
+        }
+    }
+}
+
+#[test]
+fn identified_csv_keeps_ids_dates_and_notes() {
+    let mut d = Diary::new();
+    let id = d.entry(3, 4, "kept note");
+    let (files, _) = export(Format::Csv, true, &[d.diary()]);
+    let csv = files.text("entries.csv");
+    assert!(csv.contains("kept note"));
+    assert!(csv.contains("2026-10-03"));
+    assert!(csv.contains(&id.to_string()));
+    assert!(csv.contains(&d.patient_id.to_string()));
+}
+
+#[test]
+fn ndjson_rows_have_study_days_from_the_first_entry_and_every_table_column() {
+    let mut d = Diary::new();
+    d.entry(10, 2, "a");
+    d.entry(14, 6, "b");
+    let (files, summary) = export(Format::Ndjson, false, &[d.diary()]);
+    assert_eq!(summary.rows["entries"], 2);
+    let rows: Vec<Value> = files
+        .text("entries.ndjson")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows[0]["study_day"], json!(0));
+    assert_eq!(rows[1]["study_day"], json!(4));
+    assert_eq!(rows[1]["year"], json!(2026));
+    assert_eq!(rows[1]["first_step_pain"], json!(6));
+    assert_eq!(rows[1]["locations"], json!(["heel_bottom", "arch"]));
+    assert_eq!(rows[0]["subject_id"], rows[1]["subject_id"]);
+    let names: Vec<String> = rows[0].as_object().unwrap().keys().cloned().collect();
+    let columns: Vec<String> = entry_columns(false).into_iter().map(|c| c.name).collect();
+    let mut sorted = columns.clone();
+    sorted.sort();
+    let mut got = names.clone();
+    got.sort();
+    assert_eq!(got, sorted);
+}
+
+#[test]
+fn edits_conflicts_and_deletions_are_counted_and_deleted_entries_left_out() {
+    let mut d = Diary::new();
+    let edited = d.entry(1, 3, "x");
+    let other_device = Uuid::now_v7();
+    let device = d.device;
+    d.op(device, edited, (2026, 10, 2), json!({"first_step_pain": 5}));
+    d.op(
+        other_device,
+        edited,
+        (2026, 10, 2),
+        json!({"first_step_pain": 7}),
+    );
+    let deleted = d.entry(2, 1, "y");
+    d.op(device, deleted, (2026, 10, 20), json!({"deleted": true}));
+    let (files, _) = export(Format::Ndjson, false, &[d.diary()]);
+    let rows: Vec<Value> = files
+        .text("entries.ndjson")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 1, "the deleted entry is left out");
+    assert_eq!(rows[0]["edits"], json!(2));
+    assert_eq!(rows[0]["conflicted"], json!(true));
+    assert_eq!(rows[0]["first_step_pain"], json!(7));
+
+    // Incremental: changes since the 15th are the deletion only.
+    let mut files = Memory::default();
+    let options = Options {
+        since: NaiveDate::from_ymd_opt(2026, 10, 15),
+        ..Options::new(Format::Csv, Utc::now())
+    };
+    let mut exporter = Exporter::new(options, key(), &mut files).unwrap();
+    exporter.add(&d.diary()).unwrap();
+    let summary = exporter.finish(&mut files).unwrap();
+    assert_eq!(summary.rows["entries"], 0);
+    assert_eq!(summary.rows["deletions"], 1);
+    assert!(files
+        .text("deletions.csv")
+        .contains(&key().entry_key(deleted)));
+}
+
+#[test]
+fn since_after_until_is_refused_before_any_file_is_made() {
+    let mut files = Memory::default();
+    let options = Options {
+        since: NaiveDate::from_ymd_opt(2026, 10, 15),
+        until: NaiveDate::from_ymd_opt(2026, 10, 1),
+        ..Options::new(Format::Csv, Utc::now())
+    };
+    let err = Exporter::new(options, key(), &mut files).err().unwrap();
+    assert!(err
+        .to_string()
+        .contains("--since 2026-10-15 is after --until 2026-10-01"));
+    assert!(files.all_bytes().is_empty());
+    assert!("xml"
+        .parse::<Format>()
+        .unwrap_err()
+        .to_string()
+        .contains("unknown format `xml`"));
+}
+
+#[test]
+fn aggregate_cells_of_fewer_than_eleven_patients_are_suppressed() {
+    let cohort = |n: usize| -> Vec<PatientDiary> {
+        (0..n)
+            .map(|_| {
+                let mut d = Diary::new();
+                for day in 1..=20 {
+                    d.entry(day, 5, "n");
+                }
+                d.diary()
+            })
+            .collect()
+    };
+    let (files, small) = export(Format::Csv, false, &cohort(3));
+    assert!(small.suppressed_cells >= 1);
+    let summary = files.text("findings-summary.csv");
+    assert!(
+        summary.lines().skip(1).all(|l| l.ends_with(",,true")),
+        "{summary}"
+    );
+    let manifest: Value = serde_json::from_slice(&files.bytes("manifest.json")).unwrap();
+    assert_eq!(manifest["suppressed_cells"], json!(small.suppressed_cells));
+
+    let (files, large) = export(Format::Csv, false, &cohort(11));
+    assert_eq!(large.suppressed_cells, 0);
+    assert!(files.text("findings-summary.csv").contains(",11,false"));
+    // One findings row per patient and month.
+    assert_eq!(large.rows["findings"], 11);
+}
+
+#[test]
+fn the_same_patient_gets_the_same_pseudonym_in_every_format() {
+    let mut d = Diary::new();
+    d.entry(1, 1, "n");
+    let subject = key().subject_id(d.patient_id).to_string();
+    let (csv, _) = export(Format::Csv, false, &[d.diary()]);
+    assert!(csv.text("entries.csv").contains(&subject));
+    let (fhir, _) = export(Format::Fhir, false, &[d.diary()]);
+    assert!(fhir.text("Patient.ndjson").contains(&subject));
+}
+
+#[test]
+fn fhir_pain_scores_are_loinc_coded_with_the_study_day() {
+    let mut d = Diary::new();
+    d.entry(1, 6, "n");
+    let (files, summary) = export(Format::Fhir, false, &[d.diary()]);
+    let observations: Vec<Value> = files
+        .text("Observation.ndjson")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(summary.rows["Observation"], observations.len() as u64);
+    let pain = observations
+        .iter()
+        .find(|o| o["code"]["coding"][0]["code"] == json!("72514-3"))
+        .expect("a LOINC 72514-3 observation");
+    assert_eq!(pain["valueInteger"], json!(6));
+    assert_eq!(
+        pain["code"]["text"],
+        json!(Field::FirstStepPain.spec().help)
+    );
+    assert!(pain.get("effectiveDateTime").is_none());
+    assert!(pain["extension"].to_string().contains("study-day"));
+    let manifest: Value = serde_json::from_slice(&files.bytes("manifest.json")).unwrap();
+    assert_eq!(manifest["output"][1]["type"], json!("Observation"));
+    assert_eq!(manifest["output"][1]["count"], json!(observations.len()));
+}
+
+#[test]
+fn parquet_columns_are_typed() {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let mut d = Diary::new();
+    d.entry(1, 6, "n");
+    let (files, _) = export(Format::Parquet, false, &[d.diary()]);
+    let reader =
+        SerializedFileReader::new(bytes::Bytes::from(files.bytes("entries.parquet"))).unwrap();
+    let schema = reader.metadata().file_metadata().schema_descr();
+    let physical = |name: &str| {
+        schema
+            .columns()
+            .iter()
+            .find(|c| c.name() == name)
+            .map(|c| c.physical_type())
+            .unwrap_or_else(|| panic!("{name}"))
+    };
+    use parquet::basic::Type;
+    assert_eq!(physical("first_step_pain"), Type::INT32); // Int8 is stored as INT32 with an INT(8) annotation
+    assert_eq!(physical("subject_id"), Type::INT64);
+    assert_eq!(physical("backfilled"), Type::BOOLEAN);
+    assert_eq!(reader.metadata().file_metadata().num_rows(), 1);
+}

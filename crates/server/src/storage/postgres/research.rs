@@ -1,0 +1,178 @@
+//! Research consent, analysts and the export log on PostgreSQL: the storage calls of the
+//! analyst export, each a single statement (retried like every other).
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::types::Json;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::faults::Fault;
+use super::PostgresStorage;
+use crate::storage::{
+    hash_from_bytes, AnalystCredentials, ExportRecord, NewAnalyst, ResearchConsent, StorageError,
+};
+
+impl PostgresStorage {
+    pub(super) async fn set_research_consent_impl(
+        &self,
+        c: ResearchConsent,
+    ) -> Result<(), StorageError> {
+        // Inserting through the patients row both checks the patient and keeps its key.
+        let touched = self
+            .query(
+                "WITH p AS (SELECT patient_id FROM patients WHERE patient_id = $1),
+                 up AS (
+                     INSERT INTO research_consent (patient_id, consent, changed_at, device_id, received_at)
+                     SELECT patient_id, $2, $3, $4, $5 FROM p
+                     ON CONFLICT (patient_id) DO UPDATE SET
+                         consent = excluded.consent, changed_at = excluded.changed_at,
+                         device_id = excluded.device_id, received_at = excluded.received_at
+                     WHERE excluded.changed_at >= research_consent.changed_at
+                     RETURNING 1)
+                 SELECT (SELECT COUNT(*) FROM p)",
+                &[
+                    &c.patient_id,
+                    &c.consent,
+                    &c.changed_at,
+                    &c.device_id,
+                    &c.received_at,
+                ],
+            )
+            .await?;
+        let known: i64 = touched
+            .first()
+            .map(|r| r.try_get(0))
+            .transpose()
+            .map_err(|e| StorageError::Internal(e.to_string()))?
+            .unwrap_or(0);
+        if known == 0 {
+            return Err(StorageError::NotFound);
+        }
+        Ok(())
+    }
+
+    pub(super) async fn consenting_patients_impl(&self) -> Result<Vec<Uuid>, StorageError> {
+        let rows = self
+            .query(
+                "SELECT patient_id FROM research_consent WHERE consent ORDER BY patient_id",
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                r.try_get(0)
+                    .map_err(|e| StorageError::Internal(e.to_string()))
+            })
+            .collect()
+    }
+
+    pub(super) async fn add_analyst_impl(&self, a: NewAnalyst) -> Result<(), StorageError> {
+        let inserted = self
+            .execute(
+                "INSERT INTO analysts (analyst_id, name, token_hash, created_at)
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (analyst_id) DO NOTHING",
+                &[
+                    &a.analyst_id,
+                    &a.name,
+                    &a.token_hash.as_bytes().as_slice(),
+                    &a.created_at,
+                ],
+            )
+            .await?;
+        if inserted == 0 {
+            return Err(StorageError::Conflict("the analyst exists already".into()));
+        }
+        Ok(())
+    }
+
+    pub(super) async fn analyst_credentials_impl(
+        &self,
+        analyst_id: Uuid,
+    ) -> Result<Option<AnalystCredentials>, StorageError> {
+        let rows = self
+            .query(
+                "SELECT token_hash, name, revoked_at IS NOT NULL FROM analysts
+                 WHERE analyst_id = $1",
+                &[&analyst_id],
+            )
+            .await?;
+        let credentials = |r: &Row| -> Result<AnalystCredentials, Fault> {
+            Ok(AnalystCredentials {
+                token_hash: hash_from_bytes(r.try_get(0)?)?,
+                name: r.try_get(1)?,
+                revoked: r.try_get(2)?,
+            })
+        };
+        Ok(rows.first().map(credentials).transpose()?)
+    }
+
+    pub(super) async fn revoke_analyst_impl(
+        &self,
+        analyst_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<(), StorageError> {
+        let changed = self
+            .execute(
+                "UPDATE analysts SET revoked_at = COALESCE(revoked_at, $2) WHERE analyst_id = $1",
+                &[&analyst_id, &now],
+            )
+            .await?;
+        if changed == 0 {
+            return Err(StorageError::NotFound);
+        }
+        Ok(())
+    }
+
+    pub(super) async fn record_export_impl(&self, r: ExportRecord) -> Result<(), StorageError> {
+        let patients = i64::try_from(r.patients).unwrap_or(i64::MAX);
+        self.execute(
+            "INSERT INTO export_log (export_id, exported_at, actor, via, format, identified,
+                                     options, patients, row_counts)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            &[
+                &r.export_id,
+                &r.exported_at,
+                &r.actor,
+                &r.via,
+                &r.format,
+                &r.identified,
+                &Json(&r.options),
+                &patients,
+                &Json(&r.row_counts),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn export_log_impl(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<ExportRecord>, StorageError> {
+        let rows = self
+            .query(
+                "SELECT export_id, exported_at, actor, via, format, identified, options,
+                        patients, row_counts
+                 FROM export_log ORDER BY exported_at DESC, export_id DESC LIMIT $1",
+                &[&i64::from(limit)],
+            )
+            .await?;
+        let record = |r: &Row| -> Result<ExportRecord, Fault> {
+            let Json(options): Json<serde_json::Value> = r.try_get(6)?;
+            let patients: i64 = r.try_get(7)?;
+            let Json(row_counts): Json<serde_json::Value> = r.try_get(8)?;
+            Ok(ExportRecord {
+                export_id: r.try_get(0)?,
+                exported_at: r.try_get(1)?,
+                actor: r.try_get(2)?,
+                via: r.try_get(3)?,
+                format: r.try_get(4)?,
+                identified: r.try_get(5)?,
+                options,
+                patients: u64::try_from(patients).unwrap_or(0),
+                row_counts,
+            })
+        };
+        Ok(rows.iter().map(record).collect::<Result<_, _>>()?)
+    }
+}

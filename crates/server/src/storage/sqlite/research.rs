@@ -1,0 +1,205 @@
+//! Research consent, analysts and the export log on SQLite: the storage calls of the analyst
+//! export, each one statement or one short transaction on the connection.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, OptionalExtension};
+use uuid::Uuid;
+
+use super::transactions::{parse_json, parse_time, parse_uuid, time_text};
+use super::SqliteStorage;
+use crate::storage::{
+    hash_from_bytes, AnalystCredentials, ExportRecord, NewAnalyst, ResearchConsent, StorageError,
+};
+
+impl SqliteStorage {
+    pub(super) async fn set_research_consent_impl(
+        &self,
+        c: ResearchConsent,
+    ) -> Result<(), StorageError> {
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            let patient = c.patient_id.to_string();
+            let known = tx
+                .prepare_cached("SELECT 1 FROM patients WHERE patient_id = ?1")?
+                .exists([&patient])?;
+            if !known {
+                return Err(StorageError::NotFound);
+            }
+            // Fixed-width UTC text: text order is time order, so the later answer wins.
+            tx.execute(
+                "INSERT INTO research_consent (patient_id, consent, changed_at, device_id, received_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (patient_id) DO UPDATE SET
+                     consent = excluded.consent, changed_at = excluded.changed_at,
+                     device_id = excluded.device_id, received_at = excluded.received_at
+                 WHERE excluded.changed_at >= research_consent.changed_at",
+                params![
+                    patient,
+                    c.consent,
+                    time_text(c.changed_at),
+                    c.device_id.to_string(),
+                    time_text(c.received_at)
+                ],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn consenting_patients_impl(&self) -> Result<Vec<Uuid>, StorageError> {
+        self.call(|conn| {
+            let ids: Vec<String> = conn
+                .prepare_cached(
+                    "SELECT patient_id FROM research_consent WHERE consent = 1 ORDER BY patient_id",
+                )?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            ids.iter().map(|id| parse_uuid(id)).collect()
+        })
+        .await
+    }
+
+    pub(super) async fn add_analyst_impl(&self, a: NewAnalyst) -> Result<(), StorageError> {
+        self.call(move |conn| {
+            let inserted = conn.execute(
+                "INSERT INTO analysts (analyst_id, name, token_hash, created_at)
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (analyst_id) DO NOTHING",
+                params![
+                    a.analyst_id.to_string(),
+                    a.name,
+                    a.token_hash.as_bytes().as_slice(),
+                    time_text(a.created_at)
+                ],
+            )?;
+            if inserted == 0 {
+                return Err(StorageError::Conflict("the analyst exists already".into()));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn analyst_credentials_impl(
+        &self,
+        analyst_id: Uuid,
+    ) -> Result<Option<AnalystCredentials>, StorageError> {
+        self.call(move |conn| {
+            let row: Option<(Vec<u8>, String, Option<String>)> = conn
+                .prepare_cached(
+                    "SELECT token_hash, name, revoked_at FROM analysts WHERE analyst_id = ?1",
+                )?
+                .query_row([analyst_id.to_string()], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()?;
+            row.map(|(hash, name, revoked_at)| {
+                Ok(AnalystCredentials {
+                    token_hash: hash_from_bytes(hash)?,
+                    name,
+                    revoked: revoked_at.is_some(),
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    pub(super) async fn revoke_analyst_impl(
+        &self,
+        analyst_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<(), StorageError> {
+        self.call(move |conn| {
+            let changed = conn.execute(
+                "UPDATE analysts SET revoked_at = COALESCE(revoked_at, ?2) WHERE analyst_id = ?1",
+                params![analyst_id.to_string(), time_text(now)],
+            )?;
+            if changed == 0 {
+                return Err(StorageError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn record_export_impl(&self, r: ExportRecord) -> Result<(), StorageError> {
+        self.call(move |conn| {
+            conn.execute(
+                "INSERT INTO export_log (export_id, exported_at, actor, via, format, identified,
+                                         options, patients, row_counts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    r.export_id.to_string(),
+                    time_text(r.exported_at),
+                    r.actor,
+                    r.via,
+                    r.format,
+                    r.identified,
+                    r.options.to_string(),
+                    i64::try_from(r.patients).unwrap_or(i64::MAX),
+                    r.row_counts.to_string()
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn export_log_impl(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<ExportRecord>, StorageError> {
+        type Row = (
+            String,
+            String,
+            String,
+            String,
+            String,
+            bool,
+            String,
+            i64,
+            String,
+        );
+        self.call(move |conn| {
+            let rows: Vec<Row> = conn
+                .prepare_cached(
+                    "SELECT export_id, exported_at, actor, via, format, identified, options,
+                            patients, row_counts
+                     FROM export_log ORDER BY exported_at DESC, export_id DESC LIMIT ?1",
+                )?
+                .query_map([limit], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                        r.get(8)?,
+                    ))
+                })?
+                .collect::<Result<_, _>>()?;
+            rows.into_iter()
+                .map(
+                    |(id, at, actor, via, format, identified, options, patients, counts)| {
+                        Ok(ExportRecord {
+                            export_id: parse_uuid(&id)?,
+                            exported_at: parse_time(&at)?,
+                            actor,
+                            via,
+                            format,
+                            identified,
+                            options: parse_json(&options)?,
+                            patients: u64::try_from(patients).unwrap_or(0),
+                            row_counts: parse_json(&counts)?,
+                        })
+                    },
+                )
+                .collect()
+        })
+        .await
+    }
+}

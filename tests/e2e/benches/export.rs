@@ -1,0 +1,165 @@
+//! The analyst export at cohort size, through the real release binary: 1,000,000 entries
+//! (1,000 consenting patients of 1,000 entries; `HEELDIARY_BENCH_ENTRIES` changes the total) to
+//! CSV and to Parquet, rows per second and the exporter's peak resident memory, beside the
+//! sqlite3 shell writing the same entry rows as CSV (`sqlite3 -csv`) in the same run.
+//!
+//! Run with `cargo build --release --workspace --bins && cargo bench -p heeldiary-e2e --bench
+//! export`. Needs the `sqlite3` shell for the baseline (its row says skipped without it).
+
+use std::process::Command;
+use std::time::Instant;
+
+use chrono::{Days, NaiveDate, Utc};
+use heeldiary_core::{Field, Hlc, Op, Patch};
+use heeldiary_e2e::{binary, runtime};
+use heeldiary_server::storage::{NewPatient, ResearchConsent, SqliteStorage, Storage};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+const PER_PATIENT: usize = 1_000;
+
+fn main() {
+    let total: usize = std::env::var("HEELDIARY_BENCH_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let patients = total.div_ceil(PER_PATIENT);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    println!(
+        "heeldiary export: {patients} patients x {PER_PATIENT} entries (needs release binaries)"
+    );
+    let started = Instant::now();
+    runtime().block_on(fill(&data, patients));
+    println!(
+        "filled the server in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let rows = (patients * PER_PATIENT) as f64;
+
+    let mut results = Vec::new();
+    for format in ["csv", "parquet"] {
+        let out = dir.path().join(format!("out-{format}"));
+        let started = Instant::now();
+        let output = Command::new(binary("heeldiary-server"))
+            .args(["export", "--format", format, "--json", "--out"])
+            .arg(&out)
+            .arg("--data")
+            .arg(&data)
+            .output()
+            .expect("export runs");
+        let seconds = started.elapsed().as_secs_f64();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let summary: Value = serde_json::from_slice(&output.stdout).expect("JSON summary");
+        assert_eq!(summary["rows"]["entries"].as_u64(), Some(rows as u64));
+        results.push((format, seconds, summary["peak_rss_kib"].as_u64()));
+    }
+
+    let baseline = {
+        let file = data.join(SqliteStorage::FILE_NAME);
+        let out = std::fs::File::create(dir.path().join("sqlite3.csv")).expect("file");
+        let started = Instant::now();
+        Command::new("sqlite3")
+            .arg("-csv")
+            .arg("-header")
+            .arg(&file)
+            .arg("SELECT patient_id, entry_id, day, deleted, state FROM entries")
+            .stdout(out)
+            .status()
+            .ok()
+            .filter(|s| s.success())
+            .map(|_| started.elapsed().as_secs_f64())
+    };
+
+    println!();
+    println!(
+        "{:<28} {:>12} {:>10} {:>14} {:>16}",
+        "run", "rows/s", "seconds", "peak RSS MiB", "vs sqlite3 -csv"
+    );
+    for (format, seconds, rss) in &results {
+        println!(
+            "{:<28} {:>12.0} {:>10.2} {:>14} {:>16}",
+            format!("heeldiary-server export {format}"),
+            rows / seconds,
+            seconds,
+            rss.map_or("?".into(), |k| format!("{:.1}", k as f64 / 1024.0)),
+            baseline.map_or("skipped".into(), |b| format!("{:.2}x", b / seconds)),
+        );
+    }
+    match baseline {
+        Some(b) => println!(
+            "{:<28} {:>12.0} {:>10.2} {:>14} {:>16}",
+            "sqlite3 -csv (entries)",
+            rows / b,
+            b,
+            "-",
+            "1.00x"
+        ),
+        None => println!("sqlite3 -csv: skipped (no sqlite3 shell)"),
+    }
+    println!("(ratio > 1: the export is faster than the sqlite3 shell dumping the same rows)");
+}
+
+/// A server data folder with `patients` consenting patients of [`PER_PATIENT`] entries each,
+/// written through the storage API in pushes of one patient's entries.
+async fn fill(data: &std::path::Path, patients: usize) {
+    let storage = SqliteStorage::open_dir(data).await.expect("storage");
+    let start = NaiveDate::from_ymd_opt(2024, 1, 1).unwrap();
+    let now = Utc::now();
+    for p in 0..patients {
+        let patient_id = Uuid::now_v7();
+        let device = Uuid::now_v7();
+        storage
+            .create_patient(NewPatient {
+                patient_id,
+                label: None,
+                created_at: now,
+            })
+            .await
+            .expect("patient");
+        let ops: Vec<Op> = (0..PER_PATIENT)
+            .map(|i| {
+                let day = start + Days::new(i as u64);
+                let numbness = ["none", "mild", "moderate"][i % 3];
+                let patch: Patch = serde_json::from_value(json!({
+                    "day": day.to_string(),
+                    "recorded_at": format!("{day}T07:30:00.000+01:00"),
+                    "first_step_pain": (i + p) % 11,
+                    "sitting_pain": i % 7,
+                    "radiating": i % 3 == 0,
+                    "numbness": numbness,
+                    "locations": ["heel_bottom"],
+                    "note": format!("note {i}"),
+                }))
+                .expect("patch");
+                debug_assert!(patch.contains_key(&Field::Day));
+                Op {
+                    entry_id: Uuid::now_v7(),
+                    device_id: device,
+                    device_seq: i as u64 + 1,
+                    hlc: Hlc {
+                        wall_ms: 1_700_000_000_000 + i as u64,
+                        counter: 0,
+                        node: device,
+                    },
+                    patch,
+                }
+            })
+            .collect();
+        storage.push(patient_id, ops, now).await.expect("push");
+        storage
+            .set_research_consent(ResearchConsent {
+                patient_id,
+                device_id: device,
+                consent: true,
+                changed_at: now,
+                received_at: now,
+            })
+            .await
+            .expect("consent");
+    }
+}
