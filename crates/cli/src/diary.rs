@@ -14,12 +14,43 @@ use uuid::Uuid;
 use crate::entry_flags::EntryFlags;
 use crate::render;
 
-pub fn log(store: &mut Store, date: Option<NaiveDate>, fields: EntryFlags) -> Result<()> {
+pub fn log(
+    store: &mut Store,
+    date: Option<NaiveDate>,
+    json: bool,
+    fields: EntryFlags,
+) -> Result<()> {
     let mut input = fields.into_input();
     let day = date.unwrap_or_else(|| store.now().date_naive());
     input.set(Field::Day, Value::String(day.to_string()));
     let entry = store.log(input)?;
-    println!("{}", entry.id);
+    // The entry is saved whatever the alert finds; reading the diary for the alert must not
+    // turn a saved entry into a failed command, so the entry's own signs are the fallback.
+    let alert = match store.list(None, Some(entry.day)) {
+        Ok(history) => heeldiary_trends::urgent_alert(&history, &entry),
+        Err(_) => heeldiary_trends::urgent_alert(&[], &entry),
+    };
+    if let Some(alert) = &alert {
+        eprintln!("{}", alert.message);
+    }
+    if json {
+        #[derive(serde::Serialize)]
+        struct Logged<'a> {
+            id: uuid::Uuid,
+            entry: &'a heeldiary_core::Entry,
+            urgent_alert: Option<&'a heeldiary_trends::UrgentAlert>,
+        }
+        println!(
+            "{}",
+            serde_json::to_string(&Logged {
+                id: entry.id,
+                entry: &entry,
+                urgent_alert: alert.as_ref(),
+            })?
+        );
+    } else {
+        println!("{}", entry.id);
+    }
     Ok(())
 }
 
@@ -157,7 +188,13 @@ pub fn import(store: &mut Store, file: &Path) -> Result<()> {
     }
 }
 
-pub fn trends(store: &Store, window: u32, as_of: Option<NaiveDate>, json: bool) -> Result<()> {
+pub fn trends(
+    store: &Store,
+    window: u32,
+    as_of: Option<NaiveDate>,
+    json: bool,
+    audience: heeldiary_trends::Audience,
+) -> Result<()> {
     let as_of = as_of.unwrap_or_else(|| store.now().date_naive());
     let entries = store.list(None, Some(as_of))?;
     let options = heeldiary_trends::Options::new(as_of).with_window_days(window);
@@ -165,7 +202,7 @@ pub fn trends(store: &Store, window: u32, as_of: Option<NaiveDate>, json: bool) 
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", heeldiary_trends::render_text(&report));
+        print!("{}", heeldiary_trends::render(&report, audience));
     }
     Ok(())
 }

@@ -23,7 +23,7 @@ use entry_flags::EntryFlags;
 /// A heel-pain diary: log how your heel feels each day, see which pattern your days follow, and
 /// share it with your clinician.
 #[derive(Debug, Parser)]
-#[command(name = "heeldiary", version, about, long_about = None, after_help = "Examples:\n  heeldiary log --first-step-pain 7 --heel-tender --note \"first steps hurt\"\n  heeldiary list --from 2026-11-01\n  heeldiary trends\n  heeldiary enroll --server https://clinic.example --code ABCD-EFGH-JKLM && heeldiary sync")]
+#[command(name = "heeldiary", version, about, long_about = None, after_help = "Examples:\n  heeldiary log --first-step-pain 7 --heel-tender --note \"first steps hurt\"\n  heeldiary list --from 2026-11-01\n  heeldiary trends --for clinician\n  heeldiary enroll --server https://clinic.example --code ABCD-EFGH-JKLM && heeldiary sync")]
 struct Cli {
     /// Diary file (SQLite). Default: the platform data folder, e.g. ~/.local/share/heeldiary/diary.sqlite3.
     #[arg(long, global = true, env = "HEELDIARY_DB", value_name = "PATH")]
@@ -38,11 +38,16 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Record a check-in; prints the new entry's id.
+    /// Record a check-in; prints the new entry's id. An urgent sign (saddle numbness, a bladder
+    /// or bowel change, weakness in both legs or growing weakness) is answered at once on
+    /// stderr with advice to seek urgent care today.
     Log {
         /// The day it describes (YYYY-MM-DD). Default: today.
         #[arg(long, value_name = "YYYY-MM-DD")]
         date: Option<NaiveDate>,
+        /// Print the entry and any urgent alert as JSON (`{"id", "entry", "urgent_alert"}`).
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         fields: EntryFlags,
     },
@@ -120,9 +125,14 @@ enum Command {
         /// The last day of the analysis (YYYY-MM-DD). Default: today.
         #[arg(long, value_name = "YYYY-MM-DD")]
         as_of: Option<NaiveDate>,
-        /// The report as JSON (described by schema/trends-report.schema.json).
+        /// The report as JSON (described by schema/trends-report.schema.json); it carries the
+        /// sentences for both readers.
         #[arg(long)]
         json: bool,
+        /// Who reads the text: `patient` (plain words, warning signs first) or `clinician`
+        /// (figures and evidence).
+        #[arg(long = "for", value_name = "READER", default_value = "patient", value_parser = ["patient", "clinician"])]
+        audience: String,
     },
     /// Encrypt a plain diary in place with the key of --key-file; every entry and its history
     /// are kept, and a crash half-way leaves the plain file or the encrypted one.
@@ -191,7 +201,7 @@ fn run(cli: Cli) -> Result<()> {
         .with_context(|| format!("cannot open the diary {}", path.display()))?;
     match cli.command {
         Command::Encrypt | Command::Rekey { .. } => unreachable!("handled before opening"),
-        Command::Log { date, fields } => diary::log(&mut store, date, fields),
+        Command::Log { date, json, fields } => diary::log(&mut store, date, json, fields),
         Command::List { from, to, json } => diary::list(&store, from, to, json),
         Command::Show { id, json } => diary::show(&store, id, json),
         Command::Edit {
@@ -213,7 +223,11 @@ fn run(cli: Cli) -> Result<()> {
             window,
             as_of,
             json,
-        } => diary::trends(&store, window, as_of, json),
+            audience,
+        } => {
+            let audience = audience.parse().map_err(anyhow::Error::msg)?;
+            diary::trends(&store, window, as_of, json, audience)
+        }
     }
 }
 

@@ -12,7 +12,15 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 pub fn enrol(store: &mut Store, server: &str, code: &str, label: Option<&str>) -> Result<()> {
+    let asked_as = store.device_id();
     let enrolment = runtime()?.block_on(heeldiary_client::enrol(store, server, code, label))?;
+    if store.device_id() != asked_as {
+        println!(
+            "device id {asked_as} is registered already and could not be shown to be this \
+             diary's (revoked, or enrolled elsewhere); this diary took the new device id {}",
+            store.device_id()
+        );
+    }
     println!(
         "enrolled device {} for patient {} at {}",
         store.device_id(),
@@ -53,6 +61,20 @@ pub fn sync(store: &mut Store, json: bool, batch: usize) -> Result<()> {
                 String::new()
             },
         );
+        if let Some(device_id) = summary.new_device_id {
+            println!(
+                "this diary is a copy of another (a copied file or a restored backup): it now \
+                 syncs as device {device_id}; {} changes not yet on the server were sent again \
+                 under it, nothing was lost",
+                summary.reissued
+            );
+        }
+        if summary.server_restored {
+            println!(
+                "the server was restored from a backup: this diary sent everything it holds \
+                 again and read the server's feed again from the start"
+            );
+        }
     }
     Ok(())
 }

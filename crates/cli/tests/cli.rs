@@ -387,8 +387,46 @@ fn trends_reports_a_pattern_with_evidence_and_never_a_diagnosis() {
     assert_eq!(report["pattern"]["kind"], "plantar_fasciitis_like");
     assert_eq!(report["adherence"]["days_logged"], 28);
     assert_eq!(report["window"]["from"], "2026-03-01");
-    let text = d.ok(&["trends", "--as-of", "2026-03-28", "--window", "14"]);
+    let text = d.ok(&[
+        "trends",
+        "--as-of",
+        "2026-03-28",
+        "--window",
+        "14",
+        "--for",
+        "clinician",
+    ]);
     assert!(text.contains("consistent with"), "{text}");
+    assert!(text.contains("Mann-Kendall"), "{text}");
     assert!(!text.to_lowercase().contains("you have"), "{text}");
+    // The patient's text is the default: plain words, no statistics, no identifiers.
+    let plain = d.ok(&["trends", "--as-of", "2026-03-28", "--window", "14"]);
+    assert!(plain.contains("Warning signs: none recorded"), "{plain}");
+    for word in ["Mann", "Kendall", "Theil", "p =", "_like", "you have"] {
+        assert!(!plain.contains(word), "{word}: {plain}");
+    }
     assert!(d.fails(&["trends", "--window", "3"]).contains("--window"));
+    assert!(d.fails(&["trends", "--for", "nurse"]).contains("--for"));
+}
+
+#[test]
+fn logging_an_urgent_sign_answers_at_once_and_an_ordinary_entry_does_not() {
+    let d = Diary::new();
+    let out = d.run(&["log", "--date", "2026-11-01", "--saddle-numbness", "--json"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("urgent care today"), "{stderr}");
+    let logged: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(logged["urgent_alert"]["urgency"], "urgent");
+    assert_eq!(logged["entry"]["saddle_numbness"], true);
+    let calm = d.run(&["log", "--date", "2026-11-01", "--first-step-pain", "5"]);
+    assert!(calm.status.success());
+    assert!(
+        calm.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&calm.stderr)
+    );
+    let quiet: Value =
+        serde_json::from_str(&d.ok(&["log", "--date", "2026-11-01", "--json"])).unwrap();
+    assert_eq!(quiet["urgent_alert"], Value::Null);
 }

@@ -12,8 +12,8 @@ mod http;
 use std::time::{Duration, Instant};
 
 use heeldiary_core::wire::{
-    EnrolRequest, EnrolResponse, ErrorBody, ErrorCode, PullResponse, PushRequest, PushResponse,
-    PushStatus, DEFAULT_PULL_LIMIT,
+    EnrolRequest, EnrolResponse, ErrorBody, ErrorCode, NewDeviceRequest, PullResponse, PushRequest,
+    PushResponse, PushStatus, DEFAULT_PULL_LIMIT,
 };
 use heeldiary_store::{Enrolment, Store, StoreError};
 use serde::Serialize;
@@ -102,6 +102,15 @@ pub struct SyncSummary {
     pub retries: u32,
     /// Operations re-stamped because this device's clock ran ahead of the server's.
     pub restamped: usize,
+    /// The new device id this diary took in this run, having found that it is a copy of
+    /// another diary (a copied file, or one restored from a backup).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_device_id: Option<uuid::Uuid>,
+    /// Own operations issued again under the new device id.
+    pub reissued: usize,
+    /// Whether the server said it was restored from a backup (a new feed epoch): everything
+    /// was pushed again and the feed read again from its start.
+    pub server_restored: bool,
     /// Wall time of the run, in milliseconds.
     pub elapsed_ms: u64,
 }
@@ -127,13 +136,34 @@ pub async fn enrol(
     }
     let base = http::base_url(server_url)?;
     let client = http::Client::new(&base, None, &SyncOptions::default())?;
-    let request = EnrolRequest {
-        code: code.trim().to_string(),
-        device_id: store.device_id(),
-        label: label.map(str::to_string),
-        secret: Some(store.enrolment_secret()?),
+    let mut took_new_id = false;
+    let answer = loop {
+        let request = EnrolRequest {
+            code: code.trim().to_string(),
+            device_id: store.device_id(),
+            label: label.map(str::to_string),
+            secret: Some(store.enrolment_secret()?),
+        };
+        match client.post::<_, EnrolResponse>("/v1/enrol", &request).await {
+            Ok((answer, _)) => break answer,
+            // The id is registered to a device that cannot prove to be this one (revoked, or an
+            // enrolment this diary never heard the answer of and whose secret it lost): the
+            // code is still unused, so this diary takes a new device id and enrols with it.
+            Err(ClientError::Refused {
+                body:
+                    ErrorBody {
+                        error: ErrorCode::DeviceIdTaken,
+                        ..
+                    },
+                ..
+            }) if !took_new_id => {
+                let (device_id, _) = store.next_identity()?;
+                store.adopt_identity(device_id, None)?;
+                took_new_id = true;
+            }
+            Err(other) => return Err(other),
+        }
     };
-    let (answer, _): (EnrolResponse, u32) = client.post("/v1/enrol", &request).await?;
     if answer.device_id != store.device_id() {
         return Err(ClientError::Protocol(
             "the server registered another device id".into(),
@@ -145,6 +175,7 @@ pub async fn enrol(
         token: answer.token,
     };
     store.set_enrolment(&enrolment)?;
+    store.observe_epoch(answer.epoch)?;
     Ok(enrolment)
 }
 
@@ -155,42 +186,134 @@ pub async fn enrol(
 /// the next run continues where this one stopped.
 pub async fn sync(store: &mut Store, options: &SyncOptions) -> Result<SyncSummary> {
     let started = Instant::now();
-    let enrolment = store.enrolment()?;
-    let client = http::Client::new(&enrolment.server_url, Some(&enrolment.token), options)?;
+    let mut session = Session::open(store, options)?;
     let mut summary = SyncSummary::default();
-    let pushed = push(store, &client, options, &mut summary).await;
-    // A push the server refused for good must not also cut the device off from the other
-    // devices' changes: pull anyway, then report the refusal. A network fault stops both.
-    if let Err(error) = pushed {
-        if matches!(error, ClientError::Refused { .. }) {
-            // The refusal is what the person must see; a pull that fails too adds nothing.
-            if let Err(pull_error) = pull(store, &client, options, &mut summary).await {
-                tracing::warn!("pull after a refused push failed: {pull_error}");
+    // A new feed epoch (the server was restored) starts the run over once: everything is
+    // pushed again and the feed read from the start. A third epoch within one run is a server
+    // being restored over and over, which a person must look at.
+    for _round in 0..3 {
+        let pushed = push(store, &mut session, options, &mut summary).await;
+        // A push the server refused for good must not also cut the device off from the other
+        // devices' changes: pull anyway, then report the refusal. A network fault stops both.
+        let flow = match pushed {
+            Ok(flow) => flow,
+            Err(error) => {
+                if matches!(error, ClientError::Refused { .. }) {
+                    // The refusal is what the person must see; a pull that fails too adds
+                    // nothing.
+                    if let Err(pull_error) = pull(store, &mut session, options, &mut summary).await
+                    {
+                        tracing::warn!("pull after a refused push failed: {pull_error}");
+                    }
+                }
+                return Err(error);
             }
+        };
+        if flow == Flow::Done
+            && pull(store, &mut session, options, &mut summary).await? == Flow::Done
+        {
+            store.mark_synced()?;
+            summary.elapsed_ms = started.elapsed().as_millis() as u64;
+            return Ok(summary);
         }
-        return Err(error);
+        summary.server_restored = true;
     }
-    pull(store, &client, options, &mut summary).await?;
-    store.mark_synced()?;
-    summary.elapsed_ms = started.elapsed().as_millis() as u64;
-    Ok(summary)
+    Err(ClientError::Protocol(
+        "the server's feed epoch changed again and again during one sync".into(),
+    ))
+}
+
+/// Whether a step of a sync run finished, or found a new feed epoch and the run starts over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Done,
+    NewEpoch,
+}
+
+/// The connection of one sync run, which changes when the diary takes a new device identity.
+struct Session {
+    client: http::Client,
+    server_url: String,
+    /// Whether this run took a new identity already (once is enough; twice is a loop).
+    renewed: bool,
+}
+
+impl Session {
+    fn open(store: &Store, options: &SyncOptions) -> Result<Self> {
+        let enrolment = store.enrolment()?;
+        Ok(Self {
+            client: http::Client::new(&enrolment.server_url, Some(&enrolment.token), options)?,
+            server_url: enrolment.server_url,
+            renewed: false,
+        })
+    }
+
+    /// This diary found that another diary writes under its device id (it is a copy, or was
+    /// restored from a backup): it registers a new device identity with its still-valid token,
+    /// issues its unacknowledged operations again under it, and continues with the new token.
+    async fn take_new_identity(
+        &mut self,
+        store: &mut Store,
+        options: &SyncOptions,
+        summary: &mut SyncSummary,
+    ) -> Result<()> {
+        let (device_id, secret) = store.next_identity()?;
+        let (answer, retries): (EnrolResponse, u32) = self
+            .client
+            .post(
+                "/v1/devices",
+                &NewDeviceRequest {
+                    device_id,
+                    secret,
+                    label: None,
+                },
+            )
+            .await?;
+        summary.retries += retries;
+        if answer.device_id != device_id {
+            return Err(ClientError::Protocol(
+                "the server registered another device id".into(),
+            ));
+        }
+        summary.reissued += store.adopt_identity(device_id, Some(&answer.token))?;
+        summary.new_device_id = Some(device_id);
+        self.client = http::Client::new(&self.server_url, Some(&answer.token), options)?;
+        self.renewed = true;
+        tracing::info!(%device_id, "this diary is a copy of another: it took a new device identity");
+        Ok(())
+    }
+}
+
+/// Whether `error` says that this diary's device id writes from another diary too.
+fn is_sequence_taken(error: &ClientError) -> bool {
+    matches!(
+        error,
+        ClientError::Refused {
+            body: ErrorBody {
+                error: ErrorCode::SequenceTaken,
+                ..
+            },
+            ..
+        }
+    )
 }
 
 async fn push(
     store: &mut Store,
-    client: &http::Client,
+    session: &mut Session,
     options: &SyncOptions,
     summary: &mut SyncSummary,
-) -> Result<()> {
+) -> Result<Flow> {
     let mut corrected = false;
     let mut batch = options.push_batch.max(1);
     loop {
         let ops = store.unpushed(batch)?;
         let Some(last) = ops.last().map(|op| op.device_seq) else {
-            return Ok(());
+            return Ok(Flow::Done);
         };
         let sent = ops.len();
-        match client
+        match session
+            .client
             .post::<_, PushResponse>("/v1/push", &PushRequest { ops })
             .await
         {
@@ -203,6 +326,9 @@ async fn push(
                         "pushed {sent} operations, got {} results",
                         answer.results.len()
                     )));
+                }
+                if store.observe_epoch(answer.epoch)? {
+                    return Ok(Flow::NewEpoch);
                 }
                 for result in &answer.results {
                     match result.status {
@@ -229,6 +355,9 @@ async fn push(
                 summary.restamped += store.correct_clock(server_ms)?;
                 corrected = true;
             }
+            Err(error) if is_sequence_taken(&error) && !session.renewed => {
+                session.take_new_identity(store, options, summary).await?;
+            }
             Err(other) => return Err(other),
         }
     }
@@ -236,26 +365,43 @@ async fn push(
 
 async fn pull(
     store: &mut Store,
-    client: &http::Client,
+    session: &mut Session,
     options: &SyncOptions,
     summary: &mut SyncSummary,
-) -> Result<()> {
+) -> Result<Flow> {
     loop {
         let after = store.sync_state()?.pull_cursor;
         let path = format!("/v1/pull?after={after}&limit={}", options.pull_limit);
-        let (page, retries): (PullResponse, u32) = client.get(&path).await?;
+        let (page, retries): (PullResponse, u32) = session.client.get(&path).await?;
         summary.retries += retries;
+        // Before anything of the page is applied: after a restore, cursors name other
+        // operations than before.
+        if store.observe_epoch(page.epoch)? {
+            return Ok(Flow::NewEpoch);
+        }
         if page.next_cursor < after || page.ops.iter().any(|op| op.cursor <= after) {
             return Err(ClientError::Protocol(format!(
                 "the server feed went back before cursor {after}"
             )));
         }
-        let applied = store.apply_pulled(&page.ops, page.next_cursor)?;
+        let applied = match store.apply_pulled(&page.ops, page.next_cursor) {
+            Ok(applied) => applied,
+            // An operation of another copy of this diary, under this diary's own id and a
+            // sequence number it used for something else: take a new identity (which moves
+            // the clashing own operation away) and apply the page again.
+            Err(StoreError::SequenceTaken { device_id, .. })
+                if device_id == store.device_id() && !session.renewed =>
+            {
+                session.take_new_identity(store, options, summary).await?;
+                continue;
+            }
+            Err(other) => return Err(other.into()),
+        };
         store.learn_server_time(page.server_time_ms)?;
         summary.pulled += applied.applied;
         summary.conflicts += applied.conflicts;
         if !page.has_more {
-            return Ok(());
+            return Ok(Flow::Done);
         }
     }
 }

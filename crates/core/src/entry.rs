@@ -62,6 +62,15 @@ pub struct Entry {
     /// Pain at rest or at night.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub night_pain: Option<bool>,
+    /// Numbness in the saddle area: between the legs, inner thighs or buttocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saddle_numbness: Option<bool>,
+    /// A new change in bladder or bowel control.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bladder_bowel_change: Option<bool>,
+    /// Fever, or weight loss without a reason, together with the back pain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fever_or_weight_loss: Option<bool>,
     /// What made it worse.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub worse_with: Vec<Trigger>,
@@ -105,6 +114,9 @@ impl Entry {
             heel_tender: None,
             morning_stiffness: None,
             night_pain: None,
+            saddle_numbness: None,
+            bladder_bowel_change: None,
+            fever_or_weight_loss: None,
             worse_with: Vec::new(),
             eased_with: Vec::new(),
             steps: None,
@@ -133,6 +145,9 @@ impl Entry {
             Field::HeelTender => self.heel_tender.as_field_ref(),
             Field::MorningStiffness => self.morning_stiffness.as_field_ref(),
             Field::NightPain => self.night_pain.as_field_ref(),
+            Field::SaddleNumbness => self.saddle_numbness.as_field_ref(),
+            Field::BladderBowelChange => self.bladder_bowel_change.as_field_ref(),
+            Field::FeverOrWeightLoss => self.fever_or_weight_loss.as_field_ref(),
             Field::WorseWith => self.worse_with.as_field_ref(),
             Field::EasedWith => self.eased_with.as_field_ref(),
             Field::Steps => self.steps.as_field_ref(),

@@ -21,6 +21,12 @@ pub const MAX_SCORE: u8 = 10;
 pub const MAX_NOTE_CHARS: usize = 2_000;
 /// Most steps believable in one day.
 pub const MAX_STEPS: u64 = 200_000;
+/// The earliest day (and instant) a diary takes: nobody logs heel pain from before it, and a
+/// year-0 date is a typing slip that some databases cannot even store.
+pub const EARLIEST_DAY: NaiveDate = match NaiveDate::from_ymd_opt(1900, 1, 1) {
+    Some(day) => day,
+    None => panic!("1900-01-01 is a date"),
+};
 /// Minutes in a day.
 pub const MAX_STANDING_MINUTES: u64 = 24 * 60;
 
@@ -131,6 +137,9 @@ fields! {
     HeelTender = "heel_tender", Flag, Person, "Pressing the heel reproduces the pain";
     MorningStiffness = "morning_stiffness", Flag, Person, "Stiffness in the morning";
     NightPain = "night_pain", Flag, Person, "Pain at rest or at night";
+    SaddleNumbness = "saddle_numbness", Flag, Person, "Numbness in the saddle area: between the legs, inner thighs or buttocks";
+    BladderBowelChange = "bladder_bowel_change", Flag, Person, "A new change in bladder or bowel control";
+    FeverOrWeightLoss = "fever_or_weight_loss", Flag, Person, "Fever, or weight loss without a reason, together with the back pain";
     WorseWith = "worse_with", Words(&Trigger::VOCABULARY), Person, "What made it worse";
     EasedWith = "eased_with", Words(&Trigger::VOCABULARY), Person, "What eased it";
     Steps = "steps", Count { max: MAX_STEPS }, Person, "Steps walked that day";
@@ -246,6 +255,11 @@ impl Kind {
         match self {
             Kind::Day => {
                 let day = parse_day(&value)?;
+                if day < EARLIEST_DAY {
+                    return Err(format!(
+                        "{day} is before {EARLIEST_DAY}, the earliest day a diary takes"
+                    ));
+                }
                 if (day - today).num_days() > 1 {
                     return Err(format!(
                         "{day} is more than one day in the future (today is {today})"
@@ -259,6 +273,11 @@ impl Kind {
                     .ok_or_else(|| "must be an RFC 3339 time with offset".to_string())?;
                 let at = DateTime::parse_from_rfc3339(text)
                     .map_err(|e| format!("must be an RFC 3339 time with offset ({e})"))?;
+                if at.date_naive() < EARLIEST_DAY {
+                    return Err(format!(
+                        "{text} is before {EARLIEST_DAY}, the earliest day a diary takes"
+                    ));
+                }
                 if (at.date_naive() - today).num_days() > 1 {
                     return Err(format!("{text} is in the future"));
                 }
@@ -416,10 +435,14 @@ mod tests {
     }
 
     #[test]
-    fn days_more_than_one_day_ahead_are_refused() {
+    fn days_before_1900_or_more_than_one_day_ahead_are_refused() {
         assert!(Field::Day.normalise(json!("2026-11-11"), today()).is_ok());
         assert!(reason(Field::Day, json!("2026-11-12")).contains("more than one day in the future"));
         assert!(reason(Field::Day, json!("2026-13-01")).contains("not a date"));
+        assert!(reason(Field::Day, json!("0000-11-20")).contains("before 1900-01-01"));
+        assert!(reason(Field::Day, json!("1899-12-31")).contains("before 1900-01-01"));
+        assert!(Field::Day.normalise(json!("1900-01-01"), today()).is_ok());
+        assert!(reason(Field::RecordedAt, json!("0000-11-20T08:00:00Z")).contains("before 1900"));
         assert!(reason(Field::Day, Value::Null).contains("cannot be cleared"));
     }
 

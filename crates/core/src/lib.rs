@@ -34,7 +34,8 @@ pub mod wire;
 pub use entry::{Entry, EntryInput, FieldRef};
 pub use error::ValidationError;
 pub use field::{
-    Field, Kind, Patch, Spec, Writer, MAX_NOTE_CHARS, MAX_SCORE, MAX_STANDING_MINUTES, MAX_STEPS,
+    Field, Kind, Patch, Spec, Writer, EARLIEST_DAY, MAX_NOTE_CHARS, MAX_SCORE,
+    MAX_STANDING_MINUTES, MAX_STEPS,
 };
 pub use hlc::{ClockError, Hlc, HlcClock, MAX_CLOCK_AHEAD_MS};
 pub use op::{merge, ApplyOutcome, EntryError, EntryState, FieldValue, MergedEntry, Op};

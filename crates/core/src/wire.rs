@@ -10,6 +10,18 @@ use crate::op::{EntryState, Op};
 
 /// Largest request body the server reads, after decompression.
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// Largest body of a request that needs no token (`/v1/enrol`), after decompression: an
+/// enrolment is a few hundred bytes, and anyone may send one.
+pub const MAX_ENROL_BODY_BYTES: usize = 4 * 1024;
+/// Largest body of a device registering a new identity (`/v1/devices`), after decompression.
+pub const MAX_DEVICE_BODY_BYTES: usize = 4 * 1024;
+/// Most operations on one entry in one push: a history of many thousand edits of one entry
+/// arrives in several pushes, so no single one makes an unbounded write or answer.
+pub const MAX_OPS_PER_ENTRY_PER_PUSH: usize = 200;
+/// Most operations of one entry's history in one answer of `GET /v1/entries/{id}`.
+pub const MAX_ENTRY_OPS_LIMIT: u32 = 1_000;
+/// History page size of `GET /v1/entries/{id}` when the client does not ask for one.
+pub const DEFAULT_ENTRY_OPS_LIMIT: u32 = 100;
 /// Most operations in one push.
 pub const MAX_PUSH_OPS: usize = 1_000;
 /// Most operations in one pull page.
@@ -46,6 +58,24 @@ pub struct EnrolResponse {
     pub device_id: Uuid,
     /// Bearer token for every later request. Shown once; the server keeps only its hash.
     pub token: String,
+    /// The server feed's epoch (see [`PullResponse::epoch`]).
+    pub epoch: Uuid,
+}
+
+/// `POST /v1/devices`: an enrolled device registers a new device identity for its patient, with
+/// its still-valid token. A diary does this when it finds that its device id writes from two
+/// files (it was copied, or restored from a backup) and continues under the new identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewDeviceRequest {
+    /// The new id the diary made for itself.
+    pub device_id: Uuid,
+    /// Secret part of the new token, 64 lowercase hex characters, chosen and kept by the diary
+    /// before it asks, so that asking again after a lost answer gets the same token.
+    pub secret: String,
+    /// Optional name for the device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
 }
 
 /// `POST /v1/push`: a batch of the device's own operations, in device-sequence order.
@@ -84,6 +114,8 @@ pub struct PushResponse {
     pub results: Vec<PushResult>,
     /// The server's clock, in Unix milliseconds.
     pub server_time_ms: u64,
+    /// The server feed's epoch (see [`PullResponse::epoch`]).
+    pub epoch: Uuid,
 }
 
 /// An operation as the server hands it out: with its position in the patient's feed and the
@@ -111,6 +143,11 @@ pub struct PullResponse {
     pub has_more: bool,
     /// The server's clock, in Unix milliseconds.
     pub server_time_ms: u64,
+    /// The feed's epoch: a random id the server mints when its data is created and again
+    /// whenever it is declared restored from a backup. Cursors and acknowledgements are only
+    /// meaningful within one epoch: a device that sees a new one pushes again everything the
+    /// server may have lost and reads the feed again from cursor 0.
+    pub epoch: Uuid,
 }
 
 /// `GET /v1/entries/{entry_id}`: one entry of the token's patient, merged, with its history.
@@ -123,8 +160,13 @@ pub struct EntryResponse {
     pub entry: Option<Entry>,
     /// Every field's current value with the stamp of the operation that wrote it.
     pub state: EntryState,
-    /// The operations on this entry, in cursor order, including those that lost a field.
+    /// One page of the operations on this entry, in cursor order, including those that lost
+    /// a field: those after the `after` cursor of the request, at most `limit` of them.
     pub ops: Vec<PulledOp>,
+    /// The cursor to ask after for the next page.
+    pub next_cursor: u64,
+    /// Whether more operations of this entry follow this page.
+    pub has_more: bool,
 }
 
 /// Machine-readable reason of an error answer.
@@ -145,6 +187,15 @@ pub enum ErrorCode {
     NotFound,
     /// The body is too large (413).
     PayloadTooLarge,
+    /// A pushed operation reuses a sequence number of this device that holds a different
+    /// operation (409): this diary is a copy of another. Register a new device identity
+    /// (`POST /v1/devices`) and push the unacknowledged operations again under it.
+    SequenceTaken,
+    /// The device id is enrolled already and the secret does not prove it is this device (409):
+    /// enrol again with a new device id; the code stays unused.
+    DeviceIdTaken,
+    /// The clinic erased this patient's data from the server (410). The device keeps its diary.
+    PatientErased,
     /// Slow down (429).
     TooManyRequests,
     /// Storage is unavailable for now; retry (503).

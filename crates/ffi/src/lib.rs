@@ -4,7 +4,8 @@
 //! It adds no logic: every call goes to `heeldiary-store`, `heeldiary-client` or
 //! `heeldiary-trends`, and the records and enums here mirror the entry JSON (same field names,
 //! same words), so the app and the `heeldiary` CLI read the same diary. It is the only crate that
-//! depends on uniffi; the libraries it wraps never do. Its errors ([`FfiError`]) carry kinds an
+//! depends on uniffi; the libraries it wraps never do. It must never depend on the server crate:
+//! the phone meets the server only through the `/v1` protocol. Its errors ([`FfiError`]) carry kinds an
 //! app can act on and never the diary's contents.
 //!
 //! Threads: every call but `enroll` and `sync` is a short blocking call on the diary file (call

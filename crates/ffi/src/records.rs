@@ -159,6 +159,12 @@ vocabulary! {
         MorningStiffness = "morning_stiffness",
         /// Pain at rest or at night.
         NightPain = "night_pain",
+        /// Numbness in the saddle area.
+        SaddleNumbness = "saddle_numbness",
+        /// A new change in bladder or bowel control.
+        BladderBowelChange = "bladder_bowel_change",
+        /// Fever or unexplained weight loss with the back pain.
+        FeverOrWeightLoss = "fever_or_weight_loss",
         /// What made it worse.
         WorseWith = "worse_with",
         /// What eased it.
@@ -222,6 +228,15 @@ pub struct Entry {
     /// Pain at rest or at night.
     #[serde(default)]
     pub night_pain: Option<bool>,
+    /// Numbness in the saddle area: between the legs, inner thighs or buttocks.
+    #[serde(default)]
+    pub saddle_numbness: Option<bool>,
+    /// A new change in bladder or bowel control.
+    #[serde(default)]
+    pub bladder_bowel_change: Option<bool>,
+    /// Fever, or weight loss without a reason, together with the back pain.
+    #[serde(default)]
+    pub fever_or_weight_loss: Option<bool>,
     /// What made it worse.
     #[serde(default)]
     pub worse_with: Vec<Trigger>,
@@ -305,6 +320,18 @@ pub struct EntryInput {
     #[uniffi(default = None)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub night_pain: Option<bool>,
+    /// Numbness in the saddle area (an urgent sign: the analysis tells it at once).
+    #[uniffi(default = None)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub saddle_numbness: Option<bool>,
+    /// A new change in bladder or bowel control (an urgent sign).
+    #[uniffi(default = None)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bladder_bowel_change: Option<bool>,
+    /// Fever, or weight loss without a reason, with the back pain.
+    #[uniffi(default = None)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fever_or_weight_loss: Option<bool>,
     /// What made it worse.
     #[uniffi(default = None)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -501,6 +528,9 @@ mod tests {
             heel_tender: Some(true),
             morning_stiffness: Some(true),
             night_pain: Some(true),
+            saddle_numbness: Some(false),
+            bladder_bowel_change: Some(false),
+            fever_or_weight_loss: Some(false),
             worse_with: Some(vec![]),
             eased_with: Some(vec![]),
             steps: Some(1),

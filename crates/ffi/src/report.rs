@@ -36,8 +36,10 @@ pub struct TrendsReport {
 pub struct PatternView {
     /// `plantar_fasciitis_like`, `back_related`, `mixed` or `insufficient_data`.
     pub kind: String,
-    /// One plain sentence.
+    /// One plain sentence with the figures, for a clinician.
     pub summary: String,
+    /// The same for the patient, in plain words.
+    pub patient_summary: String,
     /// Days logged in the window.
     pub days_logged: u32,
     /// More days needed before a pattern is named (0 when enough).
@@ -100,6 +102,8 @@ pub struct RedFlagView {
     pub urgency: Option<String>,
     /// One sentence, pointing to a clinician.
     pub sentence: String,
+    /// The same for the patient, in plain words.
+    pub patient_sentence: String,
 }
 
 /// Days logged in the window.
@@ -148,6 +152,7 @@ impl From<&Report> for TrendsReport {
                 dates: flag.dates.iter().map(ToString::to_string).collect(),
                 urgency: flag_json["urgency"].as_str().map(str::to_string),
                 sentence: flag.sentence.clone(),
+                patient_sentence: flag.patient_sentence.clone(),
             })
             .collect();
         TrendsReport {
@@ -157,6 +162,7 @@ impl From<&Report> for TrendsReport {
             pattern: PatternView {
                 kind: word(report.pattern.kind),
                 summary: report.pattern.summary.clone(),
+                patient_summary: report.pattern.patient_summary.clone(),
                 days_logged: report.pattern.days_logged,
                 days_needed: report.pattern.days_needed,
                 evidence: report

@@ -1,5 +1,5 @@
 //! What the clinic does from the command line: create patients, issue enrolment codes, list and
-//! revoke devices. Backend-neutral: each operation takes any [`Storage`].
+//! revoke devices, declare a restore from a backup, erase a patient. Backend-neutral: each operation takes any [`Storage`].
 
 use std::fmt;
 
@@ -9,7 +9,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::secrets::new_code;
-use crate::storage::{DeviceInfo, NewCode, NewPatient, Storage, StorageError};
+use crate::storage::{DeviceInfo, ErasureRecord, NewCode, NewPatient, Storage, StorageError};
 
 /// How long an enrolment code works unless told otherwise.
 pub const DEFAULT_CODE_HOURS: u32 = 24;
@@ -34,15 +34,6 @@ pub enum AdminError {
     /// An argument broke a rule.
     #[error("{0}")]
     Invalid(String),
-    /// The patient was created but its first code could not be issued.
-    #[error("patient {patient_id} was created, but its enrolment code could not be issued ({source}); run `admin new-code --patient {patient_id}`")]
-    CodeAfterPatient {
-        /// The patient that exists now.
-        patient_id: Uuid,
-        /// Why the code failed.
-        #[source]
-        source: Box<AdminError>,
-    },
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -81,19 +72,29 @@ pub async fn add_patient<S: Storage>(
     check_label(label.as_deref(), "--label").map_err(|e| AdminError::Invalid(e.to_string()))?;
     check_hours(valid_hours)?;
     let patient_id = Uuid::now_v7();
+    let code = new_code();
+    let expires_at = (now + Duration::hours(i64::from(valid_hours))).trunc_subsecs(0);
+    // One transaction: a patient never exists without the code that lets a device enrol.
     storage
-        .create_patient(NewPatient {
-            patient_id,
-            label,
-            created_at: now,
-        })
+        .create_patient_with_code(
+            NewPatient {
+                patient_id,
+                label,
+                created_at: now,
+            },
+            NewCode {
+                code_hash: code.hash,
+                patient_id,
+                created_at: now,
+                expires_at,
+            },
+        )
         .await?;
-    new_code_for(storage, patient_id, valid_hours, now)
-        .await
-        .map_err(|e| AdminError::CodeAfterPatient {
-            patient_id,
-            source: Box::new(e),
-        })
+    Ok(IssuedCode {
+        patient_id,
+        code: code.code,
+        expires_at,
+    })
 }
 
 /// Issues another enrolment code for an existing patient (for the patient's next device).
@@ -153,6 +154,33 @@ pub async fn list_devices<S: Storage>(
         StorageError::NotFound => AdminError::UnknownPatient(patient_id),
         other => other.into(),
     })
+}
+
+/// Declares the data restored from a backup: a new feed epoch, which every device notices on
+/// its next sync (it pushes again what it had and reads the feed again). Returns the new epoch.
+pub async fn mark_restored<S: Storage>(
+    storage: &S,
+    now: DateTime<Utc>,
+) -> Result<Uuid, AdminError> {
+    Ok(storage.mark_restored(now).await?)
+}
+
+/// Erases every row of a patient on the server and returns the record left behind. The
+/// patient's devices are told on their next sync; their own diaries stay with them.
+pub async fn erase_patient<S: Storage>(
+    storage: &S,
+    patient_id: Uuid,
+    erased_by: &str,
+    now: DateTime<Utc>,
+) -> Result<ErasureRecord, AdminError> {
+    check_label(Some(erased_by), "--by").map_err(|e| AdminError::Invalid(e.to_string()))?;
+    storage
+        .erase_patient(patient_id, erased_by.to_string(), now)
+        .await
+        .map_err(|e| match e {
+            StorageError::NotFound => AdminError::UnknownPatient(patient_id),
+            other => other.into(),
+        })
 }
 
 fn check_hours(hours: u32) -> Result<(), AdminError> {

@@ -2,14 +2,17 @@
 //! [`Storage`] and hold no SQL; every refusal is an [`ApiError`].
 
 use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{FromRequest, Path, RawQuery, Request, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use heeldiary_core::wire::{
-    from_json, EnrolRequest, EnrolResponse, EntryResponse, PullResponse, PushRequest, PushResponse,
-    DEFAULT_PULL_LIMIT, MAX_BODY_BYTES, MAX_PULL_LIMIT, MAX_PUSH_OPS,
+    from_json, EnrolRequest, EnrolResponse, EntryResponse, NewDeviceRequest, PullResponse,
+    PushRequest, PushResponse, DEFAULT_ENTRY_OPS_LIMIT, DEFAULT_PULL_LIMIT, MAX_BODY_BYTES,
+    MAX_DEVICE_BODY_BYTES, MAX_ENROL_BODY_BYTES, MAX_ENTRY_OPS_LIMIT, MAX_OPS_PER_ENTRY_PER_PUSH,
+    MAX_PULL_LIMIT, MAX_PUSH_OPS,
 };
 use heeldiary_core::{check_label, Op, ValidationError, MAX_CLOCK_AHEAD_MS};
 use serde::de::DeserializeOwned;
@@ -25,7 +28,15 @@ use crate::AppState;
 pub fn routes<S: Storage>() -> Router<AppState<S>> {
     Router::new()
         .route("/healthz", get(health::<S>))
-        .route("/v1/enrol", post(enrol::<S>))
+        // Anyone may send an enrolment, so its body is held to what an enrolment needs.
+        .route(
+            "/v1/enrol",
+            post(enrol::<S>).layer(DefaultBodyLimit::max(MAX_ENROL_BODY_BYTES)),
+        )
+        .route(
+            "/v1/devices",
+            post(new_device::<S>).layer(DefaultBodyLimit::max(MAX_DEVICE_BODY_BYTES)),
+        )
         .route("/v1/push", post(push::<S>))
         .route("/v1/pull", get(pull::<S>))
         .route("/v1/entries/{entry_id}", get(entry::<S>))
@@ -41,15 +52,24 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for WireJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(request, state)
+        let limit = request
+            .uri()
+            .path()
+            .strip_prefix("/v1/")
+            .map_or(MAX_BODY_BYTES, body_limit_of);
+        // A body that trickles in holds its buffer and its connection: it gets a deadline of
+        // its own, much shorter than the whole request's.
+        let read = tokio::time::timeout(BODY_READ_TIMEOUT, Bytes::from_request(request, state));
+        let bytes = read
             .await
+            .map_err(|_| ApiError::BodyTimeout {
+                seconds: BODY_READ_TIMEOUT.as_secs(),
+            })?
             .map_err(|rejection| {
                 if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                     ApiError::PayloadTooLarge {
                         field: None,
-                        message: format!(
-                            "the body exceeds {MAX_BODY_BYTES} bytes (after decompression)"
-                        ),
+                        message: format!("the body exceeds {limit} bytes (after decompression)"),
                     }
                 } else {
                     ApiError::Malformed {
@@ -59,6 +79,19 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for WireJson<T> {
                 }
             })?;
         Ok(WireJson(from_json(&bytes)?))
+    }
+}
+
+/// How long a request body may take to arrive in full.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The body limit of a route under `/v1/`, for messages (the limits themselves are layers on
+/// the routes).
+fn body_limit_of(route: &str) -> usize {
+    match route {
+        "enrol" => MAX_ENROL_BODY_BYTES,
+        "devices" => MAX_DEVICE_BODY_BYTES,
+        _ => MAX_BODY_BYTES,
     }
 }
 
@@ -101,10 +134,7 @@ async fn enrol<S: Storage>(
         .enrol(code_hash, device, Utc::now())
         .await
         .map_err(|e| match e {
-            StorageError::Conflict(reason) => ApiError::Conflict {
-                field: Some("device_id".into()),
-                reason,
-            },
+            StorageError::Conflict(reason) => ApiError::DeviceIdTaken(reason),
             other => other.into(),
         })?;
     tracing::info!(%patient_id, device_id = %request.device_id, "device enrolled");
@@ -112,6 +142,47 @@ async fn enrol<S: Storage>(
         patient_id,
         device_id: request.device_id,
         token: secret.into_token(patient_id, request.device_id),
+        epoch: state.storage.epoch().await?,
+    }))
+}
+
+/// A device of a patient registers a new device identity with its valid token: a diary that
+/// found it is a copy of another continues under the new one. Repeating the request with the
+/// same id and secret (a lost answer) answers the same again.
+async fn new_device<S: Storage>(
+    State(state): State<AppState<S>>,
+    caller: Authenticated,
+    WireJson(request): WireJson<NewDeviceRequest>,
+) -> Result<Json<EnrolResponse>, ApiError> {
+    check_label(request.label.as_deref(), "label")?;
+    let secret = TokenSecret::from_device(&request.secret).ok_or_else(|| {
+        ValidationError::new("secret", "must be 64 lowercase hexadecimal characters")
+    })?;
+    let device = NewDevice {
+        device_id: request.device_id,
+        token_hash: secret.hash,
+        role: caller.role,
+        label: request.label,
+    };
+    state
+        .storage
+        .add_device(caller.patient_id, device, Utc::now())
+        .await
+        .map_err(|e| match e {
+            StorageError::Conflict(reason) => ApiError::DeviceIdTaken(reason),
+            other => other.into(),
+        })?;
+    tracing::info!(
+        patient_id = %caller.patient_id,
+        from = %caller.device_id,
+        device_id = %request.device_id,
+        "device took a new identity"
+    );
+    Ok(Json(EnrolResponse {
+        patient_id: caller.patient_id,
+        device_id: request.device_id,
+        token: secret.into_token(caller.patient_id, request.device_id),
+        epoch: state.storage.epoch().await?,
     }))
 }
 
@@ -129,14 +200,17 @@ async fn push<S: Storage>(
     Ok(Json(PushResponse {
         results,
         server_time_ms: millis(now),
+        epoch: state.storage.epoch().await?,
     }))
 }
 
 /// Checks a whole batch before anything is written: size, that every operation is the pushing
-/// device's own, that no stamp runs more than [`MAX_CLOCK_AHEAD_MS`] ahead of `now`, and each
-/// operation's values ([`Op::validate`]). Days are not judged against the server's calendar:
-/// the device judged them against its own when they were written, and an operation refused
-/// here for good would stop the device's sync for good. The first failure is reported with its path
+/// device's own, that no entry takes more than [`MAX_OPS_PER_ENTRY_PER_PUSH`] of them, that no
+/// stamp runs more than [`MAX_CLOCK_AHEAD_MS`] ahead of `now`, and each operation's values
+/// ([`Op::validate`]), days from [`EARLIEST_DAY`](heeldiary_core::EARLIEST_DAY) on included.
+/// Future days are not judged against the server's calendar: the device judged them against
+/// its own when they were written, and an operation refused here for good would stop the
+/// device's sync for good. The first failure is reported with its path
 /// (`ops[3].patch.first_step_pain`).
 pub fn validate_batch(ops: &[Op], device_id: Uuid, now: DateTime<Utc>) -> Result<(), ApiError> {
     if ops.len() > MAX_PUSH_OPS {
@@ -147,6 +221,21 @@ pub fn validate_batch(ops: &[Op], device_id: Uuid, now: DateTime<Utc>) -> Result
                 ops.len()
             ),
         });
+    }
+    let mut per_entry: std::collections::HashMap<Uuid, usize> = std::collections::HashMap::new();
+    for op in ops {
+        let count = per_entry.entry(op.entry_id).or_default();
+        *count += 1;
+        if *count > MAX_OPS_PER_ENTRY_PER_PUSH {
+            return Err(ApiError::PayloadTooLarge {
+                field: Some("ops".into()),
+                message: format!(
+                    "more than {MAX_OPS_PER_ENTRY_PER_PUSH} operations on entry {} in one push: \
+                     split the batch",
+                    op.entry_id
+                ),
+            });
+        }
     }
     let now_ms = millis(now);
     // The clock first, for the whole batch: a device whose clock runs ahead can correct itself
@@ -196,12 +285,19 @@ async fn pull<S: Storage>(
         ops: page.ops,
         has_more: page.has_more,
         server_time_ms: millis(Utc::now()),
+        epoch: state.storage.epoch().await?,
     }))
 }
 
 /// Reads `after` (default 0) and `limit` (1..=[`MAX_PULL_LIMIT`], default
 /// [`DEFAULT_PULL_LIMIT`]) from a pull query string.
 pub fn pull_params(query: &str) -> Result<(u64, u32), ApiError> {
+    page_params(query, DEFAULT_PULL_LIMIT, MAX_PULL_LIMIT)
+}
+
+/// Reads `after` (default 0) and `limit` (1..=`max_limit`, default `default_limit`) from a
+/// query string.
+fn page_params(query: &str, default_limit: u32, max_limit: u32) -> Result<(u64, u32), ApiError> {
     let (mut after, mut limit) = (None, None);
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -226,11 +322,11 @@ pub fn pull_params(query: &str) -> Result<(u64, u32), ApiError> {
             .map_err(|_| malformed(format!("`{key}` must be a whole number ≥ 0")))?;
         *slot = Some(number);
     }
-    let limit = limit.unwrap_or(u64::from(DEFAULT_PULL_LIMIT));
-    if !(1..=u64::from(MAX_PULL_LIMIT)).contains(&limit) {
+    let limit = limit.unwrap_or(u64::from(default_limit));
+    if !(1..=u64::from(max_limit)).contains(&limit) {
         return Err(ValidationError::new(
             "limit",
-            format!("must be between 1 and {MAX_PULL_LIMIT}, got {limit}"),
+            format!("must be between 1 and {max_limit}, got {limit}"),
         )
         .into());
     }
@@ -245,12 +341,18 @@ async fn entry<S: Storage>(
     State(state): State<AppState<S>>,
     device: Authenticated,
     Path(entry_id): Path<String>,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<EntryResponse>, ApiError> {
     // A malformed id gets the same answer as another patient's: nothing here.
     let entry_id = Uuid::parse_str(&entry_id).map_err(|_| ApiError::NotFound)?;
+    let (after, limit) = page_params(
+        query.as_deref().unwrap_or(""),
+        DEFAULT_ENTRY_OPS_LIMIT,
+        MAX_ENTRY_OPS_LIMIT,
+    )?;
     let stored = state
         .storage
-        .entry(device.patient_id, entry_id)
+        .entry(device.patient_id, entry_id, after, limit)
         .await?
         .ok_or(ApiError::NotFound)?;
     // An entry still waiting for the operation that creates it is shown as its state alone.
@@ -263,7 +365,9 @@ async fn entry<S: Storage>(
         entry_id,
         entry,
         state: stored.state,
+        next_cursor: stored.ops.last().map_or(after, |op| op.cursor),
         ops: stored.ops,
+        has_more: stored.has_more,
     }))
 }
 

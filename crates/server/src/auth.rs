@@ -39,11 +39,14 @@ impl<S: Storage> FromRequestParts<AppState<S>> for Authenticated {
             .ok_or(ApiError::Unauthorized)?;
         let (patient_id, device_id, presented) =
             parse_token(token.trim()).ok_or(ApiError::Unauthorized)?;
-        let credentials = state
-            .storage
-            .authenticate(patient_id, device_id)
-            .await?
-            .ok_or(ApiError::Unauthorized)?;
+        let Some(credentials) = state.storage.authenticate(patient_id, device_id).await? else {
+            // A device of an erased patient is told so, once it shows a well-formed token for
+            // that patient: the erasure record holds no data to leak.
+            return Err(match state.storage.erased_at(patient_id).await? {
+                Some(at) => ApiError::Erased { at },
+                None => ApiError::Unauthorized,
+            });
+        };
         if !credentials.token_hash.matches(&presented) || credentials.revoked {
             return Err(ApiError::Unauthorized);
         }

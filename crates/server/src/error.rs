@@ -60,6 +60,30 @@ pub enum ApiError {
         /// Why.
         reason: String,
     },
+    /// A pushed operation reuses a sequence number holding a different operation: the diary is a
+    /// copy of another (409).
+    #[error("sequence taken: {reason}")]
+    SequenceTaken {
+        /// Path of the offending sequence number (`ops[2].device_seq`).
+        field: String,
+        /// Why.
+        reason: String,
+    },
+    /// The device id is enrolled already and the secret does not prove it is this device (409).
+    #[error("device id taken: {0}")]
+    DeviceIdTaken(String),
+    /// The patient's data was erased from the server (410).
+    #[error("patient erased")]
+    Erased {
+        /// When.
+        at: chrono::DateTime<chrono::Utc>,
+    },
+    /// The body did not arrive in time (408).
+    #[error("the request body did not arrive within {seconds} s")]
+    BodyTimeout {
+        /// The limit.
+        seconds: u64,
+    },
     /// Storage is unavailable for now (503).
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -93,8 +117,8 @@ impl From<StorageError> for ApiError {
                 reason,
             },
             StorageError::Unavailable(detail) => ApiError::Unavailable(detail),
-            reused @ StorageError::SequenceReused { index, .. } => ApiError::Conflict {
-                field: Some(format!("ops[{index}].device_seq")),
+            reused @ StorageError::SequenceReused { index, .. } => ApiError::SequenceTaken {
+                field: format!("ops[{index}].device_seq"),
                 reason: reused.to_string(),
             },
             other => ApiError::Internal(other.to_string()),
@@ -111,7 +135,11 @@ impl ApiError {
             ApiError::Invalid(_) | ApiError::ClockAhead { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unauthorized | ApiError::InvalidCode => StatusCode::UNAUTHORIZED,
             ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Conflict { .. }
+            | ApiError::SequenceTaken { .. }
+            | ApiError::DeviceIdTaken(_) => StatusCode::CONFLICT,
+            ApiError::Erased { .. } => StatusCode::GONE,
+            ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -165,6 +193,33 @@ impl ApiError {
                 field: field.clone(),
                 ..plain(ErrorCode::InvalidValue, reason)
             },
+            ApiError::SequenceTaken { field, reason } => ErrorBody {
+                field: Some(field.clone()),
+                ..plain(
+                    ErrorCode::SequenceTaken,
+                    &format!(
+                        "{reason}: this diary is a copy of another; register a new device \
+                         identity (POST /v1/devices) and push the unacknowledged operations \
+                         again under it"
+                    ),
+                )
+            },
+            ApiError::DeviceIdTaken(reason) => ErrorBody {
+                field: Some("device_id".into()),
+                ..plain(ErrorCode::DeviceIdTaken, reason)
+            },
+            ApiError::Erased { at } => plain(
+                ErrorCode::PatientErased,
+                &format!(
+                    "the clinic erased this patient's data from the server on {}; the diary on \
+                     this device is kept and can still be exported, but it no longer syncs",
+                    at.format("%Y-%m-%d %H:%M UTC")
+                ),
+            ),
+            ApiError::BodyTimeout { seconds } => plain(
+                ErrorCode::MalformedRequest,
+                &format!("the request body did not arrive within {seconds} s"),
+            ),
             ApiError::Unavailable(_) => plain(
                 ErrorCode::Unavailable,
                 "storage is unavailable for now; retry later",

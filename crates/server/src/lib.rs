@@ -29,6 +29,7 @@ pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod limits;
 pub mod secrets;
 pub mod storage;
 
@@ -55,8 +56,8 @@ pub struct AppState<S> {
 /// Longest a request may take, reading its body included.
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// The whole HTTP application over `storage`: routes, body limits (applied after gzip
-/// decompression), response compression, uniform error bodies and request logs (method, path,
+/// The whole HTTP application over `storage`: routes, body limits per route (applied after gzip
+/// decompression), caps on requests in flight ([`limits`]), response compression, uniform error bodies and request logs (method, path,
 /// status, latency; never headers or bodies).
 pub fn app<S: Storage>(storage: S) -> Router {
     api::routes()
@@ -68,6 +69,11 @@ pub fn app<S: Storage>(storage: S) -> Router {
             REQUEST_TIMEOUT,
         ))
         .layer(RequestDecompressionLayer::new())
+        // Outside decompression: a request refused for want of a place inflates nothing.
+        .layer(axum::middleware::from_fn_with_state(
+            limits::InFlight::default(),
+            limits::limit_in_flight,
+        ))
         .layer(axum::middleware::from_fn(error::ensure_error_body))
         .layer(CompressionLayer::new())
         .layer(

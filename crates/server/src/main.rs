@@ -9,7 +9,9 @@ use anyhow::{bail, Context};
 use chrono::Utc;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use heeldiary_server::admin::{self, DEFAULT_CODE_HOURS};
-use heeldiary_server::storage::{PoolOptions, PostgresStorage, SqliteStorage, Storage};
+use heeldiary_server::storage::{
+    ErasureRecord, PoolOptions, PostgresStorage, SqliteStorage, Storage,
+};
 use tracing_subscriber::EnvFilter;
 use uuid::Uuid;
 
@@ -83,6 +85,9 @@ struct ServeArgs {
     /// Log line format (logs go to stderr; RUST_LOG filters them).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Most connections open at once; more wait until one closes.
+    #[arg(long, default_value_t = heeldiary_server::limits::DEFAULT_MAX_CONNECTIONS, value_name = "N")]
+    max_connections: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -132,6 +137,31 @@ enum AdminCommand {
         #[arg(long)]
         patient: Uuid,
         /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Declare the data restored from a backup (run it after the restore, before serving): a
+    /// new feed epoch makes every device push again what the restore lost and read the feed
+    /// again.
+    MarkRestored {
+        /// Print JSON (`epoch`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Erase every row of a patient on the server (diary, devices, codes), leaving a record that
+    /// an erasure happened (when, by whom, row counts; no personal data). The patient's devices
+    /// are told on their next sync and keep their own diaries.
+    ErasePatient {
+        /// The patient id.
+        #[arg(long)]
+        patient: Uuid,
+        /// Who erases (an operator name for the record).
+        #[arg(long, env = "USER", default_value = "admin")]
+        by: String,
+        /// Confirm: the erasure cannot be undone.
+        #[arg(long)]
+        yes: bool,
+        /// Print JSON (the erasure record).
         #[arg(long)]
         json: bool,
     },
@@ -281,7 +311,11 @@ async fn serve<S: Storage>(storage: S, args: ServeArgs, hint: &str) -> anyhow::R
     let app = heeldiary_server::app(storage);
     match tls {
         None => {
-            axum::serve(tokio::net::TcpListener::from_std(listener)?, app)
+            let listener = heeldiary_server::limits::CappedListener::new(
+                tokio::net::TcpListener::from_std(listener)?,
+                args.max_connections,
+            );
+            axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown_signal())
                 .await?
         }
@@ -361,6 +395,30 @@ async fn run_admin<S: Storage>(
             println!("revoked device {device} of patient {patient}");
             Ok(())
         }
+        AdminCommand::MarkRestored { json } => {
+            let epoch = admin::mark_restored(storage, now).await?;
+            if json {
+                println!("{}", serde_json::json!({ "epoch": epoch }));
+            } else {
+                println!("new feed epoch {epoch}: every device pushes again what it has and reads the feed again on its next sync");
+            }
+            Ok(())
+        }
+        AdminCommand::ErasePatient {
+            patient,
+            by,
+            yes,
+            json,
+        } => {
+            if !yes {
+                bail!(
+                    "erasing patient {patient} removes its data from the server for good: \
+                     add --yes to confirm"
+                );
+            }
+            let record = admin::erase_patient(storage, patient, &by, now).await?;
+            print_erasure(&record, json)
+        }
         AdminCommand::ListDevices { patient, json } => {
             let devices = admin::list_devices(storage, patient).await?;
             if json {
@@ -385,6 +443,31 @@ async fn run_admin<S: Storage>(
             Ok(())
         }
     }
+}
+
+fn print_erasure(record: &ErasureRecord, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(record)?);
+        return Ok(());
+    }
+    let total: u64 = record.rows_removed.values().sum();
+    println!(
+        "erased patient {}: {total} rows removed ({})",
+        record.patient_id,
+        record
+            .rows_removed
+            .iter()
+            .map(|(table, n)| format!("{table} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "erasure record {} kept (at {}, by {}); the patient's devices are told on their next sync",
+        record.erasure_id,
+        record.erased_at.format("%Y-%m-%d %H:%M:%S UTC"),
+        record.erased_by
+    );
+    Ok(())
 }
 
 fn print_code(issued: &admin::IssuedCode, json: bool, hint: &str) -> anyhow::Result<()> {

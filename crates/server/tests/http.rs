@@ -11,14 +11,15 @@ use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use heeldiary_core::wire::{
     EnrolResponse, EntryResponse, ErrorBody, ErrorCode, PullResponse, PushResponse, PushResult,
-    PushStatus, MAX_BODY_BYTES, MAX_PULL_LIMIT, MAX_PUSH_OPS,
+    PushStatus, DEFAULT_ENTRY_OPS_LIMIT, MAX_BODY_BYTES, MAX_ENTRY_OPS_LIMIT,
+    MAX_OPS_PER_ENTRY_PER_PUSH, MAX_PULL_LIMIT, MAX_PUSH_OPS,
 };
 use heeldiary_core::{Hlc, Op, MAX_CLOCK_AHEAD_MS};
 use heeldiary_server::admin;
 use heeldiary_server::secrets::SecretHash;
 use heeldiary_server::storage::{
-    DeviceCredentials, DeviceInfo, NewCode, NewDevice, NewPatient, PullPage, SqliteStorage,
-    Storage, StorageError, StoredEntry,
+    DeviceCredentials, DeviceInfo, ErasureRecord, NewCode, NewDevice, NewPatient, PullPage,
+    SqliteStorage, Storage, StorageError, StoredEntry,
 };
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -312,7 +313,7 @@ async fn enrolment_codes_work_once_and_only_when_known() {
     let (_, fresh) = server.code_for(None).await;
     let clash = enrol(fresh.clone(), device)
         .await
-        .error(StatusCode::CONFLICT, ErrorCode::InvalidValue);
+        .error(StatusCode::CONFLICT, ErrorCode::DeviceIdTaken);
     assert_eq!(clash.field.as_deref(), Some("device_id"));
     assert_eq!(enrol(fresh, Uuid::now_v7()).await.status, StatusCode::OK);
 }
@@ -723,10 +724,48 @@ impl Storage for Down {
     async fn pull(&self, _: Uuid, _: u64, _: u32) -> Result<PullPage, StorageError> {
         self.fail()
     }
-    async fn entry(&self, _: Uuid, _: Uuid) -> Result<Option<StoredEntry>, StorageError> {
+    async fn entry(
+        &self,
+        _: Uuid,
+        _: Uuid,
+        _: u64,
+        _: u32,
+    ) -> Result<Option<StoredEntry>, StorageError> {
         self.fail()
     }
     async fn health(&self) -> Result<(), StorageError> {
+        self.fail()
+    }
+    async fn epoch(&self) -> Result<Uuid, StorageError> {
+        self.fail()
+    }
+    async fn mark_restored(&self, _: DateTime<Utc>) -> Result<Uuid, StorageError> {
+        self.fail()
+    }
+    async fn create_patient_with_code(
+        &self,
+        _: NewPatient,
+        _: NewCode,
+    ) -> Result<(), StorageError> {
+        self.fail()
+    }
+    async fn add_device(
+        &self,
+        _: Uuid,
+        _: NewDevice,
+        _: DateTime<Utc>,
+    ) -> Result<(), StorageError> {
+        self.fail()
+    }
+    async fn erase_patient(
+        &self,
+        _: Uuid,
+        _: String,
+        _: DateTime<Utc>,
+    ) -> Result<ErasureRecord, StorageError> {
+        self.fail()
+    }
+    async fn erased_at(&self, _: Uuid) -> Result<Option<DateTime<Utc>>, StorageError> {
         self.fail()
     }
 }
@@ -812,7 +851,192 @@ async fn a_reused_sequence_is_409_naming_the_operation() {
     let refused = server
         .push(&phone, vec![copy])
         .await
-        .error(StatusCode::CONFLICT, ErrorCode::InvalidValue);
+        .error(StatusCode::CONFLICT, ErrorCode::SequenceTaken);
     assert_eq!(refused.field.as_deref(), Some("ops[0].device_seq"));
     assert_eq!(server.pull_all(&phone).await.ops.len(), 1);
+}
+
+#[tokio::test]
+async fn an_enrolment_body_is_held_to_what_an_enrolment_needs_even_gzipped() {
+    let server = Server::new().await;
+    let big = format!(r#"{{"code":"{}"}}"#, "A".repeat(64 * 1024));
+    let answer = server.post("/v1/enrol", None, big.clone()).await;
+    let body = answer.error(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge);
+    assert!(body.message.contains("4096 bytes"), "{}", body.message);
+    // A few hundred compressed bytes that inflate past the limit are refused as well.
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/v1/enrol")
+        .header(header::CONTENT_ENCODING, "gzip")
+        .body(Body::from(gzip(big.as_bytes())))
+        .unwrap();
+    server
+        .send(request)
+        .await
+        .error(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge);
+    // A push may be larger.
+    let device = server.enrol(None).await;
+    let padded = json!({"ops": [], "padding": "x".repeat(64 * 1024)}).to_string();
+    server
+        .post("/v1/push", Some(&device.token), padded)
+        .await
+        .error(StatusCode::BAD_REQUEST, ErrorCode::MalformedRequest);
+}
+
+#[tokio::test]
+async fn days_before_1900_are_refused_at_the_server_with_their_path() {
+    let server = Server::new().await;
+    let mut device = server.enrol(None).await;
+    for day in ["0000-11-20", "1899-12-31"] {
+        let op = device.op(
+            Uuid::now_v7(),
+            json!({"day": day, "recorded_at": "2026-11-01T08:00:00.000+00:00"}),
+        );
+        let body = server
+            .push(&device, vec![op])
+            .await
+            .error(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidValue);
+        assert_eq!(body.field.as_deref(), Some("ops[0].patch.day"), "{day}");
+    }
+}
+
+#[tokio::test]
+async fn one_entry_takes_a_bounded_number_of_operations_per_push_and_its_history_is_paged() {
+    let server = Server::new().await;
+    let mut device = server.enrol(None).await;
+    let entry = Uuid::now_v7();
+    let mut ops = vec![device.create(entry, 1)];
+    for i in 0..MAX_OPS_PER_ENTRY_PER_PUSH {
+        ops.push(device.op(entry, json!({"first_step_pain": i % 11})));
+    }
+    let body = server
+        .push(&device, ops.clone())
+        .await
+        .error(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge);
+    assert_eq!(body.field.as_deref(), Some("ops"));
+    let (first, rest) = ops.split_at(MAX_OPS_PER_ENTRY_PER_PUSH);
+    assert_eq!(
+        server.push(&device, first.to_vec()).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        server.push(&device, rest.to_vec()).await.status,
+        StatusCode::OK
+    );
+
+    let mut after = 0;
+    let mut seen = 0;
+    let mut pages = 0;
+    loop {
+        let answer = server
+            .get(
+                &format!("/v1/entries/{entry}?after={after}&limit=50"),
+                Some(&device.token),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::OK);
+        let page: EntryResponse = answer.json();
+        assert!(page.ops.len() <= 50);
+        assert!(page.entry.is_some());
+        seen += page.ops.len();
+        pages += 1;
+        after = page.next_cursor;
+        if !page.has_more {
+            break;
+        }
+    }
+    assert_eq!((seen, pages), (MAX_OPS_PER_ENTRY_PER_PUSH + 1, 5));
+    let unpaged: EntryResponse = server
+        .get(&format!("/v1/entries/{entry}"), Some(&device.token))
+        .await
+        .json();
+    assert_eq!(unpaged.ops.len(), DEFAULT_ENTRY_OPS_LIMIT as usize);
+    assert!(unpaged.has_more);
+    server
+        .get(
+            &format!("/v1/entries/{entry}?limit={}", MAX_ENTRY_OPS_LIMIT + 1),
+            Some(&device.token),
+        )
+        .await
+        .error(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidValue);
+}
+
+#[tokio::test]
+async fn a_copy_pushing_a_taken_sequence_is_told_and_registers_a_new_identity() {
+    let server = Server::new().await;
+    let mut original = server.enrol(None).await;
+    let entry = Uuid::now_v7();
+    let op = original.create(entry, 3);
+    assert_eq!(
+        server.push(&original, vec![op]).await.status,
+        StatusCode::OK
+    );
+    original.seq = 0;
+    let clash = original.create(Uuid::now_v7(), 4);
+    let body = server
+        .push(&original, vec![clash])
+        .await
+        .error(StatusCode::CONFLICT, ErrorCode::SequenceTaken);
+    assert_eq!(body.field.as_deref(), Some("ops[0].device_seq"));
+    let new_id = Uuid::now_v7();
+    let request = json!({"device_id": new_id, "secret": "ab".repeat(32)}).to_string();
+    let answer = server
+        .post("/v1/devices", Some(&original.token), request.clone())
+        .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let registered: EnrolResponse = answer.json();
+    assert_eq!(
+        (registered.patient_id, registered.device_id),
+        (original.patient_id, new_id)
+    );
+    // A lost answer asked again gets the same token; another secret does not.
+    let again: EnrolResponse = server
+        .post("/v1/devices", Some(&original.token), request)
+        .await
+        .json();
+    assert_eq!(again.token, registered.token);
+    server
+        .post(
+            "/v1/devices",
+            Some(&original.token),
+            json!({"device_id": new_id, "secret": "cd".repeat(32)}).to_string(),
+        )
+        .await
+        .error(StatusCode::CONFLICT, ErrorCode::DeviceIdTaken);
+    server
+        .post(
+            "/v1/devices",
+            None,
+            json!({"device_id": Uuid::now_v7(), "secret": "cd".repeat(32)}).to_string(),
+        )
+        .await
+        .error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized);
+    let mut copy = Device {
+        patient_id: original.patient_id,
+        device_id: new_id,
+        token: registered.token,
+        seq: 0,
+    };
+    let moved = copy.create(Uuid::now_v7(), 4);
+    assert_eq!(server.push(&copy, vec![moved]).await.status, StatusCode::OK);
+    let feed = server.pull_all(&copy).await;
+    assert_eq!(feed.ops.len(), 2);
+    assert_eq!(feed.epoch, server.storage.epoch().await.unwrap());
+}
+
+#[tokio::test]
+async fn an_erased_patients_token_is_told_so() {
+    let server = Server::new().await;
+    let mut device = server.enrol(None).await;
+    let op = device.create(Uuid::now_v7(), 5);
+    server.push(&device, vec![op]).await;
+    admin::erase_patient(&server.storage, device.patient_id, "dpo", Utc::now())
+        .await
+        .unwrap();
+    let body = server
+        .get("/v1/pull", Some(&device.token))
+        .await
+        .error(StatusCode::GONE, ErrorCode::PatientErased);
+    assert!(body.message.contains("erased"), "{}", body.message);
+    assert!(body.message.contains("kept"), "{}", body.message);
 }

@@ -142,6 +142,18 @@ pub(crate) fn insert_op(
     Ok(inserted == 1)
 }
 
+/// Whether the log holds `op` itself under its `(device_id, device_seq)`: same entry, same stamp.
+pub(crate) fn holds_same_op(conn: &Connection, op: &Op) -> Result<bool> {
+    let held: Option<(String, String)> = conn
+        .prepare_cached("SELECT entry_id, hlc FROM ops WHERE device_id = ?1 AND device_seq = ?2")?
+        .query_row(params![op.device_id.to_string(), op.device_seq], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    Ok(held
+        .is_some_and(|(entry, hlc)| entry == op.entry_id.to_string() && hlc == op.hlc.to_string()))
+}
+
 /// The stored state of an entry and, when the state column is empty, its only operation.
 pub(crate) const STATE_COLUMNS: &str = "e.state, o.hlc, o.patch";
 /// The tables [`STATE_COLUMNS`] come from, entries aliased `e`.

@@ -78,9 +78,37 @@ pub enum StoreError {
         /// What the system said.
         error: std::io::Error,
     },
+    /// An operation pulled from the server has the device id and sequence number of a
+    /// different operation in this diary: this diary is a copy of another that wrote under the
+    /// same id. Nothing of the page was applied; the diary must take a new device identity.
+    #[error("sequence {device_seq} of device {device_id} holds a different operation here than on the server: this diary is a copy of another")]
+    SequenceTaken {
+        /// The device id both copies write under.
+        device_id: Uuid,
+        /// The sequence number.
+        device_seq: u64,
+    },
+    /// The disk is full (or the file reached its size limit); nothing of the change was written.
+    #[error(
+        "the disk holding the diary is full; nothing was written (free some space and try again)"
+    )]
+    DiskFull,
+    /// The diary file or its folder cannot be written; nothing was changed.
+    #[error("the diary file is read-only; nothing was written")]
+    ReadOnly,
     /// SQLite failed.
     #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => StoreError::DiskFull,
+            Some(rusqlite::ErrorCode::ReadOnly) => StoreError::ReadOnly,
+            _ => StoreError::Sqlite(e),
+        }
+    }
 }
 
 impl StoreError {

@@ -175,6 +175,18 @@ impl Store {
         Ok(())
     }
 
+    /// Writes a consistent copy of the whole diary to a new file at `path`, as a phone backup
+    /// does: the copy opens as a diary of its own. (Restored and synced beside the original, it
+    /// finds that it is a copy and takes a new device identity.)
+    ///
+    /// # Failure
+    /// [`StoreError::Sqlite`] if `path` exists or cannot be written.
+    pub fn back_up_to(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref().to_string_lossy().into_owned();
+        self.conn.execute("VACUUM INTO ?1", [path])?;
+        Ok(())
+    }
+
     /// Replaces where the store reads the time (tests, or a shell with its own clock).
     pub fn set_time_source(&mut self, time: TimeSource) {
         self.time = time;
@@ -442,4 +454,87 @@ fn insert_new_entry(
         return Err(StoreError::AlreadyExists(id));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod full_and_read_only_disk {
+    //! A full disk (the file held to its present size with `max_page_count`) and a file that
+    //! cannot be written (`query_only`): writes fail with a clear error, nothing is corrupted or
+    //! half-written, and the next run works once there is room.
+
+    use super::*;
+
+    fn entry(day: u32, note: &str) -> EntryInput {
+        serde_json::from_value(serde_json::json!({
+            "day": format!("2026-10-{day:02}"),
+            "first_step_pain": 3,
+            "note": note,
+        }))
+        .unwrap()
+    }
+
+    fn integrity(store: &Store) -> String {
+        store
+            .conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_full_disk_refuses_log_and_import_cleanly_and_the_next_run_works() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("diary.sqlite3");
+        let mut store = Store::open(&path).unwrap();
+        store.log(entry(1, "before")).unwrap();
+        let pages: u64 = store
+            .conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        store
+            .conn
+            .pragma_update(None, "max_page_count", pages)
+            .unwrap();
+        let note = "x".repeat(1_900);
+        let mut logged = 1;
+        let full = loop {
+            match store.log(entry(2, &note)) {
+                Ok(_) => logged += 1,
+                Err(e) => break e,
+            }
+            assert!(logged < 10_000, "the page limit never struck");
+        };
+        assert!(matches!(full, StoreError::DiskFull), "{full:?}");
+        assert!(full.to_string().contains("full"), "{full}");
+        let import = store.import((0..50).map(|i| entry(3, &format!("{i}{note}"))), |_| {});
+        assert!(
+            matches!(&import, Err(StoreError::Import { source, .. }) if matches!(**source, StoreError::DiskFull))
+                || matches!(import, Err(StoreError::DiskFull)),
+            "{import:?}"
+        );
+        assert_eq!(store.list(None, None).unwrap().len(), logged);
+        assert_eq!(integrity(&store), "ok");
+        drop(store);
+        // Room again (a new run has no page limit): the diary works and holds what it held.
+        let mut store = Store::open(&path).unwrap();
+        assert_eq!(store.list(None, None).unwrap().len(), logged);
+        store.log(entry(4, "after")).unwrap();
+        assert_eq!(store.unpushed(100_000).unwrap().len(), logged + 1);
+    }
+
+    #[test]
+    fn a_read_only_diary_refuses_writes_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("diary.sqlite3");
+        let mut store = Store::open(&path).unwrap();
+        store.log(entry(1, "kept")).unwrap();
+        store.conn.pragma_update(None, "query_only", true).unwrap();
+        let refused = store.log(entry(2, "lost")).unwrap_err();
+        assert!(matches!(refused, StoreError::ReadOnly), "{refused:?}");
+        assert!(refused.to_string().contains("read-only"), "{refused}");
+        assert_eq!(store.list(None, None).unwrap().len(), 1);
+        drop(store);
+        let mut store = Store::open(&path).unwrap();
+        store.log(entry(2, "written")).unwrap();
+        assert_eq!(store.list(None, None).unwrap().len(), 2);
+    }
 }

@@ -19,6 +19,10 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
         "0003_device_clock",
         include_str!("../../../schema/client/0003_device_clock.sql"),
     ),
+    (
+        "0004_identity_and_epoch",
+        include_str!("../../../schema/client/0004_identity_and_epoch.sql"),
+    ),
 ];
 
 /// Schema version a fresh diary gets.

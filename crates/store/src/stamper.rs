@@ -47,10 +47,11 @@ impl Stamper {
         }
     }
 
-    /// The next stamp at `now_ms` for an operation that keeps its sequence number (one being
-    /// re-stamped).
-    pub(crate) fn tick(&mut self, now_ms: u64) -> Hlc {
-        self.clock.tick(now_ms)
+    /// The next sequence number, for an operation issued again with a stamp of its own.
+    pub(crate) fn take_seq(&mut self) -> u64 {
+        let device_seq = self.next_seq;
+        self.next_seq += 1;
+        device_seq
     }
 
     /// Moves the clock past a stamp seen from another device, so that later own stamps order

@@ -551,3 +551,127 @@ proptest! {
         prop_assert_eq!(a.all_ops().unwrap().len(), b.all_ops().unwrap().len());
     }
 }
+
+fn pulled(ops: &[heeldiary_core::Op], first_cursor: u64) -> Vec<PulledOp> {
+    ops.iter()
+        .enumerate()
+        .map(|(n, op)| PulledOp {
+            cursor: first_cursor + n as u64,
+            received_at: chrono::Utc::now(),
+            op: op.clone(),
+        })
+        .collect()
+}
+
+#[test]
+fn a_copied_diary_never_skips_a_clashing_operation_and_moves_its_own_to_a_new_identity(
+) -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (a_path, b_path) = (dir.path().join("a.sqlite3"), dir.path().join("b.sqlite3"));
+    let mut original = Store::open(&a_path)?;
+    original.log(input(json!({"day": "2026-11-01", "note": "e1"})))?;
+    original.mark_pushed(1)?;
+    drop(original);
+    std::fs::copy(&a_path, &b_path)?;
+    let (mut original, mut copy) = (Store::open(&a_path)?, Store::open(&b_path)?);
+    let shared_id = original.device_id();
+    original.log(input(json!({"day": "2026-11-02", "note": "e2"})))?;
+    let e3 = copy.log(input(json!({"day": "2026-11-03", "note": "e3"})))?;
+    let from_original = pulled(&original.all_ops()?[1..], 2);
+    // Same device id, same sequence 2, another operation: refused, never counted as had.
+    let clash = copy.apply_pulled(&from_original, 2).unwrap_err();
+    assert!(
+        matches!(clash, StoreError::SequenceTaken { device_id, device_seq: 2 } if device_id == shared_id),
+        "{clash}"
+    );
+    assert_eq!(
+        copy.sync_state()?.pull_cursor,
+        0,
+        "nothing of the page applied"
+    );
+
+    let (new_id, secret) = copy.next_identity()?;
+    assert_eq!(
+        copy.next_identity()?,
+        (new_id, secret.clone()),
+        "kept for a retry"
+    );
+    assert_eq!(copy.adopt_identity(new_id, Some("new-token"))?, 1);
+    assert_eq!(copy.device_id(), new_id);
+    assert_eq!(copy.enrolment_secret()?, secret);
+    let moved = copy.history(e3.id)?;
+    assert_eq!((moved[0].device_id, moved[0].device_seq), (new_id, 1));
+    assert_eq!(copy.unpushed(10)?.len(), 1);
+    copy.apply_pulled(&from_original, 2)?;
+    let mut notes: Vec<_> = copy
+        .list(None, None)?
+        .into_iter()
+        .filter_map(|e| e.note)
+        .collect();
+    notes.sort();
+    assert_eq!(notes, ["e1", "e2", "e3"]);
+    // A reopened copy keeps its new identity and goes on with its sequence.
+    drop(copy);
+    let mut copy = Store::open(&b_path)?;
+    assert_eq!(copy.device_id(), new_id);
+    let e4 = copy.log(input(json!({"day": "2026-11-04", "note": "e4"})))?;
+    assert_eq!(copy.history(e4.id)?[0].device_seq, 2);
+    Ok(())
+}
+
+#[test]
+fn a_new_server_epoch_forgets_acknowledgements_and_the_cursor() -> TestResult {
+    let mut store = Store::open_in_memory()?;
+    store.log(input(json!({"day": "2026-11-01"})))?;
+    let (first, restored) = (Uuid::new_v4(), Uuid::new_v4());
+    assert!(!store.observe_epoch(first)?, "the first epoch is just kept");
+    store.mark_pushed(1)?;
+    store.apply_pulled(&[], 5)?;
+    assert!(!store.observe_epoch(first)?);
+    assert_eq!(store.sync_state()?.pending, 0);
+    assert!(store.observe_epoch(restored)?);
+    let state = store.sync_state()?;
+    assert_eq!((state.pending, state.pull_cursor), (1, 0));
+    assert_eq!(store.server_epoch()?, Some(restored));
+    Ok(())
+}
+
+#[test]
+fn a_re_stamped_operation_takes_a_new_sequence_and_loses_to_a_later_edit_elsewhere() -> TestResult {
+    let mut fast = Store::open_in_memory()?;
+    let mut right = Store::open_in_memory()?;
+    // Written at 10:00 real time by a device whose clock says 12:00.
+    fast.set_time_source(fixed_time("2026-11-10T12:00:00+00:00"));
+    let e = fast.log(input(json!({"day": "2026-11-10", "first_step_pain": 9})))?;
+    let refused = fast.all_ops()?[0].clone();
+    // The other device sees it (the server held it, its clock having run fast too) and edits
+    // at 10:30 real time, correctly stamped.
+    right.apply_pulled(&pulled(std::slice::from_ref(&refused), 1), 1)?;
+    right.set_time_source(fixed_time("2026-11-10T10:30:00+00:00"));
+    let mut later = right.all_ops()?;
+    right.edit(e.id, input(json!({"first_step_pain": 3})))?;
+    later = right.all_ops()?[later.len()..].to_vec();
+    fast.apply_pulled(&pulled(&later, 2), 2)?;
+    // Now the fast device learns at 10:40 that its clock runs two hours ahead.
+    fast.set_time_source(fixed_time("2026-11-10T12:40:00+00:00"));
+    let server_now =
+        DateTime::parse_from_rfc3339("2026-11-10T10:40:00+00:00")?.timestamp_millis() as u64;
+    assert_eq!(fast.correct_clock(server_now)?, 1);
+    let own: Vec<_> = fast
+        .all_ops()?
+        .into_iter()
+        .filter(|op| op.device_id == fast.device_id())
+        .collect();
+    assert_eq!(own.len(), 1);
+    assert_ne!(
+        own[0].device_seq, refused.device_seq,
+        "a sequence number never names two operations"
+    );
+    assert_ne!(own[0].hlc, refused.hlc);
+    assert_eq!(
+        fast.get(e.id)?.first_step_pain,
+        Some(3),
+        "the later real-time edit still wins after the re-stamp"
+    );
+    Ok(())
+}

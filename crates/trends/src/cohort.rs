@@ -9,13 +9,13 @@
 //! Diaries also carry what real ones do: some days split into a morning and an evening
 //! check-in, and some deleted entries with alarming values that the analysis must ignore.
 
-use chrono::{Days, NaiveDate, Timelike};
-use heeldiary_core::{Entry, Location, Severity, Treatment, Trigger};
+use chrono::{Datelike, Days, NaiveDate, Timelike};
+use heeldiary_core::{Entry, Location, Severity, Side, Treatment, Trigger};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 
-use crate::report::{Direction, PatternKind, RedFlagKind, Report, Verdict};
+use crate::report::{Direction, PatternKind, RedFlagKind, Report, SubReading, Urgency, Verdict};
 
 /// Shortest diary for which every scenario's ground truth holds with the default window.
 pub const MIN_DAYS: u32 = 70;
@@ -39,17 +39,51 @@ pub enum Scenario {
     Worsening,
     /// A foot pattern, then numbness, radiating and sitting pain appear (a mixed pattern).
     PatternShift,
+    /// Both feet heavy and aching after walking or standing, eased by sitting or bending
+    /// forward; no tender heel, no first-step peak (a stenosis-like back picture).
+    Stenosis,
+    /// Burning or numbness in the heel and sole, pain at rest and at night, no first-step peak,
+    /// no back or leg pain (a nerve caught at the heel).
+    HeelNerve,
+    /// A back pattern in both legs; in its last week numbness in the saddle area and weakness.
+    CaudaEquina,
+    /// A mixed picture whose sitting pain is above its first-step pain every day: first-step
+    /// pain high and a tender heel together with radiating pain and numbness.
+    MixedSittingPeak,
+    /// A steady foot pattern logged in weekly batches: every entry written up to a week late.
+    Backfilled,
+    /// A steady foot pattern whose ratings wander from day to day with lag-1 correlation
+    /// `tenths / 10` and no trend: any direction named is false.
+    AutocorrelatedNull {
+        /// The day-to-day correlation, in tenths.
+        tenths: u8,
+    },
 }
 
 impl Scenario {
+    /// The null diaries of the accuracy report, at correlation 0.3, 0.6 and 0.8.
+    pub const NULLS: [Scenario; 3] = [
+        Scenario::AutocorrelatedNull { tenths: 3 },
+        Scenario::AutocorrelatedNull { tenths: 6 },
+        Scenario::AutocorrelatedNull { tenths: 8 },
+    ];
+
     /// Every scenario.
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 14] = [
         Scenario::FootPattern,
         Scenario::BackPattern,
         Scenario::Mixed,
         Scenario::ImprovingWithTreatment,
         Scenario::Worsening,
         Scenario::PatternShift,
+        Scenario::Stenosis,
+        Scenario::HeelNerve,
+        Scenario::CaudaEquina,
+        Scenario::MixedSittingPeak,
+        Scenario::Backfilled,
+        Scenario::NULLS[0],
+        Scenario::NULLS[1],
+        Scenario::NULLS[2],
     ];
 
     /// Short name for reports.
@@ -61,6 +95,23 @@ impl Scenario {
             Scenario::ImprovingWithTreatment => "improving_with_treatment",
             Scenario::Worsening => "worsening",
             Scenario::PatternShift => "pattern_shift",
+            Scenario::Stenosis => "stenosis",
+            Scenario::HeelNerve => "heel_nerve",
+            Scenario::CaudaEquina => "cauda_equina",
+            Scenario::MixedSittingPeak => "mixed_sitting_peak",
+            Scenario::Backfilled => "backfilled",
+            Scenario::AutocorrelatedNull { tenths: 3 } => "null_correlation_0.3",
+            Scenario::AutocorrelatedNull { tenths: 6 } => "null_correlation_0.6",
+            Scenario::AutocorrelatedNull { tenths: 8 } => "null_correlation_0.8",
+            Scenario::AutocorrelatedNull { .. } => "null_correlated",
+        }
+    }
+
+    /// Day-to-day correlation of the ratings' noise.
+    fn correlation(self) -> f64 {
+        match self {
+            Scenario::AutocorrelatedNull { tenths } => f64::from(tenths.min(9)) / 10.0,
+            _ => 0.0,
         }
     }
 }
@@ -132,8 +183,16 @@ pub struct GroundTruth {
     pub treatment: Option<(Treatment, Verdict)>,
     /// The pattern shift, if the story has one (otherwise none may be reported).
     pub shift: Option<ExpectedShift>,
-    /// Exactly the red flags expected, in order.
+    /// The red flags expected, in order: all must be raised.
     pub red_flags: Vec<RedFlagKind>,
+    /// Red flags that may be raised or not (the story makes them likely but not certain).
+    pub optional_flags: Vec<RedFlagKind>,
+    /// The sub-reading of the pattern, when the story has one.
+    pub sub_reading: Option<SubReading>,
+    /// The first red flag must be urgent.
+    pub urgent_first: bool,
+    /// No measure changes in the window: any direction named is false.
+    pub no_trend: bool,
 }
 
 /// Which parts of the ground truth a report recovered.
@@ -147,14 +206,22 @@ pub struct Recovery {
     pub treatment: bool,
     /// Shift found with the right kinds within the tolerance, or none found when none expected.
     pub shift: bool,
-    /// Exactly the expected red flags.
+    /// Exactly the expected red flags (optional ones aside), urgent first when expected.
     pub red_flags: bool,
+    /// No measure other than first-step pain names a direction the story does not have
+    /// (checked only for stories without any trend).
+    pub no_false_direction: bool,
 }
 
 impl Recovery {
     /// Whether everything was recovered.
     pub fn all(&self) -> bool {
-        self.pattern && self.first_step_trend && self.treatment && self.shift && self.red_flags
+        self.pattern
+            && self.first_step_trend
+            && self.treatment
+            && self.shift
+            && self.red_flags
+            && self.no_false_direction
     }
 }
 
@@ -176,14 +243,33 @@ pub fn check(report: &Report, truth: &GroundTruth) -> Recovery {
                     <= SHIFT_DATE_TOLERANCE_DAYS
         }
     };
-    let mut flags: Vec<RedFlagKind> = report.red_flags.iter().map(|flag| flag.kind).collect();
+    let mut flags: Vec<RedFlagKind> = report
+        .red_flags
+        .iter()
+        .map(|flag| flag.kind)
+        .filter(|kind| !truth.optional_flags.contains(kind))
+        .collect();
     flags.sort();
+    let urgent_first = !truth.urgent_first
+        || report
+            .red_flags
+            .first()
+            .is_some_and(|flag| flag.urgency == Urgency::Urgent);
+    let no_false_direction =
+        !truth.no_trend
+            || report.trends.all().iter().all(|trend| {
+                !matches!(trend.direction, Direction::Improving | Direction::Worsening)
+            });
     Recovery {
-        pattern: report.pattern.kind == truth.pattern,
+        pattern: report.pattern.kind == truth.pattern
+            && truth
+                .sub_reading
+                .is_none_or(|sub| report.pattern.sub_reading == Some(sub)),
         first_step_trend: report.trends.first_step_pain.direction == truth.first_step_trend,
         treatment,
         shift,
-        red_flags: flags == truth.red_flags,
+        red_flags: flags == truth.red_flags && urgent_first,
+        no_false_direction,
     }
 }
 
@@ -273,6 +359,51 @@ const MIXED: Profile = Profile {
     ],
 };
 
+const STENOSIS: Profile = Profile {
+    first_step: 1.0,
+    rest: 1.0,
+    sitting: 0.5,
+    activity: 7.0,
+    heel_tender: 0.05,
+    morning_stiffness: 0.1,
+    radiating: 0.05,
+    numbness: 0.3,
+    weakness: 0.0,
+    night_pain: 0.05,
+    worse_with: &[(Trigger::Walking, 0.8), (Trigger::Standing, 0.7)],
+    eased_with: &[(Trigger::Sitting, 0.8), (Trigger::Bending, 0.5)],
+    locations: &[
+        (Location::Calf, 0.8),
+        (Location::Thigh, 0.4),
+        (Location::Foot, 0.6),
+        (Location::HeelBottom, 0.4),
+    ],
+};
+
+const HEEL_NERVE: Profile = Profile {
+    first_step: 3.0,
+    rest: 6.0,
+    sitting: 4.0,
+    activity: 5.0,
+    heel_tender: 0.3,
+    morning_stiffness: 0.1,
+    radiating: 0.0,
+    numbness: 0.85,
+    weakness: 0.0,
+    night_pain: 0.5,
+    worse_with: &[(Trigger::Standing, 0.6), (Trigger::Rest, 0.3)],
+    eased_with: &[],
+    locations: &[(Location::HeelBottom, 0.9), (Location::Arch, 0.5)],
+};
+
+const MIXED_SITTING_PEAK: Profile = Profile {
+    first_step: 7.0,
+    rest: 5.0,
+    sitting: 8.0,
+    activity: 4.0,
+    ..MIXED
+};
+
 /// The story's timeline for a diary of `days` days.
 struct Timeline {
     days: i64,
@@ -295,9 +426,17 @@ impl Timeline {
         (self.days - 42).min(self.days / 2)
     }
 
+    /// First day of the urgent signs (cauda equina scenario): the last week.
+    fn urgent_start(&self) -> i64 {
+        self.days - 7
+    }
+
     fn profile(&self, scenario: Scenario, day: i64) -> &'static Profile {
         match scenario {
-            Scenario::BackPattern => &BACK,
+            Scenario::BackPattern | Scenario::CaudaEquina => &BACK,
+            Scenario::Stenosis => &STENOSIS,
+            Scenario::HeelNerve => &HEEL_NERVE,
+            Scenario::MixedSittingPeak => &MIXED_SITTING_PEAK,
             Scenario::Mixed => &MIXED,
             Scenario::PatternShift if day >= self.shift_day() => &MIXED,
             _ => &FOOT,
@@ -344,18 +483,29 @@ pub fn ground_truth(scenario: Scenario, start: NaiveDate, days: u32) -> GroundTr
         treatment: None,
         shift: None,
         red_flags,
+        optional_flags: Vec::new(),
+        sub_reading: None,
+        urgent_first: false,
+        no_trend: true,
     };
     match scenario {
         Scenario::FootPattern => steady(PatternKind::PlantarFasciitisLike, vec![]),
-        Scenario::BackPattern => steady(PatternKind::BackRelated, vec![RedFlagKind::NewNerveSigns]),
+        Scenario::BackPattern => GroundTruth {
+            // A quarter of days with weakness and half with night pain can line up as three
+            // days of weakness in a row, or night pain on nearly every day of two weeks.
+            optional_flags: vec![RedFlagKind::NewWeakness, RedFlagKind::NightPainNotEasing],
+            ..steady(PatternKind::BackRelated, vec![RedFlagKind::NewNerveSigns])
+        },
         Scenario::Mixed => steady(PatternKind::Mixed, vec![RedFlagKind::NewNerveSigns]),
         Scenario::ImprovingWithTreatment => GroundTruth {
             first_step_trend: Direction::Improving,
             treatment: Some((Treatment::Orthotics, Verdict::Helped)),
+            no_trend: false,
             ..steady(PatternKind::PlantarFasciitisLike, vec![])
         },
         Scenario::Worsening => GroundTruth {
             first_step_trend: Direction::Worsening,
+            no_trend: false,
             ..steady(
                 PatternKind::PlantarFasciitisLike,
                 vec![RedFlagKind::NoImprovementOnConservativeCare],
@@ -367,8 +517,36 @@ pub fn ground_truth(scenario: Scenario, start: NaiveDate, days: u32) -> GroundTr
                 from: PatternKind::PlantarFasciitisLike,
                 to: PatternKind::Mixed,
             }),
+            no_trend: false,
             ..steady(PatternKind::Mixed, vec![RedFlagKind::NewNerveSigns])
         },
+        Scenario::Stenosis => GroundTruth {
+            sub_reading: Some(SubReading::StenosisLike),
+            ..steady(PatternKind::BackRelated, vec![RedFlagKind::NewNerveSigns])
+        },
+        Scenario::HeelNerve => steady(PatternKind::HeelNerveLike, vec![RedFlagKind::NewNerveSigns]),
+        Scenario::CaudaEquina => GroundTruth {
+            optional_flags: vec![
+                RedFlagKind::WorseningWeakness,
+                RedFlagKind::NewWeakness,
+                RedFlagKind::NightPainNotEasing,
+            ],
+            urgent_first: true,
+            // Weakness in the last week raises the nerve-sign score.
+            no_trend: false,
+            ..steady(
+                PatternKind::BackRelated,
+                vec![
+                    RedFlagKind::NewNerveSigns,
+                    RedFlagKind::SaddleNumbness,
+                    RedFlagKind::NerveSignsBothSides,
+                ],
+            )
+        },
+        Scenario::MixedSittingPeak => steady(PatternKind::Mixed, vec![RedFlagKind::NewNerveSigns]),
+        Scenario::Backfilled | Scenario::AutocorrelatedNull { .. } => {
+            steady(PatternKind::PlantarFasciitisLike, vec![])
+        }
     }
 }
 
@@ -385,6 +563,10 @@ struct Writer {
     bias: f64,
     /// Entries written so far, for distinct ids.
     written: u64,
+    /// Day-to-day correlation of the ratings' noise (0: independent days).
+    correlation: f64,
+    /// The current noise of each of the four ratings, for correlated days.
+    wander: [f64; 4],
 }
 
 impl Writer {
@@ -395,15 +577,27 @@ impl Writer {
         (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
     }
 
-    fn rating(&mut self, mean: f64, odd: bool) -> Option<u8> {
+    fn rating(&mut self, slot: usize, mean: f64, odd: bool) -> Option<u8> {
+        // Correlated noise moves every day, answered or not: an AR(1) series with marginal
+        // SD 1 (clean) or 1.5 (noisy) points. Independent noise is drawn only when answered,
+        // as it always was, so the other scenarios keep their diaries.
+        let wandered = (self.correlation > 0.0).then(|| {
+            let rho = self.correlation;
+            self.wander[slot] = rho * self.wander[slot] + (1.0 - rho * rho).sqrt() * self.normal();
+            let spread = if self.variant.noisy { 1.5 } else { 1.0 };
+            spread * self.wander[slot]
+        });
         if self.skip_answer() {
             return None;
         }
         if odd && self.rng.random_bool(0.5) {
             return Some(self.rng.random_range(0..=10));
         }
-        let spread = if self.variant.noisy { 1.0 } else { 0.5 };
-        let value = mean + self.bias + spread * self.normal();
+        let noise = match wandered {
+            Some(noise) => noise,
+            None => (if self.variant.noisy { 1.0 } else { 0.5 }) * self.normal(),
+        };
+        let value = mean + self.bias + noise;
         Some(value.round().clamp(0.0, 10.0) as u8)
     }
 
@@ -466,10 +660,10 @@ impl Writer {
     ) -> Vec<Entry> {
         let odd = self.variant.noisy && self.rng.random_bool(0.1);
         let mut entry = self.entry(date);
-        entry.first_step_pain = self.rating(profile.first_step * level, odd);
-        entry.rest_pain = self.rating(profile.rest * level, odd);
-        entry.sitting_pain = self.rating(profile.sitting * level, odd);
-        entry.activity_pain = self.rating(profile.activity * level, odd);
+        entry.first_step_pain = self.rating(0, profile.first_step * level, odd);
+        entry.rest_pain = self.rating(1, profile.rest * level, odd);
+        entry.sitting_pain = self.rating(2, profile.sitting * level, odd);
+        entry.activity_pain = self.rating(3, profile.activity * level, odd);
         entry.heel_tender = self.answer(profile.heel_tender);
         entry.morning_stiffness = self.answer(profile.morning_stiffness);
         entry.radiating = self.answer(profile.radiating);
@@ -537,6 +731,8 @@ pub fn generate_variant(
         variant,
         bias,
         written: 0,
+        correlation: scenario.correlation(),
+        wander: [0.0; 4],
     };
     let timeline = Timeline {
         days: i64::from(days),
@@ -556,9 +752,46 @@ pub fn generate_variant(
         let profile = timeline.profile(scenario, number);
         let level = timeline.pain_level(scenario, number);
         let treatments = timeline.treatments(scenario, number);
-        entries.extend(writer.day_entries(date, profile, level, treatments));
+        let mut day = writer.day_entries(date, profile, level, treatments);
+        match scenario {
+            Scenario::CaudaEquina => {
+                writer.cauda_equina(&mut day, number >= timeline.urgent_start())
+            }
+            Scenario::Backfilled => {
+                for entry in &mut day {
+                    write_up_on_sunday(entry);
+                }
+            }
+            _ => {}
+        }
+        entries.extend(day);
     }
     entries
+}
+
+/// Moves an entry's recording to the Sunday evening ending its week, as a diary kept in
+/// weekly batches is.
+fn write_up_on_sunday(entry: &mut Entry) {
+    let days_to_sunday = 6 - u64::from(entry.day.weekday().num_days_from_monday());
+    let sunday = entry.day + Days::new(days_to_sunday);
+    if let Some(evening) = sunday.and_hms_opt(21, 0, 0) {
+        entry.recorded_at = evening.and_utc().fixed_offset();
+        entry.backfilled = Entry::is_backfilled(entry.day, &entry.recorded_at);
+    }
+}
+
+impl Writer {
+    /// Both legs every day; weakness and saddle numbness only in the last week (asked, and
+    /// answered no, before it).
+    fn cauda_equina(&mut self, day: &mut [Entry], urgent: bool) {
+        for entry in day.iter_mut() {
+            entry.weakness = entry.weakness.map(|_| urgent);
+        }
+        if let Some(first) = day.first_mut() {
+            first.side = Some(Side::Both);
+            first.saddle_numbness = self.answer(if urgent { 1.0 } else { 0.0 });
+        }
+    }
 }
 
 /// A cohort of `patients` diaries of `days` days from `start`, cycling through the scenarios

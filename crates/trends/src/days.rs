@@ -61,6 +61,9 @@ pub(crate) struct Day {
     pub date: NaiveDate,
     /// Day number on a continuous scale, so that gaps between logged days count as time.
     pub number: i64,
+    /// Every check-in of the day was written more than a day after it: recalled, not
+    /// observed on the day, so it counts less.
+    pub backfilled: bool,
     values: [Folded; Field::ALL.len()],
 }
 
@@ -73,16 +76,23 @@ impl Day {
         Day {
             date: entry.day,
             number: i64::from(entry.day.num_days_from_ce()),
+            backfilled: entry.backfilled,
             values,
         }
     }
 
     /// Folds another check-in of the same day into this one.
     fn absorb(&mut self, entry: &Entry) {
+        self.backfilled &= entry.backfilled;
         for field in Field::ALL {
             let value = &mut self.values[field.index()];
             *value = value.with(Folded::of(entry.get(*field)));
         }
+    }
+
+    /// Whether any check-in of the day answered `field`.
+    pub fn answered(&self, field: Field) -> bool {
+        self.values[field.index()] != Folded::Unanswered
     }
 
     /// A score or count of the day.
@@ -167,6 +177,29 @@ impl Day {
         Some(f64::from(numbness + radiating + weakness))
     }
 
+    /// How much the day counts in the pattern: half when it was back-filled.
+    pub fn weight(&self) -> f64 {
+        if self.backfilled {
+            BACKFILLED_WEIGHT
+        } else {
+            1.0
+        }
+    }
+
+    /// Pain radiated down the leg, or was felt above the foot (lower back, buttock, thigh,
+    /// calf): what ties numbness and night pain to the back rather than the heel.
+    pub fn above_foot_or_radiating(&self) -> bool {
+        self.flag(Field::Radiating) == Some(true)
+            || [
+                Location::LowerBack,
+                Location::Buttock,
+                Location::Thigh,
+                Location::Calf,
+            ]
+            .into_iter()
+            .any(|place| self.has_location(place))
+    }
+
     pub fn has_location(&self, location: Location) -> bool {
         self.words(Field::Locations).contains(location)
     }
@@ -193,6 +226,10 @@ impl Day {
         self.words(Field::Treatments).words::<Treatment>()
     }
 }
+
+/// Weight of a back-filled day in the pattern: a diary typed in one evening recalls days
+/// rather than observing them.
+pub const BACKFILLED_WEIGHT: f64 = 0.5;
 
 /// The logged days up to and including `as_of`, in date order, deleted entries left out.
 pub(crate) fn summarise(entries: &[Entry], as_of: NaiveDate) -> Vec<Day> {

@@ -28,11 +28,13 @@
 //! println!("{}", heeldiary_trends::render_text(&report));
 //! ```
 
+mod alert;
 #[cfg(feature = "cohort")]
 pub mod cohort;
 mod days;
 mod pattern;
 mod red_flags;
+mod render;
 mod report;
 mod shift;
 pub mod stats;
@@ -43,11 +45,13 @@ use chrono::NaiveDate;
 use heeldiary_core::Entry;
 use rayon::prelude::*;
 
+pub use alert::{has_urgent_sign, urgent_alert, UrgentAlert, URGENT_FIELDS};
 pub use pattern::MIN_DAYS_FOR_PATTERN;
+pub use render::{render, render_text, Audience};
 pub use report::{
-    render_text, Adherence, Direction, Evidence, Measure, Pattern, PatternKind, Period, RedFlag,
-    RedFlagKind, Report, Scores, Segment, Shift, Sign, SignChange, Source, TreatmentResponse,
-    Trend, Trends, Verdict, Window,
+    Adherence, Direction, Evidence, Measure, Pattern, PatternKind, Period, RedFlag, RedFlagKind,
+    Report, Scores, Segment, Shift, Sign, SignAsked, SignChange, Source, Step, SubReading,
+    TreatmentResponse, Trend, Trends, Urgency, Verdict, Window,
 };
 pub use trend::MIN_DAYS_FOR_TREND;
 
@@ -104,7 +108,7 @@ pub fn analyse(entries: &[Entry], options: &Options) -> Report {
     Report {
         window,
         pattern: pattern::window_pattern(window_days, window.from, window.to),
-        trends: trend::trends(window_days),
+        trends: trend::trends(window_days, &history, options.as_of),
         treatments: treatment::responses(&history),
         shifts: shift::shifts(&history),
         red_flags: red_flags::red_flags(&history, window_days, options.as_of),
@@ -112,8 +116,31 @@ pub fn analyse(entries: &[Entry], options: &Options) -> Report {
             days_logged,
             days_in_window: window.days,
             ratio: report::round(f64::from(days_logged) / f64::from(window.days)),
+            days_backfilled: window_days.iter().filter(|day| day.backfilled).count() as u32,
+            signs_asked: signs_asked(window_days),
         },
     }
+}
+
+/// The warning signs the diary asks about, with the logged days of `days` that answered each.
+fn signs_asked(days: &[days::Day]) -> Vec<SignAsked> {
+    use heeldiary_core::Field;
+    [
+        (Field::SaddleNumbness, "numbness between the legs"),
+        (Field::BladderBowelChange, "bladder or bowel change"),
+        (Field::Weakness, "weakness in the leg or foot"),
+        (Field::Numbness, "numbness or tingling"),
+        (Field::Side, "which side (one or both legs)"),
+        (Field::FeverOrWeightLoss, "fever or weight loss"),
+        (Field::NightPain, "pain at night"),
+    ]
+    .into_iter()
+    .map(|(field, question)| SignAsked {
+        field,
+        question: question.to_owned(),
+        days_answered: days.iter().filter(|day| day.answered(field)).count() as u32,
+    })
+    .collect()
 }
 
 /// Analyses many patients in parallel (one report per patient, in the same order).

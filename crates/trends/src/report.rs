@@ -1,8 +1,6 @@
 //! The report: what was found, each finding with its evidence and one plain sentence, in a
 //! shape that serialises to the stable JSON described by `schema/trends-report.schema.json`.
 
-use std::fmt::Write as _;
-
 use chrono::NaiveDate;
 use heeldiary_core::{Field, Treatment};
 use serde::{Deserialize, Serialize};
@@ -55,6 +53,11 @@ pub enum PatternKind {
     BackRelated,
     /// Both sets of signs.
     Mixed,
+    /// Nerve signs kept to the heel or sole (burning, numbness, night or rest pain) without a
+    /// first-step peak or pain above the foot: consistent with a nerve caught at the heel.
+    HeelNerveLike,
+    /// Enough days, but no reading is supported: the signs are too weak or too mixed.
+    Unclear,
     /// Too few logged days, or no answers that tell the sources apart.
     InsufficientData,
 }
@@ -66,7 +69,27 @@ impl PatternKind {
             PatternKind::PlantarFasciitisLike => "plantar_fasciitis_like",
             PatternKind::BackRelated => "back_related",
             PatternKind::Mixed => "mixed",
+            PatternKind::HeelNerveLike => "heel_nerve_like",
+            PatternKind::Unclear => "unclear",
             PatternKind::InsufficientData => "insufficient_data",
+        }
+    }
+
+    /// Words for a patient: no identifiers, no technical names.
+    pub fn describe_plainly(self) -> &'static str {
+        match self {
+            PatternKind::PlantarFasciitisLike => {
+                "the pattern often seen when the tissue under the heel is irritated (worst with the first steps, a tender heel)"
+            }
+            PatternKind::BackRelated => {
+                "the pattern often seen when a nerve from the lower back is involved (pain spreading down the leg, numbness or tingling)"
+            }
+            PatternKind::Mixed => "both the heel pattern and the nerve-from-the-back pattern",
+            PatternKind::HeelNerveLike => {
+                "the pattern often seen when a nerve near the heel is irritated (burning or numbness in the heel or sole, pain at night or at rest)"
+            }
+            PatternKind::Unclear => "no clear pattern yet",
+            PatternKind::InsufficientData => "no pattern yet: too few days with answers",
         }
     }
 
@@ -76,6 +99,10 @@ impl PatternKind {
             PatternKind::PlantarFasciitisLike => "a plantar-fasciitis-like (foot) pattern",
             PatternKind::BackRelated => "a back-related (nerve) pattern",
             PatternKind::Mixed => "a mixed pattern (both foot and back/nerve signs)",
+            PatternKind::HeelNerveLike => {
+                "a heel-nerve-like pattern (burning or numbness kept to the heel or sole, night or rest pain, no first-step peak)"
+            }
+            PatternKind::Unclear => "no clear pattern (the signs of each source are weak or mixed)",
             PatternKind::InsufficientData => "no pattern yet (too little data)",
         }
     }
@@ -88,6 +115,51 @@ pub struct Scores {
     pub foot: f64,
     /// Weighted share of days showing the back (nerve) signs.
     pub back: f64,
+    /// Weighted share of days showing the heel-nerve signs.
+    #[serde(default)]
+    pub heel_nerve: f64,
+}
+
+/// A closer reading of a back-related picture: which way sitting and bending act.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubReading {
+    /// Walking or standing pain eased by sitting or bending forward (the spinal canal).
+    StenosisLike,
+    /// Pain made worse by sitting, bending or lifting (a disc pressing on a nerve root).
+    DiscLike,
+}
+
+impl SubReading {
+    /// The JSON word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubReading::StenosisLike => "stenosis_like",
+            SubReading::DiscLike => "disc_like",
+        }
+    }
+
+    /// Words for sentences.
+    pub fn describe(self) -> &'static str {
+        match self {
+            SubReading::StenosisLike => {
+                "a stenosis-like reading: walking or standing pain eased by sitting or bending forward"
+            }
+            SubReading::DiscLike => {
+                "a disc-like reading: pain made worse by sitting, bending or lifting"
+            }
+        }
+    }
+
+    /// Words for a patient.
+    pub fn describe_plainly(self) -> &'static str {
+        match self {
+            SubReading::StenosisLike => {
+                "pain that comes on with walking or standing and eases when sitting or leaning forward"
+            }
+            SubReading::DiscLike => "pain made worse by sitting, bending or lifting",
+        }
+    }
 }
 
 /// The pattern of the window.
@@ -103,10 +175,21 @@ pub struct Pattern {
     pub min_days_logged: u32,
     /// How many more logged days are needed (0 when enough).
     pub days_needed: u32,
+    /// Which way sitting and bending act in a back-related or mixed picture, when the days
+    /// say clearly.
+    pub sub_reading: Option<SubReading>,
+    /// Logged days whose entries were all written more than a day after the day they
+    /// describe; they count half in the scores.
+    pub days_backfilled: u32,
+    /// What the diary would need for a reading (empty unless the kind is `unclear` or
+    /// `insufficient_data`).
+    pub missing: Vec<String>,
     /// Each sign observed in the window, strongest first.
     pub evidence: Vec<Evidence>,
-    /// One sentence.
+    /// One sentence, with figures, for a clinician.
     pub summary: String,
+    /// One sentence in plain words for the patient.
+    pub patient_summary: String,
 }
 
 /// One sign over the window: on which days it showed.
@@ -247,8 +330,30 @@ pub struct Trend {
     pub from: Option<NaiveDate>,
     /// Last day with the measure in the window.
     pub to: Option<NaiveDate>,
-    /// One sentence.
+    /// The p-value after correcting for day-to-day correlation (Hamed–Rao) and for testing
+    /// five measures (Holm), the one compared with the significance level.
+    pub p_adjusted: Option<f64>,
+    /// Step change: the last two weeks against the four before.
+    pub step: Option<Step>,
+    /// One sentence, with figures, for a clinician.
     pub sentence: String,
+    /// One sentence in plain words for the patient.
+    pub patient_sentence: String,
+}
+
+/// A step change of a measure: its last two weeks against the four weeks before, by a rank
+/// test (Mann–Whitney, variance widened for day-to-day correlation) and the Hodges–Lehmann
+/// shift (median of every recent-minus-earlier difference).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    /// The earlier stretch.
+    pub earlier: Period,
+    /// The recent stretch.
+    pub recent: Period,
+    /// Hodges–Lehmann shift, recent minus earlier.
+    pub shift: f64,
+    /// Two-sided p-value of the rank test.
+    pub p: f64,
 }
 
 /// The trends of all measures.
@@ -323,6 +428,9 @@ pub struct Period {
 pub struct TreatmentResponse {
     /// The treatment.
     pub treatment: Treatment,
+    /// Treatments first logged within a few days of this one: the diary cannot tell their
+    /// effects apart, so the verdict is about them together.
+    pub started_with: Vec<Treatment>,
     /// First day it was logged.
     pub start: NaiveDate,
     /// The pain rating compared: the one with the highest mean before the start (the
@@ -336,8 +444,10 @@ pub struct TreatmentResponse {
     pub change: Option<f64>,
     /// Whether it helped.
     pub helped: Verdict,
-    /// One sentence.
+    /// One sentence, with figures, for a clinician.
     pub sentence: String,
+    /// One sentence in plain words for the patient.
+    pub patient_sentence: String,
 }
 
 /// A stretch of days on one side of a pattern shift.
@@ -397,6 +507,18 @@ pub enum RedFlagKind {
     WorseningWeakness,
     /// Six weeks or more of conservative treatment without a meaningful fall in pain.
     NoImprovementOnConservativeCare,
+    /// Numbness in the saddle area (between the legs, inner thighs, buttocks).
+    SaddleNumbness,
+    /// A new change in bladder or bowel control.
+    BladderBowelChange,
+    /// Weakness that appeared within the last days, on at least three logged days in a row.
+    NewWeakness,
+    /// Nerve signs in both legs where they were in one.
+    NerveSignsBothSides,
+    /// Fever or unexplained weight loss with the back pain.
+    FeverOrWeightLoss,
+    /// Pain at night or at rest on most days, not easing.
+    NightPainNotEasing,
 }
 
 impl RedFlagKind {
@@ -406,6 +528,35 @@ impl RedFlagKind {
             RedFlagKind::NewNerveSigns => "new_nerve_signs",
             RedFlagKind::WorseningWeakness => "worsening_weakness",
             RedFlagKind::NoImprovementOnConservativeCare => "no_improvement_on_conservative_care",
+            RedFlagKind::SaddleNumbness => "saddle_numbness",
+            RedFlagKind::BladderBowelChange => "bladder_bowel_change",
+            RedFlagKind::NewWeakness => "new_weakness",
+            RedFlagKind::NerveSignsBothSides => "nerve_signs_both_sides",
+            RedFlagKind::FeverOrWeightLoss => "fever_or_weight_loss",
+            RedFlagKind::NightPainNotEasing => "night_pain_not_easing",
+        }
+    }
+}
+
+/// How soon a red flag needs a clinician.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Urgency {
+    /// Today: urgent care or an emergency department (signs of nerve compression in the spine).
+    Urgent,
+    /// Within days: book an appointment.
+    Soon,
+    /// At the next review: the plan of care may need to change.
+    Review,
+}
+
+impl Urgency {
+    /// The JSON word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Urgency::Urgent => "urgent",
+            Urgency::Soon => "soon",
+            Urgency::Review => "review",
         }
     }
 }
@@ -415,14 +566,34 @@ impl RedFlagKind {
 pub struct RedFlag {
     /// What it is about.
     pub kind: RedFlagKind,
+    /// How soon it needs a clinician.
+    pub urgency: Urgency,
+    /// The first day of the current episode of the sign.
+    pub started: NaiveDate,
+    /// The last day on which the sign came, went or changed.
+    pub last_changed: NaiveDate,
     /// The days that triggered it.
     pub dates: Vec<NaiveDate>,
-    /// One sentence, pointing to a clinician.
+    /// One sentence, with figures, for a clinician.
     pub sentence: String,
+    /// One sentence in plain words for the patient, saying whom to see and how soon.
+    pub patient_sentence: String,
+}
+
+/// One of the warning signs the diary asks about, and on how many logged days of the
+/// history it was answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignAsked {
+    /// The entry field that asks it.
+    pub field: Field,
+    /// Plain words for it.
+    pub question: String,
+    /// Logged days with an answer.
+    pub days_answered: u32,
 }
 
 /// How many days of the window have an entry.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Adherence {
     /// Days with at least one entry.
     pub days_logged: u32,
@@ -430,80 +601,10 @@ pub struct Adherence {
     pub days_in_window: u32,
     /// `days_logged / days_in_window`.
     pub ratio: f64,
-}
-
-/// A readable multi-line report.
-pub fn render_text(report: &Report) -> String {
-    let mut text = String::new();
-    // Writing to a String cannot fail; the results are ignored on purpose.
-    let _ = writeln!(
-        text,
-        "Heel-pain diary report, {} to {} ({} days)",
-        report.window.from, report.window.to, report.window.days
-    );
-    let _ = writeln!(
-        text,
-        "Logged {} of {} days ({:.0}%).",
-        report.adherence.days_logged,
-        report.adherence.days_in_window,
-        report.adherence.ratio * 100.0
-    );
-    let _ = writeln!(text, "\nPattern: {}", report.pattern.kind.as_str());
-    let _ = writeln!(text, "  {}", report.pattern.summary);
-    for item in report
-        .pattern
-        .evidence
-        .iter()
-        .filter(|item| item.days_present > 0)
-    {
-        let _ = writeln!(text, "  - {}", item.sentence);
-    }
-
-    let _ = writeln!(text, "\nTrends:");
-    for trend in report.trends.all() {
-        let _ = writeln!(
-            text,
-            "  {:<15} {}",
-            format!("{}:", trend.direction.as_str()),
-            trend.sentence
-        );
-    }
-
-    let _ = writeln!(text, "\nTreatments:");
-    if report.treatments.is_empty() {
-        let _ = writeln!(text, "  No treatment logged.");
-    }
-    for response in &report.treatments {
-        let _ = writeln!(
-            text,
-            "  {} ({}): {}",
-            response.treatment,
-            response.helped.as_str(),
-            response.sentence
-        );
-    }
-
-    let _ = writeln!(text, "\nPattern shifts:");
-    if report.shifts.is_empty() {
-        let _ = writeln!(text, "  None detected.");
-    }
-    for shift in &report.shifts {
-        let _ = writeln!(text, "  {}: {}", shift.date, shift.sentence);
-    }
-
-    let _ = writeln!(text, "\nRed flags:");
-    if report.red_flags.is_empty() {
-        let _ = writeln!(text, "  None.");
-    }
-    for flag in &report.red_flags {
-        let _ = writeln!(text, "  ! {}: {}", flag.kind.as_str(), flag.sentence);
-    }
-    let _ = writeln!(
-        text,
-        "\nThis report describes patterns in the diary and the evidence for them, not their \
-         cause: only a clinician can say where the pain comes from."
-    );
-    text
+    /// Logged days of the window written more than a day after the day they describe.
+    pub days_backfilled: u32,
+    /// The warning signs the diary asks about, and how often each was answered.
+    pub signs_asked: Vec<SignAsked>,
 }
 
 #[cfg(test)]

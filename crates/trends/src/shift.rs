@@ -62,7 +62,11 @@ pub(crate) fn shifts(days: &[Day]) -> Vec<Shift> {
     }
     runs.windows(2)
         .filter(|pair| {
-            pair[0].2 != PatternKind::InsufficientData && pair[1].2 != PatternKind::InsufficientData
+            // An unclear stretch names no pattern, so there is no shift into or out of it.
+            let named = |kind: PatternKind| {
+                !matches!(kind, PatternKind::InsufficientData | PatternKind::Unclear)
+            };
+            named(pair[0].2) && named(pair[1].2)
         })
         .map(|pair| {
             let (before_from, before_to, _) = pair[0];
@@ -78,7 +82,9 @@ pub(crate) fn shifts(days: &[Day]) -> Vec<Shift> {
 }
 
 fn score_change(before: Scores, after: Scores) -> f64 {
-    (after.foot - before.foot).abs() + (after.back - before.back).abs()
+    (after.foot - before.foot).abs()
+        + (after.back - before.back).abs()
+        + (after.heel_nerve - before.heel_nerve).abs()
 }
 
 /// The split of `from..to` where the scores change most, if the change is large enough.
@@ -109,6 +115,7 @@ fn segment(days: &[Day], tally: &Tally) -> Segment {
     let scores = tally.scores().unwrap_or(Scores {
         foot: 0.0,
         back: 0.0,
+        heel_nerve: 0.0,
     });
     Segment {
         from: days.first().map(|day| day.date).unwrap_or_default(),
@@ -118,6 +125,7 @@ fn segment(days: &[Day], tally: &Tally) -> Segment {
         scores: Scores {
             foot: round(scores.foot),
             back: round(scores.back),
+            heel_nerve: round(scores.heel_nerve),
         },
     }
 }

@@ -1,5 +1,7 @@
-//! Statistics used by the trend analysis: the Mann–Kendall trend test, the Theil–Sen slope, the
-//! normal distribution, and the rule for a clinically meaningful change in pain.
+//! Statistics used by the trend analysis: the Mann–Kendall trend test (with the Hamed–Rao
+//! correction for serial correlation), the Theil–Sen slope, the Mann–Whitney rank test with the
+//! Hodges–Lehmann shift for steps, Holm's adjustment for a family of tests, the normal
+//! distribution, and the rule for a clinically meaningful change in pain.
 //!
 //! Written out here rather than taken from a crate because the formulas are short, well known,
 //! and checked by known-answer tests against published reference implementations.
@@ -128,6 +130,258 @@ pub fn mann_kendall(values: &[f64]) -> Option<MannKendall> {
     })
 }
 
+/// Lag-1 autocorrelation of `values` about their mean, bias-corrected for a short AR(1)
+/// series (Marriott–Pope: the plain estimate falls short by about (1 + 3ρ)/n), clamped to
+/// 0..=0.95 because only positive correlation widens a test's variance and values near 1
+/// make the correction explode. `None` for fewer than four values or a constant series.
+pub fn lag1_autocorrelation(values: &[f64]) -> Option<f64> {
+    let n = values.len();
+    if n < 4 {
+        return None;
+    }
+    let mean = values.iter().sum::<f64>() / n as f64;
+    let denominator: f64 = values.iter().map(|v| (v - mean).powi(2)).sum();
+    if denominator <= 1e-12 {
+        return None;
+    }
+    let numerator: f64 = values
+        .windows(2)
+        .map(|pair| (pair[0] - mean) * (pair[1] - mean))
+        .sum();
+    let raw = numerator / denominator;
+    let nf = n as f64;
+    Some(((nf * raw + 1.0) / (nf - 3.0)).clamp(0.0, 0.95))
+}
+
+/// Lag-1 autocorrelation estimated from first differences, which a linear trend or a step
+/// does not disturb: for an AR(1) series the differences have lag-1 autocorrelation
+/// −(1 − ρ)/2, so ρ = 1 + 2·r₁(Δ). Detrending a short series before estimating ρ absorbs
+/// a slow wander into the fitted trend and finds little correlation exactly where a wander
+/// looks like a trend; differences do not. Clamped to 0..=0.95; `None` for fewer than five
+/// values or constant differences.
+pub fn lag1_from_differences(values: &[f64]) -> Option<f64> {
+    if values.len() < 5 {
+        return None;
+    }
+    let differences: Vec<f64> = values.windows(2).map(|pair| pair[1] - pair[0]).collect();
+    let n = differences.len() as f64;
+    let mean = differences.iter().sum::<f64>() / n;
+    let denominator: f64 = differences.iter().map(|d| (d - mean).powi(2)).sum();
+    if denominator <= 1e-12 {
+        return None;
+    }
+    let numerator: f64 = differences
+        .windows(2)
+        .map(|pair| (pair[0] - mean) * (pair[1] - mean))
+        .sum();
+    Some((1.0 + 2.0 * numerator / denominator).clamp(0.0, 0.95))
+}
+
+/// Ranks 1..=n of `values`, ties given their mean rank.
+pub fn ranks(values: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|a, b| values[*a].total_cmp(&values[*b]));
+    let mut ranks = vec![0.0; values.len()];
+    let mut at = 0;
+    while at < order.len() {
+        let mut end = at;
+        while end + 1 < order.len() && values[order[end + 1]] == values[order[at]] {
+            end += 1;
+        }
+        let rank = (at + end) as f64 / 2.0 + 1.0;
+        for index in &order[at..=end] {
+            ranks[*index] = rank;
+        }
+        at = end + 1;
+    }
+    ranks
+}
+
+/// The Mann–Kendall test with the Hamed–Rao (1998) variance correction for serially
+/// correlated data: the lag-1 autocorrelation ρ of the ranks is estimated twice, from the
+/// ranks detrended by their Theil–Sen slope (see [`lag1_autocorrelation`]) and from their
+/// first differences (see [`lag1_from_differences`]), the larger is kept (four weeks of
+/// days estimate ρ poorly, and an underestimate is what makes a wander read as a trend),
+/// and it is taken as an AR(1) model (ρ_k = ρ^k) to give
+/// n/n* = 1 + 2/(n(n−1)(n−2)) Σ_k (n−k)(n−k−1)(n−k−2) ρ_k; Var(S) is multiplied by it and
+/// Z and p recomputed. The factor is never below 1: negative correlation does not make the
+/// test bolder. Returns the corrected test and the factor.
+pub fn mann_kendall_hamed_rao(values: &[f64]) -> Option<(MannKendall, f64)> {
+    mann_kendall_hamed_rao_with(values, None)
+}
+
+/// [`mann_kendall_hamed_rao`], with a longer stretch of the same series (`context`, in time
+/// order, e.g. the last twelve weeks) to estimate the correlation from its first differences
+/// too: four weeks estimate it poorly, twelve much better, and differences are not misled by
+/// a trend or a step in the longer stretch. The largest estimate is kept.
+pub fn mann_kendall_hamed_rao_with(
+    values: &[f64],
+    context: Option<&[f64]>,
+) -> Option<(MannKendall, f64)> {
+    let plain = mann_kendall(values)?;
+    let n = values.len();
+    let positions: Vec<f64> = (0..n).map(|i| i as f64).collect();
+    let line = theil_sen(&positions, values)?;
+    let detrended: Vec<f64> = values
+        .iter()
+        .zip(&positions)
+        .map(|(v, t)| v - line.slope * t)
+        .collect();
+    let rho = lag1_autocorrelation(&ranks(&detrended))
+        .unwrap_or(0.0)
+        .max(lag1_from_differences(&ranks(values)).unwrap_or(0.0))
+        .max(
+            context
+                .and_then(|context| lag1_from_differences(&ranks(context)))
+                .unwrap_or(0.0),
+        );
+    let nf = n as f64;
+    let sum: f64 = (1..n)
+        .map(|k| {
+            let kf = k as f64;
+            (nf - kf) * (nf - kf - 1.0) * (nf - kf - 2.0) * rho.powi(k as i32)
+        })
+        .sum();
+    let ratio = (1.0 + 2.0 * sum / (nf * (nf - 1.0) * (nf - 2.0))).max(1.0);
+    let var_s = plain.var_s * ratio;
+    let z = if var_s <= 0.0 || plain.s == 0 {
+        0.0
+    } else {
+        (plain.s as f64 - plain.s.signum() as f64) / var_s.sqrt()
+    };
+    let p = two_sided_p(z);
+    Some((
+        MannKendall {
+            var_s,
+            z,
+            p,
+            ..plain
+        },
+        ratio,
+    ))
+}
+
+fn two_sided_p(z: f64) -> f64 {
+    if z == 0.0 {
+        1.0
+    } else {
+        (2.0 * (1.0 - normal_cdf(z.abs()))).clamp(0.0, 1.0)
+    }
+}
+
+/// A shift between two stretches of a series: the Mann–Whitney rank test and the
+/// Hodges–Lehmann estimate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RankShift {
+    /// Hodges–Lehmann shift: the median of every `later − earlier` difference.
+    pub shift: f64,
+    /// Continuity-corrected normal score of U, after widening for serial correlation.
+    pub z: f64,
+    /// Two-sided p-value.
+    pub p: f64,
+    /// Factor the variance of U was widened by, (1 + ρ)/(1 − ρ) for the pooled lag-1
+    /// autocorrelation ρ within the two stretches (1 when there is none).
+    pub variance_ratio: f64,
+}
+
+/// Mann–Whitney test of `later` against `earlier` (each in time order), with the tie-corrected
+/// variance of U widened by (1 + ρ)/(1 − ρ) for the lag-1 autocorrelation ρ within the
+/// stretches, the usual large-sample correction for AR(1) data; and the Hodges–Lehmann shift.
+/// `None` when either side is empty or every value is tied.
+pub fn rank_shift(earlier: &[f64], later: &[f64]) -> Option<RankShift> {
+    let (n1, n2) = (later.len() as f64, earlier.len() as f64);
+    if later.is_empty() || earlier.is_empty() {
+        return None;
+    }
+    let mut u = 0.0;
+    let mut differences = Vec::with_capacity(later.len() * earlier.len());
+    for l in later {
+        for e in earlier {
+            differences.push(l - e);
+            u += match l.partial_cmp(e) {
+                Some(std::cmp::Ordering::Greater) => 1.0,
+                Some(std::cmp::Ordering::Equal) => 0.5,
+                _ => 0.0,
+            };
+        }
+    }
+    let shift = median(&mut differences)?;
+    let mut all: Vec<f64> = earlier.iter().chain(later).copied().collect();
+    all.sort_by(f64::total_cmp);
+    let total = n1 + n2;
+    let ties: f64 = all
+        .chunk_by(|a, b| a == b)
+        .map(|group| {
+            let t = group.len() as f64;
+            t * t * t - t
+        })
+        .sum();
+    let var_u = n1 * n2 / 12.0 * ((total + 1.0) - ties / (total * (total - 1.0)));
+    if var_u <= 1e-12 {
+        return None;
+    }
+    // Within a stretch there is no trend to confound the estimate, so the plain pooled
+    // estimate serves; differences of mostly tied whole numbers would overstate it.
+    let rho = pooled_lag1(&[earlier, later]);
+    let variance_ratio = (1.0 + rho) / (1.0 - rho);
+    let centred = u - n1 * n2 / 2.0;
+    let corrected = centred - 0.5 * centred.signum();
+    let z = if centred == 0.0 {
+        0.0
+    } else {
+        corrected / (var_u * variance_ratio).sqrt()
+    };
+    Some(RankShift {
+        shift,
+        z,
+        p: two_sided_p(z),
+        variance_ratio,
+    })
+}
+
+/// Lag-1 autocorrelation pooled over stretches, each about its own mean, bias-corrected and
+/// clamped as in [`lag1_autocorrelation`]; 0 when no stretch varies.
+fn pooled_lag1(stretches: &[&[f64]]) -> f64 {
+    let (mut numerator, mut denominator, mut count) = (0.0, 0.0, 0usize);
+    for stretch in stretches {
+        if stretch.len() < 2 {
+            continue;
+        }
+        let mean = stretch.iter().sum::<f64>() / stretch.len() as f64;
+        denominator += stretch.iter().map(|v| (v - mean).powi(2)).sum::<f64>();
+        numerator += stretch
+            .windows(2)
+            .map(|pair| (pair[0] - mean) * (pair[1] - mean))
+            .sum::<f64>();
+        count += stretch.len();
+    }
+    if denominator <= 1e-12 || count < 4 {
+        return 0.0;
+    }
+    let n = count as f64;
+    ((n * numerator / denominator + 1.0) / (n - 3.0)).clamp(0.0, 0.9)
+}
+
+/// Holm's step-down adjustment of a family of p-values (`None`s are not in the family and
+/// stay `None`): the k-th smallest of m is multiplied by m − k + 1, and the adjusted values
+/// are made non-decreasing. Controls the chance of any false finding in the family.
+pub fn holm(p_values: &[Option<f64>]) -> Vec<Option<f64>> {
+    let mut order: Vec<(usize, f64)> = p_values
+        .iter()
+        .enumerate()
+        .filter_map(|(index, p)| p.map(|p| (index, p)))
+        .collect();
+    order.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let m = order.len();
+    let mut adjusted = vec![None; p_values.len()];
+    let mut running: f64 = 0.0;
+    for (rank, (index, p)) in order.into_iter().enumerate() {
+        running = running.max(((m - rank) as f64 * p).min(1.0));
+        adjusted[index] = Some(running);
+    }
+    adjusted
+}
+
 /// Median of `values` (mean of the two middle values for an even count); `None` when empty.
 /// Reorders `values`.
 pub fn median(values: &mut [f64]) -> Option<f64> {
@@ -213,6 +467,52 @@ mod tests {
         assert_eq!(median(&mut [3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), Some(2.5));
         assert_eq!(median(&mut []), None);
+    }
+
+    #[test]
+    fn holm_multiplies_by_the_remaining_family_and_stays_ordered() {
+        let adjusted = holm(&[Some(0.01), None, Some(0.04), Some(0.03), Some(0.5)]);
+        assert_eq!(adjusted[1], None);
+        assert!((adjusted[0].unwrap() - 0.04).abs() < 1e-12);
+        assert!((adjusted[3].unwrap() - 0.09).abs() < 1e-12);
+        // 2 × 0.04 = 0.08 is below the 0.09 before it: held at 0.09.
+        assert!((adjusted[2].unwrap() - 0.09).abs() < 1e-12);
+        assert!((adjusted[4].unwrap() - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn ranks_share_ties() {
+        assert_eq!(ranks(&[3.0, 1.0, 3.0, 2.0]), vec![3.5, 1.0, 3.5, 2.0]);
+    }
+
+    #[test]
+    fn a_step_in_whole_numbers_has_a_hodges_lehmann_shift_and_a_clear_rank_test() {
+        // Ten days of 5 among the last fourteen, after four weeks of 3.
+        let earlier = vec![3.0; 28];
+        let later = [5., 5., 3., 5., 5., 5., 3., 5., 5., 3., 5., 5., 3., 5.];
+        let step = rank_shift(&earlier, &later).unwrap();
+        assert_eq!(step.shift, 2.0);
+        assert!(step.p < 0.001, "{step:?}");
+        let none = rank_shift(&[3.0, 4.0, 3.0, 4.0], &[4.0, 3.0, 4.0, 3.0]).unwrap();
+        assert_eq!(none.shift, 0.0);
+        assert!(none.p > 0.5);
+    }
+
+    #[test]
+    fn serial_correlation_widens_the_mann_kendall_variance_never_narrows_it() {
+        // A slow wave: neighbours alike, no trend over the whole.
+        let wave: Vec<f64> = (0..28)
+            .map(|i| (5.0 + 2.0 * (i as f64 / 4.0).sin()).round())
+            .collect();
+        let plain = mann_kendall(&wave).unwrap();
+        let (corrected, ratio) = mann_kendall_hamed_rao(&wave).unwrap();
+        assert!(ratio > 1.5, "{ratio}");
+        assert!(corrected.p > plain.p);
+        let alternating: Vec<f64> = (0..20)
+            .map(|i| f64::from(i % 2) + i as f64 * 0.01)
+            .collect();
+        let (_, ratio) = mann_kendall_hamed_rao(&alternating).unwrap();
+        assert_eq!(ratio, 1.0);
     }
 
     #[test]

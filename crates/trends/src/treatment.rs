@@ -7,6 +7,10 @@
 //! scale it was defined for. The first two weeks after a start are left out because the
 //! treatments in the diary (stretching, orthotics, splints, physical therapy, injections) act
 //! over weeks; conservative care is usually judged after four to six weeks.
+//!
+//! Treatments first logged within [`TOGETHER_DAYS`] days of each other are judged together,
+//! once: the diary cannot separate their effects. And since heel pain often improves with
+//! time alone, a fall after a start is reported as an association, never as proof.
 
 use std::collections::BTreeMap;
 
@@ -17,6 +21,8 @@ use crate::days::{between, offset, Day};
 use crate::report::{round, Measure, Period, TreatmentResponse, Verdict};
 use crate::stats::is_meaningful_pain_change;
 
+/// Treatments whose first logged days are at most this many days apart started together.
+pub const TOGETHER_DAYS: i64 = 3;
 /// Fewest days with the rating on each side of the start.
 pub const MIN_DAYS_EACH_SIDE: u32 = 7;
 /// Length of the period before the start.
@@ -74,15 +80,50 @@ pub(crate) fn responses(days: &[Day]) -> Vec<TreatmentResponse> {
             starts.entry(treatment).or_insert(day.date);
         }
     }
-    let mut responses: Vec<TreatmentResponse> = starts
+    let mut starts: Vec<(NaiveDate, Treatment)> = starts
         .into_iter()
-        .map(|(treatment, start)| response(days, treatment, start))
+        .map(|(treatment, start)| (start, treatment))
         .collect();
-    responses.sort_by_key(|response| (response.start, response.treatment));
-    responses
+    starts.sort();
+    // Groups of starts, each within TOGETHER_DAYS of the group's first.
+    let mut groups: Vec<Vec<(NaiveDate, Treatment)>> = Vec::new();
+    for start in starts {
+        match groups.last_mut() {
+            Some(group) if (start.0 - group[0].0).num_days() <= TOGETHER_DAYS => group.push(start),
+            _ => groups.push(vec![start]),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|group| {
+            let (start, treatment) = group[0];
+            let together: Vec<Treatment> = group[1..].iter().map(|(_, t)| *t).collect();
+            response(days, treatment, together, start)
+        })
+        .collect()
 }
 
-fn response(days: &[Day], treatment: Treatment, start: NaiveDate) -> TreatmentResponse {
+/// The names of a treatment and those started with it ("stretching and ice").
+fn names(treatment: Treatment, together: &[Treatment]) -> String {
+    let mut all: Vec<String> = std::iter::once(treatment)
+        .chain(together.iter().copied())
+        .map(|t| t.to_string().replace('_', " "))
+        .collect();
+    match all.len() {
+        1 => all.remove(0),
+        _ => {
+            let last = all.pop().unwrap_or_default();
+            format!("{} and {last}", all.join(", "))
+        }
+    }
+}
+
+fn response(
+    days: &[Day],
+    treatment: Treatment,
+    started_with: Vec<Treatment>,
+    start: NaiveDate,
+) -> TreatmentResponse {
     let (before_from, before_to) = (offset(start, -BEFORE_DAYS), offset(start, -1));
     let measure = main_complaint(days, before_from, before_to, MIN_DAYS_EACH_SIDE);
     let before = period(days, measure, before_from, before_to);
@@ -109,9 +150,21 @@ fn response(days: &[Day], treatment: Treatment, start: NaiveDate) -> TreatmentRe
         }
         _ => (None, Verdict::InsufficientData),
     };
-    let sentence = sentence(treatment, start, measure, &before, &after, change, helped);
+    let name = names(treatment, &started_with);
+    let sentence = sentence(
+        &name,
+        !started_with.is_empty(),
+        start,
+        measure,
+        &before,
+        &after,
+        change,
+        helped,
+    );
+    let patient_sentence = patient_sentence(&name, !started_with.is_empty(), start, helped);
     TreatmentResponse {
         treatment,
+        started_with,
         start,
         measure,
         before,
@@ -119,11 +172,20 @@ fn response(days: &[Day], treatment: Treatment, start: NaiveDate) -> TreatmentRe
         change,
         helped,
         sentence,
+        patient_sentence,
     }
 }
 
+/// Said with every "helped": heel pain often settles with time alone.
+const ASSOCIATION: &str = "heel pain often improves with time alone, so the diary shows an association, not proof that the treatment caused it";
+
+/// Said of treatments started together.
+const TOGETHER: &str = "started together; the diary cannot separate them";
+
+#[allow(clippy::too_many_arguments)]
 fn sentence(
-    treatment: Treatment,
+    treatment: &str,
+    together: bool,
     start: NaiveDate,
     measure: Measure,
     before: &Period,
@@ -149,19 +211,46 @@ fn sentence(
         side(after),
         change.unwrap_or_default()
     );
+    let together = if together {
+        format!(" ({TOGETHER})")
+    } else {
+        String::new()
+    };
     match helped {
         Verdict::Helped => format!(
-            "Days consistent with {treatment} having helped: {numbers}, a clinically meaningful fall."
+            "Days consistent with less pain after starting {treatment}{together}: {numbers}, a clinically meaningful fall; {ASSOCIATION}."
         ),
         Verdict::Worse => format!(
-            "Days consistent with more pain after starting {treatment}: {numbers}, a clinically meaningful rise; discuss with a clinician."
+            "Days consistent with more pain after starting {treatment}{together}: {numbers}, a clinically meaningful rise; discuss with a clinician."
         ),
         Verdict::NoClearChange => format!(
-            "No clear change after starting {treatment}: {numbers}, less than a clinically meaningful 2 points or 30%."
+            "No clear change after starting {treatment}{together}: {numbers}, less than a clinically meaningful 2 points or 30%."
         ),
         Verdict::InsufficientData => format!(
             "Too few logged days to judge {treatment}, first logged on {start}: {} days with {} in the 4 weeks before ({} to {}) and {} in weeks 3 to 6 after ({} to {}); at least {MIN_DAYS_EACH_SIDE} are needed on each side.",
             before.days, measure.describe(), before.from, before.to, after.days, after.from, after.to
+        ),
+    }
+}
+
+fn patient_sentence(treatment: &str, together: bool, start: NaiveDate, helped: Verdict) -> String {
+    let together = if together {
+        " These were started at about the same time, so the diary cannot tell which one made the difference."
+    } else {
+        ""
+    };
+    match helped {
+        Verdict::Helped => format!(
+            "Pain was clearly lower in the weeks after starting {treatment} ({start}).{together} Heel pain often improves with time alone, so this does not prove the treatment caused it."
+        ),
+        Verdict::Worse => format!(
+            "Pain was clearly higher in the weeks after starting {treatment} ({start}).{together} Talk to your clinician about it."
+        ),
+        Verdict::NoClearChange => format!(
+            "No clear change in pain after starting {treatment} ({start}).{together}"
+        ),
+        Verdict::InsufficientData => format!(
+            "Not enough days logged around the start of {treatment} ({start}) to tell whether pain changed."
         ),
     }
 }

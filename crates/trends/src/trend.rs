@@ -1,23 +1,39 @@
-//! Trend of each measure over the window: Mann–Kendall test for whether there is a monotonic
-//! trend, Theil–Sen slope for how large it is. A direction is named only when the test is
-//! significant and the change along the slope is clinically meaningful.
+//! Trend of each measure over the window: the Mann–Kendall test, with the Hamed–Rao correction
+//! because daily scores are serially correlated, for whether there is a monotonic trend; the
+//! Theil–Sen slope for how large it is; and a step test (the last two weeks against the four
+//! before, by ranks and the Hodges–Lehmann shift) because on whole-number scores with many ties
+//! the Theil–Sen slope stays 0 through a clear step. The ten tests of a report (line and step
+//! for each of five measures) are one family, adjusted by Holm's method. A direction is named only when the
+//! adjusted test is significant and the change is clinically meaningful.
 
-use crate::days::Day;
-use crate::report::{round, Direction, Measure, Trend, Trends};
-use crate::stats::{is_meaningful_pain_change, mann_kendall, theil_sen};
+use chrono::NaiveDate;
+
+use crate::days::{between, offset, Day};
+use crate::report::{round, Direction, Measure, Period, Step, Trend, Trends};
+use crate::stats::{
+    holm, is_meaningful_pain_change, mann_kendall_hamed_rao_with, rank_shift, theil_sen,
+};
 
 /// Fewest days with a measure before its trend is judged.
 pub const MIN_DAYS_FOR_TREND: usize = 8;
 
-/// Significance level of the two-sided Mann–Kendall test. 10% rather than the usual 5%
-/// because a direction also needs a clinically meaningful change along the Theil–Sen line,
-/// which keeps false alarms low on its own, while four weeks of a gappy diary give few points
-/// and a stricter test would miss real changes of several points.
+/// Significance level for the family of tests of one report, after Holm's adjustment. 10%
+/// rather than the usual 5% because a direction also needs a clinically meaningful change,
+/// which keeps false alarms low on its own, while four weeks of a gappy diary give few points.
 pub const SIGNIFICANCE: f64 = 0.10;
 
 /// Smallest meaningful change of the nerve-sign score (0–5): one sign appearing or going, or
 /// numbness changing by a grade.
 const MEANINGFUL_NERVE_CHANGE: f64 = 1.0;
+
+/// Length of the recent stretch of the step test.
+pub const STEP_RECENT_DAYS: i64 = 14;
+/// Length of the earlier stretch of the step test.
+pub const STEP_EARLIER_DAYS: i64 = 28;
+/// Days of history whose day-to-day correlation widens the trend test's variance.
+const CONTEXT_DAYS: i64 = 84;
+/// Fewest days with the measure on each side of the step test.
+const MIN_STEP_DAYS: u32 = 6;
 
 fn is_meaningful(measure: Measure, change: f64, baseline: f64) -> bool {
     match measure {
@@ -26,33 +42,150 @@ fn is_meaningful(measure: Measure, change: f64, baseline: f64) -> bool {
     }
 }
 
-/// Trends of every measure over `days` (the window's days, in date order).
-pub(crate) fn trends(days: &[Day]) -> Trends {
-    Trends {
-        first_step_pain: trend(Measure::FirstStepPain, days),
-        rest_pain: trend(Measure::RestPain, days),
-        sitting_pain: trend(Measure::SittingPain, days),
-        activity_pain: trend(Measure::ActivityPain, days),
-        nerve_signs: trend(Measure::NerveSigns, days),
+/// Highest value of a measure.
+fn top(measure: Measure) -> f64 {
+    match measure {
+        Measure::NerveSigns => 5.0,
+        _ => 10.0,
     }
 }
 
-fn trend(measure: Measure, days: &[Day]) -> Trend {
-    let points: Vec<(&Day, f64)> = days
+/// What the tests found for one measure, before the family adjustment.
+struct Tested {
+    measure: Measure,
+    n: usize,
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+    line: Option<Line>,
+    step: Option<Step>,
+}
+
+struct Line {
+    s: i64,
+    z: f64,
+    tau: f64,
+    p: f64,
+    variance_ratio: f64,
+    slope_per_day: f64,
+    start_level: f64,
+    end_level: f64,
+}
+
+/// Trends of every measure: the Mann–Kendall line over `window` (the window's days, in date
+/// order) and the step over the last six weeks of `history` to `as_of`.
+pub(crate) fn trends(window: &[Day], history: &[Day], as_of: NaiveDate) -> Trends {
+    let tested = Measure::ALL.map(|measure| test(measure, window, history, as_of));
+    let family: Vec<Option<f64>> = tested
+        .iter()
+        .flat_map(|t| {
+            [
+                t.line.as_ref().map(|line| line.p),
+                t.step.as_ref().map(|step| step.p),
+            ]
+        })
+        .collect();
+    let adjusted = holm(&family);
+    let [first_step_pain, rest_pain, sitting_pain, activity_pain, nerve_signs] = tested.map(|t| {
+        let index = 2 * Measure::ALL
+            .iter()
+            .position(|m| *m == t.measure)
+            .unwrap_or(0);
+        judge(t, adjusted[index], adjusted[index + 1])
+    });
+    Trends {
+        first_step_pain,
+        rest_pain,
+        sitting_pain,
+        activity_pain,
+        nerve_signs,
+    }
+}
+
+fn test(measure: Measure, window: &[Day], history: &[Day], as_of: NaiveDate) -> Tested {
+    let points: Vec<(&Day, f64)> = window
         .iter()
         .filter_map(|day| day.measure(measure).map(|v| (day, v)))
         .collect();
     let n = points.len();
-    let from = points.first().map(|(day, _)| day.date);
-    let to = points.last().map(|(day, _)| day.date);
     let values: Vec<f64> = points.iter().map(|(_, v)| *v).collect();
     let times: Vec<f64> = points.iter().map(|(day, _)| day.number as f64).collect();
-    let statistics = (n >= MIN_DAYS_FOR_TREND)
-        .then(|| Some((mann_kendall(&values)?, theil_sen(&times, &values)?)))
+    let line = (n >= MIN_DAYS_FOR_TREND)
+        .then(|| {
+            let context: Vec<f64> = between(history, offset(as_of, 1 - CONTEXT_DAYS), as_of)
+                .iter()
+                .filter_map(|day| day.measure(measure))
+                .collect();
+            let context = (context.len() > values.len()).then_some(context.as_slice());
+            let (test, variance_ratio) = mann_kendall_hamed_rao_with(&values, context)?;
+            let fit = theil_sen(&times, &values)?;
+            let (first, last) = (*times.first()?, *times.last()?);
+            // The fitted line is a summary of days on a bounded scale: its ends stay on it.
+            let start_level = fit.at(first).clamp(0.0, top(measure));
+            let end_level = fit.at(last).clamp(0.0, top(measure));
+            Some(Line {
+                s: test.s,
+                z: test.z,
+                tau: test.tau,
+                p: test.p,
+                variance_ratio,
+                slope_per_day: fit.slope,
+                start_level,
+                end_level,
+            })
+        })
         .flatten();
-    let (Some((test, line)), Some(first), Some(last)) =
-        (statistics, times.first().copied(), times.last().copied())
-    else {
+    Tested {
+        measure,
+        n,
+        from: points.first().map(|(day, _)| day.date),
+        to: points.last().map(|(day, _)| day.date),
+        line,
+        step: step(measure, history, as_of),
+    }
+}
+
+/// The last two weeks to `as_of` against the four weeks before.
+fn step(measure: Measure, history: &[Day], as_of: NaiveDate) -> Option<Step> {
+    let recent_from = offset(as_of, 1 - STEP_RECENT_DAYS);
+    let earlier_to = offset(recent_from, -1);
+    let earlier_from = offset(recent_from, -STEP_EARLIER_DAYS);
+    let values = |from, to| -> Vec<f64> {
+        between(history, from, to)
+            .iter()
+            .filter_map(|day| day.measure(measure))
+            .collect()
+    };
+    let earlier = values(earlier_from, earlier_to);
+    let recent = values(recent_from, as_of);
+    if (earlier.len() as u32) < MIN_STEP_DAYS || (recent.len() as u32) < MIN_STEP_DAYS {
+        return None;
+    }
+    let shift = rank_shift(&earlier, &recent)?;
+    let period = |from, to, values: &[f64]| Period {
+        from,
+        to,
+        days: values.len() as u32,
+        mean_pain: Some(round(values.iter().sum::<f64>() / values.len() as f64)),
+    };
+    Some(Step {
+        earlier: period(earlier_from, earlier_to, &earlier),
+        recent: period(recent_from, as_of, &recent),
+        shift: round(shift.shift),
+        p: shift.p,
+    })
+}
+
+fn judge(tested: Tested, line_p: Option<f64>, step_p: Option<f64>) -> Trend {
+    let Tested {
+        measure,
+        n,
+        from,
+        to,
+        line,
+        step,
+    } = tested;
+    let what = measure.describe();
+    let Some(line) = line else {
         return Trend {
             measure,
             direction: Direction::InsufficientData,
@@ -67,67 +200,117 @@ fn trend(measure: Measure, days: &[Day]) -> Trend {
             end_level: None,
             from,
             to,
+            p_adjusted: None,
+            step: None,
             sentence: format!(
-                "Too few days with {} in the window to judge a trend ({n} logged, at least {MIN_DAYS_FOR_TREND} needed).",
-                measure.describe()
+                "Too few days with {what} in the window to judge a trend ({n} logged, at least {MIN_DAYS_FOR_TREND} needed)."
+            ),
+            patient_sentence: format!(
+                "{}: not enough days logged yet to see a change ({n} so far, {MIN_DAYS_FOR_TREND} needed).",
+                crate::pattern::capitalise(what)
             ),
         };
     };
-    let start_level = line.at(first);
-    let end_level = line.at(last);
-    let change = end_level - start_level;
-    let significant = test.p < SIGNIFICANCE;
-    let meaningful = is_meaningful(measure, change, start_level);
-    // The test and the slope must agree on the sign; with many ties they can differ.
-    let direction = if significant && meaningful && (test.s < 0) == (change < 0.0) {
-        if change < 0.0 {
-            Direction::Improving
-        } else {
-            Direction::Worsening
-        }
-    } else {
-        Direction::Stable
+    let change = line.end_level - line.start_level;
+    let line_clear = line_p.is_some_and(|p| p < SIGNIFICANCE)
+        && is_meaningful(measure, change, line.start_level)
+        && (line.s < 0) == (change < 0.0)
+        && change != 0.0;
+    let step_clear = step.as_ref().is_some_and(|step| {
+        step_p.is_some_and(|p| p < SIGNIFICANCE)
+            && step.shift != 0.0
+            && is_meaningful(measure, step.shift, step.earlier.mean_pain.unwrap_or(0.0))
+    });
+    let (direction, by_step) = match (line_clear, step_clear, &step) {
+        (true, _, _) if change < 0.0 => (Direction::Improving, false),
+        (true, _, _) => (Direction::Worsening, false),
+        (false, true, Some(step)) if step.shift < 0.0 => (Direction::Improving, true),
+        (false, true, Some(_)) => (Direction::Worsening, true),
+        _ => (Direction::Stable, false),
     };
     let (from_date, to_date) = (from.unwrap_or_default(), to.unwrap_or_default());
-    let numbers = format!(
-        "Theil-Sen slope {:+.2} per week, change {:+.1} from about {:.1} to {:.1} between {from_date} and {to_date}; Mann-Kendall tau {:+.2}, p {}, n {n}",
-        line.slope * 7.0,
+    let p_adjusted = if by_step { step_p } else { line_p };
+    let mut numbers = format!(
+        "Theil-Sen slope {:+.2} per week, change {:+.1} from about {:.1} to {:.1} between {from_date} and {to_date}; Mann-Kendall tau {:+.2}, p {} after the Hamed-Rao correction for day-to-day correlation (variance x{:.2}), Holm-adjusted p {} over the report's ten tests, n {n}",
+        line.slope_per_day * 7.0,
         change,
-        start_level,
-        end_level,
-        test.tau,
-        format_p(test.p)
+        line.start_level,
+        line.end_level,
+        line.tau,
+        format_p(line.p),
+        line.variance_ratio,
+        format_p(line_p.unwrap_or(1.0)),
     );
-    let what = measure.describe();
-    let sentence = match direction {
-        Direction::Improving => format!(
+    if let Some(step) = &step {
+        numbers.push_str(&format!(
+            "; step: mean {:.1} over {} days from {} to {} against {:.1} over {} days from {} to {}, Hodges-Lehmann shift {:+.1}, rank-test p {} (Holm-adjusted {})",
+            step.recent.mean_pain.unwrap_or_default(),
+            step.recent.days,
+            step.recent.from,
+            step.recent.to,
+            step.earlier.mean_pain.unwrap_or_default(),
+            step.earlier.days,
+            step.earlier.from,
+            step.earlier.to,
+            step.shift,
+            format_p(step.p),
+            format_p(step_p.unwrap_or(1.0)),
+        ));
+    }
+    let sentence = match (direction, by_step) {
+        (Direction::Improving, false) => format!(
             "Days consistent with improving {what}: a clinically meaningful fall ({numbers})."
         ),
-        Direction::Worsening => format!(
+        (Direction::Worsening, false) => format!(
             "Days consistent with worsening {what}: a clinically meaningful rise ({numbers})."
         ),
-        _ if !significant => format!(
-            "No clear trend in {what} ({numbers}); consistent with stable {what}."
+        (Direction::Improving, true) => format!(
+            "Days consistent with improving {what}: a clinically meaningful step down in the last two weeks ({numbers})."
         ),
-        _ => format!(
-            "A statistically clear but not clinically meaningful change in {what} ({numbers}); consistent with stable {what}."
+        (Direction::Worsening, true) => format!(
+            "Days consistent with worsening {what}: a clinically meaningful step up in the last two weeks ({numbers})."
         ),
+        _ if line_p.is_some_and(|p| p < SIGNIFICANCE) => format!(
+            "The ranks of {what} lean one way, but the change along the line is not clinically meaningful ({numbers}); consistent with stable {what}."
+        ),
+        _ => format!("No clear trend in {what} ({numbers}); consistent with stable {what}."),
+    };
+    let plain_what = crate::pattern::capitalise(what);
+    let patient_sentence = match (direction, &step) {
+        (Direction::Improving | Direction::Worsening, Some(step)) if by_step => format!(
+            "{plain_what}: {} in the last two weeks (about {:.1} on average, against {:.1} in the four weeks before).",
+            if direction == Direction::Improving { "better" } else { "worse" },
+            step.recent.mean_pain.unwrap_or_default(),
+            step.earlier.mean_pain.unwrap_or_default(),
+        ),
+        (Direction::Improving, _) => format!(
+            "{plain_what}: getting better, from about {:.0} to about {:.0} over these weeks.",
+            line.start_level, line.end_level
+        ),
+        (Direction::Worsening, _) => format!(
+            "{plain_what}: getting worse, from about {:.0} to about {:.0} over these weeks. Tell your clinician.",
+            line.start_level, line.end_level
+        ),
+        _ => format!("{plain_what}: no clear change over these weeks."),
     };
     Trend {
         measure,
         direction,
         n: n as u32,
-        s: Some(test.s),
-        z: Some(round(test.z)),
-        tau: Some(round(test.tau)),
-        p: Some(test.p),
-        slope_per_week: Some(round(line.slope * 7.0)),
+        s: Some(line.s),
+        z: Some(round(line.z)),
+        tau: Some(round(line.tau)),
+        p: Some(line.p),
+        slope_per_week: Some(round(line.slope_per_day * 7.0)),
         change: Some(round(change)),
-        start_level: Some(round(start_level)),
-        end_level: Some(round(end_level)),
+        start_level: Some(round(line.start_level)),
+        end_level: Some(round(line.end_level)),
         from,
         to,
+        p_adjusted,
+        step,
         sentence,
+        patient_sentence,
     }
 }
 

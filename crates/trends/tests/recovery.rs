@@ -34,27 +34,76 @@ fn recovered_share(scenario: Scenario, variant: Variant, seeds: std::ops::Range<
     hits as f64 / count as f64
 }
 
+/// The stories with a truth to recover (the null diaries are held to their false-direction
+/// rate instead).
+fn stories() -> impl Iterator<Item = Scenario> {
+    Scenario::ALL
+        .into_iter()
+        .filter(|scenario| !Scenario::NULLS.contains(scenario))
+}
+
 #[test]
 fn clean_diaries_are_recovered() {
-    for scenario in Scenario::ALL {
+    for scenario in stories() {
         let share = recovered_share(scenario, Variant::CLEAN, 0..40);
         assert!(share >= 0.95, "{}: {share}", scenario.name());
     }
 }
 
+/// Noisy diaries of a trend lose a little power to the corrections for serial correlation
+/// and for testing ten things per report: a false trend costs a patient more than a trend
+/// reported a week late.
 #[test]
 fn noisy_diaries_are_recovered() {
-    for scenario in Scenario::ALL {
+    for scenario in stories() {
         let share = recovered_share(scenario, Variant::NOISY, 200..240);
-        assert!(share >= 0.90, "{}: {share}", scenario.name());
+        let floor = match scenario {
+            Scenario::ImprovingWithTreatment | Scenario::Worsening => 0.80,
+            _ => 0.90,
+        };
+        assert!(share >= floor, "{}: {share}", scenario.name());
     }
 }
 
 #[test]
 fn noisy_sparse_diaries_are_mostly_recovered() {
-    for scenario in Scenario::ALL {
+    for scenario in stories() {
         let share = recovered_share(scenario, Variant::NOISY_SPARSE, 100..140);
-        assert!(share >= 0.75, "{}: {share}", scenario.name());
+        let floor = match scenario {
+            Scenario::ImprovingWithTreatment | Scenario::Worsening => 0.30,
+            _ => 0.75,
+        };
+        assert!(share >= floor, "{}: {share}", scenario.name());
+    }
+}
+
+/// Share of `seeds` null diaries (no trend, correlated days) with any measure read as
+/// improving or worsening.
+fn false_direction_share(scenario: Scenario, variant: Variant, seeds: std::ops::Range<u64>) -> f64 {
+    let truth = cohort::ground_truth(scenario, start(), cohort::DEFAULT_DAYS);
+    let count = seeds.end - seeds.start;
+    let false_directions = seeds
+        .filter(|seed| {
+            let entries =
+                cohort::generate_variant(scenario, variant, *seed, start(), cohort::DEFAULT_DAYS);
+            let report = analyse(&entries, &Options::new(truth.as_of));
+            !cohort::check(&report, &truth).no_false_direction
+        })
+        .count();
+    false_directions as f64 / count as f64
+}
+
+#[test]
+fn correlated_days_without_a_trend_rarely_read_as_a_trend() {
+    for (scenario, clean_bound, noisy_bound) in [
+        (Scenario::NULLS[0], 0.05, 0.10),
+        (Scenario::NULLS[1], 0.10, 0.20),
+        (Scenario::NULLS[2], 0.20, 0.30),
+    ] {
+        let clean = false_direction_share(scenario, Variant::CLEAN, 0..60);
+        assert!(clean <= clean_bound, "{} clean: {clean}", scenario.name());
+        let noisy = false_direction_share(scenario, Variant::NOISY, 0..60);
+        assert!(noisy <= noisy_bound, "{} noisy: {noisy}", scenario.name());
     }
 }
 
@@ -178,11 +227,12 @@ fn weakness_appearing_on_most_recent_days_is_flagged_as_worsening() {
         .collect();
     let report = analyse(&entries, &Options::new(as_of));
     let kinds: Vec<RedFlagKind> = report.red_flags.iter().map(|flag| flag.kind).collect();
+    // Growing weakness is urgent: it comes first.
     assert_eq!(
         kinds,
-        vec![RedFlagKind::NewNerveSigns, RedFlagKind::WorseningWeakness]
+        vec![RedFlagKind::WorseningWeakness, RedFlagKind::NewNerveSigns]
     );
-    let worsening = &report.red_flags[1];
+    let worsening = &report.red_flags[0];
     assert_eq!(worsening.dates.len(), 7);
     assert!(worsening
         .dates

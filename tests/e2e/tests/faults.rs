@@ -6,9 +6,11 @@
 //!   operation exactly once (an answer lost after the commit comes back as "already on the
 //!   server") and a puller gets each once.
 //! - A property test: random writes on three devices of one patient with random faults on their
-//!   syncs, and device clocks set ahead of the server's tolerance; once the faults stop, two
-//!   sync rounds leave every device with the same operations and entry states as the server, no
-//!   operation lost, none duplicated, nothing left to push.
+//!   syncs, device clocks set ahead of the server's tolerance, diaries copied to new phones
+//!   (which must find out and take a new identity) and the server killed and restarted; once the
+//!   faults stop, two sync rounds leave every device with the same operations and entry states
+//!   as the server, no operation lost, none duplicated, nothing left to push. It tries 100
+//!   schedules per backend (10,000 in the ignored long test), or `HEELDIARY_FAULT_SCHEDULES`.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -132,6 +134,12 @@ enum Step {
     /// The device's clock is set this many minutes ahead of the true time (0 puts it right):
     /// beyond the server's tolerance, the device is told to correct itself.
     Clock { device: usize, ahead_minutes: i64 },
+    /// The device's diary is copied to a new phone, which joins the devices (a restored
+    /// backup, a phone transfer): both go on writing under the same device id until one finds
+    /// out.
+    Copy { device: usize },
+    /// The server is killed (SIGKILL) and started again on the same data and port.
+    Restart,
 }
 
 fn fault() -> impl Strategy<Value = Fault> {
@@ -160,8 +168,10 @@ fn step() -> impl Strategy<Value = Step> {
             .prop_map(|(device, pick)| Step::Delete { device, pick }),
         3 => (device.clone(), prop::collection::vec(fault(), 0..8))
             .prop_map(|(device, faults)| Step::Sync { device, faults }),
-        1 => (device, prop::sample::select(vec![0i64, 1, 10, 30]))
+        1 => (device.clone(), prop::sample::select(vec![0i64, 1, 10, 30]))
             .prop_map(|(device, ahead_minutes)| Step::Clock { device, ahead_minutes }),
+        1 => device.prop_map(|device| Step::Copy { device }),
+        1 => Just(Step::Restart),
     ]
 }
 
@@ -202,7 +212,9 @@ fn write(store: &mut Store, step: &Step) {
                 chrono::Local::now().fixed_offset() + ahead
             }));
         }
-        Step::Sync { .. } => unreachable!("syncs are not local writes"),
+        Step::Sync { .. } | Step::Copy { .. } | Step::Restart => {
+            unreachable!("not a local write")
+        }
     }
 }
 
@@ -215,7 +227,7 @@ fn pulled_from_server(rt: &Runtime, server: &Server, device: &Store) -> Store {
 }
 
 /// Runs one property case on a new patient and checks convergence once the faults stop.
-fn converges_after_faults(rt: &Runtime, server: &Server, proxy: &Proxy, steps: &[Step]) {
+fn converges_after_faults(rt: &Runtime, server: &mut Server, proxy: &Proxy, steps: &[Step]) {
     let one_patient = Fleet {
         patients: 1,
         devices_per_patient: DEVICES,
@@ -231,13 +243,15 @@ fn converges_after_faults(rt: &Runtime, server: &Server, proxy: &Proxy, steps: &
         pull_limit: 4,
         ..impatient_sync(3)
     };
+    let copies = tempfile::tempdir().unwrap();
     for step in steps {
         match step {
             Step::Sync { device, faults } => {
+                let n = devices.len();
                 proxy.script(faults.iter().copied());
                 // A sync may fail while faults last; it must fail as a network fault, never by
                 // misreading a cut-short answer.
-                if let Err(e) = rt.block_on(sync(&mut devices[*device], &options)) {
+                if let Err(e) = rt.block_on(sync(&mut devices[*device % n], &options)) {
                     assert!(
                         matches!(e, ClientError::Network { .. }),
                         "sync through {faults:?} failed with {e:?}"
@@ -247,7 +261,23 @@ fn converges_after_faults(rt: &Runtime, server: &Server, proxy: &Proxy, steps: &
             Step::Log { device, .. }
             | Step::Edit { device, .. }
             | Step::Delete { device, .. }
-            | Step::Clock { device, .. } => write(&mut devices[*device], step),
+            | Step::Clock { device, .. } => {
+                let n = devices.len();
+                write(&mut devices[*device % n], step)
+            }
+            Step::Copy { device } => {
+                let path = copies
+                    .path()
+                    .join(format!("copy-{}.sqlite3", devices.len()));
+                devices[*device % devices.len()].back_up_to(&path).unwrap();
+                devices.push(Store::open(&path).unwrap());
+            }
+            Step::Restart => {
+                let port = server.port();
+                server.kill();
+                *server =
+                    Server::start_on(server.backend_args.clone(), &format!("127.0.0.1:{port}"));
+            }
         }
     }
     proxy.pass_all();
@@ -258,15 +288,17 @@ fn converges_after_faults(rt: &Runtime, server: &Server, proxy: &Proxy, steps: &
         }
     }
 
-    let written: usize = devices
+    // A copy that never wrote keeps the original's id and its operations: count each once.
+    let written = devices
         .iter()
-        .map(|d| {
+        .flat_map(|d| {
             op_keys(d)
-                .iter()
+                .into_iter()
                 .filter(|(id, _)| *id == d.device_id())
-                .count()
+                .collect::<Vec<_>>()
         })
-        .sum();
+        .collect::<HashSet<_>>()
+        .len();
     let server_feed = pulled_from_server(rt, server, &devices[0]);
     let server_ops = op_keys(&server_feed);
     assert_eq!(server_ops.len(), written, "the server lost an operation");
@@ -306,14 +338,36 @@ fn assert_faults_struck_pushes_and_pulls(proxy: &Proxy) {
     }
 }
 
+/// How many fault schedules a property run tries: `HEELDIARY_FAULT_SCHEDULES` when set (the
+/// long campaign), else `default`.
+fn schedules(default: u32) -> u32 {
+    std::env::var("HEELDIARY_FAULT_SCHEDULES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
+
 #[test]
 fn devices_converge_with_the_server_after_random_faults() {
+    converge_after_random_schedules(schedules(100));
+}
+
+#[test]
+#[ignore = "long: ten thousand fault schedules per backend"]
+fn devices_converge_with_the_server_after_random_faults_long() {
+    converge_after_random_schedules(schedules(10_000));
+}
+
+/// Runs `cases` random fault schedules on every backend.
+fn converge_after_random_schedules(cases: u32) {
     let rt = runtime();
     for backend in Backend::all("devices_converge_with_the_server_after_random_faults") {
-        let server = Server::start(&backend);
-        let proxy = rt.block_on(Proxy::start(server.port()));
+        // Behind a lock: the test runner's closure may not hold it mutably, and a schedule
+        // restarts it.
+        let server = std::sync::Mutex::new(Server::start(&backend));
+        let proxy = rt.block_on(Proxy::start(server.lock().unwrap().port()));
         let mut runner = TestRunner::new(Config {
-            cases: 12,
+            cases,
             // Each case runs real syncs; a failure is worth a few shrinking steps, not hundreds.
             max_shrink_iters: 64,
             failure_persistence: None,
@@ -321,7 +375,8 @@ fn devices_converge_with_the_server_after_random_faults() {
         });
         runner
             .run(&prop::collection::vec(step(), 5..40), |steps| {
-                converges_after_faults(&rt, &server, &proxy, &steps);
+                let mut server = server.lock().unwrap_or_else(|p| p.into_inner());
+                converges_after_faults(&rt, &mut server, &proxy, &steps);
                 Ok(())
             })
             .unwrap_or_else(|e| panic!("{}: {e}", backend.name()));

@@ -52,6 +52,12 @@ macro_rules! storage_conformance {
             tombstones_mark_the_entry_deleted,
             patients_are_isolated,
             a_failed_push_writes_nothing,
+            a_fresh_code_confirms_an_enrolment_whose_answer_was_lost,
+            a_patient_and_its_first_code_are_created_together,
+            a_new_device_identity_is_registered_once,
+            a_declared_restore_changes_the_epoch,
+            entry_history_is_paged,
+            erasing_a_patient_removes_its_rows_and_leaves_a_record,
         );
     };
     (@each $make:expr; $($test:ident),+ $(,)?) => {
@@ -572,14 +578,14 @@ pub async fn concurrent_edits_merge_into_the_entry_state<S: Storage>(s: S) {
     s.push(patient, vec![phone_edit.clone()], t0())
         .await
         .unwrap();
-    let before_creation = s.entry(patient, entry).await.unwrap().unwrap();
+    let before_creation = s.entry(patient, entry, 0, 1_000).await.unwrap().unwrap();
     assert!(before_creation
         .state
         .to_entry(entry)
         .is_err_and(|e| e.is_incomplete()));
     s.push(patient, vec![created.clone()], t0()).await.unwrap();
 
-    let stored = s.entry(patient, entry).await.unwrap().unwrap();
+    let stored = s.entry(patient, entry, 0, 1_000).await.unwrap().unwrap();
     let all = [&tablet_old, &tablet_other, &phone_edit, &created];
     assert_eq!(stored.state, merge(entry, all).state);
     let shown = stored.state.to_entry(entry).unwrap();
@@ -589,7 +595,10 @@ pub async fn concurrent_edits_merge_into_the_entry_state<S: Storage>(s: S) {
         stored.ops.iter().map(|p| &p.op).collect::<Vec<_>>(),
         all.to_vec()
     );
-    assert_eq!(s.entry(patient, Uuid::now_v7()).await.unwrap(), None);
+    assert_eq!(
+        s.entry(patient, Uuid::now_v7(), 0, 1_000).await.unwrap(),
+        None
+    );
 }
 
 /// A tombstone with the highest stamp deletes the entry; its history stays.
@@ -600,7 +609,7 @@ pub async fn tombstones_mark_the_entry_deleted<S: Storage>(s: S) {
     s.push(patient, vec![create(dev, 1, entry, 10), tombstone], t0())
         .await
         .unwrap();
-    let stored = s.entry(patient, entry).await.unwrap().unwrap();
+    let stored = s.entry(patient, entry, 0, 1_000).await.unwrap().unwrap();
     assert!(stored.state.is_deleted());
     assert!(stored.state.to_entry(entry).unwrap().deleted);
     assert_eq!(stored.ops.len(), 2);
@@ -616,7 +625,7 @@ pub async fn patients_are_isolated<S: Storage>(s: S) {
         .unwrap();
     s.push(bob, batch(bob_dev, 1, 2), t0()).await.unwrap();
     assert_eq!(s.authenticate(bob, alice_dev).await.unwrap(), None);
-    assert_eq!(s.entry(bob, entry).await.unwrap(), None);
+    assert_eq!(s.entry(bob, entry, 0, 1_000).await.unwrap(), None);
     let bobs = all_ops(&s, bob).await;
     assert_eq!(bobs.len(), 2);
     assert!(bobs.iter().all(|p| p.op.device_id == bob_dev));
@@ -645,7 +654,203 @@ pub async fn a_failed_push_writes_nothing<S: Storage>(s: S) {
     let failed = s.push(patient, vec![good.clone(), bad], t0()).await;
     assert!(failed.is_err(), "{failed:?}");
     assert!(all_ops(&s, patient).await.is_empty());
-    assert_eq!(s.entry(patient, good.entry_id).await.unwrap(), None);
+    assert_eq!(
+        s.entry(patient, good.entry_id, 0, 1_000).await.unwrap(),
+        None
+    );
     s.push(patient, vec![good], t0()).await.unwrap();
     assert_eq!(all_ops(&s, patient).await[0].cursor, 1);
+}
+
+/// A device whose enrolment answer was lost, long after the repeat window, enrols with a fresh
+/// code by proving it holds the same secret: the code is used, the device and token stay. A
+/// revoked device cannot do that, nor can another patient's code, nor another secret.
+pub async fn a_fresh_code_confirms_an_enrolment_whose_answer_was_lost<S: Storage>(s: S) {
+    let patient = new_patient(&s).await;
+    let phone = device(Uuid::now_v7());
+    let first = new_code(&s, patient, t0() + Duration::hours(24)).await;
+    s.enrol(first, phone.clone(), t0()).await.unwrap();
+    let later = t0() + Duration::hours(2);
+    let fresh = new_code(&s, patient, later + Duration::hours(24)).await;
+    assert_eq!(s.enrol(fresh, phone.clone(), later).await.unwrap(), patient);
+    assert_eq!(s.list_devices(patient).await.unwrap().len(), 1);
+    let used = s.enrol(fresh, device(Uuid::now_v7()), later).await;
+    assert!(matches!(used, Err(StorageError::InvalidCode)), "{used:?}");
+
+    let elsewhere = new_patient(&s).await;
+    let foreign = new_code(&s, elsewhere, later + Duration::hours(24)).await;
+    let clash = s.enrol(foreign, phone.clone(), later).await;
+    assert!(matches!(clash, Err(StorageError::Conflict(_))), "{clash:?}");
+    s.revoke_device(patient, phone.device_id, later)
+        .await
+        .unwrap();
+    let again = new_code(&s, patient, later + Duration::hours(24)).await;
+    let revoked = s.enrol(again, phone, later).await;
+    assert!(
+        matches!(revoked, Err(StorageError::Conflict(_))),
+        "{revoked:?}"
+    );
+    // The refused code still enrols a device with a new id.
+    assert_eq!(
+        s.enrol(again, device(Uuid::now_v7()), later).await.unwrap(),
+        patient
+    );
+}
+
+/// A patient and its first code are made together; a clash makes neither.
+pub async fn a_patient_and_its_first_code_are_created_together<S: Storage>(s: S) {
+    let patient_id = Uuid::now_v7();
+    let code = crate::secrets::new_code();
+    let make = |hash| {
+        (
+            NewPatient {
+                patient_id,
+                label: None,
+                created_at: t0(),
+            },
+            NewCode {
+                code_hash: hash,
+                patient_id,
+                created_at: t0(),
+                expires_at: t0() + Duration::hours(1),
+            },
+        )
+    };
+    let (patient, first) = make(code.hash);
+    s.create_patient_with_code(patient, first).await.unwrap();
+    assert_eq!(
+        s.enrol(code.hash, device(Uuid::now_v7()), t0())
+            .await
+            .unwrap(),
+        patient_id
+    );
+    let second = crate::secrets::new_code();
+    let (patient, again) = make(second.hash);
+    let clash = s.create_patient_with_code(patient, again).await;
+    assert!(matches!(clash, Err(StorageError::Conflict(_))), "{clash:?}");
+    let orphan = s.enrol(second.hash, device(Uuid::now_v7()), t0()).await;
+    assert!(
+        matches!(orphan, Err(StorageError::InvalidCode)),
+        "{orphan:?}"
+    );
+}
+
+/// A device registers a new identity for its patient; asking again with the same secret is
+/// answered again, with another secret or for another patient it is a conflict.
+pub async fn a_new_device_identity_is_registered_once<S: Storage>(s: S) {
+    let (patient, _) = enrolled(&s).await;
+    let copy = device(Uuid::now_v7());
+    s.add_device(patient, copy.clone(), t0()).await.unwrap();
+    s.add_device(patient, copy.clone(), t0()).await.unwrap();
+    assert_eq!(s.list_devices(patient).await.unwrap().len(), 2);
+    let credentials = s
+        .authenticate(patient, copy.device_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(credentials.token_hash.matches(&copy.token_hash));
+    let other_secret = s.add_device(patient, device(copy.device_id), t0()).await;
+    assert!(
+        matches!(other_secret, Err(StorageError::Conflict(_))),
+        "{other_secret:?}"
+    );
+    let (elsewhere, _) = enrolled(&s).await;
+    let foreign = s.add_device(elsewhere, copy, t0()).await;
+    assert!(
+        matches!(foreign, Err(StorageError::Conflict(_))),
+        "{foreign:?}"
+    );
+    let unknown = s
+        .add_device(Uuid::now_v7(), device(Uuid::now_v7()), t0())
+        .await;
+    assert!(
+        matches!(unknown, Err(StorageError::NotFound)),
+        "{unknown:?}"
+    );
+}
+
+/// Declaring a restore mints a new epoch, which every later read sees.
+pub async fn a_declared_restore_changes_the_epoch<S: Storage>(s: S) {
+    let before = s.epoch().await.unwrap();
+    assert_eq!(s.epoch().await.unwrap(), before);
+    let after = s.mark_restored(t0()).await.unwrap();
+    assert_ne!(after, before);
+    assert_eq!(s.epoch().await.unwrap(), after);
+}
+
+/// An entry's history comes in pages after a cursor.
+pub async fn entry_history_is_paged<S: Storage>(s: S) {
+    let (patient, phone) = enrolled(&s).await;
+    let entry = Uuid::now_v7();
+    let mut ops = vec![create(phone, 1, entry, 1_000)];
+    for seq in 2..=25 {
+        ops.push(op(
+            phone,
+            seq,
+            entry,
+            1_000 + seq,
+            &[(Field::FirstStepPain, json!(seq % 11))],
+        ));
+    }
+    s.push(patient, ops, t0()).await.unwrap();
+    let mut after = 0;
+    let mut seen = Vec::new();
+    loop {
+        let page = s.entry(patient, entry, after, 10).await.unwrap().unwrap();
+        assert!(page.ops.len() <= 10);
+        seen.extend(page.ops.iter().map(|p| p.op.device_seq));
+        after = page.ops.last().map_or(after, |p| p.cursor);
+        if !page.has_more {
+            break;
+        }
+    }
+    assert_eq!(seen, (1..=25).collect::<Vec<_>>());
+}
+
+/// Erasing a patient removes its rows everywhere: no feed, no entries, no devices, no codes;
+/// the record counts them and says when; other patients are untouched.
+pub async fn erasing_a_patient_removes_its_rows_and_leaves_a_record<S: Storage>(s: S) {
+    let (patient, phone) = enrolled(&s).await;
+    let (other, other_phone) = enrolled(&s).await;
+    let spare = new_code(&s, patient, t0() + Duration::hours(24)).await;
+    s.push(patient, batch(phone, 1, 3), t0()).await.unwrap();
+    s.push(other, batch(other_phone, 1, 2), t0()).await.unwrap();
+    let entry = all_ops(&s, patient).await[0].op.entry_id;
+    assert_eq!(s.erased_at(patient).await.unwrap(), None);
+
+    let record = s
+        .erase_patient(patient, "dpo".into(), t0() + Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(record.patient_id, patient);
+    assert_eq!(record.erased_by, "dpo");
+    let removed = |table: &str| record.rows_removed.get(table).copied();
+    assert_eq!(
+        (
+            removed("ops"),
+            removed("entries"),
+            removed("devices"),
+            removed("enrolment_codes"),
+            removed("patients")
+        ),
+        (Some(3), Some(3), Some(1), Some(2), Some(1)),
+        "{record:?}"
+    );
+    assert_eq!(
+        s.erased_at(patient).await.unwrap(),
+        Some(t0() + Duration::hours(1))
+    );
+    assert!(all_ops(&s, patient).await.is_empty());
+    assert_eq!(s.entry(patient, entry, 0, 10).await.unwrap(), None);
+    assert_eq!(s.authenticate(patient, phone).await.unwrap(), None);
+    assert!(matches!(
+        s.list_devices(patient).await,
+        Err(StorageError::NotFound)
+    ));
+    let spent = s.enrol(spare, device(Uuid::now_v7()), t0()).await;
+    assert!(matches!(spent, Err(StorageError::InvalidCode)), "{spent:?}");
+    let twice = s.erase_patient(patient, "dpo".into(), t0()).await;
+    assert!(matches!(twice, Err(StorageError::NotFound)), "{twice:?}");
+    assert_eq!(all_ops(&s, other).await.len(), 2);
+    assert!(s.authenticate(other, other_phone).await.unwrap().is_some());
 }

@@ -180,13 +180,37 @@ pub struct PullPage {
     pub has_more: bool,
 }
 
-/// The materialized state of one entry and its history.
+/// The materialized state of one entry and one page of its history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEntry {
     /// Merged field values.
     pub state: EntryState,
-    /// The operations on the entry, in cursor order.
+    /// The operations on the entry after the requested cursor, in cursor order.
     pub ops: Vec<PulledOp>,
+    /// Whether more operations of the entry follow the last one.
+    pub has_more: bool,
+}
+
+/// What an erasure removed: left behind as its record, with no personal data in it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ErasureRecord {
+    /// The record's id.
+    pub erasure_id: Uuid,
+    /// The erased patient (a random id; the label is gone with the patient row).
+    pub patient_id: Uuid,
+    /// When it happened.
+    pub erased_at: DateTime<Utc>,
+    /// Who ran it (an operator name, as given to the admin command).
+    pub erased_by: String,
+    /// Rows removed, per table.
+    pub rows_removed: BTreeMap<String, u64>,
+}
+
+/// Whether a table holds a patient's data that an erasure removes: every table with a
+/// `patient_id` column except the erasure records themselves and access audit logs, which are
+/// the record of who saw what and hold ids, never health data.
+pub(crate) fn erasable_table(name: &str) -> bool {
+    !(name.contains("erasure") || name.contains("audit") || name.contains("access_log"))
 }
 
 /// The server's storage. Every method is one atomic unit: it either happens whole or not at all.
@@ -281,15 +305,72 @@ pub trait Storage: Clone + Send + Sync + 'static {
         limit: u32,
     ) -> impl Future<Output = Result<PullPage, StorageError>> + Send;
 
-    /// One entry of the patient, or `None` if the patient has no operation on it.
+    /// One entry of the patient with up to `limit` of its operations after cursor `after`, or
+    /// `None` if the patient has no operation on it.
     fn entry(
         &self,
         patient_id: Uuid,
         entry_id: Uuid,
+        after: u64,
+        limit: u32,
     ) -> impl Future<Output = Result<Option<StoredEntry>, StorageError>> + Send;
 
     /// Whether the backend answers.
     fn health(&self) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// The feed's epoch: minted when the data was created and again by
+    /// [`mark_restored`](Self::mark_restored).
+    fn epoch(&self) -> impl Future<Output = Result<Uuid, StorageError>> + Send;
+
+    /// Declares the data restored from a backup: mints and returns a new epoch, so that every
+    /// device pushes again what the restore lost and reads the feed again from the start.
+    fn mark_restored(
+        &self,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Uuid, StorageError>> + Send;
+
+    /// Creates a patient and its first enrolment code in one transaction: either both exist
+    /// afterwards or neither does.
+    ///
+    /// # Failure
+    /// [`StorageError::Conflict`] if the patient id exists.
+    fn create_patient_with_code(
+        &self,
+        patient: NewPatient,
+        code: NewCode,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// Registers another device of an existing patient, asked for by one of its enrolled
+    /// devices (a copied diary taking a new identity). Asking again with the same device id and
+    /// token hash (a lost answer) succeeds again and changes nothing.
+    ///
+    /// # Failure
+    /// [`StorageError::NotFound`] if the patient does not exist; [`StorageError::Conflict`] if
+    /// the device id is enrolled already with another token or for another patient.
+    fn add_device(
+        &self,
+        patient_id: Uuid,
+        device: NewDevice,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// Removes every row of the patient (operations, entries, devices, codes and the patient)
+    /// in one transaction and leaves an [`ErasureRecord`].
+    ///
+    /// # Failure
+    /// [`StorageError::NotFound`] if the patient does not exist.
+    fn erase_patient(
+        &self,
+        patient_id: Uuid,
+        erased_by: String,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<ErasureRecord, StorageError>> + Send;
+
+    /// When the patient was erased, if it was.
+    fn erased_at(
+        &self,
+        patient_id: Uuid,
+    ) -> impl Future<Output = Result<Option<DateTime<Utc>>, StorageError>> + Send;
 }
 
 /// What identifies a stored operation, by (device id, device sequence): its entry and the text
@@ -451,7 +532,11 @@ pub(crate) fn code_use(
 
 /// The message every backend gives when a device id is enrolled already.
 pub(crate) fn device_id_taken() -> StorageError {
-    StorageError::Conflict("this device id is enrolled already; enrol with a new device id".into())
+    StorageError::Conflict(
+        "this device id is enrolled already, and the secret does not prove this is that \
+         device; enrol with a new device id"
+            .into(),
+    )
 }
 
 /// One schema migration of a backend: a numbered SQL file of its `schema/server-*/` folder.

@@ -1,6 +1,9 @@
 //! Accuracy of the trend analysis on the synthetic cohort: for each scenario and each way of
 //! logging (clean, noisy, noisy with 40% of days missing), the share of patients whose report
-//! recovers the known truth (pattern, first-step trend, treatment verdict, shift, red flags).
+//! recovers the known truth (pattern, first-step trend, treatment verdict, shift, red flags,
+//! and no direction named where the story has no trend). Then the false-direction rate on the
+//! null diaries (no trend, days correlated at 0.3, 0.6 and 0.8): the share of reports naming
+//! any measure improving or worsening.
 //!
 //! Usage: `trends-accuracy [--patients N] [--seed S] [--days D]` (N patients per scenario and
 //! variant, default 200; diaries of D days, default 90).
@@ -75,9 +78,10 @@ fn main() -> ExitCode {
         args.patients, args.days, args.seed
     );
     println!(
-        "{:<26} {:<20} {:>7} | {:>7} {:>7} {:>7} {:>7} {:>7}",
-        "scenario", "variant", "all", "pattern", "trend", "treat", "shift", "flags"
+        "{:<26} {:<20} {:>7} | {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}",
+        "scenario", "variant", "all", "pattern", "trend", "treat", "shift", "flags", "no-false"
     );
+    let mut nulls: Vec<(Scenario, String, f64)> = Vec::new();
     let mut totals: Vec<(String, Vec<Recovery>)> = Variant::ALL
         .iter()
         .map(|variant| (variant.name(), Vec::new()))
@@ -96,7 +100,7 @@ fn main() -> ExitCode {
                 })
                 .collect();
             println!(
-                "{:<26} {:<20} {:>6.1}% | {:>6.1}% {:>6.1}% {:>6.1}% {:>6.1}% {:>6.1}%",
+                "{:<26} {:<20} {:>6.1}% | {:>6.1}% {:>6.1}% {:>6.1}% {:>6.1}% {:>6.1}% {:>6.1}%",
                 scenario.name(),
                 variant.name(),
                 percent(&recoveries, Recovery::all),
@@ -105,7 +109,15 @@ fn main() -> ExitCode {
                 percent(&recoveries, |r| r.treatment),
                 percent(&recoveries, |r| r.shift),
                 percent(&recoveries, |r| r.red_flags),
+                percent(&recoveries, |r| r.no_false_direction),
             );
+            if Scenario::NULLS.contains(&scenario) {
+                nulls.push((
+                    scenario,
+                    variant.name(),
+                    100.0 - percent(&recoveries, |r| r.no_false_direction),
+                ));
+            }
             totals[variant_index].1.extend(recoveries);
         }
     }
@@ -117,6 +129,12 @@ fn main() -> ExitCode {
             name,
             percent(recoveries, Recovery::all)
         );
+    }
+    println!(
+        "\nFalse direction on null diaries (no trend; any measure read as improving or worsening):"
+    );
+    for (scenario, variant, rate) in &nulls {
+        println!("{:<26} {:<20} {:>6.1}%", scenario.name(), variant, rate);
     }
     ExitCode::SUCCESS
 }

@@ -18,6 +18,7 @@ use crate::storage::{migrations, pending, Migration, StorageError};
 pub(in crate::storage) const MIGRATIONS: &[Migration] = migrations!("server-postgres":
     1 => "0001_init",
     2 => "0002_code_used_by",
+    3 => "0003_epoch_and_erasure",
 );
 
 /// Schema version a fresh PostgreSQL database gets.

@@ -1,6 +1,8 @@
 //! The [`Storage`] implementation the handlers call: single statements retried after a conflict,
 //! and the two transactions of [`super::transactions`].
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use heeldiary_core::wire::PushResult;
 use heeldiary_core::{EntryState, Op};
@@ -9,13 +11,18 @@ use tokio_postgres::{IsolationLevel, Row};
 use uuid::Uuid;
 
 use super::faults::{retrying, Fault};
-use super::transactions::pulled_op;
+use super::transactions::{pulled_op, register_device};
 use super::PostgresStorage;
 use crate::secrets::SecretHash;
 use crate::storage::{
-    hash_from_bytes, to_i64, DeviceCredentials, DeviceInfo, NewCode, NewDevice, NewPatient,
-    PullPage, Storage, StorageError, StoredEntry, FEED_COLUMNS,
+    erasable_table, hash_from_bytes, to_i64, DeviceCredentials, DeviceInfo, ErasureRecord, NewCode,
+    NewDevice, NewPatient, PullPage, Storage, StorageError, StoredEntry, FEED_COLUMNS,
 };
+
+/// Whether `e` says a row is still referenced by another table's row.
+fn is_foreign_key_violation(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION)
+}
 
 impl Storage for PostgresStorage {
     async fn create_patient(&self, patient: NewPatient) -> Result<(), StorageError> {
@@ -173,7 +180,11 @@ impl Storage for PostgresStorage {
         &self,
         patient_id: Uuid,
         entry_id: Uuid,
+        after: u64,
+        limit: u32,
     ) -> Result<Option<StoredEntry>, StorageError> {
+        let after = to_i64(after, "cursor")?;
+        let fetch = i64::from(limit) + 1;
         retrying(|| {
             // One snapshot for the state and its history, so they agree.
             self.in_transaction(IsolationLevel::RepeatableRead, async |tx| {
@@ -190,19 +201,221 @@ impl Storage for PostgresStorage {
                 let rows = tx
                     .query(
                         &format!(
-                            "SELECT {FEED_COLUMNS} FROM ops WHERE patient_id = $1 AND entry_id = $2
-                             ORDER BY cursor"
+                            "SELECT {FEED_COLUMNS} FROM ops
+                             WHERE patient_id = $1 AND entry_id = $2 AND cursor > $3
+                             ORDER BY cursor LIMIT $4"
                         ),
-                        &[&patient_id, &entry_id],
+                        &[&patient_id, &entry_id, &after, &fetch],
                     )
                     .await?;
                 Ok(Some(StoredEntry {
                     state,
-                    ops: rows.iter().map(pulled_op).collect::<Result<_, _>>()?,
+                    has_more: rows.len() > limit as usize,
+                    ops: rows
+                        .iter()
+                        .take(limit as usize)
+                        .map(pulled_op)
+                        .collect::<Result<_, _>>()?,
                 }))
             })
         })
         .await
+    }
+
+    async fn epoch(&self) -> Result<Uuid, StorageError> {
+        let rows = self.query("SELECT epoch FROM feed_epoch", &[]).await?;
+        let row = rows
+            .first()
+            .ok_or_else(|| StorageError::Internal("the feed has no epoch".into()))?;
+        row.try_get(0)
+            .map_err(|e| StorageError::Internal(format!("stored epoch unreadable: {e}")))
+    }
+
+    async fn mark_restored(&self, now: DateTime<Utc>) -> Result<Uuid, StorageError> {
+        let epoch = Uuid::new_v4();
+        self.execute(
+            "UPDATE feed_epoch SET epoch = $1, declared_at = $2, reason = 'restored'",
+            &[&epoch, &now],
+        )
+        .await?;
+        Ok(epoch)
+    }
+
+    async fn create_patient_with_code(
+        &self,
+        patient: NewPatient,
+        code: NewCode,
+    ) -> Result<(), StorageError> {
+        retrying(|| {
+            self.in_transaction(IsolationLevel::ReadCommitted, async |tx| {
+                let inserted = tx
+                    .execute(
+                        "INSERT INTO patients (patient_id, label, created_at) VALUES ($1, $2, $3)
+                         ON CONFLICT (patient_id) DO NOTHING",
+                        &[&patient.patient_id, &patient.label, &patient.created_at],
+                    )
+                    .await?;
+                if inserted == 0 {
+                    return Err(StorageError::Conflict("the patient exists already".into()).into());
+                }
+                tx.execute(
+                    "INSERT INTO enrolment_codes (code_hash, patient_id, expires_at, created_at)
+                     VALUES ($1, $2, $3, $4)",
+                    &[
+                        &code.code_hash.as_bytes().as_slice(),
+                        &code.patient_id,
+                        &code.expires_at,
+                        &code.created_at,
+                    ],
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn add_device(
+        &self,
+        patient_id: Uuid,
+        device: NewDevice,
+        now: DateTime<Utc>,
+    ) -> Result<(), StorageError> {
+        retrying(|| {
+            self.in_transaction(IsolationLevel::ReadCommitted, async |tx| {
+                let known = tx
+                    .query_opt(
+                        "SELECT 1 FROM patients WHERE patient_id = $1 FOR KEY SHARE",
+                        &[&patient_id],
+                    )
+                    .await?;
+                if known.is_none() {
+                    return Err(StorageError::NotFound.into());
+                }
+                register_device(tx, patient_id, &device, now).await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn erase_patient(
+        &self,
+        patient_id: Uuid,
+        erased_by: String,
+        now: DateTime<Utc>,
+    ) -> Result<ErasureRecord, StorageError> {
+        retrying(|| {
+            self.in_transaction(IsolationLevel::ReadCommitted, async |tx| {
+                // The patient row locked first: a push of this patient waits, then finds no
+                // patient.
+                let known = tx
+                    .query_opt(
+                        "SELECT 1 FROM patients WHERE patient_id = $1 FOR UPDATE",
+                        &[&patient_id],
+                    )
+                    .await?;
+                if known.is_none() {
+                    return Err(StorageError::NotFound.into());
+                }
+                let tables: Vec<String> = tx
+                    .query(
+                        "SELECT c.table_name::text FROM information_schema.columns c
+                         JOIN information_schema.tables t
+                           ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+                         WHERE c.table_schema = current_schema() AND c.column_name = 'patient_id'
+                           AND t.table_type = 'BASE TABLE'
+                         ORDER BY c.table_name",
+                        &[],
+                    )
+                    .await?
+                    .iter()
+                    .map(|r| r.try_get(0))
+                    .collect::<Result<_, _>>()?;
+                let mut pending: Vec<String> = tables
+                    .into_iter()
+                    .filter(|t| erasable_table(t) && t != "patients")
+                    .collect();
+                let mut rows_removed = BTreeMap::new();
+                // Tables other work adds may reference each other: a table still referenced
+                // by rows of the patient elsewhere is tried again after the others.
+                for _pass in 0..=pending.len() {
+                    let mut blocked = Vec::new();
+                    for table in pending {
+                        tx.batch_execute("SAVEPOINT erase_table").await?;
+                        let deleted = tx
+                            .execute(
+                                &format!("DELETE FROM \"{table}\" WHERE patient_id = $1"),
+                                &[&patient_id],
+                            )
+                            .await;
+                        match deleted {
+                            Ok(n) => {
+                                tx.batch_execute("RELEASE SAVEPOINT erase_table").await?;
+                                rows_removed.insert(table, n);
+                            }
+                            Err(e) if is_foreign_key_violation(&e) => {
+                                tx.batch_execute("ROLLBACK TO SAVEPOINT erase_table")
+                                    .await?;
+                                blocked.push(table);
+                            }
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    pending = blocked;
+                    if pending.is_empty() {
+                        break;
+                    }
+                }
+                if let Some(table) = pending.first() {
+                    return Err(StorageError::Internal(format!(
+                        "rows of {table} could not be erased: another table still refers to them"
+                    ))
+                    .into());
+                }
+                let removed = tx
+                    .execute("DELETE FROM patients WHERE patient_id = $1", &[&patient_id])
+                    .await?;
+                rows_removed.insert("patients".to_string(), removed);
+                let record = ErasureRecord {
+                    erasure_id: Uuid::now_v7(),
+                    patient_id,
+                    erased_at: now,
+                    erased_by: erased_by.clone(),
+                    rows_removed,
+                };
+                tx.execute(
+                    "INSERT INTO erasures (erasure_id, patient_id, erased_at, erased_by,
+                                           rows_removed)
+                     VALUES ($1, $2, $3, $4, $5)",
+                    &[
+                        &record.erasure_id,
+                        &patient_id,
+                        &now,
+                        &record.erased_by,
+                        &Json(&record.rows_removed),
+                    ],
+                )
+                .await?;
+                Ok(record)
+            })
+        })
+        .await
+    }
+
+    async fn erased_at(&self, patient_id: Uuid) -> Result<Option<DateTime<Utc>>, StorageError> {
+        let rows = self
+            .query(
+                "SELECT max(erased_at) FROM erasures WHERE patient_id = $1",
+                &[&patient_id],
+            )
+            .await?;
+        match rows.first() {
+            Some(row) => row
+                .try_get(0)
+                .map_err(|e| StorageError::Internal(format!("stored erasure unreadable: {e}"))),
+            None => Ok(None),
+        }
     }
 
     async fn health(&self) -> Result<(), StorageError> {

@@ -147,33 +147,11 @@ impl PostgresStorage {
                 }
                 CodeUse::First => {}
             }
-            tx.execute(
-                "SELECT pg_advisory_xact_lock($1, hashtext($2::uuid::text))",
-                &[&ENROL_LOCK, &device.device_id],
-            )
-            .await?;
-            let taken = tx
-                .query_opt(
-                    "SELECT 1 FROM devices WHERE device_id = $1 LIMIT 1",
-                    &[&device.device_id],
-                )
-                .await?;
-            if taken.is_some() {
-                return Err(device_id_taken().into());
+            if !register_device(tx, patient, device, now).await? {
+                // The device enrolled before and never heard the answer; it proved it holds
+                // the same secret, so this fresh code confirms that enrolment.
+                tracing::info!(device_id = %device.device_id, "enrolment confirmed by a fresh code");
             }
-            tx.execute(
-                "INSERT INTO devices (patient_id, device_id, token_hash, role, label, enrolled_at)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-                &[
-                    &patient,
-                    &device.device_id,
-                    &device.token_hash.as_bytes().as_slice(),
-                    &device.role.as_str(),
-                    &device.label,
-                    &now,
-                ],
-            )
-            .await?;
             tx.execute(
                 "UPDATE enrolment_codes SET used_at = $2, used_by = $3 WHERE code_hash = $1",
                 &[&code_hash.as_bytes().as_slice(), &now, &device.device_id],
@@ -183,6 +161,57 @@ impl PostgresStorage {
         })
         .await
     }
+}
+
+/// Registers `device` for `patient`, unless the very same device is registered already (same
+/// patient, same token hash, not revoked): then it returns `false` and changes nothing. A device
+/// id registered otherwise (another token, another patient, revoked) is a conflict.
+pub(super) async fn register_device(
+    tx: &Transaction<'_>,
+    patient: Uuid,
+    device: &NewDevice,
+    now: DateTime<Utc>,
+) -> Result<bool, Fault> {
+    // Device ids are unique across patients, which no per-patient unique index can enforce on
+    // a sharded table: the advisory lock makes the check and the insert one step.
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext($2::uuid::text))",
+        &[&ENROL_LOCK, &device.device_id],
+    )
+    .await?;
+    let existing = tx
+        .query_opt(
+            "SELECT patient_id, token_hash, revoked_at IS NOT NULL FROM devices
+             WHERE device_id = $1 LIMIT 1",
+            &[&device.device_id],
+        )
+        .await?;
+    if let Some(row) = existing {
+        let owner: Uuid = row.try_get(0)?;
+        let revoked: bool = row.try_get(2)?;
+        let same_device = owner == patient
+            && !revoked
+            && hash_from_bytes(row.try_get(1)?)?.matches(&device.token_hash);
+        return if same_device {
+            Ok(false)
+        } else {
+            Err(device_id_taken().into())
+        };
+    }
+    tx.execute(
+        "INSERT INTO devices (patient_id, device_id, token_hash, role, label, enrolled_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            &patient,
+            &device.device_id,
+            &device.token_hash.as_bytes().as_slice(),
+            &device.role.as_str(),
+            &device.label,
+            &now,
+        ],
+    )
+    .await?;
+    Ok(true)
 }
 
 /// Stores the plan's new operations with one statement.

@@ -16,6 +16,7 @@ use crate::storage::{migrations, pending, Migration, StorageError};
 pub(in crate::storage) const MIGRATIONS: &[Migration] = migrations!("server-sqlite":
     1 => "0001_init",
     2 => "0002_code_used_by",
+    3 => "0003_epoch_and_erasure",
 );
 
 /// How long a statement waits for a lock before the request fails as unavailable.

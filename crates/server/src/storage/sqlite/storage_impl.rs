@@ -4,19 +4,36 @@
 use chrono::{DateTime, Utc};
 use heeldiary_core::wire::PushResult;
 use heeldiary_core::Op;
-use rusqlite::{params, OptionalExtension};
+use std::collections::BTreeMap;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use uuid::Uuid;
 
 use super::transactions::{
-    enrol_tx, op_row, parse_json, parse_time, parse_uuid, pulled_op, push_tx, time_text, DeviceRow,
-    OpRow,
+    enrol_tx, op_row, parse_json, parse_time, parse_uuid, pulled_op, push_tx, register_device,
+    time_text, DeviceRow, OpRow,
 };
 use super::SqliteStorage;
 use crate::secrets::SecretHash;
 use crate::storage::{
-    hash_from_bytes, to_i64, DeviceCredentials, DeviceInfo, NewCode, NewDevice, NewPatient,
-    PullPage, Storage, StorageError, StoredEntry, FEED_COLUMNS,
+    erasable_table, hash_from_bytes, to_i64, DeviceCredentials, DeviceInfo, ErasureRecord, NewCode,
+    NewDevice, NewPatient, PullPage, Storage, StorageError, StoredEntry, FEED_COLUMNS,
 };
+
+/// Stores an enrolment code of a patient known to exist.
+fn insert_code(tx: &Connection, code: &NewCode) -> Result<(), StorageError> {
+    tx.execute(
+        "INSERT INTO enrolment_codes (code_hash, patient_id, expires_at, created_at)
+         VALUES (?1, ?2, ?3, ?4)",
+        params![
+            code.code_hash.as_bytes().as_slice(),
+            code.patient_id.to_string(),
+            time_text(code.expires_at),
+            time_text(code.created_at)
+        ],
+    )?;
+    Ok(())
+}
 
 impl Storage for SqliteStorage {
     async fn create_patient(&self, patient: NewPatient) -> Result<(), StorageError> {
@@ -40,7 +57,7 @@ impl Storage for SqliteStorage {
 
     async fn issue_code(&self, code: NewCode) -> Result<(), StorageError> {
         self.call(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let patient = code.patient_id.to_string();
             let known = tx
                 .prepare_cached("SELECT 1 FROM patients WHERE patient_id = ?1")?
@@ -48,16 +65,7 @@ impl Storage for SqliteStorage {
             if !known {
                 return Err(StorageError::NotFound);
             }
-            tx.execute(
-                "INSERT INTO enrolment_codes (code_hash, patient_id, expires_at, created_at)
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![
-                    code.code_hash.as_bytes().as_slice(),
-                    patient,
-                    time_text(code.expires_at),
-                    time_text(code.created_at)
-                ],
-            )?;
+            insert_code(&tx, &code)?;
             tx.commit()?;
             Ok(())
         })
@@ -203,7 +211,10 @@ impl Storage for SqliteStorage {
         &self,
         patient_id: Uuid,
         entry_id: Uuid,
+        after: u64,
+        limit: u32,
     ) -> Result<Option<StoredEntry>, StorageError> {
+        let after = to_i64(after, "cursor")?;
         self.call(move |conn| {
             let tx = conn.transaction()?;
             let (patient, entry) = (patient_id.to_string(), entry_id.to_string());
@@ -218,15 +229,163 @@ impl Storage for SqliteStorage {
             };
             let rows: Vec<OpRow> = tx
                 .prepare_cached(&format!(
-                    "SELECT {FEED_COLUMNS} FROM ops WHERE patient_id = ?1 AND entry_id = ?2
-                     ORDER BY cursor"
+                    "SELECT {FEED_COLUMNS} FROM ops
+                     WHERE patient_id = ?1 AND entry_id = ?2 AND cursor > ?3
+                     ORDER BY cursor LIMIT ?4"
                 ))?
-                .query_map([&patient, &entry], op_row)?
+                .query_map(
+                    params![&patient, &entry, after, i64::from(limit) + 1],
+                    op_row,
+                )?
                 .collect::<Result<_, _>>()?;
+            let has_more = rows.len() > limit as usize;
             Ok(Some(StoredEntry {
                 state: parse_json(&state)?,
-                ops: rows.into_iter().map(pulled_op).collect::<Result<_, _>>()?,
+                ops: rows
+                    .into_iter()
+                    .take(limit as usize)
+                    .map(pulled_op)
+                    .collect::<Result<_, _>>()?,
+                has_more,
             }))
+        })
+        .await
+    }
+
+    async fn epoch(&self) -> Result<Uuid, StorageError> {
+        self.call(|conn| {
+            let text: String = conn
+                .prepare_cached("SELECT epoch FROM feed_epoch")?
+                .query_row([], |r| r.get(0))?;
+            parse_uuid(&text)
+        })
+        .await
+    }
+
+    async fn mark_restored(&self, now: DateTime<Utc>) -> Result<Uuid, StorageError> {
+        let epoch = Uuid::new_v4();
+        self.call(move |conn| {
+            conn.execute(
+                "UPDATE feed_epoch SET epoch = ?1, declared_at = ?2, reason = 'restored'",
+                params![epoch.to_string(), time_text(now)],
+            )?;
+            Ok(epoch)
+        })
+        .await
+    }
+
+    async fn create_patient_with_code(
+        &self,
+        patient: NewPatient,
+        code: NewCode,
+    ) -> Result<(), StorageError> {
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let inserted = tx.execute(
+                "INSERT INTO patients (patient_id, label, created_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (patient_id) DO NOTHING",
+                params![
+                    patient.patient_id.to_string(),
+                    patient.label,
+                    time_text(patient.created_at)
+                ],
+            )?;
+            if inserted == 0 {
+                return Err(StorageError::Conflict("the patient exists already".into()));
+            }
+            insert_code(&tx, &code)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn add_device(
+        &self,
+        patient_id: Uuid,
+        device: NewDevice,
+        now: DateTime<Utc>,
+    ) -> Result<(), StorageError> {
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let patient = patient_id.to_string();
+            let known = tx
+                .prepare_cached("SELECT 1 FROM patients WHERE patient_id = ?1")?
+                .exists([&patient])?;
+            if !known {
+                return Err(StorageError::NotFound);
+            }
+            register_device(&tx, &patient, &device, &time_text(now))?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn erase_patient(
+        &self,
+        patient_id: Uuid,
+        erased_by: String,
+        now: DateTime<Utc>,
+    ) -> Result<ErasureRecord, StorageError> {
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let patient = patient_id.to_string();
+            let known = tx
+                .prepare_cached("SELECT 1 FROM patients WHERE patient_id = ?1")?
+                .exists([&patient])?;
+            if !known {
+                return Err(StorageError::NotFound);
+            }
+            // Tables other work adds reference each other in any order: check the foreign
+            // keys once, at commit, when every row of the patient is gone.
+            tx.pragma_update(None, "defer_foreign_keys", true)?;
+            let tables: Vec<String> = tx
+                .prepare(
+                    "SELECT m.name FROM sqlite_master m, pragma_table_info(m.name) c
+                     WHERE m.type = 'table' AND c.name = 'patient_id' ORDER BY m.name",
+                )?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            let mut rows_removed = BTreeMap::new();
+            for table in tables.iter().filter(|t| erasable_table(t)) {
+                let removed = tx.execute(
+                    &format!("DELETE FROM \"{table}\" WHERE patient_id = ?1"),
+                    [&patient],
+                )?;
+                rows_removed.insert(table.clone(), removed as u64);
+            }
+            let record = ErasureRecord {
+                erasure_id: Uuid::now_v7(),
+                patient_id,
+                erased_at: now,
+                erased_by,
+                rows_removed,
+            };
+            tx.execute(
+                "INSERT INTO erasures (erasure_id, patient_id, erased_at, erased_by, rows_removed)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    record.erasure_id.to_string(),
+                    patient,
+                    time_text(now),
+                    record.erased_by,
+                    serde_json::to_string(&record.rows_removed)
+                        .map_err(|e| StorageError::Internal(e.to_string()))?
+                ],
+            )?;
+            tx.commit()?;
+            Ok(record)
+        })
+        .await
+    }
+
+    async fn erased_at(&self, patient_id: Uuid) -> Result<Option<DateTime<Utc>>, StorageError> {
+        self.call(move |conn| {
+            let at: Option<String> = conn
+                .prepare_cached("SELECT max(erased_at) FROM erasures WHERE patient_id = ?1")?
+                .query_row([patient_id.to_string()], |r| r.get(0))?;
+            at.as_deref().map(parse_time).transpose()
         })
         .await
     }

@@ -221,13 +221,46 @@ pub(super) fn enrol_tx(
         }
         CodeUse::First => {}
     }
-    let taken = tx
-        .prepare_cached("SELECT 1 FROM devices WHERE device_id = ?1")?
-        .exists([&device_id])?;
-    if taken {
-        return Err(device_id_taken());
-    }
     let now = time_text(now);
+    if !register_device(&tx, &patient, device, &now)? {
+        // The device enrolled before and never heard the answer; it proved it holds the same
+        // secret, so this fresh code confirms that enrolment.
+        tracing::info!(device_id, "enrolment confirmed by a fresh code");
+    }
+    tx.execute(
+        "UPDATE enrolment_codes SET used_at = ?2, used_by = ?3 WHERE code_hash = ?1",
+        params![code_hash.as_bytes().as_slice(), now, device_id],
+    )?;
+    tx.commit()?;
+    parse_uuid(&patient)
+}
+
+/// Registers `device` for `patient`, unless the very same device is registered already (same
+/// patient, same token hash, not revoked): then it returns `false` and changes nothing. A
+/// device id registered otherwise (another token, another patient, revoked) is a conflict.
+pub(super) fn register_device(
+    tx: &Connection,
+    patient: &str,
+    device: &NewDevice,
+    now: &str,
+) -> Result<bool, StorageError> {
+    let device_id = device.device_id.to_string();
+    let existing: Option<(String, Vec<u8>, Option<String>)> = tx
+        .prepare_cached(
+            "SELECT patient_id, token_hash, revoked_at FROM devices WHERE device_id = ?1",
+        )?
+        .query_row([&device_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    if let Some((owner, hash, revoked_at)) = existing {
+        let same_device = owner == patient
+            && revoked_at.is_none()
+            && hash_from_bytes(hash)?.matches(&device.token_hash);
+        return if same_device {
+            Ok(false)
+        } else {
+            Err(device_id_taken())
+        };
+    }
     tx.execute(
         "INSERT INTO devices (patient_id, device_id, token_hash, role, label, enrolled_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -240,10 +273,5 @@ pub(super) fn enrol_tx(
             now
         ],
     )?;
-    tx.execute(
-        "UPDATE enrolment_codes SET used_at = ?2, used_by = ?3 WHERE code_hash = ?1",
-        params![code_hash.as_bytes().as_slice(), now, device_id],
-    )?;
-    tx.commit()?;
-    parse_uuid(&patient)
+    Ok(true)
 }
