@@ -29,6 +29,7 @@
 #[cfg(test)]
 mod carry_forward_tests;
 mod codec;
+mod cipher;
 mod db;
 mod error;
 mod schema;
@@ -45,6 +46,7 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+pub use cipher::{encryption_available, sqlite_engine, DiaryKey, MIN_SECRET_BYTES};
 pub use error::{Result, StoreError};
 pub use schema::SCHEMA_VERSION;
 pub use sync::{Enrolment, RemoteApply, ResearchConsent, SyncState};
@@ -107,6 +109,19 @@ impl Store {
     /// [`StoreError::NewerSchema`] for a newer file, [`StoreError::Io`] when its folder cannot be
     /// created, [`StoreError::Sqlite`] when the file cannot be opened or is not a database.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with_key(path, None)
+    }
+
+    /// Opens (creating if needed) the diary at `path`, encrypted with `key` (`None`: a plain
+    /// diary). The key is checked before anything is written.
+    ///
+    /// # Failure
+    /// As [`Store::open`], and [`StoreError::WrongKey`] when the key does not open the file,
+    /// [`StoreError::KeyRequired`] for an encrypted file opened without a key,
+    /// [`StoreError::NotEncrypted`] for a plain file opened with one,
+    /// [`StoreError::EncryptionUnavailable`] when this build cannot encrypt. The file is left
+    /// untouched in each case.
+    pub fn open_with_key(path: impl AsRef<Path>, key: Option<&DiaryKey>) -> Result<Self> {
         let path = path.as_ref();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Io {
@@ -114,7 +129,24 @@ impl Store {
                 error: e,
             })?;
         }
-        Self::init(Connection::open(path)?)
+        Self::init(cipher::open_connection(path, key)?)
+    }
+
+    /// Encrypts the plain diary at `path` with `key`, in place: every entry, its history and the
+    /// sync state are kept. A crash half-way leaves the plain file or the encrypted one, never
+    /// neither. No other handle may have the diary open meanwhile.
+    pub fn encrypt_file(path: impl AsRef<Path>, key: &DiaryKey) -> Result<()> {
+        let path = path.as_ref();
+        drop(Self::open(path)?);
+        cipher::rewrite(path, None, Some(key))
+    }
+
+    /// Changes the key of the encrypted diary at `path` from `old` to `new`, like
+    /// [`Store::encrypt_file`]: all or nothing, and the old key no longer opens it.
+    pub fn rekey_file(path: impl AsRef<Path>, old: &DiaryKey, new: &DiaryKey) -> Result<()> {
+        let path = path.as_ref();
+        drop(Self::open_with_key(path, Some(old))?);
+        cipher::rewrite(path, Some(old), Some(new))
     }
 
     /// A diary in memory, gone when dropped; for tests and previews.
@@ -307,9 +339,27 @@ impl Store {
 
     /// Live entries whose day lies in `from..=to` (either bound optional), by day then id.
     pub fn list(&self, from: Option<NaiveDate>, to: Option<NaiveDate>) -> Result<Vec<Entry>> {
+        self.list_where(from, to, false)
+    }
+
+    /// Like [`Store::list`], with the deleted entries too (`deleted: true`), for history views.
+    pub fn list_including_deleted(
+        &self,
+        from: Option<NaiveDate>,
+        to: Option<NaiveDate>,
+    ) -> Result<Vec<Entry>> {
+        self.list_where(from, to, true)
+    }
+
+    fn list_where(
+        &self,
+        from: Option<NaiveDate>,
+        to: Option<NaiveDate>,
+        include_deleted: bool,
+    ) -> Result<Vec<Entry>> {
         let mut entries = Vec::new();
         db::for_each_state(&self.conn, |id, state| {
-            if state.is_deleted() {
+            if state.is_deleted() && !include_deleted {
                 return Ok(());
             }
             // An entry waiting for the operation that creates it is left out until it arrives.
