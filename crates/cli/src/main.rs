@@ -7,15 +7,16 @@
 mod diary;
 mod entry_flags;
 mod render;
+mod sharing;
 mod sync;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
-use heeldiary_store::Store;
+use heeldiary_store::{DiaryKey, Store};
 use uuid::Uuid;
 
 use entry_flags::EntryFlags;
@@ -28,6 +29,10 @@ struct Cli {
     /// Diary file (SQLite). Default: the platform data folder, e.g. ~/.local/share/heeldiary/diary.sqlite3.
     #[arg(long, global = true, env = "HEELDIARY_DB", value_name = "PATH")]
     db: Option<PathBuf>,
+    /// File holding the diary's key (at least 16 bytes of random secret, e.g. 32 random bytes in
+    /// base64). With it the diary file is encrypted; without it, plain.
+    #[arg(long, global = true, env = "HEELDIARY_KEY_FILE", value_name = "PATH")]
+    key_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -130,6 +135,33 @@ enum Command {
         #[arg(long = "for", value_name = "READER", default_value = "patient", value_parser = ["patient", "clinician"])]
         audience: String,
     },
+    /// Share your diary with a provider, by the share code the provider gave you.
+    Share {
+        /// The provider's share code (XXXX-XXXX-XXXX).
+        #[arg(long, value_name = "SHARE_CODE")]
+        provider: String,
+        /// Print the share as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the providers your diary is shared with (id, name, since when).
+    Shares {
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop sharing your diary with a provider; it takes effect on the provider's next request.
+    Unshare {
+        /// The provider id (see `heeldiary shares`).
+        #[arg(long, value_name = "PROVIDER_ID")]
+        provider: Uuid,
+    },
+    /// Show which providers looked at your diary, and when.
+    AccessLog {
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Whether your de-identified diary may be used for research (off until you say on). The
     /// answer reaches the clinic's server with the next sync; off removes you from every later
     /// research export.
@@ -137,6 +169,15 @@ enum Command {
         /// on or off.
         #[arg(value_enum)]
         answer: OnOff,
+    },
+    /// Encrypt a plain diary in place with the key of --key-file; every entry and its history
+    /// are kept, and a crash half-way leaves the plain file or the encrypted one.
+    Encrypt,
+    /// Change the key of an encrypted diary (the current key comes from --key-file).
+    Rekey {
+        /// File holding the new key.
+        #[arg(long, value_name = "PATH")]
+        new_key_file: PathBuf,
     },
     /// Show this device's id, enrolment and sync state.
     Status {
@@ -170,9 +211,39 @@ fn run(cli: Cli) -> Result<()> {
         Some(path) => path,
         None => default_db_path()?,
     };
-    let mut store =
-        Store::open(&path).with_context(|| format!("cannot open the diary {}", path.display()))?;
+    let key = cli.key_file.as_deref().map(read_key).transpose()?;
+    match &cli.command {
+        Command::Encrypt => {
+            let key =
+                key.context("encrypt needs a key: pass --key-file PATH or set HEELDIARY_KEY_FILE")?;
+            Store::encrypt_file(&path, &key)
+                .with_context(|| format!("cannot encrypt the diary {}", path.display()))?;
+            eprintln!(
+                "encrypted {}; it now opens only with its key",
+                path.display()
+            );
+            return Ok(());
+        }
+        Command::Rekey { new_key_file } => {
+            let old = key.context(
+                "rekey needs the current key: pass --key-file PATH or set HEELDIARY_KEY_FILE",
+            )?;
+            let new = read_key(new_key_file)?;
+            Store::rekey_file(&path, &old, &new).with_context(|| {
+                format!("cannot change the key of the diary {}", path.display())
+            })?;
+            eprintln!(
+                "changed the key of {}; the old key no longer opens it",
+                path.display()
+            );
+            return Ok(());
+        }
+        _ => {}
+    }
+    let mut store = Store::open_with_key(&path, key.as_ref())
+        .with_context(|| format!("cannot open the diary {}", path.display()))?;
     match cli.command {
+        Command::Encrypt | Command::Rekey { .. } => unreachable!("handled before opening"),
         Command::Log { date, json, fields } => diary::log(&mut store, date, json, fields),
         Command::List { from, to, json } => diary::list(&store, from, to, json),
         Command::Show { id, json } => diary::show(&store, id, json),
@@ -191,6 +262,10 @@ fn run(cli: Cli) -> Result<()> {
         } => sync::enrol(&mut store, &server, &code, label.as_deref()),
         Command::Sync { json, batch } => sync::sync(&mut store, json, batch as usize),
         Command::Status { json } => sync::status(&store, json),
+        Command::Share { provider, json } => sharing::share(&store, &provider, json),
+        Command::Shares { json } => sharing::shares(&store, json),
+        Command::Unshare { provider } => sharing::unshare(&store, provider),
+        Command::AccessLog { json } => sharing::access_log(&store, json),
         Command::ResearchConsent { answer } => {
             sync::research_consent(&mut store, answer == OnOff::On)
         }
@@ -204,6 +279,12 @@ fn run(cli: Cli) -> Result<()> {
             diary::trends(&store, window, as_of, json, audience)
         }
     }
+}
+
+fn read_key(path: &Path) -> Result<DiaryKey> {
+    let secret = std::fs::read(path)
+        .with_context(|| format!("cannot read the key file {}", path.display()))?;
+    DiaryKey::from_secret(&secret).with_context(|| format!("key file {}", path.display()))
 }
 
 fn default_db_path() -> Result<PathBuf> {

@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use heeldiary_client::{ClientError, SyncOptions};
 use heeldiary_store::{Store, StoreError};
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -163,6 +163,10 @@ pub fn advice(err: &anyhow::Error) -> Option<&'static str> {
         };
         match store? {
             StoreError::NotEnrolled => Some("; run `heeldiary enroll --server URL --code CODE`"),
+            StoreError::KeyRequired => Some("; pass --key-file PATH or set HEELDIARY_KEY_FILE"),
+            StoreError::NotEncrypted => Some(
+                "; leave out --key-file and HEELDIARY_KEY_FILE, or run `heeldiary encrypt --key-file PATH`",
+            ),
             _ => None,
         }
     })

@@ -329,9 +329,10 @@ fn the_diary_is_a_plain_sqlite_file_in_wal_mode() {
     let check: String = conn
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();
-    let stored: String = conn
-        .query_row("SELECT entry_id FROM entries", [], |r| r.get(0))
+    let stored: Vec<u8> = conn
+        .query_row("SELECT entry_id FROM ops", [], |r| r.get(0))
         .unwrap();
+    let stored = uuid::Uuid::from_slice(&stored).unwrap().to_string();
     assert_eq!(
         (mode.as_str(), check.as_str(), stored.as_str()),
         ("wal", "ok", id.trim())

@@ -123,6 +123,11 @@ impl Client {
         self.send(Method::POST, path, Some(compressed)).await
     }
 
+    /// DELETEs `path`; returns the answer and how many retries it took.
+    pub(crate) async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<(T, u32)> {
+        self.send(Method::DELETE, path, None).await
+    }
+
     /// GETs `path`; returns the answer and how many retries it took.
     pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<(T, u32)> {
         self.send(Method::GET, path, None).await
@@ -193,8 +198,10 @@ impl Client {
             Err(e) => return Attempt::network_fault(e),
         };
         if status.is_success() {
+            // An answer without a body (204) reads as JSON `null`, which `()` takes.
+            let body: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
             return Attempt::Done(
-                serde_json::from_slice(&bytes)
+                serde_json::from_slice(body)
                     .map_err(|e| ClientError::Protocol(format!("{path}: {e}"))),
             );
         }

@@ -12,8 +12,9 @@ mod http;
 use std::time::{Duration, Instant};
 
 use heeldiary_core::wire::{
-    EnrolRequest, EnrolResponse, ErrorBody, ErrorCode, NewDeviceRequest, PullResponse, PushRequest,
-    PushResponse, PushStatus, ResearchConsentRequest, DEFAULT_PULL_LIMIT,
+    AccessLogResponse, AccessRead, EnrolRequest, EnrolResponse, ErrorBody, ErrorCode,
+    NewDeviceRequest, PullResponse, PushAck, PushRequest, PushResponse, ResearchConsentRequest,
+    Share, ShareRequest, SharesResponse, MAX_PULL_LIMIT, MAX_PUSH_OPS, PUSH_ACK_QUERY,
 };
 use heeldiary_store::{Enrolment, Store, StoreError};
 use serde::Serialize;
@@ -79,8 +80,11 @@ pub struct SyncOptions {
 impl Default for SyncOptions {
     fn default() -> Self {
         Self {
-            push_batch: 500,
-            pull_limit: DEFAULT_PULL_LIMIT,
+            // The server's limits: a first sync of a large diary takes as few transactions (each
+            // flushed to disk at both ends) as it can. An older server with a lower push limit
+            // answers 413, which halves the batch.
+            push_batch: MAX_PUSH_OPS,
+            pull_limit: MAX_PULL_LIMIT,
             retry: RetryPolicy::default(),
             request_timeout: Duration::from_secs(30),
         }
@@ -341,28 +345,35 @@ async fn push(
         let sent = ops.len();
         match session
             .client
-            .post::<_, PushResponse>("/v1/push", &PushRequest { ops })
+            .post::<_, PushAnswer>(&format!("/v1/push?{PUSH_ACK_QUERY}"), &PushRequest { ops })
             .await
         {
             Ok((answer, retries)) => {
                 summary.retries += retries;
-                if answer.results.len() != sent
-                    || answer.results.last().map(|r| r.device_seq) != Some(last)
-                {
+                let answer = match answer {
+                    PushAnswer::Short(ack) => ack,
+                    PushAnswer::PerOperation(full) if full.results.len() == sent => {
+                        PushAck::of(&full)
+                    }
+                    PushAnswer::PerOperation(full) => {
+                        return Err(ClientError::Protocol(format!(
+                            "pushed {sent} operations, got {} results",
+                            full.results.len()
+                        )))
+                    }
+                };
+                if answer.through_seq != last || answer.applied + answer.duplicate != sent as u64 {
                     return Err(ClientError::Protocol(format!(
-                        "pushed {sent} operations, got {} results",
-                        answer.results.len()
+                        "pushed {sent} operations through sequence {last}, the server acknowledged {} through {}",
+                        answer.applied + answer.duplicate,
+                        answer.through_seq
                     )));
                 }
                 if store.observe_epoch(answer.epoch)? {
                     return Ok(Flow::NewEpoch);
                 }
-                for result in &answer.results {
-                    match result.status {
-                        PushStatus::Applied => summary.pushed += 1,
-                        PushStatus::Duplicate => summary.already_on_server += 1,
-                    }
-                }
+                summary.pushed += answer.applied as usize;
+                summary.already_on_server += answer.duplicate as usize;
                 store.mark_pushed(last)?;
                 store.learn_server_time(answer.server_time_ms)?;
             }
@@ -388,6 +399,15 @@ async fn push(
             Err(other) => return Err(other),
         }
     }
+}
+
+/// The answer to a push: the short one this client asks for, or a result per operation from a
+/// server that does not know the short one yet.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum PushAnswer {
+    Short(PushAck),
+    PerOperation(PushResponse),
 }
 
 async fn pull(
@@ -431,4 +451,47 @@ async fn pull(
             return Ok(Flow::Done);
         }
     }
+}
+
+/// A client for the enrolled diary's server, with its token.
+fn enrolled_client(store: &Store) -> Result<http::Client> {
+    let enrolment = store.enrolment()?;
+    http::Client::new(
+        &enrolment.server_url,
+        Some(&enrolment.token),
+        &SyncOptions::default(),
+    )
+}
+
+/// Shares the patient's diary with the provider whose share code this is. A code that opens no
+/// share is refused by the server without saying whether the provider exists.
+pub async fn share(store: &Store, share_code: &str) -> Result<Share> {
+    let client = enrolled_client(store)?;
+    let request = ShareRequest {
+        share_code: share_code.trim().to_string(),
+    };
+    Ok(client.post("/v1/shares", &request).await?.0)
+}
+
+/// The providers the diary is shared with.
+pub async fn shares(store: &Store) -> Result<Vec<Share>> {
+    let client = enrolled_client(store)?;
+    let (answer, _): (SharesResponse, u32) = client.get("/v1/shares").await?;
+    Ok(answer.shares)
+}
+
+/// Ends the share with a provider: the provider's next request is refused.
+pub async fn unshare(store: &Store, provider_id: uuid::Uuid) -> Result<()> {
+    let client = enrolled_client(store)?;
+    client
+        .delete::<()>(&format!("/v1/shares/{provider_id}"))
+        .await?;
+    Ok(())
+}
+
+/// Every provider read of the patient's diary, oldest first.
+pub async fn access_log(store: &Store) -> Result<Vec<AccessRead>> {
+    let client = enrolled_client(store)?;
+    let (answer, _): (AccessLogResponse, u32) = client.get("/v1/access-log").await?;
+    Ok(answer.reads)
 }

@@ -22,13 +22,17 @@ pub const MAX_OPS_PER_ENTRY_PER_PUSH: usize = 200;
 pub const MAX_ENTRY_OPS_LIMIT: u32 = 1_000;
 /// History page size of `GET /v1/entries/{id}` when the client does not ask for one.
 pub const DEFAULT_ENTRY_OPS_LIMIT: u32 = 100;
-/// Most operations in one push.
-pub const MAX_PUSH_OPS: usize = 1_000;
+/// Most operations in one push. Each push is a transaction with a flush to disk at both ends, so
+/// large batches make a first sync run at the speed of the disk rather than of round trips.
+pub const MAX_PUSH_OPS: usize = 5_000;
 /// Most operations in one pull page.
 pub const MAX_PULL_LIMIT: u32 = 2_000;
 /// Pull page size when the client does not ask for one.
 pub const DEFAULT_PULL_LIMIT: u32 = 1_000;
 pub use crate::text::MAX_LABEL_CHARS;
+
+mod sharing;
+pub use sharing::{AccessLogResponse, AccessRead, Share, ShareRequest, SharesResponse};
 
 /// `POST /v1/enrol`: trade a single-use enrolment code for a device token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +120,44 @@ pub struct PushResponse {
     pub server_time_ms: u64,
     /// The server feed's epoch (see [`PullResponse::epoch`]).
     pub epoch: Uuid,
+}
+
+/// The query of `POST /v1/push` that asks for the short answer, [`PushAck`].
+pub const PUSH_ACK_QUERY: &str = "ack=count";
+
+/// Short answer to a push (asked for with [`PUSH_ACK_QUERY`]): a few bytes per batch instead of
+/// a result per operation. Every operation of the batch, up to `through_seq`, is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushAck {
+    /// The device sequence of the batch's last operation.
+    pub through_seq: u64,
+    /// Operations stored now.
+    pub applied: u64,
+    /// Operations stored by an earlier delivery of the same `(device_id, device_seq)`.
+    pub duplicate: u64,
+    /// The server's clock, in Unix milliseconds.
+    pub server_time_ms: u64,
+    /// The server feed's epoch (see [`PullResponse::epoch`]).
+    pub epoch: Uuid,
+}
+
+impl PushAck {
+    /// The short form of a per-operation answer.
+    pub fn of(response: &PushResponse) -> Self {
+        let applied = response
+            .results
+            .iter()
+            .filter(|r| r.status == PushStatus::Applied)
+            .count() as u64;
+        Self {
+            through_seq: response.results.last().map_or(0, |r| r.device_seq),
+            applied,
+            duplicate: response.results.len() as u64 - applied,
+            server_time_ms: response.server_time_ms,
+            epoch: response.epoch,
+        }
+    }
 }
 
 /// `PUT /v1/research-consent`: the patient's answer to research use of the diary, as the

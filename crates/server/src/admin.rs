@@ -1,5 +1,7 @@
 //! What the clinic does from the command line: create patients, issue enrolment codes, list and
-//! revoke devices, declare a restore from a backup, erase a patient. Backend-neutral: each operation takes any [`Storage`].
+//! revoke devices, declare a restore from a backup, erase a patient; create, disable and list
+//! providers, rotate their share codes, issue their API tokens, grant break-glass access and read
+//! a patient's access log. Backend-neutral: each operation takes any [`Storage`].
 
 use std::fmt;
 
@@ -8,9 +10,10 @@ use heeldiary_core::check_label;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::secrets::{new_code, TokenSecret};
+use crate::secrets::{new_code, new_provider_token, Opaque, TokenSecret};
 use crate::storage::{
-    DeviceInfo, ErasureRecord, NewAnalyst, NewCode, NewPatient, Storage, StorageError,
+    AccessRecord, BreakGlass, DeviceInfo, ErasureRecord, NewAnalyst, NewCode, NewPatient,
+    NewProvider, ProviderInfo, Storage, StorageError,
 };
 
 /// How long an enrolment code works unless told otherwise.
@@ -33,6 +36,9 @@ pub enum AdminError {
         /// The device asked for.
         device_id: Uuid,
     },
+    /// No such provider.
+    #[error("there is no provider {0}")]
+    UnknownProvider(Uuid),
     /// An argument broke a rule.
     #[error("{0}")]
     Invalid(String),
@@ -256,4 +262,270 @@ fn check_hours(hours: u32) -> Result<(), AdminError> {
         )));
     }
     Ok(())
+}
+
+/// How long a provider's setup link works.
+pub const SETUP_LINK_HOURS: i64 = 24;
+/// The longest a break-glass grant may last: one day.
+pub const MAX_BREAK_GLASS_MINUTES: u32 = 24 * 60;
+
+/// A provider just created: what the clinic hands on, printed once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AddedProvider {
+    /// The provider's id.
+    pub provider_id: Uuid,
+    /// The provider's name.
+    pub name: String,
+    /// The sign-in email.
+    pub email: String,
+    /// What a patient types to share a diary with this provider (`XXXX-XXXX-XXXX`).
+    pub share_code: String,
+    /// Single-use link where the provider chooses a password.
+    pub setup_url: String,
+    /// When the setup link stops working.
+    pub setup_expires_at: DateTime<Utc>,
+}
+
+impl fmt::Display for AddedProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "provider: {} ({}, {})",
+            self.provider_id, self.name, self.email
+        )?;
+        writeln!(f, "share code: {}", self.share_code)?;
+        write!(
+            f,
+            "setup link: {} (single use, until {})",
+            self.setup_url,
+            self.setup_expires_at.format("%Y-%m-%d %H:%M UTC")
+        )
+    }
+}
+
+/// A new share code for a provider; the old one stops working.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RotatedShareCode {
+    /// The provider.
+    pub provider_id: Uuid,
+    /// The new code.
+    pub share_code: String,
+}
+
+/// A provider API token, printed once; the server keeps its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IssuedProviderToken {
+    /// The provider.
+    pub provider_id: Uuid,
+    /// The token's id, for revoking it.
+    pub token_id: Uuid,
+    /// `hdp.<token_id>.<secret>`, sent as `Authorization: Bearer`.
+    pub token: String,
+}
+
+/// A break-glass grant as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GrantedBreakGlass {
+    /// Who.
+    pub provider_id: Uuid,
+    /// Whose diary.
+    pub patient_id: Uuid,
+    /// Why.
+    pub reason: String,
+    /// Until when.
+    pub ends_at: DateTime<Utc>,
+}
+
+/// The email as stored and looked up: trimmed and lowercased.
+pub fn normal_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+/// Creates a provider with a fresh share code and a setup link valid for
+/// [`SETUP_LINK_HOURS`]. `public_url` (`https://clinic.example`) makes the link absolute.
+pub async fn add_provider<S: Storage>(
+    storage: &S,
+    name: &str,
+    email: &str,
+    public_url: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<AddedProvider, AdminError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(AdminError::Invalid(
+            "--name must be 1 to 200 characters without control characters".into(),
+        ));
+    }
+    let email = normal_email(email);
+    let well_formed = email.len() <= 254
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.starts_with('.')
+        })
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+    if !well_formed {
+        return Err(AdminError::Invalid(format!(
+            "--email `{email}` is not an email address (name@clinic.example)"
+        )));
+    }
+    let code = new_code();
+    let setup = Opaque::generate();
+    let provider_id = Uuid::now_v7();
+    let setup_expires_at = (now + Duration::hours(SETUP_LINK_HOURS)).trunc_subsecs(0);
+    storage
+        .create_provider(NewProvider {
+            provider_id,
+            name: name.to_string(),
+            email: email.clone(),
+            share_code_hash: code.hash,
+            setup_hash: setup.hash,
+            setup_expires_at,
+            created_at: now,
+        })
+        .await
+        .map_err(|e| match e {
+            StorageError::Conflict(_) => {
+                AdminError::Invalid(format!("a provider with email {email} exists already"))
+            }
+            other => other.into(),
+        })?;
+    let path = format!("/provider/setup/{}", setup.text);
+    let setup_url = match public_url {
+        Some(base) => format!("{}{path}", base.trim_end_matches('/')),
+        None => path,
+    };
+    Ok(AddedProvider {
+        provider_id,
+        name: name.to_string(),
+        email,
+        share_code: code.code,
+        setup_url,
+        setup_expires_at,
+    })
+}
+
+fn unknown_provider(provider_id: Uuid) -> impl FnOnce(StorageError) -> AdminError {
+    move |e| match e {
+        StorageError::NotFound => AdminError::UnknownProvider(provider_id),
+        other => other.into(),
+    }
+}
+
+/// Gives a provider a new share code; patients who shared already keep sharing.
+pub async fn rotate_share_code<S: Storage>(
+    storage: &S,
+    provider_id: Uuid,
+) -> Result<RotatedShareCode, AdminError> {
+    let code = new_code();
+    storage
+        .set_share_code(provider_id, code.hash)
+        .await
+        .map_err(unknown_provider(provider_id))?;
+    Ok(RotatedShareCode {
+        provider_id,
+        share_code: code.code,
+    })
+}
+
+/// Disables a provider: its sessions end, its tokens and shares stop granting access.
+pub async fn disable_provider<S: Storage>(
+    storage: &S,
+    provider_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), AdminError> {
+    storage
+        .disable_provider(provider_id, now)
+        .await
+        .map_err(unknown_provider(provider_id))
+}
+
+/// Every provider.
+pub async fn list_providers<S: Storage>(storage: &S) -> Result<Vec<ProviderInfo>, AdminError> {
+    Ok(storage.list_providers().await?)
+}
+
+/// Issues an API token for a provider's EHR integration.
+pub async fn provider_token<S: Storage>(
+    storage: &S,
+    provider_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<IssuedProviderToken, AdminError> {
+    let token_id = Uuid::now_v7();
+    let (token, hash) = new_provider_token(token_id);
+    storage
+        .create_provider_token(token_id, provider_id, hash, now)
+        .await
+        .map_err(unknown_provider(provider_id))?;
+    Ok(IssuedProviderToken {
+        provider_id,
+        token_id,
+        token,
+    })
+}
+
+/// Revokes a provider API token at once.
+pub async fn revoke_provider_token<S: Storage>(
+    storage: &S,
+    token_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), AdminError> {
+    storage
+        .revoke_provider_token(token_id, now)
+        .await
+        .map_err(|e| match e {
+            StorageError::NotFound => AdminError::Invalid(format!("there is no token {token_id}")),
+            other => other.into(),
+        })
+}
+
+/// Who read a patient's diary, and when: the access log the patient reads too.
+pub async fn audit<S: Storage>(
+    storage: &S,
+    patient_id: Uuid,
+) -> Result<Vec<AccessRecord>, AdminError> {
+    Ok(storage.access_log(patient_id).await?)
+}
+
+/// Grants a provider `minutes` of access to a patient's diary without a share.
+pub async fn break_glass<S: Storage>(
+    storage: &S,
+    provider_id: Uuid,
+    patient_id: Uuid,
+    reason: &str,
+    minutes: u32,
+    now: DateTime<Utc>,
+) -> Result<GrantedBreakGlass, AdminError> {
+    let reason = reason.trim();
+    if reason.is_empty() || reason.chars().count() > 500 {
+        return Err(AdminError::Invalid(
+            "--reason must say why, in 1 to 500 characters".into(),
+        ));
+    }
+    if !(1..=MAX_BREAK_GLASS_MINUTES).contains(&minutes) {
+        return Err(AdminError::Invalid(format!(
+            "--minutes must be between 1 and {MAX_BREAK_GLASS_MINUTES}, got {minutes}"
+        )));
+    }
+    if storage.provider(provider_id).await?.is_none() {
+        return Err(AdminError::UnknownProvider(provider_id));
+    }
+    let ends_at = now + Duration::minutes(i64::from(minutes));
+    storage
+        .grant_break_glass(BreakGlass {
+            provider_id,
+            patient_id,
+            reason: reason.to_string(),
+            starts_at: now,
+            ends_at,
+        })
+        .await
+        .map_err(|e| match e {
+            StorageError::NotFound => AdminError::UnknownPatient(patient_id),
+            other => other.into(),
+        })?;
+    Ok(GrantedBreakGlass {
+        provider_id,
+        patient_id,
+        reason: reason.to_string(),
+        ends_at,
+    })
 }

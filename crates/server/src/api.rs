@@ -5,14 +5,15 @@ use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::{FromRequest, Path, RawQuery, Request, State};
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use heeldiary_core::wire::{
-    from_json, EnrolRequest, EnrolResponse, EntryResponse, NewDeviceRequest, PullResponse,
+    from_json, EnrolRequest, EnrolResponse, EntryResponse, NewDeviceRequest, PullResponse, PushAck,
     PushRequest, PushResponse, ResearchConsentRequest, DEFAULT_ENTRY_OPS_LIMIT, DEFAULT_PULL_LIMIT,
     MAX_BODY_BYTES, MAX_DEVICE_BODY_BYTES, MAX_ENROL_BODY_BYTES, MAX_ENTRY_OPS_LIMIT,
-    MAX_OPS_PER_ENTRY_PER_PUSH, MAX_PULL_LIMIT, MAX_PUSH_OPS,
+    MAX_OPS_PER_ENTRY_PER_PUSH, MAX_PULL_LIMIT, MAX_PUSH_OPS, PUSH_ACK_QUERY,
 };
 use heeldiary_core::{check_label, Op, ValidationError, MAX_CLOCK_AHEAD_MS};
 use serde::de::DeserializeOwned;
@@ -190,19 +191,30 @@ async fn new_device<S: Storage>(
 async fn push<S: Storage>(
     State(state): State<AppState<S>>,
     device: Authenticated,
+    RawQuery(query): RawQuery,
     WireJson(request): WireJson<PushRequest>,
-) -> Result<Json<PushResponse>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let now = Utc::now();
     validate_batch(&request.ops, device.device_id, now)?;
     let results = state
         .storage
         .push(device.patient_id, request.ops, now)
         .await?;
-    Ok(Json(PushResponse {
+    let answer = PushResponse {
         results,
         server_time_ms: millis(now),
         epoch: state.storage.epoch().await?,
-    }))
+    };
+    // A client that asks for the short answer gets a few bytes per batch; one that does not (an
+    // older build) gets a result per operation, as before.
+    let short = query
+        .as_deref()
+        .is_some_and(|q| q.split('&').any(|pair| pair == PUSH_ACK_QUERY));
+    Ok(if short {
+        Json(PushAck::of(&answer)).into_response()
+    } else {
+        Json(answer).into_response()
+    })
 }
 
 /// Checks a whole batch before anything is written: size, that every operation is the pushing

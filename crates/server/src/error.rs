@@ -248,12 +248,17 @@ impl IntoResponse for ApiError {
 
 /// Middleware: gives an [`ErrorBody`] to error answers made outside the handlers (unknown
 /// method, unsupported content encoding), so that every error a client sees has the same shape.
+/// HTML error pages of the provider dashboard are left as they are.
 pub async fn ensure_error_body(request: Request, next: axum::middleware::Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
-    let is_json = response.headers().get(header::CONTENT_TYPE)
-        == Some(&HeaderValue::from_static("application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+    let content_type = response.headers().get(header::CONTENT_TYPE);
+    let is_json = content_type == Some(&HeaderValue::from_static("application/json"));
+    // The provider pages answer their errors as pages.
+    let is_page = content_type
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json || is_page {
         return response;
     }
     let error = match status {

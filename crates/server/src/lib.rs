@@ -4,11 +4,17 @@
 //!
 //! The HTTP API (`/v1`, described in `schema/openapi.yaml`) speaks the wire types of
 //! `heeldiary-core`; storage sits behind the [`storage::Storage`] trait (embedded SQLite, or
-//! PostgreSQL to scale out) and handlers never see a backend. This crate depends on
-//! `heeldiary-core` only, never on the client or the device store.
+//! PostgreSQL to scale out) and handlers never see a backend.
 //!
-//! Layers, each using only those below it: [`api`] (routes and handlers), [`auth`] (the bearer
-//! token extractor) and [`error`] (HTTP answers) are the HTTP side; [`admin`] is the clinic's
+//! Provider review: clinicians sign in to [`web`] pages (and its JSON twin under
+//! `/v1/provider/`) to read the diaries of patients who share with them ([`sharing`], with the
+//! device token); every read lands in the patient's access log. The dashboard runs the trend
+//! report of `heeldiary-trends`, the same engine as the device, so this crate depends on
+//! `heeldiary-core` and `heeldiary-trends` only, never on the client or the device store.
+//!
+//! Layers, each using only those below it: [`api`] (routes and handlers), [`sharing`] and
+//! [`web`] (provider review), [`auth`] (the bearer token extractor) and [`error`] (HTTP answers)
+//! are the HTTP side; [`admin`] is the clinic's
 //! commands; [`storage`] is the trait and its backends; [`secrets`] (tokens, codes, hashes) is
 //! pure and used by both HTTP and storage. Storage never depends on anything HTTP.
 //!
@@ -33,7 +39,9 @@ pub mod error;
 pub mod export;
 pub mod limits;
 pub mod secrets;
+pub mod sharing;
 pub mod storage;
+pub mod web;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -48,11 +56,14 @@ use tracing::Level;
 
 use crate::storage::Storage;
 
-/// What every handler shares: the storage handle and the export settings.
+/// What every handler shares: the storage handle, the provider pages' state and the export
+/// settings.
 #[derive(Debug, Clone)]
 pub struct AppState<S> {
     /// The backend.
     pub storage: S,
+    /// Options and sign-in throttle of the provider pages.
+    pub web: std::sync::Arc<web::WebState>,
     /// Where the analyst export finds its key.
     pub export: export::ExportSettings,
 }
@@ -64,14 +75,29 @@ pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// decompression), caps on requests in flight ([`limits`]), response compression, uniform error bodies and request logs (method, path,
 /// status, latency; never headers or bodies).
 pub fn app<S: Storage>(storage: S) -> Router {
-    app_with(storage, export::ExportSettings::default())
+    app_with(storage, AppOptions::default())
 }
 
-/// [`app`] with the analyst export turned on by `export` (its key file).
-pub fn app_with<S: Storage>(storage: S, export: export::ExportSettings) -> Router {
+/// The settings of [`app_with`]: the provider pages' options and the analyst export's.
+#[derive(Debug, Clone, Default)]
+pub struct AppOptions {
+    /// Provider pages: cookies `Secure` under TLS, session lifetime, sign-in throttle.
+    pub web: web::WebOptions,
+    /// The analyst export: where its key is, whether it is served over HTTPS.
+    pub export: export::ExportSettings,
+}
+
+/// [`app`] with the provider pages and the analyst export set up by `options`.
+pub fn app_with<S: Storage>(storage: S, options: AppOptions) -> Router {
     api::routes()
+        .merge(sharing::routes())
+        .merge(web::routes())
         .merge(analyst_api::routes())
-        .with_state(AppState { storage, export })
+        .with_state(AppState {
+            storage,
+            web: std::sync::Arc::new(web::WebState::new(options.web)),
+            export: options.export,
+        })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // A client that stalls (or sends its body slowly) must not hold a connection for ever.
         .layer(TimeoutLayer::with_status_code(
@@ -85,7 +111,9 @@ pub fn app_with<S: Storage>(storage: S, export: export::ExportSettings) -> Route
             limits::limit_in_flight,
         ))
         .layer(axum::middleware::from_fn(error::ensure_error_body))
-        .layer(CompressionLayer::new())
+        // The fastest level: most of the saving for a fraction of the time; large pull pages
+        // at the default level spent more time compressing than reading the database.
+        .layer(CompressionLayer::new().quality(tower_http::CompressionLevel::Fastest))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(DefaultMakeSpan::new().level(Level::INFO))

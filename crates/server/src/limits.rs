@@ -1,6 +1,7 @@
 //! What one client, or many, may hold of the server at once: open connections (a listener that
 //! stops accepting at a cap) and requests in flight per kind of route (a middleware that answers
-//! 503 at once beyond a cap, rather than queueing work and its buffers). With the per-route body
+//! an enrolment beyond its cap with 503 at once, and queues other requests before their bodies
+//! are read). With the per-route body
 //! limits of [`crate::api`] and the body read deadline, these bound the memory any number of
 //! slow or hostile clients can make the server hold.
 
@@ -45,22 +46,36 @@ impl Default for InFlight {
     }
 }
 
+/// How long a request with a token waits for a place before it is refused with 503.
+pub const PLACE_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Middleware: takes a place of the request's kind for as long as it runs (its body read
-/// included), or answers 503 at once when none is free; the client retries with backoff.
+/// included). A request that needs no token (an enrolment) gets one at once or a 503 at once;
+/// others wait in line for up to [`PLACE_WAIT`] without reading their bodies, so a burst of
+/// devices is served in turn while the memory held stays bounded.
 pub async fn limit_in_flight(
     State(caps): State<InFlight>,
     request: Request,
     next: Next,
 ) -> Response {
     let path = request.uri().path();
-    let places = if path == "/v1/enrol" || path == "/v1/devices" {
+    let open = path == "/v1/enrol";
+    let places = if open || path == "/v1/devices" {
         &caps.open
     } else if path == "/v1/push" {
         &caps.pushes
     } else {
         &caps.reads
     };
-    let Ok(_place) = Arc::clone(places).try_acquire_owned() else {
+    let place = if open {
+        Arc::clone(places).try_acquire_owned().ok()
+    } else {
+        tokio::time::timeout(PLACE_WAIT, Arc::clone(places).acquire_owned())
+            .await
+            .ok()
+            .and_then(Result::ok)
+    };
+    let Some(_place) = place else {
         return ApiError::Unavailable(format!("too many requests to {path} in flight"))
             .into_response();
     };

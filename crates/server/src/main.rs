@@ -68,7 +68,7 @@ struct BackendArgs {
 enum Command {
     /// Serve the HTTP API until SIGINT or SIGTERM.
     Serve(ServeArgs),
-    /// Manage patients, enrolment codes, devices and analysts.
+    /// Manage patients, enrolment codes, devices, providers and analysts.
     #[command(subcommand)]
     Admin(AdminCommand),
     /// Export the diaries of patients who consented to research, de-identified unless
@@ -215,6 +215,87 @@ enum AdminCommand {
         /// The patient id.
         #[arg(long)]
         patient: Uuid,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a provider account: prints its id, the share code patients type to share with it,
+    /// and a single-use setup link (24 hours) where the provider chooses a password.
+    AddProvider {
+        /// The name patients see, e.g. "Dr Alpha".
+        #[arg(long)]
+        name: String,
+        /// The provider's sign-in email.
+        #[arg(long)]
+        email: String,
+        /// The server's public URL (https://clinic.example), to print the setup link in full.
+        #[arg(long, env = "HEELDIARY_PUBLIC_URL", value_name = "URL")]
+        public_url: Option<String>,
+        /// Print JSON (`provider_id`, `share_code`, `setup_url`, ...).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Give a provider a new share code; the old one stops working, existing shares stay.
+    RotateShareCode {
+        /// The provider id.
+        #[arg(long)]
+        provider: Uuid,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a provider: sign-in, sessions, API tokens and shares stop working at once.
+    DisableProvider {
+        /// The provider id.
+        #[arg(long)]
+        provider: Uuid,
+    },
+    /// List the provider accounts.
+    ListProviders {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Issue an API token for a provider's EHR integration (`Authorization: Bearer TOKEN` on
+    /// `/v1/provider/...`); shown once, stored hashed.
+    ProviderToken {
+        /// The provider id.
+        #[arg(long)]
+        provider: Uuid,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a provider API token at once.
+    RevokeProviderToken {
+        /// The token id (printed by provider-token).
+        #[arg(long)]
+        token: Uuid,
+    },
+    /// Show who read a patient's diary, and when (the access log the patient sees too).
+    Audit {
+        /// The patient id.
+        #[arg(long)]
+        patient: Uuid,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Give a provider time-limited access to a patient's diary without a share; it is marked
+    /// as break-glass in the access log the patient reads, and ends by itself.
+    BreakGlass {
+        /// The provider id.
+        #[arg(long)]
+        provider: Uuid,
+        /// The patient id.
+        #[arg(long)]
+        patient: Uuid,
+        /// Why access is needed.
+        #[arg(long)]
+        reason: String,
+        /// Minutes the access lasts (at most a day).
+        #[arg(long)]
+        minutes: u32,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -393,15 +474,23 @@ async fn serve<S: Storage>(
     drop(out);
     tracing::info!(%addr, tls = tls.is_some(), "serving");
 
-    let export = ExportSettings {
-        key_file: Some(
-            args.export_key_file
-                .clone()
-                .unwrap_or_else(|| data.join(export::KEY_FILE_NAME)),
-        ),
-        https: tls.is_some(),
+    let options = heeldiary_server::AppOptions {
+        web: heeldiary_server::web::WebOptions {
+            secure_cookies: tls.is_some(),
+            ..Default::default()
+        },
+        export: ExportSettings {
+            key_file: Some(
+                args.export_key_file
+                    .clone()
+                    .unwrap_or_else(|| data.join(export::KEY_FILE_NAME)),
+            ),
+            https: tls.is_some(),
+        },
     };
-    let app = heeldiary_server::app_with(storage, export);
+    // The caller's address goes into the access log of each provider read.
+    let app = heeldiary_server::app_with(storage, options)
+        .into_make_service_with_connect_info::<heeldiary_server::web::PeerAddr>();
     match tls {
         None => {
             let listener = heeldiary_server::limits::CappedListener::new(
@@ -423,7 +512,7 @@ async fn serve<S: Storage>(
             });
             axum_server::from_tcp_rustls(listener, config)
                 .handle(handle)
-                .serve(app.into_make_service())
+                .serve(app)
                 .await?
         }
     }
@@ -576,7 +665,114 @@ async fn run_admin<S: Storage>(
             }
             Ok(())
         }
+        AdminCommand::AddProvider {
+            name,
+            email,
+            public_url,
+            json,
+        } => {
+            let added =
+                admin::add_provider(storage, &name, &email, public_url.as_deref(), now).await?;
+            print_json_or(json, &added, || {
+                println!("{added}");
+                println!();
+                println!("give the setup link to the provider; patients share with:  heeldiary share --provider {}", added.share_code);
+            })
+        }
+        AdminCommand::RotateShareCode { provider, json } => {
+            let rotated = admin::rotate_share_code(storage, provider).await?;
+            print_json_or(json, &rotated, || {
+                println!(
+                    "new share code of provider {provider}: {}",
+                    rotated.share_code
+                );
+            })
+        }
+        AdminCommand::DisableProvider { provider } => {
+            admin::disable_provider(storage, provider, now).await?;
+            println!("disabled provider {provider}");
+            Ok(())
+        }
+        AdminCommand::ListProviders { json } => {
+            let providers = admin::list_providers(storage).await?;
+            print_json_or(json, &providers, || {
+                if providers.is_empty() {
+                    println!("no provider yet (heeldiary-server admin add-provider --name NAME --email EMAIL {hint})");
+                }
+                for p in &providers {
+                    let status = match (p.disabled_at, p.has_password) {
+                        (Some(at), _) => format!("disabled {}", at.format("%Y-%m-%d %H:%M UTC")),
+                        (None, true) => "active".into(),
+                        (None, false) => "waiting for setup".into(),
+                    };
+                    println!("{}  {}  {}  {status}", p.provider_id, p.name, p.email);
+                }
+            })
+        }
+        AdminCommand::ProviderToken { provider, json } => {
+            let issued = admin::provider_token(storage, provider, now).await?;
+            print_json_or(json, &issued, || {
+                println!(
+                    "token {} (id {}), shown once",
+                    issued.token, issued.token_id
+                );
+            })
+        }
+        AdminCommand::RevokeProviderToken { token } => {
+            admin::revoke_provider_token(storage, token, now).await?;
+            println!("revoked provider token {token}");
+            Ok(())
+        }
+        AdminCommand::Audit { patient, json } => {
+            let log = admin::audit(storage, patient).await?;
+            print_json_or(json, &log, || {
+                if log.is_empty() {
+                    println!("no provider has read patient {patient}'s diary");
+                }
+                for r in &log {
+                    println!(
+                        "{}  {} ({})  {}  from {}{}",
+                        r.at.format("%Y-%m-%d %H:%M:%S UTC"),
+                        r.provider_name,
+                        r.provider_id,
+                        r.what,
+                        r.address.as_deref().unwrap_or("unknown address"),
+                        if r.break_glass { "  BREAK-GLASS" } else { "" }
+                    );
+                }
+            })
+        }
+        AdminCommand::BreakGlass {
+            provider,
+            patient,
+            reason,
+            minutes,
+            json,
+        } => {
+            let grant =
+                admin::break_glass(storage, provider, patient, &reason, minutes, now).await?;
+            print_json_or(json, &grant, || {
+                println!(
+                    "provider {provider} may read patient {patient} until {} (break-glass, in the patient's access log)",
+                    grant.ends_at.format("%Y-%m-%d %H:%M UTC")
+                );
+            })
+        }
     }
+}
+
+/// Prints `value` as JSON, or runs `text` to print it for people.
+fn print_json_or<T: serde::Serialize>(
+    json: bool,
+    value: &T,
+    text: impl FnOnce(),
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    } else {
+        text();
+    }
+    Ok(())
 }
 
 /// Shows export progress on a terminal: a bar over the consenting patients.

@@ -5,7 +5,12 @@
 //! A token is `<patient_id>.<device_id>.<secret>` with 32 random bytes of secret in hex. The
 //! server keeps only sha256 of the secret, finds the device by the two ids and compares hashes in
 //! constant time. An enrolment code is 12 characters of Crockford base32 (60 random bits) shown as
-//! `XXXX-XXXX-XXXX`; it too is kept only as a hash. Neither is ever logged.
+//! `XXXX-XXXX-XXXX`; it too is kept only as a hash, and so is a provider's share code, which
+//! has the same form. Neither is ever logged.
+//!
+//! Providers' secrets: setup links and sign-in sessions are 32 random bytes in hex ([`Opaque`]),
+//! kept as sha256; an API token is `hdp.<token_id>.<secret>`; passwords are hashed with
+//! argon2id ([`hash_password`]) and never leave this module in the clear.
 
 use std::fmt;
 
@@ -195,6 +200,90 @@ pub fn hash_code(typed: &str) -> Option<SecretHash> {
     (normal.len() == CODE_CHARS).then(|| SecretHash::of(&normal))
 }
 
+/// A random secret for a URL or a cookie (setup link, session): 32 bytes in hex, and its hash.
+pub struct Opaque {
+    /// The text handed out once.
+    pub text: String,
+    /// sha256 of the text, what storage keeps.
+    pub hash: SecretHash,
+}
+
+impl Opaque {
+    /// 32 fresh random bytes.
+    pub fn generate() -> Self {
+        let secret = TokenSecret::generate();
+        Self {
+            hash: secret.hash,
+            text: secret.secret,
+        }
+    }
+
+    /// The hash of a presented secret, or `None` if it cannot be one of ours.
+    pub fn hash_presented(text: &str) -> Option<SecretHash> {
+        TokenSecret::from_device(text).map(|s| s.hash)
+    }
+}
+
+impl fmt::Debug for Opaque {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Opaque").finish_non_exhaustive()
+    }
+}
+
+/// The prefix that tells a provider API token from a device token.
+pub const PROVIDER_TOKEN_PREFIX: &str = "hdp.";
+
+/// A fresh provider API token `hdp.<token_id>.<secret>` and the hash of its secret.
+pub fn new_provider_token(token_id: Uuid) -> (String, SecretHash) {
+    let secret = TokenSecret::generate();
+    let hash = secret.hash;
+    (
+        format!("{PROVIDER_TOKEN_PREFIX}{token_id}.{}", secret.secret),
+        hash,
+    )
+}
+
+/// The token id and secret hash of a well-formed provider API token.
+pub fn parse_provider_token(token: &str) -> Option<(Uuid, SecretHash)> {
+    let (id, secret) = token.strip_prefix(PROVIDER_TOKEN_PREFIX)?.split_once('.')?;
+    Some((Uuid::parse_str(id).ok()?, Opaque::hash_presented(secret)?))
+}
+
+/// The shortest password a provider may choose.
+pub const MIN_PASSWORD_CHARS: usize = 12;
+/// The longest password accepted (hashing cost grows with it).
+pub const MAX_PASSWORD_CHARS: usize = 256;
+
+/// Hashes a password with argon2id (the crate's default parameters) and a random salt: the PHC
+/// string storage keeps. Slow on purpose: call it off the async threads.
+pub fn hash_password(password: &str) -> Result<String, String> {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let mut salt = [0u8; 16];
+    rand::rng().fill_bytes(&mut salt);
+    let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// Whether `password` matches a PHC string made by [`hash_password`]. Slow on purpose.
+pub fn verify_password(phc: &str, password: &str) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    PasswordHash::new(phc).is_ok_and(|parsed| {
+        argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
+}
+
+/// A hash to verify against when no account matches, so that an unknown email costs as much
+/// time as a wrong password and the answer's timing does not tell them apart.
+pub fn decoy_password_hash() -> &'static str {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| hash_password("decoy password, never valid").unwrap_or_default())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,6 +328,30 @@ mod tests {
         assert!(hash_code("0000-0000-00000").is_none());
         assert!(hash_code("0000-0000-000U").is_none());
         assert!(hash_code("0000-0000-000é").is_none());
+    }
+
+    #[test]
+    fn passwords_hash_with_argon2id_and_verify() {
+        let phc = hash_password("correct horse battery").unwrap();
+        assert!(phc.starts_with("$argon2id$"), "{phc}");
+        assert!(!phc.contains("correct horse"));
+        assert!(verify_password(&phc, "correct horse battery"));
+        assert!(!verify_password(&phc, "correct horse battery!"));
+        assert!(!verify_password("not a hash", "x"));
+        assert_ne!(hash_password("correct horse battery").unwrap(), phc);
+    }
+
+    #[test]
+    fn provider_tokens_parse_back_and_differ_from_device_tokens() {
+        let id = Uuid::now_v7();
+        let (token, hash) = new_provider_token(id);
+        let (parsed, presented) = parse_provider_token(&token).unwrap();
+        assert_eq!(parsed, id);
+        assert!(presented.matches(&hash));
+        assert!(parse_token(&token).is_none());
+        let device = TokenSecret::generate().into_token(id, id);
+        assert!(parse_provider_token(&device).is_none());
+        assert!(parse_provider_token("hdp.x.y").is_none());
     }
 
     #[test]

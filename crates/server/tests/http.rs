@@ -10,17 +10,19 @@ use chrono::{DateTime, Utc};
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use heeldiary_core::wire::{
-    EnrolResponse, EntryResponse, ErrorBody, ErrorCode, PullResponse, PushResponse, PushResult,
-    PushStatus, DEFAULT_ENTRY_OPS_LIMIT, MAX_BODY_BYTES, MAX_ENTRY_OPS_LIMIT,
-    MAX_OPS_PER_ENTRY_PER_PUSH, MAX_PULL_LIMIT, MAX_PUSH_OPS,
+    EnrolResponse, EntryResponse, ErrorBody, ErrorCode, PullResponse, PushAck, PushResponse,
+    PushResult, PushStatus, DEFAULT_ENTRY_OPS_LIMIT, MAX_BODY_BYTES, MAX_ENTRY_OPS_LIMIT,
+    MAX_OPS_PER_ENTRY_PER_PUSH, MAX_PULL_LIMIT, MAX_PUSH_OPS, PUSH_ACK_QUERY,
 };
+use heeldiary_core::EntryState;
 use heeldiary_core::{Hlc, Op, MAX_CLOCK_AHEAD_MS};
 use heeldiary_server::admin;
 use heeldiary_server::secrets::SecretHash;
 use heeldiary_server::storage::{
-    AnalystCredentials, DeviceCredentials, DeviceInfo, ErasureRecord, ExportRecord, NewAnalyst,
-    NewCode, NewDevice, NewPatient, PullPage, ResearchConsent, SqliteStorage, Storage,
-    StorageError, StoredEntry,
+    Access, AccessRecord, AnalystCredentials, BreakGlass, DeviceCredentials, DeviceInfo,
+    ErasureRecord, ExportRecord, NewAnalyst, NewCode, NewDevice, NewPatient, NewProvider,
+    ProviderInfo, ProviderLogin, ProviderPatient, ProviderStorage, PullPage, ResearchConsent,
+    ShareInfo, SqliteStorage, Storage, StorageError, StoredEntry,
 };
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -219,6 +221,39 @@ async fn health_reports_ok() {
     let answer = server.get("/healthz", None).await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.json::<Value>(), json!({"status": "ok"}));
+}
+
+#[tokio::test]
+async fn a_push_asking_for_the_short_answer_gets_counts_in_a_few_bytes() {
+    let server = Server::new().await;
+    let mut phone = server.enrol(None).await;
+    let ops: Vec<Value> = (0..100)
+        .map(|i| phone.create(Uuid::now_v7(), i % 11))
+        .collect();
+    let short = |answer: Answer| {
+        assert_eq!(answer.status, StatusCode::OK);
+        let bytes = answer.body.len();
+        (answer.json::<PushAck>(), bytes)
+    };
+    let path = format!("/v1/push?{PUSH_ACK_QUERY}");
+    let body = json!({ "ops": ops[..60] }).to_string();
+    let (first, bytes) = short(server.post(&path, Some(&phone.token), body).await);
+    assert_eq!(
+        (first.through_seq, first.applied, first.duplicate),
+        (60, 60, 0)
+    );
+    assert!(bytes < 160, "{bytes} bytes acknowledge 60 operations");
+    // A retry that overlaps the first batch counts what was there already.
+    let body = json!({ "ops": ops }).to_string();
+    let (second, _) = short(server.post(&path, Some(&phone.token), body).await);
+    assert_eq!(
+        (second.through_seq, second.applied, second.duplicate),
+        (100, 40, 60)
+    );
+    // Without the query, the answer has a result per operation, as older clients expect.
+    let full: PushResponse = server.push(&phone, ops).await.json();
+    assert_eq!(full.results.len(), 100);
+    assert_eq!(PushAck::of(&full).duplicate, 100);
 }
 
 #[tokio::test]
@@ -791,6 +826,110 @@ impl Storage for Down {
         self.fail()
     }
     async fn erased_at(&self, _: Uuid) -> Result<Option<DateTime<Utc>>, StorageError> {
+        self.fail()
+    }
+}
+
+impl ProviderStorage for Down {
+    async fn create_provider(&self, _: NewProvider) -> Result<(), StorageError> {
+        self.fail()
+    }
+    async fn list_providers(&self) -> Result<Vec<ProviderInfo>, StorageError> {
+        self.fail()
+    }
+    async fn provider(&self, _: Uuid) -> Result<Option<ProviderInfo>, StorageError> {
+        self.fail()
+    }
+    async fn provider_login(&self, _: String) -> Result<Option<ProviderLogin>, StorageError> {
+        self.fail()
+    }
+    async fn set_password(
+        &self,
+        _: SecretHash,
+        _: String,
+        _: DateTime<Utc>,
+    ) -> Result<Uuid, StorageError> {
+        self.fail()
+    }
+    async fn set_share_code(&self, _: Uuid, _: SecretHash) -> Result<(), StorageError> {
+        self.fail()
+    }
+    async fn disable_provider(&self, _: Uuid, _: DateTime<Utc>) -> Result<(), StorageError> {
+        self.fail()
+    }
+    async fn create_session(
+        &self,
+        _: SecretHash,
+        _: Uuid,
+        _: DateTime<Utc>,
+    ) -> Result<(), StorageError> {
+        self.fail()
+    }
+    async fn touch_session(
+        &self,
+        _: SecretHash,
+        _: DateTime<Utc>,
+        _: DateTime<Utc>,
+    ) -> Result<Option<Uuid>, StorageError> {
+        self.fail()
+    }
+    async fn end_session(&self, _: SecretHash) -> Result<(), StorageError> {
+        self.fail()
+    }
+    async fn create_provider_token(
+        &self,
+        _: Uuid,
+        _: Uuid,
+        _: SecretHash,
+        _: DateTime<Utc>,
+    ) -> Result<(), StorageError> {
+        self.fail()
+    }
+    async fn provider_token(&self, _: Uuid) -> Result<Option<(Uuid, SecretHash)>, StorageError> {
+        self.fail()
+    }
+    async fn revoke_provider_token(&self, _: Uuid, _: DateTime<Utc>) -> Result<(), StorageError> {
+        self.fail()
+    }
+    async fn share(
+        &self,
+        _: Uuid,
+        _: SecretHash,
+        _: DateTime<Utc>,
+    ) -> Result<ShareInfo, StorageError> {
+        self.fail()
+    }
+    async fn unshare(&self, _: Uuid, _: Uuid) -> Result<(), StorageError> {
+        self.fail()
+    }
+    async fn shares(&self, _: Uuid) -> Result<Vec<ShareInfo>, StorageError> {
+        self.fail()
+    }
+    async fn grant_break_glass(&self, _: BreakGlass) -> Result<(), StorageError> {
+        self.fail()
+    }
+    async fn access(
+        &self,
+        _: Uuid,
+        _: Uuid,
+        _: DateTime<Utc>,
+    ) -> Result<Option<Access>, StorageError> {
+        self.fail()
+    }
+    async fn provider_patients(
+        &self,
+        _: Uuid,
+        _: DateTime<Utc>,
+    ) -> Result<Vec<ProviderPatient>, StorageError> {
+        self.fail()
+    }
+    async fn patient_entries(&self, _: Uuid) -> Result<Vec<(Uuid, EntryState)>, StorageError> {
+        self.fail()
+    }
+    async fn record_access(&self, _: AccessRecord) -> Result<(), StorageError> {
+        self.fail()
+    }
+    async fn access_log(&self, _: Uuid) -> Result<Vec<AccessRecord>, StorageError> {
         self.fail()
     }
 }

@@ -117,6 +117,7 @@ fn main() {
     store.import(inputs, |_| {}).unwrap();
     let ours_rate = entries as f64 / t.elapsed().as_secs_f64();
 
+    println!("engine: {}", heeldiary_store::sqlite_engine());
     println!("durable log, median of {samples}:");
     println!(
         "  bare rusqlite insert, own transaction   {:>10.3} ms",

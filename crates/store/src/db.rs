@@ -1,14 +1,18 @@
-//! Rows of the diary file: the operation log with its row codec, the entry states with theirs,
-//! recomputing states from the log, and the device row. The diary API (`lib.rs`) and the sync
-//! calls (`sync.rs`) both sit on these functions; nothing here reads a clock or knows about
-//! sync.
+//! Rows of the diary file: the operation log with its row codec, entry states folded from it,
+//! and the device row. The diary API (`lib.rs`) and the sync calls (`sync.rs`) both sit on these
+//! functions; nothing here reads a clock or knows about sync.
+//!
+//! The log is keyed by entry, so an entry's operations sit together and its state is their
+//! merge, read when asked: an entry written once is stored once. Ids are 16-byte blobs, devices
+//! are numbered in the file (`devices`), stamps are integers and patches use the binary form of
+//! `codec.rs`.
 
 use chrono::{DateTime, Utc};
-use heeldiary_core::{EntryState, Field, Hlc, Op, Patch};
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
-use serde_json::Value;
+use heeldiary_core::{EntryState, Hlc, Op};
+use rusqlite::{params, Connection, OptionalExtension};
 use uuid::Uuid;
 
+use crate::codec::{decode_patch, encode_patch};
 use crate::error::{Result, StoreError};
 
 /// This device's id, made and recorded the first time the file is opened.
@@ -35,78 +39,78 @@ pub(crate) fn clock_offset_ms(conn: &Connection) -> Result<i64> {
     Ok(conn.query_row("SELECT clock_offset_ms FROM sync_state", [], |r| r.get(0))?)
 }
 
-/// Records an entry whose only operation is `op`, leaving its state column empty: the state is
-/// that operation's patch, so a bulk import or first pull writes each value once. Returns false
-/// when the entry exists already.
-pub(crate) fn insert_first_state(tx: &Connection, op: &Op) -> Result<bool> {
-    let day = op.patch.get(&Field::Day).and_then(Value::as_str);
-    let inserted = tx
-        .prepare_cached(
-            "INSERT INTO entries (entry_id, day, deleted, state) VALUES (?1, ?2, ?3, NULL)
-             ON CONFLICT (entry_id) DO NOTHING",
-        )?
-        .execute(params![op.entry_id.to_string(), day, op.is_tombstone()])?;
-    Ok(inserted == 1)
-}
-
-/// Recomputes the states of `only` (or of every entry) from their operations.
-pub(crate) fn rebuild(tx: &Transaction<'_>, only: Option<&[Uuid]>) -> Result<usize> {
-    let ids: Vec<Uuid> = match only {
-        Some(ids) => ids.to_vec(),
-        None => {
-            // An entry row with no operation behind it describes nothing: the log is the truth.
-            tx.execute(
-                "DELETE FROM entries WHERE entry_id NOT IN (SELECT entry_id FROM ops)",
-                [],
-            )?;
-            let mut stmt = tx.prepare("SELECT DISTINCT entry_id FROM ops")?;
-            let ids = stmt.query_map([], |r| r.get::<_, String>(0))?;
-            ids.map(|t| Uuid::parse_str(&t?).map_err(StoreError::corrupt))
-                .collect::<Result<_>>()?
-        }
-    };
-    for id in &ids {
-        let mut stmt = tx.prepare_cached(&format!(
-            "SELECT {OP_LOG_COLUMNS} FROM ops WHERE entry_id = ?1"
-        ))?;
-        let mut state = EntryState::default();
-        for op in stmt.query_map([id.to_string()], read_op)? {
-            state.apply(&op??);
-        }
-        save_state(tx, *id, &state)?;
+/// The number of `device` in this file, given to it the first time it is needed.
+pub(crate) fn device_no(conn: &Connection, device: Uuid) -> Result<i64> {
+    let known = conn
+        .prepare_cached("SELECT device_no FROM devices WHERE device_id = ?1")?
+        .query_row([device.as_bytes().as_slice()], |r| r.get(0))
+        .optional()?;
+    match known {
+        Some(no) => Ok(no),
+        None => Ok(conn
+            .prepare_cached("INSERT INTO devices (device_id) VALUES (?1) RETURNING device_no")?
+            .query_row([device.as_bytes().as_slice()], |r| r.get(0))?),
     }
-    Ok(ids.len())
 }
 
-/// Columns of an operation in the device's log, as [`read_op`] reads them; queries may select
-/// more after them.
-pub(crate) const OP_LOG_COLUMNS: &str = "entry_id, device_id, device_seq, hlc, patch";
+/// Reads a 16-byte id.
+pub(crate) fn uuid_from(bytes: &[u8]) -> Result<Uuid> {
+    Uuid::from_slice(bytes).map_err(StoreError::corrupt)
+}
 
-/// Reads an operation from a row that starts with [`OP_LOG_COLUMNS`].
-pub(crate) fn read_op(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Op>> {
-    let (entry, device, device_seq, hlc, patch): (String, String, u64, String, String) = (
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-    );
+/// Selects the columns [`read_op`] reads, from the log aliased `o`, then `seen_at_seq`;
+/// queries add their own `WHERE` and `ORDER BY`.
+pub(crate) const SELECT_OPS: &str = "SELECT o.entry_id, d.device_id, o.device_seq, o.hlc_ms,
+        o.hlc_counter, n.device_id, o.patch, o.received_at, o.seen_at_seq
+    FROM ops o JOIN devices d ON d.device_no = o.device_no
+    LEFT JOIN devices n ON n.device_no = o.hlc_node";
+
+/// Reads an operation, and when the server stored it, from a row of [`SELECT_OPS`].
+pub(crate) fn read_op(
+    row: &rusqlite::Row<'_>,
+) -> rusqlite::Result<Result<(Op, Option<DateTime<Utc>>)>> {
+    let entry = row.get_ref(0)?.as_blob()?;
+    let device = row.get_ref(1)?.as_blob()?;
+    let device_seq: u64 = row.get(2)?;
+    let wall_ms: u64 = row.get(3)?;
+    let counter: u32 = row.get(4)?;
+    let node = row.get_ref(5)?.as_blob_or_null()?;
+    let patch = row.get_ref(6)?.as_blob()?;
+    let received_at: Option<i64> = row.get(7)?;
     Ok((|| {
-        Ok(Op {
-            entry_id: Uuid::parse_str(&entry).map_err(StoreError::corrupt)?,
-            device_id: Uuid::parse_str(&device).map_err(StoreError::corrupt)?,
+        let device_id = uuid_from(device)?;
+        let op = Op {
+            entry_id: uuid_from(entry)?,
+            device_id,
             device_seq,
-            hlc: hlc.parse().map_err(StoreError::corrupt)?,
-            patch: serde_json::from_str(&patch).map_err(StoreError::corrupt)?,
-        })
+            hlc: Hlc {
+                wall_ms,
+                counter,
+                node: node.map(uuid_from).transpose()?.unwrap_or(device_id),
+            },
+            patch: decode_patch(patch).map_err(StoreError::corrupt)?,
+        };
+        let received_at = received_at
+            .map(|ms| {
+                DateTime::from_timestamp_millis(ms)
+                    .ok_or_else(|| StoreError::corrupt(format!("time {ms} out of range")))
+            })
+            .transpose()?;
+        Ok((op, received_at))
     })())
 }
 
-/// Appends an operation this device just wrote. Its sequence number is new by construction
-/// ([`Stamper::catch_up`](crate::stamper::Stamper::catch_up) runs inside the same transaction), so a collision is a fault, never a
-/// write to drop quietly.
+/// Appends an operation this device just wrote, and queues it for the next push. Its sequence
+/// number is new by construction ([`Stamper::catch_up`](crate::stamper::Stamper::catch_up) runs
+/// inside the same transaction), so a collision is a fault, never a write to drop quietly.
 pub(crate) fn insert_local_op(conn: &Connection, op: &Op) -> Result<()> {
-    if insert_op(conn, op, None)? {
+    let queued = conn
+        .prepare_cached(
+            "INSERT INTO outbox (device_seq, entry_id) VALUES (?1, ?2)
+             ON CONFLICT (device_seq) DO NOTHING",
+        )?
+        .execute(params![op.device_seq, op.entry_id.as_bytes().as_slice()])?;
+    if queued == 1 && insert_op(conn, op, None)? {
         Ok(())
     } else {
         Err(StoreError::corrupt(format!(
@@ -116,122 +120,194 @@ pub(crate) fn insert_local_op(conn: &Connection, op: &Op) -> Result<()> {
     }
 }
 
-/// Appends an operation unless the log holds its `(device_id, device_seq)` already; `pulled`
-/// gives the server cursor and arrival time of a pulled one. Returns whether it was new.
+/// Appends an operation unless the log holds it already; `pulled` is, for a pulled one, when the
+/// server stored it and the own sequence number this device had reached when it arrived.
+/// Returns whether it was new.
 pub(crate) fn insert_op(
     conn: &Connection,
     op: &Op,
-    pulled: Option<(u64, DateTime<Utc>)>,
+    pulled: Option<(DateTime<Utc>, u64)>,
 ) -> Result<bool> {
-    let patch = serde_json::to_string(&op.patch).map_err(StoreError::corrupt)?;
+    let writer = device_no(conn, op.device_id)?;
+    let node = if op.hlc.node == op.device_id {
+        None
+    } else {
+        Some(device_no(conn, op.hlc.node)?)
+    };
     let inserted = conn
         .prepare_cached(
-            "INSERT INTO ops (entry_id, device_id, device_seq, hlc, patch, server_cursor, received_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT (device_id, device_seq) DO NOTHING",
+            "INSERT INTO ops (entry_id, device_no, device_seq, hlc_ms, hlc_counter, hlc_node,
+                              patch, received_at, seen_at_seq)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT (entry_id, device_no, device_seq) DO NOTHING",
         )?
         .execute(params![
-            op.entry_id.to_string(),
-            op.device_id.to_string(),
+            op.entry_id.as_bytes().as_slice(),
+            writer,
             op.device_seq,
-            op.hlc.to_string(),
-            patch,
-            pulled.map(|(cursor, _)| cursor),
-            pulled.map(|(_, at)| at.to_rfc3339()),
+            op.hlc.wall_ms,
+            op.hlc.counter,
+            node,
+            encode_patch(&op.patch),
+            pulled.map(|(at, _)| at.timestamp_millis()),
+            pulled.map(|(_, seen_at_seq)| seen_at_seq),
         ])?;
     Ok(inserted == 1)
 }
 
-/// Whether the log holds `op` itself under its `(device_id, device_seq)`: same entry, same stamp.
+/// Whether the log holds any operation on `id`.
+pub(crate) fn entry_exists(conn: &Connection, id: Uuid) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM ops WHERE entry_id = ?1 LIMIT 1")?
+        .query_row([id.as_bytes().as_slice()], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// Whether the log holds `op` itself under its key (entry, device, sequence): the same stamp.
 pub(crate) fn holds_same_op(conn: &Connection, op: &Op) -> Result<bool> {
-    let held: Option<(String, String)> = conn
-        .prepare_cached("SELECT entry_id, hlc FROM ops WHERE device_id = ?1 AND device_seq = ?2")?
-        .query_row(params![op.device_id.to_string(), op.device_seq], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+    let writer = device_no(conn, op.device_id)?;
+    let held: Option<(u64, u32, Option<Vec<u8>>)> = conn
+        .prepare_cached(
+            "SELECT o.hlc_ms, o.hlc_counter, n.device_id FROM ops o
+             LEFT JOIN devices n ON n.device_no = o.hlc_node
+             WHERE o.entry_id = ?1 AND o.device_no = ?2 AND o.device_seq = ?3",
+        )?
+        .query_row(
+            params![op.entry_id.as_bytes().as_slice(), writer, op.device_seq],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
         .optional()?;
-    Ok(held
-        .is_some_and(|(entry, hlc)| entry == op.entry_id.to_string() && hlc == op.hlc.to_string()))
+    let Some((wall_ms, counter, node)) = held else {
+        return Ok(false);
+    };
+    let node = node.map(|n| uuid_from(&n)).transpose()?;
+    Ok(Hlc {
+        wall_ms,
+        counter,
+        node: node.unwrap_or(op.device_id),
+    } == op.hlc)
 }
 
-/// The stored state of an entry and, when the state column is empty, its only operation.
-pub(crate) const STATE_COLUMNS: &str = "e.state, o.hlc, o.patch";
-/// The tables [`STATE_COLUMNS`] come from, entries aliased `e`.
-pub(crate) const STATE_JOIN: &str =
-    "entries e LEFT JOIN ops o ON e.state IS NULL AND o.entry_id = e.entry_id";
-
-/// Reads a row that starts with [`STATE_COLUMNS`].
-pub(crate) fn read_state(
-    row: &rusqlite::Row<'_>,
-    first: usize,
-) -> rusqlite::Result<Result<EntryState>> {
-    let state: Option<String> = row.get(first)?;
-    let hlc: Option<String> = row.get(first + 1)?;
-    let patch: Option<String> = row.get(first + 2)?;
-    Ok(match (state, hlc, patch) {
-        (Some(state), _, _) => decode_state(&state),
-        (None, Some(hlc), Some(patch)) => (|| {
-            let hlc: Hlc = hlc.parse().map_err(StoreError::corrupt)?;
-            let patch: Patch = serde_json::from_str(&patch).map_err(StoreError::corrupt)?;
-            let mut state = EntryState::default();
-            for (field, value) in patch {
-                state
-                    .fields
-                    .insert(field, heeldiary_core::FieldValue { hlc, value });
-            }
-            Ok(state)
-        })(),
-        _ => Err(StoreError::corrupt(
-            "an entry without state has no operation",
-        )),
-    })
+/// Whether this device's own sequence number `device_seq` is queued for a push on another
+/// entry than `entry_id`: an operation another copy of this diary wrote under the same number.
+pub(crate) fn own_seq_queued_elsewhere(
+    conn: &Connection,
+    device_seq: u64,
+    entry_id: Uuid,
+) -> Result<bool> {
+    let queued: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT entry_id FROM outbox WHERE device_seq = ?1")?
+        .query_row([device_seq], |r| r.get(0))
+        .optional()?;
+    Ok(queued.is_some_and(|queued| queued != entry_id.as_bytes()))
 }
 
-/// The state of an entry, or `None` when the file has no such entry.
+/// Every operation on `id` with when the server stored it, oldest stamp first.
+pub(crate) fn ops_of(conn: &Connection, id: Uuid) -> Result<Vec<(Op, Option<DateTime<Utc>>)>> {
+    let mut stmt = conn.prepare_cached(&format!("{SELECT_OPS} WHERE o.entry_id = ?1"))?;
+    let rows = stmt.query_map([id.as_bytes().as_slice()], read_op)?;
+    let mut ops = rows.map(|row| row?).collect::<Result<Vec<_>>>()?;
+    ops.sort_by_key(|(op, _)| op.hlc);
+    Ok(ops)
+}
+
+/// The state of an entry, or `None` when the file has no operation on it.
 pub(crate) fn load_state(conn: &Connection, id: Uuid) -> Result<Option<EntryState>> {
-    conn.prepare_cached(&format!(
-        "SELECT {STATE_COLUMNS} FROM {STATE_JOIN} WHERE e.entry_id = ?1"
-    ))?
-    .query_row([id.to_string()], |r| read_state(r, 0))
-    .optional()?
-    .transpose()
+    let ops = ops_of(conn, id)?;
+    if ops.is_empty() {
+        return Ok(None);
+    }
+    let mut state = EntryState::default();
+    for (op, _) in &ops {
+        state.apply(op);
+    }
+    Ok(Some(state))
 }
 
-/// Writes the state of an entry, with the day and deletion it indexes.
-pub(crate) fn save_state(conn: &Connection, id: Uuid, state: &EntryState) -> Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO entries (entry_id, day, deleted, state) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (entry_id) DO UPDATE SET day = excluded.day, deleted = excluded.deleted, state = excluded.state",
-    )?
-    .execute(params![id.to_string(), state.day(), state.is_deleted(), encode_state(state)])?;
+/// Calls `each` with every entry and its state, in entry-id order, reading the log once.
+pub(crate) fn for_each_state(
+    conn: &Connection,
+    mut each: impl FnMut(Uuid, EntryState) -> Result<()>,
+) -> Result<()> {
+    let mut stmt = conn.prepare_cached(&format!("{SELECT_OPS} ORDER BY o.entry_id"))?;
+    let mut current: Option<(Uuid, EntryState)> = None;
+    for row in stmt.query_map([], read_op)? {
+        let (op, _) = row??;
+        match &mut current {
+            Some((id, state)) if *id == op.entry_id => {
+                state.apply(&op);
+            }
+            _ => {
+                if let Some((id, state)) = current.take() {
+                    each(id, state)?;
+                }
+                let mut state = EntryState::default();
+                state.apply(&op);
+                current = Some((op.entry_id, state));
+            }
+        }
+    }
+    if let Some((id, state)) = current {
+        each(id, state)?;
+    }
     Ok(())
 }
 
-/// Entry states are stored grouped by stamp, `{"<hlc>": {"field": value, ...}, ...}`: a new
-/// entry is then one stamp and its values, about the size of the operation that made it, instead
-/// of repeating the stamp for every field.
-fn encode_state(state: &EntryState) -> String {
-    let mut by_stamp: std::collections::BTreeMap<String, serde_json::Map<String, Value>> =
-        Default::default();
-    for (field, current) in &state.fields {
-        by_stamp
-            .entry(current.hlc.to_string())
-            .or_default()
-            .insert(field.as_str().to_string(), current.value.clone());
-    }
-    serde_json::to_string(&by_stamp).expect("entry state serialises")
-}
-
-fn decode_state(text: &str) -> Result<EntryState> {
-    let by_stamp: std::collections::BTreeMap<Hlc, Patch> =
-        serde_json::from_str(text).map_err(StoreError::corrupt)?;
-    let mut state = EntryState::default();
-    for (hlc, values) in by_stamp {
-        for (field, value) in values {
-            state
-                .fields
-                .insert(field, heeldiary_core::FieldValue { hlc, value });
+/// Migration 0005: copies the text log of versions 1 to 4 (`ops_text`) into the compact one,
+/// queues the own operations the server has not acknowledged, and keeps the newest own sequence
+/// and stamp beside the device.
+pub(crate) fn carry_text_log_forward(conn: &Connection) -> Result<()> {
+    let own: Option<String> = conn
+        .query_row("SELECT device_id FROM device", [], |r| r.get(0))
+        .optional()?;
+    let own = own
+        .map(|text| Uuid::parse_str(&text).map_err(StoreError::corrupt))
+        .transpose()?;
+    let acked: u64 = conn.query_row("SELECT acked_seq FROM sync_state", [], |r| r.get(0))?;
+    let mut stmt = conn.prepare(
+        "SELECT entry_id, device_id, device_seq, hlc, patch, received_at FROM ops_text
+         ORDER BY local_seq",
+    )?;
+    let mut rows = stmt.query([])?;
+    let (mut last_seq, mut last_hlc) = (0u64, None::<Hlc>);
+    // Arrival order, kept as the own sequence number reached when a pulled operation arrived.
+    while let Some(row) = rows.next()? {
+        let text = |i: usize| -> Result<String> { Ok(row.get::<_, String>(i)?) };
+        let op = Op {
+            entry_id: Uuid::parse_str(&text(0)?).map_err(StoreError::corrupt)?,
+            device_id: Uuid::parse_str(&text(1)?).map_err(StoreError::corrupt)?,
+            device_seq: row.get(2)?,
+            hlc: text(3)?.parse().map_err(StoreError::corrupt)?,
+            patch: serde_json::from_str(&text(4)?).map_err(StoreError::corrupt)?,
+        };
+        let received_at = row
+            .get::<_, Option<String>>(5)?
+            .map(|t| DateTime::parse_from_rfc3339(&t).map(|t| t.to_utc()))
+            .transpose()
+            .map_err(StoreError::corrupt)?;
+        insert_op(conn, &op, received_at.map(|at| (at, last_seq)))?;
+        if Some(op.device_id) == own {
+            if op.device_seq > acked {
+                conn.prepare_cached("INSERT INTO outbox (device_seq, entry_id) VALUES (?1, ?2)")?
+                    .execute(params![op.device_seq, op.entry_id.as_bytes().as_slice()])?;
+            }
+            last_seq = last_seq.max(op.device_seq);
+            last_hlc = last_hlc.max(Some(op.hlc));
         }
     }
-    Ok(state)
+    let kept: Option<String> = conn
+        .query_row("SELECT last_hlc FROM device", [], |r| r.get(0))
+        .optional()?
+        .flatten();
+    let kept = kept
+        .map(|t| t.parse::<Hlc>().map_err(StoreError::corrupt))
+        .transpose()?;
+    if let Some(newest) = last_hlc.max(kept) {
+        conn.execute(
+            "UPDATE device SET last_seq = ?1, last_hlc = ?2",
+            params![last_seq, newest.to_string()],
+        )?;
+    }
+    Ok(())
 }

@@ -49,6 +49,35 @@ pub enum StoreError {
     /// the message does not say.)
     #[error("this device is not enrolled with a server yet")]
     NotEnrolled,
+    /// The diary is encrypted and no key was given.
+    #[error("the diary is encrypted: it opens only with its key")]
+    KeyRequired,
+    /// The key does not open the diary; the file was left as it was.
+    #[error("the key does not open this diary (a wrong key, or not a diary file); the file is left untouched")]
+    WrongKey,
+    /// A key was given for a diary that is not encrypted.
+    #[error("the diary is not encrypted: open it without a key, or encrypt it first")]
+    NotEncrypted,
+    /// The key's secret is too short to be a key on its own.
+    #[error("the key holds {bytes} bytes; at least {needed} bytes of random secret are needed")]
+    WeakKey {
+        /// Bytes given (surrounding whitespace aside).
+        bytes: usize,
+        /// Fewest accepted.
+        needed: usize,
+    },
+    /// This build links plain SQLite, which cannot encrypt.
+    #[error("this build cannot encrypt diaries (it was built without SQLCipher)")]
+    EncryptionUnavailable,
+    /// Rewriting the diary under another key could not replace the file; the diary is left as
+    /// it was.
+    #[error("cannot replace {}: {error}; the diary is left as it was", path.display())]
+    Replace {
+        /// The diary file.
+        path: PathBuf,
+        /// What the system said.
+        error: std::io::Error,
+    },
     /// An operation pulled from the server has the device id and sequence number of a
     /// different operation in this diary: this diary is a copy of another that wrote under the
     /// same id. Nothing of the page was applied; the diary must take a new device identity.

@@ -1,5 +1,5 @@
-//! The local diary store: one SQLite file per device, holding the field-level operation log and
-//! the entry states derived from it.
+//! The local diary store: one SQLite file per device, holding the field-level operation log from
+//! which entry states are merged when read.
 //!
 //! This is the API a mobile shell embeds (through an FFI layer) and the `heeldiary` CLI calls:
 //! open, log, edit, delete, get, list by day range, history, import many, plus the few calls the
@@ -12,9 +12,9 @@
 //! user to run a command (the CLI adds its own advice when it prints them).
 //!
 //! Inside, the diary API (this file) and the sync calls (`sync.rs`) both sit on the row-level
-//! module `db.rs` (the operation log and its row codec, entry states, rebuilding states from the
-//! log); `stamper.rs` hands out clock stamps and sequence numbers, `schema.rs` opens and
-//! migrates the file.
+//! module `db.rs` (the operation log and its rows, entry states merged from it); `codec.rs`
+//! gives patches their compact binary form, `stamper.rs` hands out clock stamps and sequence
+//! numbers, `schema.rs` opens and migrates the file.
 //!
 //! ```
 //! use heeldiary_core::EntryInput;
@@ -26,6 +26,10 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(test)]
+mod carry_forward_tests;
+mod codec;
+mod cipher;
 mod db;
 mod error;
 mod schema;
@@ -37,19 +41,17 @@ use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset, Local, NaiveDate, Utc};
 use heeldiary_core::{Entry, EntryError, EntryInput, Field, Hlc, Patch};
-use rusqlite::{params, Connection, Transaction, TransactionBehavior};
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+pub use cipher::{encryption_available, sqlite_engine, DiaryKey, MIN_SECRET_BYTES};
 pub use error::{Result, StoreError};
 pub use schema::SCHEMA_VERSION;
 pub use sync::{Enrolment, RemoteApply, ResearchConsent, SyncState};
 
-use db::{
-    insert_first_state, insert_local_op, load_state, read_op, read_state, save_state,
-    OP_LOG_COLUMNS, STATE_COLUMNS, STATE_JOIN,
-};
+use db::{entry_exists, insert_local_op, load_state};
 use stamper::Stamper;
 
 /// Where the store reads the time. The default is the device clock with its local offset.
@@ -107,6 +109,19 @@ impl Store {
     /// [`StoreError::NewerSchema`] for a newer file, [`StoreError::Io`] when its folder cannot be
     /// created, [`StoreError::Sqlite`] when the file cannot be opened or is not a database.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with_key(path, None)
+    }
+
+    /// Opens (creating if needed) the diary at `path`, encrypted with `key` (`None`: a plain
+    /// diary). The key is checked before anything is written.
+    ///
+    /// # Failure
+    /// As [`Store::open`], and [`StoreError::WrongKey`] when the key does not open the file,
+    /// [`StoreError::KeyRequired`] for an encrypted file opened without a key,
+    /// [`StoreError::NotEncrypted`] for a plain file opened with one,
+    /// [`StoreError::EncryptionUnavailable`] when this build cannot encrypt. The file is left
+    /// untouched in each case.
+    pub fn open_with_key(path: impl AsRef<Path>, key: Option<&DiaryKey>) -> Result<Self> {
         let path = path.as_ref();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Io {
@@ -114,7 +129,24 @@ impl Store {
                 error: e,
             })?;
         }
-        Self::init(Connection::open(path)?)
+        Self::init(cipher::open_connection(path, key)?)
+    }
+
+    /// Encrypts the plain diary at `path` with `key`, in place: every entry, its history and the
+    /// sync state are kept. A crash half-way leaves the plain file or the encrypted one, never
+    /// neither. No other handle may have the diary open meanwhile.
+    pub fn encrypt_file(path: impl AsRef<Path>, key: &DiaryKey) -> Result<()> {
+        let path = path.as_ref();
+        drop(Self::open(path)?);
+        cipher::rewrite(path, None, Some(key))
+    }
+
+    /// Changes the key of the encrypted diary at `path` from `old` to `new`, like
+    /// [`Store::encrypt_file`]: all or nothing, and the old key no longer opens it.
+    pub fn rekey_file(path: impl AsRef<Path>, old: &DiaryKey, new: &DiaryKey) -> Result<()> {
+        let path = path.as_ref();
+        drop(Self::open_with_key(path, Some(old))?);
+        cipher::rewrite(path, Some(old), Some(new))
     }
 
     /// A diary in memory, gone when dropped; for tests and previews.
@@ -194,6 +226,7 @@ impl Store {
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
             self.stamps.catch_up(&tx)?;
             let value = work(&mut self.stamps, &tx)?;
+            self.stamps.save(&tx)?;
             tx.commit()?;
             Ok(value)
         })();
@@ -273,13 +306,11 @@ impl Store {
     fn change(&mut self, id: Uuid, patch: Patch) -> Result<()> {
         let now_ms = self.fresh_now()?.timestamp_millis().max(0) as u64;
         self.write(|stamps, tx| {
-            let mut state = load_state(tx, id)?
+            load_state(tx, id)?
                 .filter(|s| !s.is_deleted())
                 .ok_or(StoreError::NotFound(id))?;
             let op = stamps.stamp(id, patch, now_ms);
-            state.apply(&op);
-            insert_local_op(tx, &op)?;
-            save_state(tx, id, &state)
+            insert_local_op(tx, &op)
         })
     }
 
@@ -308,45 +339,59 @@ impl Store {
 
     /// Live entries whose day lies in `from..=to` (either bound optional), by day then id.
     pub fn list(&self, from: Option<NaiveDate>, to: Option<NaiveDate>) -> Result<Vec<Entry>> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT e.entry_id, {STATE_COLUMNS} FROM {STATE_JOIN}
-             WHERE e.deleted = 0 AND e.day IS NOT NULL AND e.day >= ?1 AND e.day <= ?2
-             ORDER BY e.day, e.entry_id"
-        ))?;
-        let from = from.map(|d| d.to_string()).unwrap_or_default();
-        let to = to
-            .map(|d| d.to_string())
-            .unwrap_or_else(|| "9999-12-31".into());
-        let rows = stmt.query_map(params![from, to], |r| {
-            Ok((r.get::<_, String>(0)?, read_state(r, 1)?))
-        })?;
+        self.list_where(from, to, false)
+    }
+
+    /// Like [`Store::list`], with the deleted entries too (`deleted: true`), for history views.
+    pub fn list_including_deleted(
+        &self,
+        from: Option<NaiveDate>,
+        to: Option<NaiveDate>,
+    ) -> Result<Vec<Entry>> {
+        self.list_where(from, to, true)
+    }
+
+    fn list_where(
+        &self,
+        from: Option<NaiveDate>,
+        to: Option<NaiveDate>,
+        include_deleted: bool,
+    ) -> Result<Vec<Entry>> {
         let mut entries = Vec::new();
-        for row in rows {
-            let (id, state) = row?;
-            let id = Uuid::parse_str(&id).map_err(StoreError::corrupt)?;
-            // An entry waiting for the operation that creates it is left out until it arrives.
-            match state?.to_entry(id) {
-                Ok(entry) => entries.push(entry),
-                Err(e) if e.is_incomplete() => {}
-                Err(invalid) => return Err(StoreError::corrupt(invalid)),
+        db::for_each_state(&self.conn, |id, state| {
+            if state.is_deleted() && !include_deleted {
+                return Ok(());
             }
-        }
+            // An entry waiting for the operation that creates it is left out until it arrives.
+            match state.to_entry(id) {
+                Ok(entry) => {
+                    if from.is_none_or(|from| entry.day >= from)
+                        && to.is_none_or(|to| entry.day <= to)
+                    {
+                        entries.push(entry);
+                    }
+                    Ok(())
+                }
+                Err(e) if e.is_incomplete() => Ok(()),
+                Err(invalid) => Err(StoreError::corrupt(invalid)),
+            }
+        })?;
+        entries.sort_by_key(|entry| (entry.day, entry.id));
         Ok(entries)
     }
 
     /// Every operation on an entry, oldest first, with which of its values are still current.
     pub fn history(&self, id: Uuid) -> Result<Vec<HistoryChange>> {
-        let state = load_state(&self.conn, id)?.ok_or(StoreError::NotFound(id))?;
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {OP_LOG_COLUMNS}, received_at FROM ops WHERE entry_id = ?1 ORDER BY hlc"
-        ))?;
-        let rows = stmt.query_map([id.to_string()], |r| {
-            Ok((read_op(r)?, r.get::<_, Option<String>>(5)?))
-        })?;
+        let ops = db::ops_of(&self.conn, id)?;
+        if ops.is_empty() {
+            return Err(StoreError::NotFound(id));
+        }
+        let mut state = heeldiary_core::EntryState::default();
+        for (op, _) in &ops {
+            state.apply(op);
+        }
         let mut history = Vec::new();
-        for row in rows {
-            let (op, received_at) = row?;
-            let op = op?;
+        for (op, received_at) in ops {
             let changes = op
                 .patch
                 .into_iter()
@@ -361,20 +406,24 @@ impl Store {
                 at: DateTime::from_timestamp_millis(op.hlc.wall_ms as i64).unwrap_or_default(),
                 device_id: op.device_id,
                 device_seq: op.device_seq,
-                received_at: received_at
-                    .map(|t| DateTime::parse_from_rfc3339(&t).map(|t| t.to_utc()))
-                    .transpose()
-                    .map_err(StoreError::corrupt)?,
+                received_at,
                 changes,
             });
         }
         Ok(history)
     }
 
-    /// Recomputes every entry state from the operation log. The states are a cache of the log;
-    /// this is how they are checked and repaired.
+    /// Reads every entry state from the operation log, checking that each one merges, and
+    /// returns how many entries the log holds. States are never stored apart from the log (an
+    /// entry's state is the merge of its operations, read when asked), so there is nothing to
+    /// repair; a log that does not read is [`StoreError::Corrupt`].
     pub fn rebuild_states(&mut self) -> Result<usize> {
-        self.write(|_, tx| db::rebuild(tx, None))
+        let mut entries = 0;
+        db::for_each_state(&self.conn, |_, _| {
+            entries += 1;
+            Ok(())
+        })?;
+        Ok(entries)
     }
 }
 
@@ -393,12 +442,11 @@ fn insert_new_entry(
     patch: Patch,
     now: DateTime<FixedOffset>,
 ) -> Result<()> {
-    let op = stamps.stamp(id, patch, now.timestamp_millis().max(0) as u64);
-    insert_local_op(tx, &op)?;
-    if !insert_first_state(tx, &op)? {
+    if entry_exists(tx, id)? {
         return Err(StoreError::AlreadyExists(id));
     }
-    Ok(())
+    let op = stamps.stamp(id, patch, now.timestamp_millis().max(0) as u64);
+    insert_local_op(tx, &op)
 }
 
 #[cfg(test)]

@@ -24,16 +24,35 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../../schema/client/0004_identity_and_epoch.sql"),
     ),
     (
-        "0005_research_consent",
-        include_str!("../../../schema/client/0005_research_consent.sql"),
+        "0005_compact_file",
+        include_str!("../../../schema/client/0005_compact_file.sql"),
+    ),
+    (
+        "0006_research_consent",
+        include_str!("../../../schema/client/0006_research_consent.sql"),
     ),
 ];
+
+/// Where a migration that needs more than SQL hands over to the store: the SQL before this line
+/// runs, then the migration's Rust step, then the SQL after the marker's line.
+const CARRY_FORWARD: &str = "-- carry forward:";
+
+/// The Rust step of the migration `name`, if it has one.
+fn carry_forward(name: &str) -> Option<fn(&Connection) -> Result<()>> {
+    match name {
+        "0005_compact_file" => Some(crate::db::carry_text_log_forward),
+        _ => None,
+    }
+}
 
 /// Schema version a fresh diary gets.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 pub(crate) fn prepare(conn: &Connection) -> Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    // Takes effect only in a new file (before its first table): pages the push queue frees are
+    // handed back to the file system once it empties, so a synced diary keeps no dead space.
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
     // WAL lets a reader (a sync in the background) run beside a writer; FULL makes every
     // acknowledged write survive power loss, which a diary promises its patient.
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -55,8 +74,16 @@ pub(crate) fn migrate(conn: &mut Connection, target: u32) -> Result<u32> {
         });
     }
     for version in found + 1..=target {
-        let (_, sql) = MIGRATIONS[version as usize - 1];
-        tx.execute_batch(sql)?;
+        let (name, sql) = MIGRATIONS[version as usize - 1];
+        match (sql.split_once(CARRY_FORWARD), carry_forward(name)) {
+            (Some((before, marker_line)), Some(step)) => {
+                tx.execute_batch(before)?;
+                step(&tx)?;
+                let after = marker_line.split_once('\n').map_or("", |(_, rest)| rest);
+                tx.execute_batch(after)?;
+            }
+            _ => tx.execute_batch(sql)?,
+        }
         tx.pragma_update(None, "user_version", version)?;
     }
     tx.commit()?;

@@ -64,42 +64,47 @@ impl Stamper {
         self.clock.observe(remote, now_ms)
     }
 
+    /// The last own sequence number given out.
+    pub(crate) fn last_seq(&self) -> u64 {
+        self.next_seq - 1
+    }
+
+    /// Moves the sequence past an own operation the log learnt from elsewhere (pulled back from
+    /// the server after this file was restored from an older copy).
+    pub(crate) fn observe_own_seq(&mut self, device_seq: u64) {
+        self.next_seq = self.next_seq.max(device_seq + 1);
+    }
+
     /// Restarts the clock right after `settled`, the last stamp that stays (a corrected clock).
     pub(crate) fn restart_after(&mut self, settled: Hlc) {
         self.clock = HlcClock::new(self.device_id, settled);
     }
 
     /// Moves past what the file holds: another writer (a second process on the same diary, or
-    /// a second handle in one app) may have written since this one last looked. Own stamps grow
-    /// with the sequence, so the newest own operation carries the highest; stamps learnt from
-    /// other devices are kept in `device.last_hlc`.
+    /// a second handle in one app) may have written since this one last looked. Every write
+    /// saves the newest stamp and own sequence beside the device before it commits.
     pub(crate) fn catch_up(&mut self, conn: &Connection) -> Result<()> {
-        let (observed, newest_seq, newest_hlc): (Option<String>, Option<u64>, Option<String>) =
-            conn.prepare_cached(
-                "SELECT d.last_hlc, o.device_seq, o.hlc FROM device d LEFT JOIN
-                   (SELECT device_seq, hlc FROM ops WHERE device_id = ?1
-                    ORDER BY device_seq DESC LIMIT 1) o",
-            )?
-            .query_row([self.device_id.to_string()], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })?;
-        // Every move of the clock is in the file by the time a write commits (own stamps in the
-        // log, others in last_hlc), so the file is the truth; a correction made by another handle
-        // may have moved it back.
-        let mut last = Hlc::zero(self.device_id);
-        for text in [observed, newest_hlc].into_iter().flatten() {
-            last = last.max(text.parse().map_err(StoreError::corrupt)?);
-        }
+        let (observed, newest_seq): (Option<String>, u64) = conn
+            .prepare_cached("SELECT last_hlc, last_seq FROM device")?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        // A correction made by another handle may have moved the clock back: the file is the
+        // truth.
+        let last = match observed {
+            Some(text) => text.parse().map_err(StoreError::corrupt)?,
+            None => Hlc::zero(self.device_id),
+        };
         self.clock = HlcClock::new(self.device_id, last);
-        self.next_seq = newest_seq.unwrap_or(0) + 1;
+        self.next_seq = newest_seq + 1;
         Ok(())
     }
 
-    /// Records the clock's last stamp for the next writer, after it moved for a reason the log
-    /// does not show by itself (stamps seen from other devices, a corrected clock).
+    /// Records the clock's last stamp and the last own sequence number for the next writer.
     pub(crate) fn save(&self, conn: &Connection) -> Result<()> {
-        conn.prepare_cached("UPDATE device SET last_hlc = ?1")?
-            .execute([self.clock.last().to_string()])?;
+        conn.prepare_cached("UPDATE device SET last_hlc = ?1, last_seq = ?2")?
+            .execute(rusqlite::params![
+                self.clock.last().to_string(),
+                self.next_seq - 1
+            ])?;
         Ok(())
     }
 }

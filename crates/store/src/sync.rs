@@ -9,8 +9,8 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::db::{
-    holds_same_op, insert_first_state, insert_op, load_state, read_op, rebuild, save_state,
-    OP_LOG_COLUMNS,
+    device_no, holds_same_op, insert_op, load_state, ops_of, own_seq_queued_elsewhere, read_op,
+    uuid_from, SELECT_OPS,
 };
 use crate::error::{Result, StoreError};
 use crate::Store;
@@ -130,9 +130,9 @@ impl Store {
             u64,
         ) = self.conn.query_row(
             "SELECT s.acked_seq, s.pull_cursor, s.clock_offset_ms, s.last_sync_at,
-                    (SELECT count(*) FROM ops WHERE device_id = ?1 AND device_seq > s.acked_seq)
+                    (SELECT count(*) FROM outbox WHERE device_seq > s.acked_seq)
              FROM sync_state s",
-            [self.device_id().to_string()],
+            [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )?;
         Ok(SyncState {
@@ -149,21 +149,34 @@ impl Store {
 
     /// Up to `limit` of this device's operations the server has not acknowledged, in sequence order.
     pub fn unpushed(&self, limit: usize) -> Result<Vec<Op>> {
+        let own = device_no(&self.conn, self.device_id())?;
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {OP_LOG_COLUMNS} FROM ops
-             WHERE device_id = ?1 AND device_seq > (SELECT acked_seq FROM sync_state)
-             ORDER BY device_seq LIMIT ?2"
+            "{SELECT_OPS} JOIN outbox b ON o.entry_id = b.entry_id AND o.device_seq = b.device_seq
+             WHERE o.device_no = ?1 AND b.device_seq > (SELECT acked_seq FROM sync_state)
+             ORDER BY b.device_seq LIMIT ?2"
         ))?;
-        let rows = stmt.query_map(params![self.device_id().to_string(), limit as i64], read_op)?;
-        rows.map(|op| op?).collect()
+        let rows = stmt.query_map(params![own, limit as i64], read_op)?;
+        rows.map(|row| Ok(row??.0)).collect()
     }
 
-    /// Notes that the server holds every own operation up to `device_seq`. Never moves back.
+    /// Notes that the server holds every own operation up to `device_seq`, and takes them off
+    /// the queue of the next push. Never moves back.
     pub fn mark_pushed(&mut self, device_seq: u64) -> Result<()> {
-        self.conn.execute(
+        let tx = self.conn.transaction()?;
+        tx.execute(
             "UPDATE sync_state SET acked_seq = max(acked_seq, ?1)",
             [device_seq],
         )?;
+        tx.execute("DELETE FROM outbox WHERE device_seq <= ?1", [device_seq])?;
+        let emptied: bool =
+            tx.query_row("SELECT NOT EXISTS (SELECT 1 FROM outbox)", [], |r| r.get(0))?;
+        tx.commit()?;
+        if emptied {
+            // The pragma frees one page per step: step it to the end.
+            let mut vacuum = self.conn.prepare("PRAGMA incremental_vacuum")?;
+            let mut steps = vacuum.query([])?;
+            while steps.next()?.is_some() {}
+        }
         Ok(())
     }
 
@@ -176,17 +189,23 @@ impl Store {
             let mut summary = RemoteApply::default();
             for pulled in ops {
                 let op = &pulled.op;
-                // Read the state before the operation joins the log: an entry whose state column
-                // is empty is read through its only operation, and must not see this one yet.
-                let state = load_state(tx, op.entry_id)?;
-                if !insert_op(tx, op, Some((pulled.cursor, pulled.received_at)))? {
-                    // The same key holding a different operation is never "had already": this
-                    // diary wrote under a device id another copy of it wrote under too.
+                // A repeat (own operations come back in the feed) costs one key lookup. The same
+                // key holding a different operation, or an own sequence number queued for another
+                // entry, is never "had already": this diary wrote under a device id another copy
+                // of it wrote under too.
+                let taken = || StoreError::SequenceTaken {
+                    device_id: op.device_id,
+                    device_seq: op.device_seq,
+                };
+                if op.device_id == stamps.device_id()
+                    && own_seq_queued_elsewhere(tx, op.device_seq, op.entry_id)?
+                {
+                    return Err(taken());
+                }
+                let seen_at_seq = stamps.last_seq();
+                if !insert_op(tx, op, Some((pulled.received_at, seen_at_seq)))? {
                     if !holds_same_op(tx, op)? {
-                        return Err(StoreError::SequenceTaken {
-                            device_id: op.device_id,
-                            device_seq: op.device_seq,
-                        });
+                        return Err(taken());
                     }
                     summary.already_had += 1;
                     continue;
@@ -195,21 +214,24 @@ impl Store {
                 // The server refuses stamps far ahead of its clock, so a refusal here only means
                 // this device's clock is behind; the stamp still orders the merge.
                 let _ = stamps.observe(op.hlc, now_ms.max(op.hlc.wall_ms));
-                match state {
-                    Some(mut state) => {
-                        summary.conflicts += state.apply(op).conflicts.len();
-                        save_state(tx, op.entry_id, &state)?;
+                if op.device_id == stamps.device_id() {
+                    stamps.observe_own_seq(op.device_seq);
+                }
+                // The entry as it was before this operation, to count the fields it disputes.
+                let mut before: Option<EntryState> = None;
+                for (other, _) in ops_of(tx, op.entry_id)? {
+                    if (other.device_id, other.device_seq) != (op.device_id, op.device_seq) {
+                        before.get_or_insert_with(EntryState::default).apply(&other);
                     }
-                    None => {
-                        insert_first_state(tx, op)?;
-                    }
+                }
+                if let Some(mut state) = before {
+                    summary.conflicts += state.apply(op).conflicts.len();
                 }
             }
             tx.execute(
                 "UPDATE sync_state SET pull_cursor = max(pull_cursor, ?1)",
                 [next_cursor],
             )?;
-            stamps.save(tx)?;
             Ok(summary)
         })
     }
@@ -273,6 +295,7 @@ impl Store {
     /// was new.
     pub fn observe_epoch(&mut self, epoch: Uuid) -> Result<bool> {
         let text = epoch.to_string();
+        let device_id = self.device_id();
         self.write(|_, tx| {
             let known: Option<String> =
                 tx.query_row("SELECT server_epoch FROM sync_state", [], |r| r.get(0))?;
@@ -286,6 +309,13 @@ impl Store {
                     tx.execute(
                         "UPDATE sync_state SET server_epoch = ?1, acked_seq = 0, pull_cursor = 0",
                         [&text],
+                    )?;
+                    // Every own operation goes back on the push queue.
+                    tx.execute(
+                        "INSERT INTO outbox (device_seq, entry_id)
+                         SELECT device_seq, entry_id FROM ops WHERE device_no = ?1
+                         ON CONFLICT (device_seq) DO NOTHING",
+                        [device_no(tx, device_id)?],
                     )?;
                     Ok(true)
                 }
@@ -326,7 +356,7 @@ impl Store {
             return Ok(0);
         }
         let new_text = device_id.to_string();
-        let moved = self.write(|_, tx| {
+        let moved = self.write(|stamps, tx| {
             let pending: Option<String> =
                 tx.query_row("SELECT pending_device_id FROM sync_state", [], |r| r.get(0))?;
             if pending.as_deref() != Some(new_text.as_str()) {
@@ -334,34 +364,35 @@ impl Store {
                     "device identity {device_id} was not prepared by this diary"
                 )));
             }
-            let moving: Vec<(i64, String, String)> = {
+            let own = device_no(tx, old)?;
+            let new = device_no(tx, device_id)?;
+            let moving: Vec<(u64, Uuid)> = {
                 let mut stmt = tx.prepare(
-                    "SELECT local_seq, entry_id, hlc FROM ops
-                     WHERE device_id = ?1 AND device_seq > (SELECT acked_seq FROM sync_state)
-                     ORDER BY device_seq",
+                    "SELECT device_seq, entry_id FROM outbox
+                     WHERE device_seq > (SELECT acked_seq FROM sync_state) ORDER BY device_seq",
                 )?;
-                let rows =
-                    stmt.query_map([old.to_string()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-                rows.collect::<rusqlite::Result<_>>()?
+                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+                rows.map(|row| {
+                    let (seq, entry) = row?;
+                    Ok((seq, uuid_from(&entry)?))
+                })
+                .collect::<Result<_>>()?
             };
-            let mut touched = Vec::with_capacity(moving.len());
-            for (seq, (local_seq, entry, hlc)) in (1u64..).zip(&moving) {
-                let hlc: Hlc = hlc.parse().map_err(StoreError::corrupt)?;
-                let hlc = Hlc {
-                    node: device_id,
-                    ..hlc
-                };
+            tx.execute("DELETE FROM outbox", [])?;
+            for (seq, (old_seq, entry)) in (1u64..).zip(&moving) {
+                // The same stamps on the new node: the writer's own, so no node is kept apart.
                 tx.execute(
-                    "UPDATE ops SET device_id = ?1, device_seq = ?2, hlc = ?3,
-                                    server_cursor = NULL, received_at = NULL
-                     WHERE local_seq = ?4",
-                    params![new_text, seq, hlc.to_string(), local_seq],
+                    "UPDATE ops SET device_no = ?1, device_seq = ?2, hlc_node = NULL,
+                                    received_at = NULL, seen_at_seq = NULL
+                     WHERE entry_id = ?3 AND device_no = ?4 AND device_seq = ?5",
+                    params![new, seq, entry.as_bytes().as_slice(), own, old_seq],
                 )?;
-                touched.push(Uuid::parse_str(entry).map_err(StoreError::corrupt)?);
+                tx.execute(
+                    "INSERT INTO outbox (device_seq, entry_id) VALUES (?1, ?2)",
+                    params![seq, entry.as_bytes().as_slice()],
+                )?;
             }
-            touched.sort();
-            touched.dedup();
-            rebuild(tx, Some(&touched))?;
+            tx.execute("UPDATE device SET last_seq = ?1", [moving.len() as u64])?;
             tx.execute("UPDATE device SET device_id = ?1", [&new_text])?;
             tx.execute(
                 "UPDATE sync_state SET acked_seq = 0, token = coalesce(?1, token),
@@ -369,6 +400,10 @@ impl Store {
                      pending_device_id = NULL, pending_device_secret = NULL",
                 [token],
             )?;
+            // The write saves the stamper: it must be the new identity's, caught up with the
+            // sequence numbers just given out.
+            *stamps = crate::stamper::Stamper::new(device_id);
+            stamps.catch_up(tx)?;
             Ok(moving.len())
         })?;
         self.stamps = crate::stamper::Stamper::new(device_id);
@@ -413,44 +448,57 @@ impl Store {
     pub fn correct_clock(&mut self, server_time_ms: u64) -> Result<usize> {
         let device_now_ms = (self.time)().timestamp_millis();
         let offset = server_time_ms as i64 - device_now_ms;
-        let refused_after = Hlc {
-            wall_ms: server_time_ms + MAX_CLOCK_AHEAD_MS,
-            counter: u32::MAX,
-            node: Uuid::max(),
-        }
-        .to_string();
+        let refused_after_ms = server_time_ms + MAX_CLOCK_AHEAD_MS;
         let device_id = self.device_id();
         let restamped = self.write(|stamps, tx| {
             tx.execute("UPDATE sync_state SET clock_offset_ms = ?1", [offset])?;
-            let refused: Vec<(i64, Op)> = {
-                let mut stmt = tx.prepare(&format!(
-                    "SELECT {OP_LOG_COLUMNS}, local_seq FROM ops
-                     WHERE device_id = ?1 AND device_seq > (SELECT acked_seq FROM sync_state)
-                       AND hlc > ?2
-                     ORDER BY local_seq"
-                ))?;
-                let rows = stmt.query_map(params![device_id.to_string(), &refused_after], |r| {
-                    Ok((r.get::<_, i64>(5)?, read_op(r)?))
-                })?;
-                rows.map(|row| {
-                    let (local_seq, op) = row?;
-                    Ok((local_seq, op?))
+            let own = device_no(tx, device_id)?;
+            let acked: u64 = tx.query_row("SELECT acked_seq FROM sync_state", [], |r| r.get(0))?;
+            // A stamp the server would refuse is past its time by more than the tolerance, at
+            // any counter and device. Every other operation stays, with when this diary held it:
+            // an own one from its sequence number, a pulled one from the own sequence number
+            // reached when it arrived.
+            let mut refused: Vec<Op> = Vec::new();
+            let mut held: Vec<(u64, Hlc)> = Vec::new();
+            {
+                let mut stmt = tx.prepare(SELECT_OPS)?;
+                let rows =
+                    stmt.query_map([], |r| Ok((read_op(r)?, r.get::<_, Option<u64>>(8)?)))?;
+                for row in rows {
+                    let (op, seen_at_seq) = row?;
+                    let (op, _) = op?;
+                    let is_own = op.device_id == device_id;
+                    if is_own && op.device_seq > acked && op.hlc.wall_ms > refused_after_ms {
+                        refused.push(op);
+                    } else if is_own {
+                        held.push((op.device_seq, op.hlc));
+                    } else {
+                        held.push((seen_at_seq.unwrap_or(0), op.hlc));
+                    }
+                }
+            }
+            refused.sort_by_key(|op| op.device_seq);
+            held.sort_by_key(|(held_at, _)| *held_at);
+            let mut newest: Option<Hlc> = None;
+            let floors: Vec<(u64, Hlc)> = held
+                .iter()
+                .map(|(held_at, hlc)| {
+                    newest = newest.max(Some(*hlc));
+                    (*held_at, newest.unwrap_or(*hlc))
                 })
-                .collect::<Result<_>>()?
+                .collect();
+            // The newest stamp this diary held when it wrote own operation `device_seq`.
+            let floor_of = |device_seq: u64| {
+                let before = floors.partition_point(|(held_at, _)| *held_at < device_seq);
+                before.checked_sub(1).map(|i| floors[i].1)
             };
-            let mut floor_of = tx.prepare(
-                "SELECT max(hlc) FROM ops
-                 WHERE local_seq < ?1 AND NOT (device_id = ?2 AND hlc > ?3
-                       AND device_seq > (SELECT acked_seq FROM sync_state))",
-            )?;
             // The new stamp is the old one moved back by how far the clock ran ahead (when the
             // operation was really written, as far as can be told), but never before anything
             // this diary held when it wrote the operation: an edit made after seeing another
             // device's still follows it, and one made before a later edit elsewhere still loses
             // to that, as it would have with a right clock.
             let mut last: Option<Hlc> = None;
-            let mut touched = Vec::with_capacity(refused.len());
-            for (local_seq, op) in &refused {
+            for op in &refused {
                 // Never later than the server's now: the clock may have been set right since
                 // (or this diary is a copy on a phone whose clock is right).
                 let moved_back = Hlc {
@@ -462,17 +510,8 @@ impl Store {
                     counter: 0,
                     node: device_id,
                 };
-                let held: Option<String> = floor_of.query_row(
-                    params![local_seq, device_id.to_string(), &refused_after],
-                    |r| r.get(0),
-                )?;
                 let mut hlc = moved_back;
-                for before in held
-                    .map(|t| t.parse::<Hlc>().map_err(StoreError::corrupt))
-                    .transpose()?
-                    .into_iter()
-                    .chain(last)
-                {
+                for before in floor_of(op.device_seq).into_iter().chain(last) {
                     if hlc <= before {
                         hlc = Hlc {
                             wall_ms: before.wall_ms,
@@ -486,25 +525,25 @@ impl Store {
                 // already, and a sequence number must never name two different operations.
                 let device_seq = stamps.take_seq();
                 tx.execute(
-                    "UPDATE ops SET device_seq = ?1, hlc = ?2 WHERE local_seq = ?3",
-                    params![device_seq, hlc.to_string(), local_seq],
+                    "UPDATE ops SET device_seq = ?1, hlc_ms = ?2, hlc_counter = ?3, hlc_node = NULL
+                     WHERE entry_id = ?4 AND device_no = ?5 AND device_seq = ?6",
+                    params![
+                        device_seq,
+                        hlc.wall_ms,
+                        hlc.counter,
+                        op.entry_id.as_bytes().as_slice(),
+                        own,
+                        op.device_seq
+                    ],
+                )?;
+                tx.execute(
+                    "UPDATE outbox SET device_seq = ?1 WHERE device_seq = ?2",
+                    params![device_seq, op.device_seq],
                 )?;
                 last = Some(hlc);
-                touched.push(op.entry_id);
             }
-            drop(floor_of);
-            touched.sort();
-            touched.dedup();
-            rebuild(tx, Some(&touched))?;
             // Own stamps from here on continue after every stamp the log holds now.
-            let newest: Option<String> =
-                tx.query_row("SELECT max(hlc) FROM ops", [], |r| r.get(0))?;
-            let newest = match newest {
-                Some(text) => text.parse().map_err(StoreError::corrupt)?,
-                None => Hlc::zero(device_id),
-            };
-            stamps.restart_after(newest);
-            stamps.save(tx)?;
+            stamps.restart_after(newest.max(last).unwrap_or(Hlc::zero(device_id)));
             Ok(refused.len())
         })?;
         self.clock_offset_ms = offset;
@@ -516,12 +555,12 @@ impl Store {
         load_state(&self.conn, id)
     }
 
-    /// Every operation in the local log, in arrival order (for tests and convergence checks).
+    /// Every operation in the local log, in stamp order (for tests and convergence checks).
     pub fn all_ops(&self) -> Result<Vec<Op>> {
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT {OP_LOG_COLUMNS} FROM ops ORDER BY local_seq"
-        ))?;
+        let mut stmt = self.conn.prepare(SELECT_OPS)?;
         let rows = stmt.query_map([], read_op)?;
-        rows.map(|op| op?).collect()
+        let mut ops = rows.map(|row| Ok(row??.0)).collect::<Result<Vec<_>>>()?;
+        ops.sort_by_key(|op| op.hlc);
+        Ok(ops)
     }
 }

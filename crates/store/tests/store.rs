@@ -294,7 +294,7 @@ fn pulled_edits_merge_field_by_field() -> TestResult {
     deliver(&phone, &mut tablet, &[0])?;
     phone.edit(e.id, input(json!({"first_step_pain": 2})))?;
     tablet.edit(e.id, input(json!({"sitting_pain": 5})))?;
-    let all = [0, 1];
+    let all = [0, 1, 2];
     deliver(&phone, &mut tablet, &all)?;
     deliver(&tablet, &mut phone, &all)?;
     for store in [&phone, &tablet] {
@@ -305,7 +305,7 @@ fn pulled_edits_merge_field_by_field() -> TestResult {
         );
     }
     assert_eq!(phone.entry_state(e.id)?, tablet.entry_state(e.id)?);
-    assert_eq!(tablet.sync_state()?.pull_cursor, 2);
+    assert_eq!(tablet.sync_state()?.pull_cursor, 3);
     Ok(())
 }
 
@@ -446,28 +446,76 @@ fn an_own_operation_pulled_back_moves_the_sequence_on() -> TestResult {
 }
 
 #[test]
-fn rebuilding_drops_entry_rows_that_no_operation_backs() -> TestResult {
+fn an_entry_written_once_is_stored_once_in_binary() -> TestResult {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("diary.sqlite3");
     let mut store = Store::open(&path)?;
-    let kept = store.log(input(json!({"day": "2026-11-01"})))?;
+    let e = store.log(input(json!({"day": "2026-11-01", "rest_pain": 3})))?;
+    let conn = rusqlite::Connection::open(&path)?;
+    let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0));
+    assert_eq!(
+        count("SELECT count(*) FROM outbox")?,
+        1,
+        "queued for the push"
+    );
+    store.mark_pushed(1)?;
+    assert_eq!(
+        count("SELECT count(*) FROM outbox")?,
+        0,
+        "off the queue once acknowledged"
+    );
+    let (id, patch_bytes): (Vec<u8>, i64) =
+        conn.query_row("SELECT entry_id, length(patch) FROM ops", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    assert_eq!(id, e.id.as_bytes().to_vec());
+    assert!(patch_bytes < 30, "{patch_bytes} bytes of patch");
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    assert_eq!(tables, ["device", "devices", "ops", "outbox", "sync_state"]);
+    assert_eq!(store.history(e.id)?.len(), 1);
+    assert_eq!(store.rebuild_states()?, 1);
+    Ok(())
+}
+
+#[test]
+fn a_synced_diary_keeps_no_dead_space_from_its_push_queue() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("diary.sqlite3");
+    let mut store = Store::open(&path)?;
+    let days = (0..3_000).map(|i| {
+        let day = chrono::NaiveDate::from_ymd_opt(2010, 1, 1).unwrap() + chrono::Days::new(i);
+        input(json!({"day": day.to_string(), "note": "queued until the server has it"}))
+    });
+    store.import(days, |_| {})?;
+    let conn = rusqlite::Connection::open(&path)?;
+    let pages = |pragma: &str| conn.query_row(pragma, [], |r| r.get::<_, i64>(0));
+    let before = pages("PRAGMA page_count")?;
+    store.mark_pushed(1_500)?;
+    assert!(pages("PRAGMA freelist_count")? > 0, "half the queue freed");
+    store.mark_pushed(3_000)?;
+    assert_eq!(pages("PRAGMA freelist_count")?, 0);
+    assert!(pages("PRAGMA page_count")? < before);
+    assert_eq!(store.list(None, None)?.len(), 3_000);
+    Ok(())
+}
+
+#[test]
+fn an_unreadable_operation_is_reported_not_hidden() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("diary.sqlite3");
+    let mut store = Store::open(&path)?;
+    store.log(input(json!({"day": "2026-11-01"})))?;
     rusqlite::Connection::open(&path)?.execute(
-        "INSERT INTO entries (entry_id, day, deleted, state) VALUES ('0190c3a4-0000-7000-8000-000000000001', '2026-11-02', 0, NULL)",
+        "INSERT INTO ops (entry_id, device_no, device_seq, hlc_ms, hlc_counter, patch)
+         SELECT randomblob(16), device_no, 99, 1, 0, x'ff07' FROM devices",
         [],
     )?;
-    assert!(
-        store.list(None, None).is_err(),
-        "an orphan row is reported, not hidden"
-    );
-    store.rebuild_states()?;
-    assert_eq!(
-        store
-            .list(None, None)?
-            .iter()
-            .map(|e| e.id)
-            .collect::<Vec<_>>(),
-        vec![kept.id]
-    );
+    for err in [store.list(None, None).err(), store.rebuild_states().err()] {
+        assert!(matches!(err, Some(StoreError::Corrupt(_))), "{err:?}");
+    }
     Ok(())
 }
 

@@ -14,10 +14,16 @@ fn an_entry_whose_values_do_not_fit_is_an_error_naming_it() -> Result<(), Box<dy
     let input: EntryInput =
         serde_json::from_value(json!({"day": "2026-11-01", "first_step_pain": 7}))?;
     let entry = store.log(input)?;
-    let changed = rusqlite::Connection::open(&path)?.execute(
-        "UPDATE ops SET patch = replace(patch, '\"first_step_pain\":7', '\"first_step_pain\":\"seven\"')",
-        [],
-    )?;
+    // In the stored patch, first_step_pain is code 3 and 7 is the small integer 0x87; make it
+    // the string "seven" (tag 5, length 5).
+    let conn = rusqlite::Connection::open(&path)?;
+    let patch: Vec<u8> = conn.query_row("SELECT patch FROM ops", [], |r| r.get(0))?;
+    let at = patch
+        .windows(2)
+        .position(|w| w == [3, 0x87])
+        .expect("first_step_pain = 7 in the stored patch");
+    let changed_patch = [&patch[..at], &[3, 5, 5], b"seven", &patch[at + 2..]].concat();
+    let changed = conn.execute("UPDATE ops SET patch = ?1", [changed_patch])?;
     assert_eq!(changed, 1);
     for outcome in [
         store.list(None, None).map(|_| ()),

@@ -64,7 +64,11 @@ fn a_server_killed_during_a_large_push_ends_with_every_operation_once() {
         let proxy = rt.block_on(Proxy::start(port));
         let mut device = imported_diary(&rt, &server, &proxy.url, CRASH_ENTRIES);
         let own_ops = op_keys(&device);
-        let options = impatient_sync(3);
+        // Batches well below the server's limit, so the kills land among many pushes.
+        let options = SyncOptions {
+            push_batch: 500,
+            ..impatient_sync(3)
+        };
 
         for linger in KILL_LINGER_MS {
             let pushes_before = proxy.exchanges().len();

@@ -231,17 +231,32 @@ fn a_push_the_server_refuses_does_not_stop_the_pull() {
 
         // An operation written by an older, laxer build: its note holds a NUL.
         let device = broken.store().device_id();
+        // In the file's binary patch form: field code 20 (note), a string (tag 5) of 3 bytes.
         let conn = rusqlite::Connection::open(&broken.db).unwrap();
+        let entry = uuid::Uuid::now_v7();
+        conn.execute_batch("BEGIN").unwrap();
         conn.execute(
-            "INSERT INTO ops (entry_id, device_id, device_seq, hlc, patch) VALUES (?1, ?2, 1, ?3, ?4)",
+            "INSERT INTO devices (device_id) VALUES (?1) ON CONFLICT DO NOTHING",
+            [device.as_bytes().as_slice()],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO ops (entry_id, device_no, device_seq, hlc_ms, hlc_counter, patch)
+             SELECT ?1, device_no, 1, 1000, 0, ?2 FROM devices WHERE device_id = ?3",
             rusqlite::params![
-                uuid::Uuid::now_v7().to_string(),
-                device.to_string(),
-                heeldiary_core::Hlc { wall_ms: 1_000, counter: 0, node: device }.to_string(),
-                r#"{"note":"a\u0000b"}"#,
+                entry.as_bytes().as_slice(),
+                [20u8, 5, 3, b'a', 0, b'b'].as_slice(),
+                device.as_bytes().as_slice(),
             ],
         )
         .unwrap();
+        conn.execute(
+            "INSERT INTO outbox (device_seq, entry_id) VALUES (1, ?1)",
+            [entry.as_bytes().as_slice()],
+        )
+        .unwrap();
+        conn.execute_batch("UPDATE device SET last_seq = 1; COMMIT")
+            .unwrap();
         let out = broken.run(&["sync"]);
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);

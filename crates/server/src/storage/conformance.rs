@@ -58,6 +58,16 @@ macro_rules! storage_conformance {
             a_declared_restore_changes_the_epoch,
             entry_history_is_paged,
             erasing_a_patient_removes_its_rows_and_leaves_a_record,
+            providers_are_created_once_per_email,
+            a_setup_link_sets_the_password_once,
+            sessions_end_when_idle_or_when_the_provider_is_disabled,
+            shares_grant_access_until_unshared,
+            share_codes_rotate_and_disabled_providers_take_no_share,
+            break_glass_grants_access_until_it_ends,
+            provider_tokens_work_until_revoked,
+            the_access_log_keeps_every_read_of_one_patient,
+            patient_entries_are_the_merged_states,
+            erasing_a_patient_removes_its_shares_and_grants_but_not_the_access_log,
         );
     };
     (@each $make:expr; $($test:ident),+ $(,)?) => {
@@ -662,6 +672,347 @@ pub async fn a_failed_push_writes_nothing<S: Storage>(s: S) {
     assert_eq!(all_ops(&s, patient).await[0].cursor, 1);
 }
 
+// ---- provider review ----
+
+use super::providers::{Access, AccessRecord, BreakGlass, NewProvider};
+
+/// A new provider with a share code and a setup link valid until a day after [`t0`]: (id,
+/// share code hash, setup hash).
+async fn new_provider<S: Storage>(s: &S) -> (Uuid, SecretHash, SecretHash) {
+    let provider_id = Uuid::now_v7();
+    let (code, setup) = (
+        crate::secrets::new_code(),
+        crate::secrets::Opaque::generate(),
+    );
+    s.create_provider(NewProvider {
+        provider_id,
+        name: format!("Dr {provider_id}"),
+        email: format!("{provider_id}@clinic.test"),
+        share_code_hash: code.hash,
+        setup_hash: setup.hash,
+        setup_expires_at: t0() + Duration::hours(24),
+        created_at: t0(),
+    })
+    .await
+    .unwrap();
+    (provider_id, code.hash, setup.hash)
+}
+
+/// A provider cannot be created twice with one email; it is found by id and by email.
+pub async fn providers_are_created_once_per_email<S: Storage>(s: S) {
+    let (id, _, _) = new_provider(&s).await;
+    let again = NewProvider {
+        provider_id: Uuid::now_v7(),
+        name: "Other".into(),
+        email: format!("{id}@clinic.test"),
+        share_code_hash: crate::secrets::new_code().hash,
+        setup_hash: crate::secrets::Opaque::generate().hash,
+        setup_expires_at: t0(),
+        created_at: t0(),
+    };
+    let err = s.create_provider(again).await.unwrap_err();
+    assert!(matches!(err, StorageError::Conflict(_)), "{err}");
+    let info = s.provider(id).await.unwrap().unwrap();
+    assert_eq!(info.email, format!("{id}@clinic.test"));
+    assert!(!info.has_password);
+    assert_eq!(info.created_at, t0());
+    assert!(s.list_providers().await.unwrap().contains(&info));
+    let login = s.provider_login(info.email.clone()).await.unwrap().unwrap();
+    assert_eq!(login.provider_id, id);
+    assert_eq!(login.password_hash, None);
+    assert!(s.provider(Uuid::now_v7()).await.unwrap().is_none());
+    assert!(s
+        .provider_login("nobody@clinic.test".into())
+        .await
+        .unwrap()
+        .is_none());
+}
+
+/// A setup link sets the password once, and not after it expired.
+pub async fn a_setup_link_sets_the_password_once<S: Storage>(s: S) {
+    let (id, _, setup) = new_provider(&s).await;
+    let late = s
+        .set_password(setup, "$argon2id$late".into(), t0() + Duration::hours(25))
+        .await
+        .unwrap_err();
+    assert!(matches!(late, StorageError::InvalidCode), "{late}");
+    assert_eq!(
+        s.set_password(setup, "$argon2id$first".into(), t0())
+            .await
+            .unwrap(),
+        id
+    );
+    let again = s
+        .set_password(setup, "$argon2id$second".into(), t0())
+        .await
+        .unwrap_err();
+    assert!(matches!(again, StorageError::InvalidCode), "{again}");
+    let login = s
+        .provider_login(format!("{id}@clinic.test"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(login.password_hash.as_deref(), Some("$argon2id$first"));
+    assert!(s.provider(id).await.unwrap().unwrap().has_password);
+}
+
+/// A session works while used, ends after inactivity or sign-out, and ends with its provider.
+pub async fn sessions_end_when_idle_or_when_the_provider_is_disabled<S: Storage>(s: S) {
+    let (id, _, _) = new_provider(&s).await;
+    let (idle, used, out) = (
+        crate::secrets::Opaque::generate().hash,
+        crate::secrets::Opaque::generate().hash,
+        crate::secrets::Opaque::generate().hash,
+    );
+    for session in [idle, used, out] {
+        s.create_session(session, id, t0()).await.unwrap();
+    }
+    let later = t0() + Duration::minutes(20);
+    assert_eq!(
+        s.touch_session(used, later, t0() - Duration::minutes(1))
+            .await
+            .unwrap(),
+        Some(id)
+    );
+    // Idle since before the limit: ended, and stays ended.
+    assert_eq!(
+        s.touch_session(idle, later, t0() + Duration::minutes(1))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(s.touch_session(idle, t0(), t0()).await.unwrap(), None);
+    // Used at `later`, so still live a while after.
+    assert_eq!(
+        s.touch_session(used, later, t0() + Duration::minutes(10))
+            .await
+            .unwrap(),
+        Some(id)
+    );
+    s.end_session(out).await.unwrap();
+    assert_eq!(s.touch_session(out, t0(), t0()).await.unwrap(), None);
+    s.disable_provider(id, later).await.unwrap();
+    assert_eq!(s.touch_session(used, later, t0()).await.unwrap(), None);
+    assert!(matches!(
+        s.disable_provider(Uuid::now_v7(), later).await,
+        Err(StorageError::NotFound)
+    ));
+}
+
+/// A share by code gives access at once; an unshare takes it away at once.
+pub async fn shares_grant_access_until_unshared<S: Storage>(s: S) {
+    let patient = new_patient(&s).await;
+    let other_patient = new_patient(&s).await;
+    let (provider, code, _) = new_provider(&s).await;
+    let (stranger, _, _) = new_provider(&s).await;
+    assert_eq!(s.access(provider, patient, t0()).await.unwrap(), None);
+    let share = s.share(patient, code, t0()).await.unwrap();
+    assert_eq!(share.provider_id, provider);
+    assert_eq!(share.since, t0());
+    // Sharing again keeps the first time.
+    let again = s
+        .share(patient, code, t0() + Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(again.since, t0());
+    assert_eq!(s.shares(patient).await.unwrap(), vec![share.clone()]);
+    assert_eq!(
+        s.access(provider, patient, t0()).await.unwrap(),
+        Some(Access::Share)
+    );
+    assert_eq!(s.access(provider, other_patient, t0()).await.unwrap(), None);
+    assert_eq!(s.access(stranger, patient, t0()).await.unwrap(), None);
+    let listed = s.provider_patients(provider, t0()).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].patient_id, patient);
+    assert_eq!(listed[0].access, Access::Share);
+    assert!(s
+        .provider_patients(stranger, t0())
+        .await
+        .unwrap()
+        .is_empty());
+    s.unshare(patient, provider).await.unwrap();
+    assert_eq!(s.access(provider, patient, t0()).await.unwrap(), None);
+    assert!(s
+        .provider_patients(provider, t0())
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(s.shares(patient).await.unwrap().is_empty());
+    assert!(matches!(
+        s.unshare(patient, provider).await,
+        Err(StorageError::NotFound)
+    ));
+    // An unknown patient and an unknown code get the same answer.
+    assert!(matches!(
+        s.share(Uuid::now_v7(), code, t0()).await,
+        Err(StorageError::NotFound)
+    ));
+    assert!(matches!(
+        s.share(patient, crate::secrets::new_code().hash, t0())
+            .await,
+        Err(StorageError::NotFound)
+    ));
+}
+
+/// A rotated share code stops working (existing shares stay); a disabled provider can be
+/// shared with no more and reads nothing.
+pub async fn share_codes_rotate_and_disabled_providers_take_no_share<S: Storage>(s: S) {
+    let (first, second) = (new_patient(&s).await, new_patient(&s).await);
+    let (provider, old_code, _) = new_provider(&s).await;
+    s.share(first, old_code, t0()).await.unwrap();
+    let new_code = crate::secrets::new_code().hash;
+    s.set_share_code(provider, new_code).await.unwrap();
+    assert!(matches!(
+        s.share(second, old_code, t0()).await,
+        Err(StorageError::NotFound)
+    ));
+    assert_eq!(
+        s.access(provider, first, t0()).await.unwrap(),
+        Some(Access::Share)
+    );
+    s.share(second, new_code, t0()).await.unwrap();
+    assert!(matches!(
+        s.set_share_code(Uuid::now_v7(), new_code).await,
+        Err(StorageError::NotFound)
+    ));
+    s.disable_provider(provider, t0()).await.unwrap();
+    assert_eq!(s.access(provider, first, t0()).await.unwrap(), None);
+    assert!(s
+        .provider_patients(provider, t0())
+        .await
+        .unwrap()
+        .is_empty());
+    let third = new_patient(&s).await;
+    assert!(matches!(
+        s.share(third, new_code, t0()).await,
+        Err(StorageError::NotFound)
+    ));
+    assert!(s
+        .provider(provider)
+        .await
+        .unwrap()
+        .unwrap()
+        .disabled_at
+        .is_some());
+}
+
+/// Break-glass gives access without a share from its start until its end, and not after.
+pub async fn break_glass_grants_access_until_it_ends<S: Storage>(s: S) {
+    let patient = new_patient(&s).await;
+    let (provider, _, _) = new_provider(&s).await;
+    let ends_at = t0() + Duration::minutes(30);
+    s.grant_break_glass(BreakGlass {
+        provider_id: provider,
+        patient_id: patient,
+        reason: "emergency department".into(),
+        starts_at: t0(),
+        ends_at,
+    })
+    .await
+    .unwrap();
+    let during = t0() + Duration::minutes(10);
+    assert_eq!(
+        s.access(provider, patient, during).await.unwrap(),
+        Some(Access::BreakGlass)
+    );
+    let listed = s.provider_patients(provider, during).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].access, Access::BreakGlass);
+    assert_eq!(s.access(provider, patient, ends_at).await.unwrap(), None);
+    assert!(s
+        .provider_patients(provider, ends_at)
+        .await
+        .unwrap()
+        .is_empty());
+    let unknown = s
+        .grant_break_glass(BreakGlass {
+            provider_id: provider,
+            patient_id: Uuid::now_v7(),
+            reason: "x".into(),
+            starts_at: t0(),
+            ends_at,
+        })
+        .await;
+    assert!(matches!(unknown, Err(StorageError::NotFound)));
+}
+
+/// An API token names its provider until it is revoked or the provider disabled.
+pub async fn provider_tokens_work_until_revoked<S: Storage>(s: S) {
+    let (provider, _, _) = new_provider(&s).await;
+    let (kept, revoked) = (Uuid::now_v7(), Uuid::now_v7());
+    let hash = crate::secrets::Opaque::generate().hash;
+    s.create_provider_token(kept, provider, hash, t0())
+        .await
+        .unwrap();
+    s.create_provider_token(revoked, provider, hash, t0())
+        .await
+        .unwrap();
+    let (id, stored) = s.provider_token(kept).await.unwrap().unwrap();
+    assert_eq!(id, provider);
+    assert!(stored.matches(&hash));
+    s.revoke_provider_token(revoked, t0()).await.unwrap();
+    assert!(s.provider_token(revoked).await.unwrap().is_none());
+    assert!(s.provider_token(kept).await.unwrap().is_some());
+    assert!(matches!(
+        s.create_provider_token(Uuid::now_v7(), Uuid::now_v7(), hash, t0())
+            .await,
+        Err(StorageError::NotFound)
+    ));
+    assert!(matches!(
+        s.revoke_provider_token(Uuid::now_v7(), t0()).await,
+        Err(StorageError::NotFound)
+    ));
+    s.disable_provider(provider, t0()).await.unwrap();
+    assert!(s.provider_token(kept).await.unwrap().is_none());
+}
+
+/// Every read is kept, in order, with the provider's name, for its patient only.
+pub async fn the_access_log_keeps_every_read_of_one_patient<S: Storage>(s: S) {
+    let (patient, other) = (new_patient(&s).await, new_patient(&s).await);
+    let (provider, _, _) = new_provider(&s).await;
+    let read = |what: &str, minutes: i64, break_glass: bool| AccessRecord {
+        patient_id: patient,
+        provider_id: provider,
+        provider_name: String::new(),
+        what: what.into(),
+        at: t0() + Duration::minutes(minutes),
+        address: Some("127.0.0.1".into()),
+        break_glass,
+    };
+    s.record_access(read("page", 0, false)).await.unwrap();
+    s.record_access(read("report", 1, true)).await.unwrap();
+    let log = s.access_log(patient).await.unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[0].what, "page");
+    assert_eq!(log[1].what, "report");
+    assert!(log[1].break_glass && !log[0].break_glass);
+    assert_eq!(log[0].provider_name, format!("Dr {provider}"));
+    assert_eq!(log[0].at, t0());
+    assert_eq!(log[0].address.as_deref(), Some("127.0.0.1"));
+    assert!(s.access_log(other).await.unwrap().is_empty());
+}
+
+/// The entries a provider reads are the merged states the pushes made.
+pub async fn patient_entries_are_the_merged_states<S: Storage>(s: S) {
+    let (patient, device) = enrolled(&s).await;
+    let ops = batch(device, 1, 3);
+    s.push(patient, ops.clone(), t0()).await.unwrap();
+    let mut entries = s.patient_entries(patient).await.unwrap();
+    entries.sort_by_key(|(id, _)| *id);
+    let mut expected: Vec<_> = ops
+        .iter()
+        .map(|op| (op.entry_id, merge(op.entry_id, [op]).state))
+        .collect();
+    expected.sort_by_key(|(id, _)| *id);
+    assert_eq!(entries, expected);
+    assert!(s
+        .patient_entries(new_patient(&s).await)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 /// A device whose enrolment answer was lost, long after the repeat window, enrols with a fresh
 /// code by proving it holds the same secret: the code is used, the device and token stay. A
 /// revoked device cannot do that, nor can another patient's code, nor another secret.
@@ -853,4 +1204,55 @@ pub async fn erasing_a_patient_removes_its_rows_and_leaves_a_record<S: Storage>(
     assert!(matches!(twice, Err(StorageError::NotFound)), "{twice:?}");
     assert_eq!(all_ops(&s, other).await.len(), 2);
     assert!(s.authenticate(other, other_phone).await.unwrap().is_some());
+}
+
+/// Erasing a patient removes its shares and break-glass grants with the rest; the access log (ids
+/// only: who saw what, when) and the providers stay.
+pub async fn erasing_a_patient_removes_its_shares_and_grants_but_not_the_access_log<S: Storage>(
+    s: S,
+) {
+    let patient = new_patient(&s).await;
+    let (provider, code, _) = new_provider(&s).await;
+    s.share(patient, code, t0()).await.unwrap();
+    s.grant_break_glass(BreakGlass {
+        provider_id: provider,
+        patient_id: patient,
+        reason: "emergency".into(),
+        starts_at: t0(),
+        ends_at: t0() + Duration::hours(1),
+    })
+    .await
+    .unwrap();
+    s.record_access(AccessRecord {
+        patient_id: patient,
+        provider_id: provider,
+        provider_name: String::new(),
+        what: "page".into(),
+        at: t0(),
+        address: None,
+        break_glass: false,
+    })
+    .await
+    .unwrap();
+    let record = s
+        .erase_patient(patient, "dpo".into(), t0() + Duration::minutes(5))
+        .await
+        .unwrap();
+    assert_eq!(record.rows_removed.get("access_log"), None, "{record:?}");
+    for table in ["shares", "break_glass"] {
+        assert_eq!(
+            record.rows_removed.get(table),
+            Some(&1),
+            "{table}: {record:?}"
+        );
+    }
+    assert!(s.shares(patient).await.unwrap().is_empty());
+    assert_eq!(s.access_log(patient).await.unwrap().len(), 1);
+    assert!(s
+        .provider_patients(provider, t0())
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(s.access(provider, patient, t0()).await.unwrap(), None);
+    assert!(s.provider(provider).await.unwrap().is_some());
 }

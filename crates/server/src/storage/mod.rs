@@ -14,6 +14,7 @@
 #[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
 pub mod postgres;
+pub mod providers;
 pub mod sqlite;
 
 use std::collections::{BTreeMap, HashMap};
@@ -31,6 +32,10 @@ use crate::secrets::SecretHash;
 pub use postgres::{PoolOptions, PostgresStorage, POSTGRES_SCHEMA_VERSION};
 #[cfg(any(test, feature = "test-support"))]
 pub use postgres::{ScratchSchema, TEST_DATABASE_URL};
+pub use providers::{
+    Access, AccessRecord, BreakGlass, NewProvider, ProviderInfo, ProviderLogin, ProviderPatient,
+    ProviderStorage, ShareInfo,
+};
 pub use sqlite::SqliteStorage;
 
 /// What a storage backend can fail with. Messages carry no personal data.
@@ -74,7 +79,7 @@ pub enum StorageError {
     Internal(String),
 }
 
-/// What a token may do. Only devices exist now; providers and analysts will follow.
+/// What a device token may do. Providers sign in apart (see [`providers`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -279,7 +284,7 @@ pub struct ExportRecord {
 ///
 /// Implementations are cheap to clone (a handle to a pool or connection) and shared by all
 /// requests.
-pub trait Storage: Clone + Send + Sync + 'static {
+pub trait Storage: ProviderStorage + Clone + Send + Sync + 'static {
     /// Creates a patient with an empty feed.
     ///
     /// # Failure

@@ -31,6 +31,7 @@
 
 mod faults;
 mod pool;
+mod providers;
 mod research;
 mod storage_impl;
 mod transactions;

@@ -19,7 +19,8 @@ pub(in crate::storage) const MIGRATIONS: &[Migration] = migrations!("server-post
     1 => "0001_init",
     2 => "0002_code_used_by",
     3 => "0003_epoch_and_erasure",
-    4 => "0004_research_export",
+    4 => "0004_providers",
+    5 => "0005_research_export",
 );
 
 /// Schema version a fresh PostgreSQL database gets.

@@ -17,7 +17,8 @@ pub(in crate::storage) const MIGRATIONS: &[Migration] = migrations!("server-sqli
     1 => "0001_init",
     2 => "0002_code_used_by",
     3 => "0003_epoch_and_erasure",
-    4 => "0004_research_export",
+    4 => "0004_providers",
+    5 => "0005_research_export",
 );
 
 /// How long a statement waits for a lock before the request fails as unavailable.

@@ -14,6 +14,7 @@
 //! [`StorageError`]: super::StorageError
 
 mod connection;
+mod providers;
 mod research;
 mod storage_impl;
 mod transactions;
