@@ -28,8 +28,8 @@
 
 #[cfg(test)]
 mod carry_forward_tests;
-mod codec;
 mod cipher;
+mod codec;
 mod db;
 mod error;
 mod schema;
