@@ -4,8 +4,11 @@ use anyhow::{Context, Result};
 use heeldiary_client::{ClientError, SyncOptions};
 use heeldiary_store::{Store, StoreError};
 
+/// One worker thread: requests in flight progress on it while the command's own thread reads
+/// and writes the diary (a sync overlaps each round trip with that work).
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .context("cannot start the network runtime")

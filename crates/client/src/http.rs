@@ -48,6 +48,52 @@ impl RetryPolicy {
     }
 }
 
+/// A request body as [`Client::post_encoded`] sends it: JSON, gzip-compressed.
+pub(crate) fn encode_body<B: Serialize>(body: &B) -> Result<Vec<u8>> {
+    let json = serde_json::to_vec(body).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    let mut gz = GzEncoder::new(
+        Vec::with_capacity(json.len() / 4),
+        flate2::Compression::fast(),
+    );
+    gz.write_all(&json)
+        .map_err(|e| ClientError::Protocol(e.to_string()))?;
+    gz.finish()
+        .map_err(|e| ClientError::Protocol(e.to_string()))
+}
+
+/// A request running on its own task, so that the caller's own work (reading and encoding the
+/// next batch, applying the last page) overlaps the round trip. Dropping it cancels the request.
+pub(crate) struct InFlight<T>(tokio::task::JoinHandle<Result<(T, u32)>>);
+
+impl<T: DeserializeOwned + Send + 'static> InFlight<T> {
+    /// Starts `POST path` with an encoded body.
+    pub(crate) fn post(client: &Client, path: String, body: Vec<u8>) -> Self {
+        let client = client.clone();
+        Self(tokio::spawn(
+            async move { client.post_encoded(&path, body).await },
+        ))
+    }
+
+    /// Starts `GET path`.
+    pub(crate) fn get(client: &Client, path: String) -> Self {
+        let client = client.clone();
+        Self(tokio::spawn(async move { client.get(&path).await }))
+    }
+
+    /// The answer, and how many retries it took.
+    pub(crate) async fn answer(mut self) -> Result<(T, u32)> {
+        (&mut self.0)
+            .await
+            .map_err(|e| ClientError::Protocol(format!("request task failed: {e}")))?
+    }
+}
+
+impl<T> Drop for InFlight<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Normalises a server URL: scheme required, no trailing slash.
 pub(crate) fn base_url(text: &str) -> Result<String> {
     let url = reqwest::Url::parse(text.trim()).map_err(|_| ClientError::InvalidUrl(text.into()))?;
@@ -57,6 +103,7 @@ pub(crate) fn base_url(text: &str) -> Result<String> {
     Ok(url.as_str().trim_end_matches('/').to_string())
 }
 
+#[derive(Clone)]
 pub(crate) struct Client {
     http: reqwest::Client,
     base: String,
@@ -110,17 +157,16 @@ impl Client {
         path: &str,
         body: &B,
     ) -> Result<(T, u32)> {
-        let json = serde_json::to_vec(body).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let mut gz = GzEncoder::new(
-            Vec::with_capacity(json.len() / 4),
-            flate2::Compression::fast(),
-        );
-        gz.write_all(&json)
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let compressed = gz
-            .finish()
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        self.send(Method::POST, path, Some(compressed)).await
+        self.post_encoded(path, encode_body(body)?).await
+    }
+
+    /// POSTs a body made by [`encode_body`]; returns the answer and how many retries it took.
+    pub(crate) async fn post_encoded<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<(T, u32)> {
+        self.send(Method::POST, path, Some(body)).await
     }
 
     /// DELETEs `path`; returns the answer and how many retries it took.

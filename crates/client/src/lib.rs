@@ -329,6 +329,32 @@ async fn send_research_consent(
     Ok(())
 }
 
+/// A batch of own operations read from the diary and encoded for the wire.
+struct Batch {
+    /// Sequence of its last operation; `None` when there was nothing left to push.
+    last: Option<u64>,
+    /// Operations in it.
+    len: usize,
+    /// The request body.
+    body: Vec<u8>,
+}
+
+impl Batch {
+    /// Up to `limit` unacknowledged operations after sequence `after`.
+    fn read(store: &Store, after: u64, limit: usize) -> Result<Self> {
+        let ops = store.unpushed_after(after, limit)?;
+        Ok(Self {
+            last: ops.last().map(|op| op.device_seq),
+            len: ops.len(),
+            body: if ops.is_empty() {
+                Vec::new()
+            } else {
+                http::encode_body(&PushRequest { ops })?
+            },
+        })
+    }
+}
+
 async fn push(
     store: &mut Store,
     session: &mut Session,
@@ -337,17 +363,26 @@ async fn push(
 ) -> Result<Flow> {
     let mut corrected = false;
     let mut batch = options.push_batch.max(1);
+    // The batch after the one the server is storing, read and encoded meanwhile. It is sent only
+    // once the one before is acknowledged, so batches still reach the server one at a time and
+    // in order; anything but an acknowledgement throws it away and reads again.
+    let mut ready: Option<Batch> = None;
     loop {
-        let ops = store.unpushed(batch)?;
-        let Some(last) = ops.last().map(|op| op.device_seq) else {
+        let current = match ready.take() {
+            Some(prepared) => prepared,
+            None => Batch::read(store, 0, batch)?,
+        };
+        let Some(last) = current.last else {
             return Ok(Flow::Done);
         };
-        let sent = ops.len();
-        match session
-            .client
-            .post::<_, PushAnswer>(&format!("/v1/push?{PUSH_ACK_QUERY}"), &PushRequest { ops })
-            .await
-        {
+        let sent = current.len;
+        let request = http::InFlight::<PushAnswer>::post(
+            &session.client,
+            format!("/v1/push?{PUSH_ACK_QUERY}"),
+            current.body,
+        );
+        let next = Batch::read(store, last, batch)?;
+        match request.answer().await {
             Ok((answer, retries)) => {
                 summary.retries += retries;
                 let answer = match answer {
@@ -376,6 +411,7 @@ async fn push(
                 summary.already_on_server += answer.duplicate as usize;
                 store.mark_pushed(last)?;
                 store.learn_server_time(answer.server_time_ms)?;
+                ready = Some(next);
             }
             // Long notes can make a batch larger than the server takes: halve it and go on.
             Err(ClientError::Refused { status: 413, .. }) if batch > 1 => batch /= 2,
@@ -416,10 +452,17 @@ async fn pull(
     options: &SyncOptions,
     summary: &mut SyncSummary,
 ) -> Result<Flow> {
+    let page_path = |after: u64| format!("/v1/pull?after={after}&limit={}", options.pull_limit);
+    // The next page is asked for before this one is applied, so the server reads and sends it
+    // while this diary writes; it is thrown away if this page changes the plan.
+    let mut prefetched: Option<(u64, http::InFlight<PullResponse>)> = None;
     loop {
         let after = store.sync_state()?.pull_cursor;
-        let path = format!("/v1/pull?after={after}&limit={}", options.pull_limit);
-        let (page, retries): (PullResponse, u32) = session.client.get(&path).await?;
+        let request = match prefetched.take() {
+            Some((asked_after, request)) if asked_after == after => request,
+            _ => http::InFlight::get(&session.client, page_path(after)),
+        };
+        let (page, retries) = request.answer().await?;
         summary.retries += retries;
         // Before anything of the page is applied: after a restore, cursors name other
         // operations than before.
@@ -431,6 +474,10 @@ async fn pull(
                 "the server feed went back before cursor {after}"
             )));
         }
+        if page.has_more {
+            let next = page.next_cursor;
+            prefetched = Some((next, http::InFlight::get(&session.client, page_path(next))));
+        }
         let applied = match store.apply_pulled(&page.ops, page.next_cursor) {
             Ok(applied) => applied,
             // An operation of another copy of this diary, under this diary's own id and a
@@ -439,6 +486,7 @@ async fn pull(
             Err(StoreError::SequenceTaken { device_id, .. })
                 if device_id == store.device_id() && !session.renewed =>
             {
+                prefetched = None;
                 session.take_new_identity(store, options, summary).await?;
                 continue;
             }

@@ -286,6 +286,11 @@ pub struct JsonError {
 
 /// Parses a JSON body, reporting the path of the first value that does not fit `T`.
 pub fn from_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, JsonError> {
+    // Tracking the path costs on every value; a body that parses needs no path, so only a
+    // failed one is read again with it.
+    if let Ok(value) = serde_json::from_slice(bytes) {
+        return Ok(value);
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| JsonError {
         path: e.path().to_string(),

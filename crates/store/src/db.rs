@@ -53,6 +53,24 @@ pub(crate) fn device_no(conn: &Connection, device: Uuid) -> Result<i64> {
     }
 }
 
+/// Device numbers looked up within one transaction, so that a page or an import of many
+/// operations asks the file once per device rather than once per operation. Numbers are never
+/// reused or changed, so a cache that lives no longer than its transaction stays true.
+#[derive(Debug, Default)]
+pub(crate) struct DeviceNumbers(std::collections::HashMap<Uuid, i64>);
+
+impl DeviceNumbers {
+    /// The number of `device` (see [`device_no`]).
+    pub(crate) fn of(&mut self, conn: &Connection, device: Uuid) -> Result<i64> {
+        if let Some(&no) = self.0.get(&device) {
+            return Ok(no);
+        }
+        let no = device_no(conn, device)?;
+        self.0.insert(device, no);
+        Ok(no)
+    }
+}
+
 /// Reads a 16-byte id.
 pub(crate) fn uuid_from(bytes: &[u8]) -> Result<Uuid> {
     Uuid::from_slice(bytes).map_err(StoreError::corrupt)
@@ -103,14 +121,18 @@ pub(crate) fn read_op(
 /// Appends an operation this device just wrote, and queues it for the next push. Its sequence
 /// number is new by construction ([`Stamper::catch_up`](crate::stamper::Stamper::catch_up) runs
 /// inside the same transaction), so a collision is a fault, never a write to drop quietly.
-pub(crate) fn insert_local_op(conn: &Connection, op: &Op) -> Result<()> {
+pub(crate) fn insert_local_op(
+    conn: &Connection,
+    numbers: &mut DeviceNumbers,
+    op: &Op,
+) -> Result<()> {
     let queued = conn
         .prepare_cached(
             "INSERT INTO outbox (device_seq, entry_id) VALUES (?1, ?2)
              ON CONFLICT (device_seq) DO NOTHING",
         )?
         .execute(params![op.device_seq, op.entry_id.as_bytes().as_slice()])?;
-    if queued == 1 && insert_op(conn, op, None)? {
+    if queued == 1 && insert_op(conn, numbers, op, None)? {
         Ok(())
     } else {
         Err(StoreError::corrupt(format!(
@@ -125,14 +147,15 @@ pub(crate) fn insert_local_op(conn: &Connection, op: &Op) -> Result<()> {
 /// Returns whether it was new.
 pub(crate) fn insert_op(
     conn: &Connection,
+    numbers: &mut DeviceNumbers,
     op: &Op,
     pulled: Option<(DateTime<Utc>, u64)>,
 ) -> Result<bool> {
-    let writer = device_no(conn, op.device_id)?;
+    let writer = numbers.of(conn, op.device_id)?;
     let node = if op.hlc.node == op.device_id {
         None
     } else {
-        Some(device_no(conn, op.hlc.node)?)
+        Some(numbers.of(conn, op.hlc.node)?)
     };
     let inserted = conn
         .prepare_cached(
@@ -165,8 +188,12 @@ pub(crate) fn entry_exists(conn: &Connection, id: Uuid) -> Result<bool> {
 }
 
 /// Whether the log holds `op` itself under its key (entry, device, sequence): the same stamp.
-pub(crate) fn holds_same_op(conn: &Connection, op: &Op) -> Result<bool> {
-    let writer = device_no(conn, op.device_id)?;
+pub(crate) fn holds_same_op(
+    conn: &Connection,
+    numbers: &mut DeviceNumbers,
+    op: &Op,
+) -> Result<bool> {
+    let writer = numbers.of(conn, op.device_id)?;
     let held: Option<(u64, u32, Option<Vec<u8>>)> = conn
         .prepare_cached(
             "SELECT o.hlc_ms, o.hlc_counter, n.device_id FROM ops o
@@ -201,6 +228,27 @@ pub(crate) fn own_seq_queued_elsewhere(
         .query_row([device_seq], |r| r.get(0))
         .optional()?;
     Ok(queued.is_some_and(|queued| queued != entry_id.as_bytes()))
+}
+
+/// Whether the log holds an operation on `op`'s entry other than `op` itself: only then can
+/// `op` dispute a field. One step of the primary key, no row decoded.
+pub(crate) fn entry_has_other_ops(
+    conn: &Connection,
+    numbers: &mut DeviceNumbers,
+    op: &Op,
+) -> Result<bool> {
+    let writer = numbers.of(conn, op.device_id)?;
+    Ok(conn
+        .prepare_cached(
+            "SELECT 1 FROM ops WHERE entry_id = ?1 AND (device_no, device_seq) != (?2, ?3)
+             LIMIT 1",
+        )?
+        .query_row(
+            params![op.entry_id.as_bytes().as_slice(), writer, op.device_seq],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
 }
 
 /// Every operation on `id` with when the server stored it, oldest stamp first.
@@ -270,6 +318,7 @@ pub(crate) fn carry_text_log_forward(conn: &Connection) -> Result<()> {
          ORDER BY local_seq",
     )?;
     let mut rows = stmt.query([])?;
+    let mut numbers = DeviceNumbers::default();
     let (mut last_seq, mut last_hlc) = (0u64, None::<Hlc>);
     // Arrival order, kept as the own sequence number reached when a pulled operation arrived.
     while let Some(row) = rows.next()? {
@@ -286,7 +335,7 @@ pub(crate) fn carry_text_log_forward(conn: &Connection) -> Result<()> {
             .map(|t| DateTime::parse_from_rfc3339(&t).map(|t| t.to_utc()))
             .transpose()
             .map_err(StoreError::corrupt)?;
-        insert_op(conn, &op, received_at.map(|at| (at, last_seq)))?;
+        insert_op(conn, &mut numbers, &op, received_at.map(|at| (at, last_seq)))?;
         if Some(op.device_id) == own {
             if op.device_seq > acked {
                 conn.prepare_cached("INSERT INTO outbox (device_seq, entry_id) VALUES (?1, ?2)")?

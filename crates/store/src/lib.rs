@@ -51,7 +51,7 @@ pub use error::{Result, StoreError};
 pub use schema::SCHEMA_VERSION;
 pub use sync::{Enrolment, RemoteApply, ResearchConsent, SyncState};
 
-use db::{entry_exists, insert_local_op, load_state};
+use db::{entry_exists, insert_local_op, load_state, DeviceNumbers};
 use stamper::Stamper;
 
 /// Where the store reads the time. The default is the device clock with its local offset.
@@ -244,7 +244,9 @@ impl Store {
     pub fn log(&mut self, input: EntryInput) -> Result<Entry> {
         let now = self.fresh_now()?;
         let (id, patch) = new_entry_patch(input, now)?;
-        self.write(|stamps, tx| insert_new_entry(stamps, tx, id, patch, now))?;
+        self.write(|stamps, tx| {
+            insert_new_entry(stamps, tx, &mut DeviceNumbers::default(), id, patch, now)
+        })?;
         self.get(id)
     }
 
@@ -265,9 +267,10 @@ impl Store {
         let now = self.fresh_now()?;
         self.write(|stamps, tx| {
             let mut count = 0;
+            let mut numbers = DeviceNumbers::default();
             for (index, input) in inputs.into_iter().enumerate() {
                 let (id, patch) = new_entry_patch(input, now).map_err(at(index))?;
-                insert_new_entry(stamps, tx, id, patch, now).map_err(at(index))?;
+                insert_new_entry(stamps, tx, &mut numbers, id, patch, now).map_err(at(index))?;
                 count += 1;
                 if count % 1024 == 0 {
                     progress(count);
@@ -310,7 +313,7 @@ impl Store {
                 .filter(|s| !s.is_deleted())
                 .ok_or(StoreError::NotFound(id))?;
             let op = stamps.stamp(id, patch, now_ms);
-            insert_local_op(tx, &op)
+            insert_local_op(tx, &mut DeviceNumbers::default(), &op)
         })
     }
 
@@ -438,6 +441,7 @@ fn new_entry_patch(mut input: EntryInput, now: DateTime<FixedOffset>) -> Result<
 fn insert_new_entry(
     stamps: &mut Stamper,
     tx: &Transaction<'_>,
+    numbers: &mut DeviceNumbers,
     id: Uuid,
     patch: Patch,
     now: DateTime<FixedOffset>,
@@ -446,7 +450,7 @@ fn insert_new_entry(
         return Err(StoreError::AlreadyExists(id));
     }
     let op = stamps.stamp(id, patch, now.timestamp_millis().max(0) as u64);
-    insert_local_op(tx, &op)
+    insert_local_op(tx, numbers, &op)
 }
 
 #[cfg(test)]

@@ -9,8 +9,8 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::db::{
-    device_no, holds_same_op, insert_op, load_state, ops_of, own_seq_queued_elsewhere, read_op,
-    uuid_from, SELECT_OPS,
+    device_no, entry_has_other_ops, holds_same_op, insert_op, load_state, ops_of,
+    own_seq_queued_elsewhere, read_op, uuid_from, DeviceNumbers, SELECT_OPS,
 };
 use crate::error::{Result, StoreError};
 use crate::Store;
@@ -149,13 +149,19 @@ impl Store {
 
     /// Up to `limit` of this device's operations the server has not acknowledged, in sequence order.
     pub fn unpushed(&self, limit: usize) -> Result<Vec<Op>> {
+        self.unpushed_after(0, limit)
+    }
+
+    /// Like [`unpushed`](Self::unpushed), but only operations after sequence `after`: the batch
+    /// after one that is on its way to the server and not acknowledged yet.
+    pub fn unpushed_after(&self, after: u64, limit: usize) -> Result<Vec<Op>> {
         let own = device_no(&self.conn, self.device_id())?;
         let mut stmt = self.conn.prepare_cached(&format!(
             "{SELECT_OPS} JOIN outbox b ON o.entry_id = b.entry_id AND o.device_seq = b.device_seq
-             WHERE o.device_no = ?1 AND b.device_seq > (SELECT acked_seq FROM sync_state)
+             WHERE o.device_no = ?1 AND b.device_seq > max(?3, (SELECT acked_seq FROM sync_state))
              ORDER BY b.device_seq LIMIT ?2"
         ))?;
-        let rows = stmt.query_map(params![own, limit as i64], read_op)?;
+        let rows = stmt.query_map(params![own, limit as i64, after], read_op)?;
         rows.map(|row| Ok(row??.0)).collect()
     }
 
@@ -187,8 +193,19 @@ impl Store {
         let now_ms = self.now_ms();
         self.write(|stamps, tx| {
             let mut summary = RemoteApply::default();
+            let mut numbers = DeviceNumbers::default();
+            // Own operations up to the acknowledged sequence are the very ones this diary holds:
+            // the server acknowledged each only after finding it new, or holding the same entry
+            // and stamp under that number. They come back in the feed and need no lookup.
+            let acked_seq: u64 =
+                tx.query_row("SELECT acked_seq FROM sync_state", [], |r| r.get(0))?;
             for pulled in ops {
                 let op = &pulled.op;
+                let own = op.device_id == stamps.device_id();
+                if own && op.device_seq <= acked_seq {
+                    summary.already_had += 1;
+                    continue;
+                }
                 // A repeat (own operations come back in the feed) costs one key lookup. The same
                 // key holding a different operation, or an own sequence number queued for another
                 // entry, is never "had already": this diary wrote under a device id another copy
@@ -197,14 +214,17 @@ impl Store {
                     device_id: op.device_id,
                     device_seq: op.device_seq,
                 };
-                if op.device_id == stamps.device_id()
-                    && own_seq_queued_elsewhere(tx, op.device_seq, op.entry_id)?
-                {
+                if own && own_seq_queued_elsewhere(tx, op.device_seq, op.entry_id)? {
                     return Err(taken());
                 }
                 let seen_at_seq = stamps.last_seq();
-                if !insert_op(tx, op, Some((pulled.received_at, seen_at_seq)))? {
-                    if !holds_same_op(tx, op)? {
+                if !insert_op(
+                    tx,
+                    &mut numbers,
+                    op,
+                    Some((pulled.received_at, seen_at_seq)),
+                )? {
+                    if !holds_same_op(tx, &mut numbers, op)? {
                         return Err(taken());
                     }
                     summary.already_had += 1;
@@ -214,19 +234,21 @@ impl Store {
                 // The server refuses stamps far ahead of its clock, so a refusal here only means
                 // this device's clock is behind; the stamp still orders the merge.
                 let _ = stamps.observe(op.hlc, now_ms.max(op.hlc.wall_ms));
-                if op.device_id == stamps.device_id() {
+                if own {
                     stamps.observe_own_seq(op.device_seq);
                 }
-                // The entry as it was before this operation, to count the fields it disputes.
-                let mut before: Option<EntryState> = None;
+                // An operation alone on its entry disputes nothing; otherwise the entry as it was
+                // before this operation tells which fields it disputes.
+                if !entry_has_other_ops(tx, &mut numbers, op)? {
+                    continue;
+                }
+                let mut before = EntryState::default();
                 for (other, _) in ops_of(tx, op.entry_id)? {
                     if (other.device_id, other.device_seq) != (op.device_id, op.device_seq) {
-                        before.get_or_insert_with(EntryState::default).apply(&other);
+                        before.apply(&other);
                     }
                 }
-                if let Some(mut state) = before {
-                    summary.conflicts += state.apply(op).conflicts.len();
-                }
+                summary.conflicts += before.apply(op).conflicts.len();
             }
             tx.execute(
                 "UPDATE sync_state SET pull_cursor = max(pull_cursor, ?1)",

@@ -9,6 +9,8 @@
 //!   to the bare insert, and in bytes on the wire per entry each way (counted by a relay in front
 //!   of the server: HTTP heads and gzip bodies as sent);
 //! - the size of both diary files (after a WAL checkpoint) against the plain table (vacuumed);
+//! - the peak resident memory of the device (this process) and of the server during the push
+//!   and during the pull (`VmHWM`, reset before each through `/proc/PID/clear_refs`);
 //! - a daily sync: 1,000 devices (500 patients with two devices each) hold a week of entries
 //!   already synced, each logs one more, then all sync, at most 100 at a time: median, 99th
 //!   percentile and slowest of one device's whole sync.
@@ -49,6 +51,8 @@ struct Figures {
     pull: Duration,
     push_bytes: (u64, u64),
     pull_bytes: (u64, u64),
+    push_peak_kib: PeakRss,
+    pull_peak_kib: PeakRss,
     plain_file: u64,
     pushed_file: u64,
     pulled_file: u64,
@@ -95,7 +99,9 @@ fn measure(rt: &Runtime, server: &Server, backend: &str, entries: usize, fleet: 
     let cli_import = cli_import(dir.path(), entries);
 
     relay.reset();
+    let rss = PeakRss::reset(server.pid());
     let (pushed, push) = timed_sync(rt, &mut first);
+    let push_peak_kib = rss.read();
     assert_eq!(pushed.pushed, entries, "every entry pushed once");
     let push_bytes = relay.reset();
 
@@ -103,7 +109,9 @@ fn measure(rt: &Runtime, server: &Server, backend: &str, entries: usize, fleet: 
     let code = server.new_code(&patient);
     let mut second = diary_file(rt, &dir.path().join("second.sqlite3"), &relay.url, &code);
     relay.reset();
+    let rss = PeakRss::reset(server.pid());
     let (pulled, pull) = timed_sync(rt, &mut second);
+    let pull_peak_kib = rss.read();
     assert_eq!(pulled.pulled, entries, "every entry pulled once");
     let pull_bytes = relay.reset();
     drop((first, second));
@@ -119,6 +127,8 @@ fn measure(rt: &Runtime, server: &Server, backend: &str, entries: usize, fleet: 
         pull,
         push_bytes,
         pull_bytes,
+        push_peak_kib,
+        pull_peak_kib,
         plain_file: size("plain.sqlite3"),
         pushed_file: size("first.sqlite3"),
         pulled_file: size("second.sqlite3"),
@@ -203,6 +213,49 @@ fn cli_import(dir: &Path, entries: usize) -> Duration {
         .expect("heeldiary import runs");
     assert!(status.success(), "heeldiary import");
     started.elapsed()
+}
+
+/// Peak resident memory, in KiB, of the device (this process: the bench runs the library
+/// client) and of the server process, since [`PeakRss::reset`]. `None` where `/proc` does not
+/// tell (not Linux).
+#[derive(Debug, Clone, Copy)]
+struct PeakRss {
+    server_pid: u32,
+    device: Option<u64>,
+    server: Option<u64>,
+}
+
+impl PeakRss {
+    /// Sets both peaks back to the present resident size (writing 5 to `clear_refs`).
+    fn reset(server_pid: u32) -> PeakRss {
+        for pid in ["self".to_string(), server_pid.to_string()] {
+            let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+        }
+        PeakRss {
+            server_pid,
+            device: None,
+            server: None,
+        }
+    }
+
+    /// The peaks reached since the reset.
+    fn read(self) -> PeakRss {
+        let peak = |pid: String| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        };
+        PeakRss {
+            device: peak("self".into()),
+            server: peak(self.server_pid.to_string()),
+            ..self
+        }
+    }
+
+    fn describe(&self) -> String {
+        let mib = |kib: Option<u64>| kib.map_or("?".into(), |k| format!("{:.0} MiB", k as f64 / 1024.0));
+        format!("device {}, server {}", mib(self.device), mib(self.server))
+    }
 }
 
 /// The size of a diary file once its WAL is checkpointed into it.
@@ -335,6 +388,11 @@ fn print(backend: &str, entries: usize, f: &Figures) {
         per_entry(f.push_bytes.1),
         per_entry(f.pull_bytes.0),
         per_entry(f.pull_bytes.1),
+    );
+    println!(
+        "peak RSS: push {}; pull {}",
+        f.push_peak_kib.describe(),
+        f.pull_peak_kib.describe()
     );
     println!(
         "diary files: pushing device {:.2}x, pulled device {:.2}x a plain table ({} bytes, {:.1} per entry)",

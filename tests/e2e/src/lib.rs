@@ -143,6 +143,11 @@ impl Server {
             .expect("port in URL")
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Runs `heeldiary-server admin ARGS` on the same backend and returns its standard output.
     pub fn admin(&self, args: &[&str]) -> String {
         let out = Command::new(binary("heeldiary-server"))

@@ -2,7 +2,7 @@
 //! SQLite's text columns and values. What a push decides is [`PushPlan`]'s; these functions find
 //! what it needs inside one immediate transaction and write its outcome.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use heeldiary_core::wire::{PulledOp, PushResult};
@@ -90,24 +90,7 @@ pub(super) fn push_tx(
         )
         .optional()?
         .ok_or(StorageError::NotFound)?;
-    let mut stored = StoredIdentities::new();
-    {
-        let mut find = tx.prepare_cached(
-            "SELECT entry_id, hlc FROM ops
-             WHERE patient_id = ?1 AND device_id = ?2 AND device_seq = ?3",
-        )?;
-        for op in ops {
-            let key = (op.device_id, to_i64(op.device_seq, "device_seq")?);
-            let found: Option<(String, String)> = find
-                .query_row(params![patient, key.0.to_string(), key.1], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .optional()?;
-            if let Some((entry_id, hlc)) = found {
-                stored.insert(key, (parse_uuid(&entry_id)?, hlc));
-            }
-        }
-    }
+    let stored = stored_identities(&tx, &patient, ops)?;
     let plan = PushPlan::new(ops, last_cursor, &stored)?;
     let Some(new_last) = plan.last_cursor() else {
         return Ok(plan.results);
@@ -169,6 +152,59 @@ pub(super) fn push_tx(
     )?;
     tx.commit()?;
     Ok(plan.results)
+}
+
+/// The operations of `ops` the patient's feed holds already, by `(device_id, device_seq)`.
+///
+/// A batch is one device's run of sequence numbers, so its stored part is read with one range
+/// scan of the unique index per device instead of a lookup per operation; a batch whose numbers
+/// are sparse (a range much wider than the batch) is looked up operation by operation, so a
+/// wide range never scans rows the batch does not name.
+fn stored_identities(
+    tx: &Connection,
+    patient: &str,
+    ops: &[Op],
+) -> Result<StoredIdentities, StorageError> {
+    let mut wanted: BTreeMap<Uuid, BTreeSet<i64>> = BTreeMap::new();
+    for op in ops {
+        wanted
+            .entry(op.device_id)
+            .or_default()
+            .insert(to_i64(op.device_seq, "device_seq")?);
+    }
+    let mut stored = StoredIdentities::new();
+    let mut range = tx.prepare_cached(
+        "SELECT device_seq, entry_id, hlc FROM ops
+         WHERE patient_id = ?1 AND device_id = ?2 AND device_seq BETWEEN ?3 AND ?4",
+    )?;
+    for (device_id, seqs) in &wanted {
+        let (Some(&first), Some(&last)) = (seqs.first(), seqs.last()) else {
+            continue;
+        };
+        let device = device_id.to_string();
+        let dense = (last - first) as u128 <= 2 * seqs.len() as u128;
+        let spans: Vec<(i64, i64)> = if dense {
+            vec![(first, last)]
+        } else {
+            seqs.iter().map(|&seq| (seq, seq)).collect()
+        };
+        let mut rows: Vec<(i64, String, String)> = Vec::new();
+        for (from, to) in spans {
+            let found = range.query_map(params![patient, device, from, to], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
+            for row in found {
+                let row = row?;
+                if seqs.contains(&row.0) {
+                    rows.push(row);
+                }
+            }
+        }
+        for (seq, entry_id, hlc) in rows {
+            stored.insert((*device_id, seq), (parse_uuid(&entry_id)?, hlc));
+        }
+    }
+    Ok(stored)
 }
 
 /// [`Storage::enrol`](crate::storage::Storage::enrol) in one immediate transaction.
