@@ -69,9 +69,9 @@ impl<T: DeserializeOwned + Send + 'static> InFlight<T> {
     /// Starts `POST path` with an encoded body.
     pub(crate) fn post(client: &Client, path: String, body: Vec<u8>) -> Self {
         let client = client.clone();
-        Self(tokio::spawn(
-            async move { client.post_encoded(&path, body).await },
-        ))
+        Self(tokio::spawn(async move {
+            client.post_encoded(&path, body).await
+        }))
     }
 
     /// Starts `GET path`.

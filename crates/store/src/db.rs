@@ -335,7 +335,12 @@ pub(crate) fn carry_text_log_forward(conn: &Connection) -> Result<()> {
             .map(|t| DateTime::parse_from_rfc3339(&t).map(|t| t.to_utc()))
             .transpose()
             .map_err(StoreError::corrupt)?;
-        insert_op(conn, &mut numbers, &op, received_at.map(|at| (at, last_seq)))?;
+        insert_op(
+            conn,
+            &mut numbers,
+            &op,
+            received_at.map(|at| (at, last_seq)),
+        )?;
         if Some(op.device_id) == own {
             if op.device_seq > acked {
                 conn.prepare_cached("INSERT INTO outbox (device_seq, entry_id) VALUES (?1, ?2)")?

@@ -253,7 +253,8 @@ impl PeakRss {
     }
 
     fn describe(&self) -> String {
-        let mib = |kib: Option<u64>| kib.map_or("?".into(), |k| format!("{:.0} MiB", k as f64 / 1024.0));
+        let mib =
+            |kib: Option<u64>| kib.map_or("?".into(), |k| format!("{:.0} MiB", k as f64 / 1024.0));
         format!("device {}, server {}", mib(self.device), mib(self.server))
     }
 }
