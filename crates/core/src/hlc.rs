@@ -39,8 +39,45 @@ impl Hlc {
     }
 }
 
+/// Length of the text form: wall, counter and device in hex, two dashes between.
+const TEXT_LEN: usize = WALL_HEX + 1 + COUNTER_HEX + 1 + 32;
+
+impl Hlc {
+    /// The text form written into `buffer`, or `None` for a wall time too large for its fixed
+    /// width (which the formatter then writes wider). Stamps are written for every operation
+    /// that crosses the wire or is stored as text, so this skips the formatting machinery.
+    fn text_into(&self, buffer: &mut [u8; TEXT_LEN]) -> Option<()> {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        if self.wall_ms >> (4 * WALL_HEX) != 0 || self.counter > MAX_COUNTER {
+            return None;
+        }
+        let digits = |out: &mut [u8], mut value: u64| {
+            for slot in out.iter_mut().rev() {
+                *slot = HEX[(value & 0xf) as usize];
+                value >>= 4;
+            }
+        };
+        digits(&mut buffer[..WALL_HEX], self.wall_ms);
+        buffer[WALL_HEX] = b'-';
+        digits(
+            &mut buffer[WALL_HEX + 1..WALL_HEX + 1 + COUNTER_HEX],
+            u64::from(self.counter),
+        );
+        buffer[WALL_HEX + 1 + COUNTER_HEX] = b'-';
+        self.node
+            .simple()
+            .encode_lower(&mut buffer[WALL_HEX + COUNTER_HEX + 2..]);
+        Some(())
+    }
+}
+
 impl fmt::Display for Hlc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buffer = [0u8; TEXT_LEN];
+        if self.text_into(&mut buffer).is_some() {
+            // Only ASCII hex digits and dashes were written.
+            return f.write_str(std::str::from_utf8(&buffer).map_err(|_| fmt::Error)?);
+        }
         write!(
             f,
             "{:0wall$x}-{:0counter$x}-{}",
@@ -85,8 +122,18 @@ impl Serialize for Hlc {
 
 impl<'de> Deserialize<'de> for Hlc {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        text.parse().map_err(serde::de::Error::custom)
+        /// Reads the text form without copying it when the input lends it.
+        struct Text;
+        impl serde::de::Visitor<'_> for Text {
+            type Value = Hlc;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a clock stamp (wall-counter-device)")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Hlc, E> {
+                text.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_str(Text)
     }
 }
 
@@ -172,6 +219,48 @@ mod tests {
 
     fn node(n: u128) -> Uuid {
         Uuid::from_u128(n)
+    }
+
+    #[test]
+    fn the_fast_text_form_matches_the_formatted_one() {
+        let stamps = [
+            Hlc::zero(node(0)),
+            Hlc {
+                wall_ms: 1_767_225_600_123,
+                counter: 0xab,
+                node: node(0x0190_c3a4_0000_7000_8000_0000_0000_0002),
+            },
+            Hlc {
+                wall_ms: (1 << 48) - 1,
+                counter: MAX_COUNTER,
+                node: node(u128::MAX),
+            },
+        ];
+        for stamp in stamps {
+            let text = stamp.to_string();
+            let formatted = format!(
+                "{:012x}-{:06x}-{}",
+                stamp.wall_ms,
+                stamp.counter,
+                stamp.node.simple()
+            );
+            assert_eq!(text, formatted);
+            assert_eq!(text.parse::<Hlc>(), Ok(stamp));
+            let json = serde_json::to_string(&stamp).unwrap();
+            assert_eq!(serde_json::from_str::<Hlc>(&json).unwrap(), stamp);
+        }
+        // Wider than the fixed width: written in full, and refused when read.
+        let wide = Hlc {
+            wall_ms: 1 << 48,
+            counter: 0,
+            node: node(1),
+        };
+        assert_eq!(
+            wide.to_string(),
+            format!("{:x}-000000-{}", 1u64 << 48, node(1).simple())
+        );
+        assert!(wide.to_string().parse::<Hlc>().is_err());
+        assert!(serde_json::from_str::<Hlc>("12").is_err());
     }
 
     #[test]

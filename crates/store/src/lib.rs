@@ -247,7 +247,7 @@ impl Store {
         self.write(|stamps, tx| {
             insert_new_entry(stamps, tx, &mut DeviceNumbers::default(), id, patch, now)
         })?;
-        self.get(id)
+        self.get(id.id())
     }
 
     /// Records many new entries in one transaction: all of them, or none when any fails
@@ -430,8 +430,26 @@ impl Store {
     }
 }
 
-fn new_entry_patch(mut input: EntryInput, now: DateTime<FixedOffset>) -> Result<(Uuid, Patch)> {
-    let id = input.id.take().unwrap_or_else(Uuid::now_v7);
+/// The id of a new entry: the one its input names, or a fresh one.
+#[derive(Debug, Clone, Copy)]
+enum NewId {
+    Named(Uuid),
+    Fresh(Uuid),
+}
+
+impl NewId {
+    fn id(self) -> Uuid {
+        match self {
+            NewId::Named(id) | NewId::Fresh(id) => id,
+        }
+    }
+}
+
+fn new_entry_patch(mut input: EntryInput, now: DateTime<FixedOffset>) -> Result<(NewId, Patch)> {
+    let id = match input.id.take() {
+        Some(named) => NewId::Named(named),
+        None => NewId::Fresh(Uuid::now_v7()),
+    };
     input.fields.entry(Field::RecordedAt).or_insert_with(|| {
         Value::String(now.to_rfc3339_opts(chrono::SecondsFormat::Millis, false))
     });
@@ -442,14 +460,18 @@ fn insert_new_entry(
     stamps: &mut Stamper,
     tx: &Transaction<'_>,
     numbers: &mut DeviceNumbers,
-    id: Uuid,
+    id: NewId,
     patch: Patch,
     now: DateTime<FixedOffset>,
 ) -> Result<()> {
-    if entry_exists(tx, id)? {
-        return Err(StoreError::AlreadyExists(id));
+    // A fresh UUIDv7 (74 random bits beside the time) names nothing in the file yet: only a
+    // named id is looked up.
+    if let NewId::Named(id) = id {
+        if entry_exists(tx, id)? {
+            return Err(StoreError::AlreadyExists(id));
+        }
     }
-    let op = stamps.stamp(id, patch, now.timestamp_millis().max(0) as u64);
+    let op = stamps.stamp(id.id(), patch, now.timestamp_millis().max(0) as u64);
     insert_local_op(tx, numbers, &op)
 }
 
