@@ -10,8 +10,8 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use uuid::Uuid;
 
 use super::transactions::{
-    enrol_tx, op_row, parse_json, parse_time, parse_uuid, pulled_op, push_tx, register_device,
-    time_text, DeviceRow, OpRow,
+    enrol_tx, op_row, parse_json, parse_time, parse_uuid, push_tx, register_device, time_text,
+    DeviceRow, FeedDecoder, OpRow,
 };
 use super::SqliteStorage;
 use crate::secrets::SecretHash;
@@ -198,10 +198,11 @@ impl Storage for SqliteStorage {
                 )?
                 .collect::<Result<_, _>>()?;
             let has_more = rows.len() > limit as usize;
+            let mut decoder = FeedDecoder::default();
             let ops = rows
                 .into_iter()
                 .take(limit as usize)
-                .map(pulled_op)
+                .map(|row| decoder.pulled_op(row))
                 .collect::<Result<_, _>>()?;
             Ok(PullPage { ops, has_more })
         })
@@ -240,12 +241,13 @@ impl Storage for SqliteStorage {
                 )?
                 .collect::<Result<_, _>>()?;
             let has_more = rows.len() > limit as usize;
+            let mut decoder = FeedDecoder::default();
             Ok(Some(StoredEntry {
                 state: parse_json(&state)?,
                 ops: rows
                     .into_iter()
                     .take(limit as usize)
-                    .map(pulled_op)
+                    .map(|row| decoder.pulled_op(row))
                     .collect::<Result<_, _>>()?,
                 has_more,
             }))

@@ -56,19 +56,45 @@ pub(super) fn op_row(r: &Row<'_>) -> rusqlite::Result<OpRow> {
     ))
 }
 
-pub(super) fn pulled_op(row: OpRow) -> Result<PulledOp, StorageError> {
-    let (cursor, device_id, device_seq, entry_id, hlc, patch, received_at) = row;
-    Ok(PulledOp {
-        cursor: from_i64(cursor)?,
-        received_at: parse_time(&received_at)?,
-        op: Op {
-            entry_id: parse_uuid(&entry_id)?,
-            device_id: parse_uuid(&device_id)?,
-            device_seq: from_i64(device_seq)?,
-            hlc: parse_hlc(&hlc)?,
-            patch: parse_json(&patch)?,
-        },
-    })
+/// Decodes feed rows. The operations of one push share their writer and their arrival time, so
+/// a page repeats both row after row: the last of each is kept and not parsed again.
+#[derive(Default)]
+pub(super) struct FeedDecoder {
+    device: Option<(String, Uuid)>,
+    received: Option<(String, DateTime<Utc>)>,
+}
+
+impl FeedDecoder {
+    pub(super) fn pulled_op(&mut self, row: OpRow) -> Result<PulledOp, StorageError> {
+        let (cursor, device_id, device_seq, entry_id, hlc, patch, received_at) = row;
+        let device_id = match &self.device {
+            Some((text, id)) if *text == device_id => *id,
+            _ => {
+                let id = parse_uuid(&device_id)?;
+                self.device = Some((device_id, id));
+                id
+            }
+        };
+        let received_at = match &self.received {
+            Some((text, at)) if *text == received_at => *at,
+            _ => {
+                let at = parse_time(&received_at)?;
+                self.received = Some((received_at, at));
+                at
+            }
+        };
+        Ok(PulledOp {
+            cursor: from_i64(cursor)?,
+            received_at,
+            op: Op {
+                entry_id: parse_uuid(&entry_id)?,
+                device_id,
+                device_seq: from_i64(device_seq)?,
+                hlc: parse_hlc(&hlc)?,
+                patch: parse_json(&patch)?,
+            },
+        })
+    }
 }
 
 /// [`Storage::push`](crate::storage::Storage::push) in one immediate transaction.
@@ -101,13 +127,19 @@ pub(super) fn push_tx(
                               received_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?;
+        // A batch is one device's: its id is written out once.
+        let mut device: Option<(Uuid, String)> = None;
         for (cursor, op) in &plan.applied {
             let patch = serde_json::to_string(&op.patch)
                 .map_err(|e| StorageError::Internal(e.to_string()))?;
+            if device.as_ref().is_none_or(|(id, _)| *id != op.device_id) {
+                device = Some((op.device_id, op.device_id.to_string()));
+            }
+            let device_text = device.as_ref().map(|(_, text)| text.as_str());
             insert.execute(params![
                 patient,
                 cursor,
-                op.device_id.to_string(),
+                device_text,
                 to_i64(op.device_seq, "device_seq")?,
                 op.entry_id.to_string(),
                 op.hlc.to_string(),
