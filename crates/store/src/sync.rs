@@ -194,18 +194,9 @@ impl Store {
         self.write(|stamps, tx| {
             let mut summary = RemoteApply::default();
             let mut numbers = DeviceNumbers::default();
-            // Own operations up to the acknowledged sequence are the very ones this diary holds:
-            // the server acknowledged each only after finding it new, or holding the same entry
-            // and stamp under that number. They come back in the feed and need no lookup.
-            let acked_seq: u64 =
-                tx.query_row("SELECT acked_seq FROM sync_state", [], |r| r.get(0))?;
             for pulled in ops {
                 let op = &pulled.op;
                 let own = op.device_id == stamps.device_id();
-                if own && op.device_seq <= acked_seq {
-                    summary.already_had += 1;
-                    continue;
-                }
                 // A repeat (own operations come back in the feed) costs one key lookup. The same
                 // key holding a different operation, or an own sequence number queued for another
                 // entry, is never "had already": this diary wrote under a device id another copy
