@@ -13,8 +13,8 @@
 //! Failures are sorted for the client: a lost connection, a pool timeout or a server shutting
 //! down is [`StorageError::Unavailable`] (HTTP 503, retried by devices; a transaction cut short
 //! wrote nothing); a serialization failure or deadlock is retried here a few times first; the
-//! rest is [`StorageError::Internal`]. The pool drops connections the database closed as it
-//! hands them out and replaces them, so the server serves again as soon as the database is back.
+//! rest is [`StorageError::Internal`]. The pool checks each connection as it hands it out and
+//! replaces dead ones, so the server serves again as soon as the database is back.
 //!
 //! One file per job:
 //! - `pool`: the connection pool, the migrations run at open, one statement or one transaction
