@@ -21,6 +21,7 @@ pub(in crate::storage) const MIGRATIONS: &[Migration] = migrations!("server-post
     3 => "0003_epoch_and_erasure",
     4 => "0004_providers",
     5 => "0005_research_export",
+    6 => "0006_push_without_row_checks",
 );
 
 /// Schema version a fresh PostgreSQL database gets.

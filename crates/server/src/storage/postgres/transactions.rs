@@ -2,13 +2,13 @@
 //! rows and values. What a push decides is [`PushPlan`]'s; these functions find what it needs
 //! under the patient's lock and write its outcome with one statement per table.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
 use heeldiary_core::wire::{PulledOp, PushResult};
 use heeldiary_core::{EntryState, Op, Patch};
-use tokio_postgres::types::Json;
+use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::{IsolationLevel, Row};
 use uuid::Uuid;
 
@@ -38,36 +38,46 @@ impl PostgresStorage {
             .collect::<Result<Vec<_>, StorageError>>()?
             .into_iter()
             .unzip();
+        let entry_ids: Vec<Uuid> = ops
+            .iter()
+            .map(|op| op.entry_id)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         self.in_transaction(IsolationLevel::ReadCommitted, async |tx| {
-            // The lock on the counter row serializes this patient's pushes until commit, which
-            // also makes the duplicate check below exact. (FOR NO KEY UPDATE, the lock an
-            // UPDATE of the counter takes anyway, leaves the foreign-key checks of other
-            // writers to this patient unblocked.)
-            let last_cursor: i64 = tx
-                .query_opt(
-                    &tx.prepare_cached(
-                        "SELECT last_cursor FROM patients WHERE patient_id = $1
-                         FOR NO KEY UPDATE",
-                    )
-                    .await?,
-                    &[&patient_id],
+            let lock = tx
+                .prepare_cached(
+                    "SELECT last_cursor FROM patients WHERE patient_id = $1
+                     FOR NO KEY UPDATE",
                 )
-                .await?
-                .ok_or(StorageError::NotFound)?
-                .try_get(0)?;
-            let stored: StoredIdentities = tx
-                .query(
-                    &tx.prepare_cached(
-                        "SELECT o.device_id, o.device_seq, o.entry_id, o.hlc
-                         FROM ops o
-                         JOIN unnest($2::uuid[], $3::bigint[]) AS k (device_id, device_seq)
-                           ON o.device_id = k.device_id AND o.device_seq = k.device_seq
-                         WHERE o.patient_id = $1",
-                    )
-                    .await?,
-                    &[&patient_id, &devices, &seqs],
+                .await?;
+            let find_stored = tx
+                .prepare_cached(
+                    "SELECT o.device_id, o.device_seq, o.entry_id, o.hlc
+                     FROM ops o
+                     JOIN unnest($2::uuid[], $3::bigint[]) AS k (device_id, device_seq)
+                       ON o.device_id = k.device_id AND o.device_seq = k.device_seq
+                     WHERE o.patient_id = $1",
                 )
-                .await?
+                .await?;
+            let load = tx.prepare_cached(LOAD_STATES).await?;
+            // Three statements sent at once and run in order: the lock on the counter row
+            // serializes this patient's pushes until commit, and under READ COMMITTED each
+            // later statement takes its snapshot only once the lock is held, so the duplicate
+            // check and the states read are exact. (FOR NO KEY UPDATE, the lock an UPDATE of
+            // the counter takes anyway, leaves the foreign-key checks of other writers to this
+            // patient unblocked.) The states of every entry of the batch are read, a superset
+            // of those the new operations touch, so that nothing waits for the plan.
+            let lock_params: [&(dyn ToSql + Sync); 1] = [&patient_id];
+            let find_params: [&(dyn ToSql + Sync); 3] = [&patient_id, &devices, &seqs];
+            let load_params: [&(dyn ToSql + Sync); 2] = [&patient_id, &entry_ids];
+            let (locked, stored, states) = tokio::try_join!(
+                tx.query_opt(&lock, &lock_params),
+                tx.query(&find_stored, &find_params),
+                tx.query(&load, &load_params),
+            )?;
+            let last_cursor: i64 = locked.ok_or(StorageError::NotFound)?.try_get(0)?;
+            let stored: StoredIdentities = stored
                 .iter()
                 .map(|r| {
                     Ok((
@@ -80,15 +90,20 @@ impl PostgresStorage {
             let Some(new_last) = plan.last_cursor() else {
                 return Ok(plan.results);
             };
-            insert_ops(tx, patient_id, &plan, received_at).await?;
-            let states = load_states(tx, patient_id, &plan.entry_ids()).await?;
-            save_states(tx, patient_id, &plan.merge(states), received_at).await?;
-            tx.execute(
-                &tx.prepare_cached("UPDATE patients SET last_cursor = $2 WHERE patient_id = $1")
-                    .await?,
-                &[&patient_id, &new_last],
-            )
-            .await?;
+            let states = plan.merge(decode_states(&states)?);
+            let advance = tx
+                .prepare_cached("UPDATE patients SET last_cursor = $2 WHERE patient_id = $1")
+                .await?;
+            // The writes go out together too: one round trip for the batch's three statements.
+            tokio::try_join!(
+                insert_ops(tx, patient_id, &plan, received_at),
+                save_states(tx, patient_id, &states, received_at),
+                async {
+                    let params: [&(dyn ToSql + Sync); 2] = [&patient_id, &new_last];
+                    tx.execute(&advance, &params).await?;
+                    Ok::<_, Fault>(())
+                },
+            )?;
             Ok(plan.results)
         })
         .await
@@ -268,20 +283,13 @@ async fn insert_ops(
     Ok(())
 }
 
-/// The stored states of those of `entry_ids` that exist.
-async fn load_states(
-    tx: &Transaction<'_>,
-    patient_id: Uuid,
-    entry_ids: &[Uuid],
-) -> Result<BTreeMap<Uuid, EntryState>, Fault> {
-    let load = tx
-        .prepare_cached(
-            "SELECT entry_id, state FROM entries WHERE patient_id = $1 AND entry_id = ANY ($2)",
-        )
-        .await?;
-    tx.query(&load, &[&patient_id, &entry_ids])
-        .await?
-        .iter()
+/// The stored states of the entries `$2` of patient `$1` that exist.
+const LOAD_STATES: &str =
+    "SELECT entry_id, state FROM entries WHERE patient_id = $1 AND entry_id = ANY ($2)";
+
+/// Entry states from rows of [`LOAD_STATES`].
+fn decode_states(rows: &[Row]) -> Result<BTreeMap<Uuid, EntryState>, Fault> {
+    rows.iter()
         .map(|r| {
             let Json(state) = r.try_get(1)?;
             Ok((r.try_get(0)?, state))
