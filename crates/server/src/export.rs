@@ -7,15 +7,18 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use heeldiary_core::wire::MAX_PULL_LIMIT;
 use heeldiary_export::{
-    ExportError as WriteError, ExportKey, Exporter, OutputFiles, PatientDiary, Summary, KEY_BYTES,
+    EntryRecord, ExportError as WriteError, ExportKey, Exporter, OutputFiles, PatientDiary,
+    Summary, KEY_BYTES,
 };
 use rand::RngCore;
 use uuid::Uuid;
 
-use crate::storage::{ExportRecord, Storage, StorageError};
+use crate::storage::{
+    AccessRecord, ExportEntry, ExportRecord, Storage, StorageError, ADMINISTRATOR_ID,
+};
 
 pub use heeldiary_export::{Format, Options};
 
@@ -114,6 +117,61 @@ pub async fn load_diary<S: Storage>(
     }
 }
 
+/// Stored entries read per storage call: enough to keep the per-call cost small, few enough
+/// that a page in memory stays a few megabytes.
+const EXPORT_PAGE: u32 = 4096;
+
+fn entry_record(stored: ExportEntry) -> EntryRecord {
+    EntryRecord {
+        entry_id: stored.entry_id,
+        deleted: stored.deleted,
+        state: stored.state,
+        last_received: stored.updated_at,
+        ops: stored.ops,
+    }
+}
+
+/// Streams one patient's stored entries into `exporter`, a page at a time in id order. The
+/// next page is read (on the storage's own thread) while this one is written, so reading and
+/// writing run side by side. Returns whether the patient contributed a row.
+pub async fn export_patient<S: Storage>(
+    storage: &S,
+    exporter: &mut Exporter,
+    patient_id: Uuid,
+) -> Result<bool, ExportFailure> {
+    let first_day = storage.first_entry_day(patient_id).await?;
+    exporter.start_patient(patient_id, first_day)?;
+    let mut page = storage
+        .export_entries(patient_id, None, EXPORT_PAGE)
+        .await?;
+    loop {
+        let after = page.last().map(|e| e.entry_id);
+        let more = page.len() == EXPORT_PAGE as usize;
+        let next = async {
+            match after.filter(|_| more) {
+                Some(after) => storage
+                    .export_entries(patient_id, Some(after), EXPORT_PAGE)
+                    .await
+                    .map(Some),
+                None => Ok(None),
+            }
+        };
+        let write = async {
+            for stored in page {
+                exporter.add_entry(entry_record(stored))?;
+            }
+            Ok::<(), WriteError>(())
+        };
+        let (next, written) = tokio::join!(next, write);
+        written?;
+        match next? {
+            Some(next) => page = next,
+            None => break,
+        }
+    }
+    Ok(exporter.finish_patient()?)
+}
+
 /// Files inside a folder, made on demand, buffered.
 struct FolderFiles {
     root: PathBuf,
@@ -178,9 +236,63 @@ pub trait Progress {
 
 impl Progress for () {}
 
+/// Who ran an export: what the export log and each patient's access log say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportActor {
+    /// The clinic's administrator on the command line (the operating-system user).
+    Admin {
+        /// The user name.
+        user: String,
+    },
+    /// An analyst over HTTP.
+    Analyst {
+        /// The analyst's id.
+        analyst_id: Uuid,
+    },
+}
+
+impl ExportActor {
+    /// The export log's form: `admin:<user>` or `analyst:<id>`.
+    pub fn log_name(&self) -> String {
+        match self {
+            ExportActor::Admin { user } => format!("admin:{user}"),
+            ExportActor::Analyst { analyst_id } => format!("analyst:{analyst_id}"),
+        }
+    }
+
+    /// The line a patient reads in the access log: the analyst's id (its name comes with the
+    /// log), or the nil id for the clinic's administrator; what was exported, and how.
+    pub fn access_record(
+        &self,
+        patient_id: Uuid,
+        options: &Options,
+        at: DateTime<Utc>,
+    ) -> AccessRecord {
+        let (provider_id, who) = match self {
+            ExportActor::Admin { .. } => (ADMINISTRATOR_ID, "the clinic administrator"),
+            ExportActor::Analyst { analyst_id } => (*analyst_id, "a research analyst"),
+        };
+        let how = if options.identified {
+            "identified: with your id, dates and notes"
+        } else {
+            "de-identified"
+        };
+        AccessRecord {
+            patient_id,
+            provider_id,
+            provider_name: String::new(),
+            what: format!("research export ({}, {how}) by {who}", options.format),
+            at,
+            address: None,
+            break_glass: false,
+        }
+    }
+}
+
 /// Exports every consenting patient into the folder `out` (created; it must not exist or be
 /// empty). The files are written in a temporary folder beside it and renamed at the end, so
-/// `out` holds a whole export or nothing. The export is recorded in the log as `actor`.
+/// `out` holds a whole export or nothing. The export is recorded in the export log as `actor`,
+/// and in the access log of every patient it holds rows of.
 ///
 /// # Failure
 /// [`ExportFailure::Refused`] for contradictory options or an unusable `out` (nothing is
@@ -190,7 +302,7 @@ pub async fn export_to_folder<S: Storage>(
     options: Options,
     key: ExportKey,
     out: &Path,
-    actor: &str,
+    actor: &ExportActor,
     progress: &mut dyn Progress,
 ) -> Result<Summary, ExportFailure> {
     options
@@ -198,8 +310,8 @@ pub async fn export_to_folder<S: Storage>(
         .map_err(|e| ExportFailure::Refused(e.to_string()))?;
     let temp = prepare_output(out)?;
     let result = write_folder(storage, &options, key, &temp, progress).await;
-    let summary = match result {
-        Ok(summary) => summary,
+    let (summary, exported) = match result {
+        Ok(done) => done,
         Err(e) => {
             let _ = fs::remove_dir_all(&temp);
             return Err(e);
@@ -216,7 +328,7 @@ pub async fn export_to_folder<S: Storage>(
             out.display()
         )));
     }
-    record(storage, &options, actor, "cli", &summary).await?;
+    record(storage, &options, actor, "cli", &summary, exported).await?;
     Ok(summary)
 }
 
@@ -226,42 +338,48 @@ async fn write_folder<S: Storage>(
     key: ExportKey,
     temp: &Path,
     progress: &mut dyn Progress,
-) -> Result<Summary, ExportFailure> {
+) -> Result<(Summary, Vec<Uuid>), ExportFailure> {
     let mut files = FolderFiles {
         root: temp.to_owned(),
     };
     let mut exporter = Exporter::new(options.clone(), key, &mut files)?;
     let patients = storage.consenting_patients().await?;
     progress.start(patients.len() as u64);
+    let mut exported = Vec::new();
     for patient_id in patients {
-        let diary = load_diary(storage, patient_id).await?;
-        exporter.add(&diary)?;
+        if export_patient(storage, &mut exporter, patient_id).await? {
+            exported.push(patient_id);
+        }
         progress.advance();
     }
-    Ok(exporter.finish(&mut files)?)
+    Ok((exporter.finish(&mut files)?, exported))
 }
 
-/// Adds an export to the log (and to the server's own log).
+/// Adds an export to the export log (and to the server's own log), and a line to the access
+/// log of each patient in `patients`.
 pub async fn record<S: Storage>(
     storage: &S,
     options: &Options,
-    actor: &str,
+    actor: &ExportActor,
     via: &str,
     summary: &Summary,
+    patients: Vec<Uuid>,
 ) -> Result<(), StorageError> {
+    let actor_name = actor.log_name();
     tracing::info!(
-        actor,
+        actor = actor_name,
         via,
         format = %options.format,
         identified = options.identified,
         patients = summary.patients,
         "export"
     );
+    let now = Utc::now();
     storage
         .record_export(ExportRecord {
             export_id: Uuid::now_v7(),
-            exported_at: Utc::now(),
-            actor: actor.to_string(),
+            exported_at: now,
+            actor: actor_name,
             via: via.to_string(),
             format: options.format.to_string(),
             identified: options.identified,
@@ -272,7 +390,12 @@ pub async fn record<S: Storage>(
             patients: summary.patients,
             row_counts: serde_json::to_value(&summary.rows).unwrap_or_default(),
         })
-        .await
+        .await?;
+    let accesses = patients
+        .into_iter()
+        .map(|patient_id| actor.access_record(patient_id, options, now))
+        .collect();
+    storage.record_export_access(accesses).await
 }
 
 /// Where the HTTP export finds its key, and how its FHIR manifest names URLs.
