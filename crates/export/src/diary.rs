@@ -123,22 +123,28 @@ pub(crate) fn records(diary: &PatientDiary) -> Vec<EntryRecord> {
 impl PreparedPatient {
     /// Merges the feed and keeps what `options` asks for.
     pub fn new(diary: &PatientDiary, options: &Options) -> Self {
+        Self::from_records(diary.patient_id, records(diary), options)
+    }
+
+    /// A patient made ready from its stored entries, in any order.
+    pub fn from_records(
+        patient_id: Uuid,
+        records: impl IntoIterator<Item = EntryRecord>,
+        options: &Options,
+    ) -> Self {
         let mut prepared = PreparedPatient {
-            patient_id: diary.patient_id,
+            patient_id,
             first_day: None,
             entries: Vec::new(),
             deletions: Vec::new(),
             history: Vec::new(),
             unreadable: 0,
         };
-        for record in records(diary) {
-            match prepared.take(record, options) {
-                Taken::Entry(entry) => {
-                    prepared.first_day =
-                        Some(prepared.first_day.map_or(entry.day, |d| d.min(entry.day)));
-                    prepared.history.push(entry);
-                }
-                Taken::Deletion | Taken::Nothing => {}
+        for record in records {
+            if let Taken::Entry(entry) = prepared.take(record, options) {
+                prepared.first_day =
+                    Some(prepared.first_day.map_or(entry.day, |d| d.min(entry.day)));
+                prepared.history.push(entry);
             }
         }
         prepared.sort();

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use crate::auth::Analyst;
 use crate::error::ApiError;
-use crate::export::{load_diary, load_or_create_key, record, ExportActor, Format, Options};
+use crate::export::{load_or_create_key, prepare_patient, record, ExportActor, Format, Options};
 use crate::storage::Storage;
 use crate::AppState;
 
@@ -290,8 +290,8 @@ where
             return;
         }
         for patient_id in patients {
-            let chunk = match load_diary(&storage, patient_id).await {
-                Ok(diary) => render(&PreparedPatient::new(&diary, &options)),
+            let chunk = match prepare_patient(&storage, patient_id, &options).await {
+                Ok(patient) => render(&patient),
                 Err(e) => Err(e.to_string()),
             };
             let item = chunk.map(Bytes::from).map_err(|e| {

@@ -8,9 +8,8 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use heeldiary_core::wire::MAX_PULL_LIMIT;
 use heeldiary_export::{
-    EntryRecord, ExportError as WriteError, ExportKey, Exporter, OutputFiles, PatientDiary,
+    EntryRecord, ExportError as WriteError, ExportKey, Exporter, OutputFiles, PreparedPatient,
     Summary, KEY_BYTES,
 };
 use rand::RngCore;
@@ -98,25 +97,6 @@ pub fn load_or_create_key(path: &Path) -> Result<ExportKey, ExportFailure> {
     }
 }
 
-/// Every operation of one patient, read page by page.
-pub async fn load_diary<S: Storage>(
-    storage: &S,
-    patient_id: Uuid,
-) -> Result<PatientDiary, StorageError> {
-    let mut ops = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = storage.pull(patient_id, after, MAX_PULL_LIMIT).await?;
-        if let Some(last) = page.ops.last() {
-            after = last.cursor;
-        }
-        ops.extend(page.ops);
-        if !page.has_more {
-            return Ok(PatientDiary { patient_id, ops });
-        }
-    }
-}
-
 /// Stored entries read per storage call: enough to keep the per-call cost small, few enough
 /// that a page in memory stays a few megabytes.
 const EXPORT_PAGE: u32 = 4096;
@@ -170,6 +150,27 @@ pub async fn export_patient<S: Storage>(
         }
     }
     Ok(exporter.finish_patient()?)
+}
+
+/// One patient's stored entries made ready for export, read page by page.
+pub async fn prepare_patient<S: Storage>(
+    storage: &S,
+    patient_id: Uuid,
+    options: &Options,
+) -> Result<PreparedPatient, StorageError> {
+    let mut records = Vec::new();
+    let mut after = None;
+    loop {
+        let page = storage
+            .export_entries(patient_id, after, EXPORT_PAGE)
+            .await?;
+        let more = page.len() == EXPORT_PAGE as usize;
+        after = page.last().map(|e| e.entry_id);
+        records.extend(page.into_iter().map(entry_record));
+        if !more {
+            return Ok(PreparedPatient::from_records(patient_id, records, options));
+        }
+    }
 }
 
 /// Files inside a folder, made on demand, buffered.

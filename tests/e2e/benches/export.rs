@@ -6,7 +6,8 @@
 //! `HEELDIARY_BENCH_ENTRIES` changes the total, `HEELDIARY_BENCH_PER_PATIENT` the entries of
 //! each patient and `HEELDIARY_BENCH_PER_DAY` how many of them share a day: one patient with
 //! 1,000,000 entries, 1,000 a day, is
-//! `HEELDIARY_BENCH_PER_PATIENT=1000000 HEELDIARY_BENCH_PER_DAY=1000`.
+//! `HEELDIARY_BENCH_PER_PATIENT=1000000 HEELDIARY_BENCH_PER_DAY=1000`. With
+//! `HEELDIARY_BENCH_DATA=DIR` the server data is kept in `DIR`, and reused when it is there.
 //!
 //! Run with `cargo build --release --workspace --bins && cargo bench -p heeldiary-e2e --bench
 //! export`. Needs the `sqlite3` shell for the baseline (its row says skipped without it).
@@ -49,17 +50,23 @@ fn main() {
         per_day: setting("HEELDIARY_BENCH_PER_DAY", 1),
     };
     let dir = tempfile::tempdir().expect("temp dir");
-    let data = dir.path().join("data");
+    // A data folder to keep (and to reuse when it exists, to compare builds on the same rows).
+    let kept = std::env::var_os("HEELDIARY_BENCH_DATA").map(std::path::PathBuf::from);
+    let data = kept.clone().unwrap_or_else(|| dir.path().join("data"));
     println!(
         "heeldiary export: {} patients x {} entries, {} a day (needs release binaries)",
         shape.patients, shape.per_patient, shape.per_day
     );
-    let started = Instant::now();
-    runtime().block_on(fill(&data, shape));
-    println!(
-        "filled the server in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
+    if kept.is_some() && data.join(SqliteStorage::FILE_NAME).exists() {
+        println!("reusing the server data in {}", data.display());
+    } else {
+        let started = Instant::now();
+        runtime().block_on(fill(&data, shape));
+        println!(
+            "filled the server in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
     let rows = (shape.patients * shape.per_patient) as f64;
 
     let mut results = Vec::new();
