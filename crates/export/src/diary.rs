@@ -105,6 +105,34 @@ impl EntryRecord {
     }
 }
 
+impl EntryRecord {
+    /// The record sorted for `options` (a row, a deletion, or nothing) with its history
+    /// counts: the per-entry work of an export, which a caller may do on another thread before
+    /// [`Exporter::add_prepared`](crate::Exporter::add_prepared).
+    pub fn prepare(self, options: &Options) -> PreparedEntry {
+        let sorted = sort_record(&self, options);
+        let (edits, conflicted) = match &sorted {
+            Sorted::Live(_, true) => self.history_counts(),
+            _ => (0, false),
+        };
+        PreparedEntry {
+            entry_id: self.entry_id,
+            sorted,
+            edits,
+            conflicted,
+        }
+    }
+}
+
+/// An [`EntryRecord`] sorted for an export's options (see [`EntryRecord::prepare`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreparedEntry {
+    pub(crate) entry_id: Uuid,
+    pub(crate) sorted: Sorted,
+    pub(crate) edits: u32,
+    pub(crate) conflicted: bool,
+}
+
 /// Every operation of `diary` grouped by entry, as records in id order.
 pub(crate) fn records(diary: &PatientDiary) -> Vec<EntryRecord> {
     let mut by_entry: BTreeMap<Uuid, Vec<PulledOp>> = BTreeMap::new();
@@ -154,9 +182,13 @@ impl PreparedPatient {
     /// Sorts one record in: a deletion in range, an exported entry, or nothing. Returns the
     /// live entry for the history.
     pub(crate) fn take(&mut self, record: EntryRecord, options: &Options) -> Taken {
-        match sort_record(&record, options) {
+        self.take_prepared(record.prepare(options))
+    }
+
+    pub(crate) fn take_prepared(&mut self, prepared: PreparedEntry) -> Taken {
+        match prepared.sorted {
             Sorted::Deletion => {
-                self.deletions.push(record.entry_id);
+                self.deletions.push(prepared.entry_id);
                 Taken::Deletion
             }
             Sorted::Skipped => Taken::Nothing,
@@ -166,11 +198,10 @@ impl PreparedPatient {
             }
             Sorted::Live(entry, exported) => {
                 if exported {
-                    let (edits, conflicted) = record.history_counts();
                     self.entries.push(ExportedEntry {
                         entry: entry.clone(),
-                        edits,
-                        conflicted,
+                        edits: prepared.edits,
+                        conflicted: prepared.conflicted,
                     });
                 }
                 Taken::Entry(entry)
@@ -212,6 +243,7 @@ pub(crate) enum Taken {
 }
 
 /// Where a record goes.
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Sorted {
     /// A deleted entry to list in `deletions`.
     Deletion,

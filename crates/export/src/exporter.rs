@@ -15,7 +15,9 @@ use crate::columns::{
     deletion_columns, entry_columns, entry_row, findings_columns, summary_columns, word, Cell,
     Column, EntryFacts, RED_FLAG_KINDS,
 };
-use crate::diary::{self, EntryRecord, PatientDiary, PreparedPatient, Sorted, Taken};
+use crate::diary::{
+    self, EntryRecord, PatientDiary, PreparedEntry, PreparedPatient, Sorted, Taken,
+};
 use crate::table::{CsvTable, NdjsonTable, ParquetTable, TableWriter};
 use crate::{
     fhir, meds, ExportError, ExportKey, Format, Options, MIN_CELL_PATIENTS, SCHEMA_VERSION,
@@ -246,11 +248,20 @@ impl Exporter {
     /// # Failure
     /// [`ExportError::Invalid`] when no patient was started; a write error.
     pub fn add_entry(&mut self, record: EntryRecord) -> Result<(), ExportError> {
+        let prepared = record.prepare(&self.options);
+        self.add_prepared(prepared)
+    }
+
+    /// [`add_entry`](Self::add_entry) of a record prepared already (with the same options).
+    ///
+    /// # Failure
+    /// [`ExportError::Invalid`] when no patient was started; a write error.
+    pub fn add_prepared(&mut self, prepared: PreparedEntry) -> Result<(), ExportError> {
         let Some(current) = self.current.as_mut() else {
             return Err(ExportError::Invalid("no patient was started".into()));
         };
         if let Some(collected) = current.collected.as_mut() {
-            match collected.take(record, &self.options) {
+            match collected.take_prepared(prepared) {
                 Taken::Entry(entry) => {
                     if collected
                         .entries
@@ -275,15 +286,21 @@ impl Exporter {
             return Ok(());
         };
         let identified = self.options.identified;
-        match diary::sort_record(&record, &self.options) {
+        let PreparedEntry {
+            entry_id,
+            sorted,
+            edits,
+            conflicted,
+        } = prepared;
+        match sorted {
             Sorted::Deletion => {
                 if let Some(table) = deletions {
                     let mut row = vec![
                         Cell::Int(current.subject),
-                        Cell::Text(self.key.entry_key(record.entry_id)),
+                        Cell::Text(self.key.entry_key(entry_id)),
                     ];
                     if identified {
-                        row.push(Cell::Text(record.entry_id.to_string()));
+                        row.push(Cell::Text(entry_id.to_string()));
                     }
                     table.write_row(&row)?;
                     current.deletions += 1;
@@ -294,7 +311,6 @@ impl Exporter {
             Sorted::Live(entry, exported) => {
                 current.days.add(&entry);
                 if exported {
-                    let (edits, conflicted) = record.history_counts();
                     // An entry before the first day given is its own study day 0.
                     let first_day = current.first_day.map_or(entry.day, |d| d.min(entry.day));
                     entries.write_row(&entry_row(

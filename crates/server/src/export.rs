@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use heeldiary_export::{
-    EntryRecord, ExportError as WriteError, ExportKey, Exporter, OutputFiles, PreparedPatient,
-    Summary, KEY_BYTES,
+    EntryRecord, ExportError as WriteError, ExportKey, Exporter, OutputFiles, PreparedEntry,
+    PreparedPatient, Summary, KEY_BYTES,
 };
 use rand::RngCore;
 use uuid::Uuid;
@@ -109,47 +109,6 @@ fn entry_record(stored: ExportEntry) -> EntryRecord {
         last_received: stored.updated_at,
         ops: stored.ops,
     }
-}
-
-/// Streams one patient's stored entries into `exporter`, a page at a time in id order. The
-/// next page is read (on the storage's own thread) while this one is written, so reading and
-/// writing run side by side. Returns whether the patient contributed a row.
-pub async fn export_patient<S: Storage>(
-    storage: &S,
-    exporter: &mut Exporter,
-    patient_id: Uuid,
-) -> Result<bool, ExportFailure> {
-    let first_day = storage.first_entry_day(patient_id).await?;
-    exporter.start_patient(patient_id, first_day)?;
-    let mut page = storage
-        .export_entries(patient_id, None, EXPORT_PAGE)
-        .await?;
-    loop {
-        let after = page.last().map(|e| e.entry_id);
-        let more = page.len() == EXPORT_PAGE as usize;
-        let next = async {
-            match after.filter(|_| more) {
-                Some(after) => storage
-                    .export_entries(patient_id, Some(after), EXPORT_PAGE)
-                    .await
-                    .map(Some),
-                None => Ok(None),
-            }
-        };
-        let write = async {
-            for stored in page {
-                exporter.add_entry(entry_record(stored))?;
-            }
-            Ok::<(), WriteError>(())
-        };
-        let (next, written) = tokio::join!(next, write);
-        written?;
-        match next? {
-            Some(next) => page = next,
-            None => break,
-        }
-    }
-    Ok(exporter.finish_patient()?)
 }
 
 /// One patient's stored entries made ready for export, read page by page.
@@ -333,6 +292,75 @@ pub async fn export_to_folder<S: Storage>(
     Ok(summary)
 }
 
+/// What the reading side of an export hands the writing side, in order.
+enum Feed {
+    /// A patient starts, with its first live day.
+    Patient(Uuid, Option<chrono::NaiveDate>),
+    /// A page of its entries, prepared for the export's options.
+    Entries(Vec<PreparedEntry>),
+    /// The patient's entries are all in.
+    Done,
+}
+
+/// Pages read ahead of the writer: enough to keep both sides busy, few enough to keep memory
+/// to a few pages.
+const PAGES_AHEAD: usize = 4;
+
+/// Reads every patient's stored entries page by page and prepares them (the per-entry decoding
+/// and sorting), in order, into `feed`: the reading half of an export, run beside the writer.
+async fn read_patients<S: Storage>(
+    storage: S,
+    options: Options,
+    patients: Vec<Uuid>,
+    feed: tokio::sync::mpsc::Sender<Result<Feed, ExportFailure>>,
+) {
+    let options = std::sync::Arc::new(options);
+    for patient_id in patients {
+        let result = read_patient(&storage, &options, patient_id, &feed).await;
+        if let Err(e) = result {
+            let _ = feed.send(Err(e)).await;
+            return;
+        }
+    }
+}
+
+async fn read_patient<S: Storage>(
+    storage: &S,
+    options: &std::sync::Arc<Options>,
+    patient_id: Uuid,
+    feed: &tokio::sync::mpsc::Sender<Result<Feed, ExportFailure>>,
+) -> Result<(), ExportFailure> {
+    // A closed feed means the writer stopped (it failed): nothing more to read.
+    let closed = || ExportFailure::Refused("the export stopped".into());
+    let first_day = storage.first_entry_day(patient_id).await?;
+    feed.send(Ok(Feed::Patient(patient_id, first_day)))
+        .await
+        .map_err(|_| closed())?;
+    let mut after = None;
+    loop {
+        let page = storage
+            .export_entries(patient_id, after, EXPORT_PAGE)
+            .await?;
+        let more = page.len() == EXPORT_PAGE as usize;
+        after = page.last().map(|e| e.entry_id);
+        let options = std::sync::Arc::clone(options);
+        let prepared = tokio::task::spawn_blocking(move || {
+            page.into_iter()
+                .map(|stored| entry_record(stored).prepare(&options))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| StorageError::Internal(format!("export task failed: {e}")))?;
+        feed.send(Ok(Feed::Entries(prepared)))
+            .await
+            .map_err(|_| closed())?;
+        if !more {
+            break;
+        }
+    }
+    feed.send(Ok(Feed::Done)).await.map_err(|_| closed())
+}
+
 async fn write_folder<S: Storage>(
     storage: &S,
     options: &Options,
@@ -346,13 +374,44 @@ async fn write_folder<S: Storage>(
     let mut exporter = Exporter::new(options.clone(), key, &mut files)?;
     let patients = storage.consenting_patients().await?;
     progress.start(patients.len() as u64);
+    // Reading (the database, decoding each entry) runs on other threads while this one
+    // writes: the two halves use two cores.
+    let (sender, mut feed) = tokio::sync::mpsc::channel(PAGES_AHEAD);
+    let reader = tokio::spawn(read_patients(
+        storage.clone(),
+        options.clone(),
+        patients,
+        sender,
+    ));
     let mut exported = Vec::new();
-    for patient_id in patients {
-        if export_patient(storage, &mut exporter, patient_id).await? {
-            exported.push(patient_id);
+    let mut current = None;
+    let written = async {
+        while let Some(item) = feed.recv().await {
+            match item? {
+                Feed::Patient(patient_id, first_day) => {
+                    exporter.start_patient(patient_id, first_day)?;
+                    current = Some(patient_id);
+                }
+                Feed::Entries(entries) => {
+                    for entry in entries {
+                        exporter.add_prepared(entry)?;
+                    }
+                }
+                Feed::Done => {
+                    if exporter.finish_patient()? {
+                        exported.extend(current.take());
+                    }
+                    progress.advance();
+                }
+            }
         }
-        progress.advance();
+        Ok::<(), ExportFailure>(())
     }
+    .await;
+    // On a write failure the reader finds the feed closed and stops.
+    drop(feed);
+    let _ = reader.await;
+    written?;
     Ok((exporter.finish(&mut files)?, exported))
 }
 
