@@ -101,19 +101,24 @@ impl fmt::Debug for TokenSecret {
 pub fn parse_token(token: &str) -> Option<(Uuid, Uuid, SecretHash)> {
     let mut parts = token.split('.');
     let (patient, device, secret) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some()
-        || secret.len() != 2 * SECRET_BYTES
-        || !secret
-            .bytes()
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    {
+    if parts.next().is_some() {
         return None;
     }
     Some((
         Uuid::parse_str(patient).ok()?,
         Uuid::parse_str(device).ok()?,
-        SecretHash::of(secret.as_bytes()),
+        hash_of_secret_part(secret)?,
     ))
+}
+
+/// The hash of a token's secret part, if it has the shape every issued secret has (lower-case
+/// hex of `SECRET_BYTES` bytes); anything else is refused before any lookup.
+fn hash_of_secret_part(secret: &str) -> Option<SecretHash> {
+    let well_formed = secret.len() == 2 * SECRET_BYTES
+        && secret
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    well_formed.then(|| SecretHash::of(secret.as_bytes()))
 }
 
 /// The prefix of an analyst token, `analyst.<analyst_id>.<secret>`: it can never parse as a
@@ -131,19 +136,10 @@ impl TokenSecret {
 pub fn parse_analyst_token(token: &str) -> Option<(Uuid, SecretHash)> {
     let mut parts = token.split('.');
     let (prefix, analyst, secret) = (parts.next()?, parts.next()?, parts.next()?);
-    if prefix != ANALYST_PREFIX
-        || parts.next().is_some()
-        || secret.len() != 2 * SECRET_BYTES
-        || !secret
-            .bytes()
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    {
+    if prefix != ANALYST_PREFIX || parts.next().is_some() {
         return None;
     }
-    Some((
-        Uuid::parse_str(analyst).ok()?,
-        SecretHash::of(secret.as_bytes()),
-    ))
+    Some((Uuid::parse_str(analyst).ok()?, hash_of_secret_part(secret)?))
 }
 
 /// Crockford's base32: digits and capitals without I, L, O and U.

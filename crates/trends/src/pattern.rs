@@ -596,25 +596,32 @@ pub(crate) fn window_pattern(days: &[Day], from: NaiveDate, to: NaiveDate) -> Pa
 
 fn evidence_for(sign: Sign, days: &[Day]) -> Option<Evidence> {
     let mut observed = 0u32;
+    let mut backfilled = 0u32;
+    // The share weighs days as the scores do (a back-filled day counts half), so that the
+    // evidence a reading shows is the evidence it rests on.
+    let (mut weighted_present, mut weighted_observed) = (0.0, 0.0);
     let mut dates = Vec::new();
     let mut values = Vec::new();
     for day in days {
-        match sign.observe(day) {
-            Some(true) => {
-                observed += 1;
-                dates.push(day.date);
-                if let Some(value) = sign.value(day) {
-                    values.push(value);
-                }
+        let Some(present) = sign.observe(day) else {
+            continue;
+        };
+        observed += 1;
+        backfilled += u32::from(day.backfilled);
+        weighted_observed += day.weight();
+        if present {
+            weighted_present += day.weight();
+            dates.push(day.date);
+            if let Some(value) = sign.value(day) {
+                values.push(value);
             }
-            Some(false) => observed += 1,
-            None => {}
         }
     }
-    if observed == 0 {
+    if observed == 0 || weighted_observed <= 0.0 {
         return None;
     }
     let present = dates.len() as u32;
+    let share = (weighted_present / weighted_observed).clamp(0.0, 1.0);
     let leaning = match sign {
         Sign::WorseSittingOrBending => {
             "this direction is consistent with a disc-like back source".to_owned()
@@ -627,8 +634,14 @@ fn evidence_for(sign: Sign, days: &[Day]) -> Option<Evidence> {
             sign.leans_to().describe()
         ),
     };
+    let weighting = match backfilled {
+        0 => String::new(),
+        n => format!(
+            " ({n} of the {observed} days back-filled, counted half: weighted share {share:.2})"
+        ),
+    };
     let sentence = format!(
-        "{}; {leaning}.",
+        "{}{weighting}; {leaning}.",
         capitalise(&sign.describe(present, observed))
     );
     Some(Evidence {
@@ -637,7 +650,8 @@ fn evidence_for(sign: Sign, days: &[Day]) -> Option<Evidence> {
         weight: sign.weight(),
         days_present: present,
         days_observed: observed,
-        share: round(f64::from(present) / f64::from(observed)),
+        days_backfilled: backfilled,
+        share: round(share),
         dates,
         value_name: sign
             .value_name()

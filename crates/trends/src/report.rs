@@ -205,7 +205,10 @@ pub struct Evidence {
     pub days_present: u32,
     /// Days on which the answers could tell.
     pub days_observed: u32,
-    /// `days_present / days_observed`.
+    /// How many of the observed days were back-filled (written more than a day after the day).
+    pub days_backfilled: u32,
+    /// Share of the observed days showing the sign, each day weighted as in the scores (a
+    /// back-filled day counts half); `days_present / days_observed` when none was back-filled.
     pub share: f64,
     /// The days showing the sign.
     pub dates: Vec<NaiveDate>,
@@ -330,8 +333,9 @@ pub struct Trend {
     pub from: Option<NaiveDate>,
     /// Last day with the measure in the window.
     pub to: Option<NaiveDate>,
-    /// The p-value after correcting for day-to-day correlation (Hamed–Rao) and for testing
-    /// five measures (Holm), the one compared with the significance level.
+    /// The p-value of the line and the step agreeing (the larger of the two, each corrected
+    /// for day-to-day correlation), adjusted for testing five measures (Holm): the one
+    /// compared with the significance level.
     pub p_adjusted: Option<f64>,
     /// Step change: the last two weeks against the four before.
     pub step: Option<Step>,

@@ -2,16 +2,25 @@
 //! because daily scores are serially correlated, for whether there is a monotonic trend; the
 //! Theil–Sen slope for how large it is; and a step test (the last two weeks against the four
 //! before, by ranks and the Hodges–Lehmann shift) because on whole-number scores with many ties
-//! the Theil–Sen slope stays 0 through a clear step. The ten tests of a report (line and step
-//! for each of five measures) are one family, adjusted by Holm's method. A direction is named only when the
-//! adjusted test is significant and the change is clinically meaningful.
+//! the Theil–Sen slope stays 0 through a clear step.
+//!
+//! Both tests widen their variance for the day-to-day correlation, estimated once per measure
+//! over the last twelve weeks in six-week blocks (see [`lag1_in_blocks`]): four weeks alone
+//! cannot tell a wander from a trend when neighbouring days are alike. A measure names a
+//! direction only when the line and the step agree on it: the larger of their two p-values is
+//! the measure's (an intersection–union test, which needs no adjustment for the pair), a wander
+//! rarely fools both, and a real change over the last weeks shows in both. The five measures of
+//! a report are one family, adjusted by Holm's method. A direction is named only when the
+//! adjusted p is significant and the change (along the line, or else the step's shift) is
+//! clinically meaningful.
 
 use chrono::NaiveDate;
 
 use crate::days::{between, offset, Day};
 use crate::report::{round, Direction, Measure, Period, Step, Trend, Trends};
 use crate::stats::{
-    holm, is_meaningful_pain_change, mann_kendall_hamed_rao_with, rank_shift, theil_sen,
+    holm, is_meaningful_pain_change, lag1_in_blocks, mann_kendall_hamed_rao_given,
+    rank_shift_given, theil_sen,
 };
 
 /// Fewest days with a measure before its trend is judged.
@@ -30,8 +39,11 @@ const MEANINGFUL_NERVE_CHANGE: f64 = 1.0;
 pub const STEP_RECENT_DAYS: i64 = 14;
 /// Length of the earlier stretch of the step test.
 pub const STEP_EARLIER_DAYS: i64 = 28;
-/// Days of history whose day-to-day correlation widens the trend test's variance.
+/// Days of history whose day-to-day correlation widens the tests' variance.
 const CONTEXT_DAYS: i64 = 84;
+/// Shortest block the day-to-day correlation is estimated in: shorter blocks lose too much of
+/// a slow wander to their own line.
+const MIN_CORRELATION_BLOCK: usize = 14;
 /// Fewest days with the measure on each side of the step test.
 const MIN_STEP_DAYS: u32 = 6;
 
@@ -58,9 +70,13 @@ struct Tested {
     to: Option<NaiveDate>,
     line: Option<Line>,
     step: Option<Step>,
+    /// Lag-1 correlation of the measure from day to day, as estimated.
+    correlation: f64,
 }
 
 struct Line {
+    /// Whether the values differ at all: a constant series can show no trend.
+    varies: bool,
     s: i64,
     z: f64,
     tau: f64,
@@ -75,22 +91,14 @@ struct Line {
 /// order) and the step over the last six weeks of `history` to `as_of`.
 pub(crate) fn trends(window: &[Day], history: &[Day], as_of: NaiveDate) -> Trends {
     let tested = Measure::ALL.map(|measure| test(measure, window, history, as_of));
-    let family: Vec<Option<f64>> = tested
-        .iter()
-        .flat_map(|t| {
-            [
-                t.line.as_ref().map(|line| line.p),
-                t.step.as_ref().map(|step| step.p),
-            ]
-        })
-        .collect();
+    let family: Vec<Option<f64>> = tested.iter().map(agreement_p).collect();
     let adjusted = holm(&family);
     let [first_step_pain, rest_pain, sitting_pain, activity_pain, nerve_signs] = tested.map(|t| {
-        let index = 2 * Measure::ALL
+        let index = Measure::ALL
             .iter()
             .position(|m| *m == t.measure)
             .unwrap_or(0);
-        judge(t, adjusted[index], adjusted[index + 1])
+        judge(t, adjusted[index])
     });
     Trends {
         first_step_pain,
@@ -101,6 +109,20 @@ pub(crate) fn trends(window: &[Day], history: &[Day], as_of: NaiveDate) -> Trend
     }
 }
 
+/// The p-value of "the line and the step agree on a direction": the larger of the two when
+/// they point the same way, 1 when they point apart, the line's alone when the diary is too
+/// short for a step. `None` (left out of the family) without a line, or when the measure did
+/// not vary over the window: such a measure can name no direction whatever happens, so
+/// counting it would only make the others' adjustment stricter (Tarone's argument).
+fn agreement_p(tested: &Tested) -> Option<f64> {
+    let line = tested.line.as_ref().filter(|line| line.varies)?;
+    let Some(step) = &tested.step else {
+        return Some(line.p);
+    };
+    let agree = line.s != 0 && step.shift != 0.0 && (line.s > 0) == (step.shift > 0.0);
+    Some(if agree { line.p.max(step.p) } else { 1.0 })
+}
+
 fn test(measure: Measure, window: &[Day], history: &[Day], as_of: NaiveDate) -> Tested {
     let points: Vec<(&Day, f64)> = window
         .iter()
@@ -109,20 +131,44 @@ fn test(measure: Measure, window: &[Day], history: &[Day], as_of: NaiveDate) -> 
     let n = points.len();
     let values: Vec<f64> = points.iter().map(|(_, v)| *v).collect();
     let times: Vec<f64> = points.iter().map(|(day, _)| day.number as f64).collect();
+    let context: Vec<f64> = between(history, offset(as_of, 1 - CONTEXT_DAYS), as_of)
+        .iter()
+        .filter_map(|day| day.measure(measure))
+        .collect();
+    // A window longer than the context is its own context.
+    let series = if context.len() > values.len() {
+        &context
+    } else {
+        &values
+    };
+    // Blocks as long as the six weeks the step test spans: long enough that a block's own
+    // line takes little of a slow wander, short enough that a change over the months before
+    // stays out of the estimate. The last block is the step test's six weeks, allowed a step
+    // before its last two weeks.
+    let count_since = |days_back: i64| {
+        between(history, offset(as_of, 1 - days_back), as_of)
+            .iter()
+            .filter(|day| day.measure(measure).is_some())
+            .count()
+    };
+    let step_span = count_since(STEP_RECENT_DAYS + STEP_EARLIER_DAYS);
+    let recent = count_since(STEP_RECENT_DAYS);
+    let correlation = lag1_in_blocks(
+        series,
+        step_span.max(MIN_CORRELATION_BLOCK),
+        (series.len() >= step_span).then_some(recent),
+    )
+    .unwrap_or(0.0);
     let line = (n >= MIN_DAYS_FOR_TREND)
         .then(|| {
-            let context: Vec<f64> = between(history, offset(as_of, 1 - CONTEXT_DAYS), as_of)
-                .iter()
-                .filter_map(|day| day.measure(measure))
-                .collect();
-            let context = (context.len() > values.len()).then_some(context.as_slice());
-            let (test, variance_ratio) = mann_kendall_hamed_rao_with(&values, context)?;
+            let (test, variance_ratio) = mann_kendall_hamed_rao_given(&values, correlation)?;
             let fit = theil_sen(&times, &values)?;
             let (first, last) = (*times.first()?, *times.last()?);
             // The fitted line is a summary of days on a bounded scale: its ends stay on it.
             let start_level = fit.at(first).clamp(0.0, top(measure));
             let end_level = fit.at(last).clamp(0.0, top(measure));
             Some(Line {
+                varies: values.iter().any(|v| *v != values[0]),
                 s: test.s,
                 z: test.z,
                 tau: test.tau,
@@ -140,12 +186,14 @@ fn test(measure: Measure, window: &[Day], history: &[Day], as_of: NaiveDate) -> 
         from: points.first().map(|(day, _)| day.date),
         to: points.last().map(|(day, _)| day.date),
         line,
-        step: step(measure, history, as_of),
+        step: step(measure, history, as_of, correlation),
+        correlation,
     }
 }
 
-/// The last two weeks to `as_of` against the four weeks before.
-fn step(measure: Measure, history: &[Day], as_of: NaiveDate) -> Option<Step> {
+/// The last two weeks to `as_of` against the four weeks before, the variance widened for the
+/// day-to-day correlation `correlation`.
+fn step(measure: Measure, history: &[Day], as_of: NaiveDate, correlation: f64) -> Option<Step> {
     let recent_from = offset(as_of, 1 - STEP_RECENT_DAYS);
     let earlier_to = offset(recent_from, -1);
     let earlier_from = offset(recent_from, -STEP_EARLIER_DAYS);
@@ -160,7 +208,7 @@ fn step(measure: Measure, history: &[Day], as_of: NaiveDate) -> Option<Step> {
     if (earlier.len() as u32) < MIN_STEP_DAYS || (recent.len() as u32) < MIN_STEP_DAYS {
         return None;
     }
-    let shift = rank_shift(&earlier, &recent)?;
+    let shift = rank_shift_given(&earlier, &recent, Some(correlation))?;
     let period = |from, to, values: &[f64]| Period {
         from,
         to,
@@ -175,7 +223,7 @@ fn step(measure: Measure, history: &[Day], as_of: NaiveDate) -> Option<Step> {
     })
 }
 
-fn judge(tested: Tested, line_p: Option<f64>, step_p: Option<f64>) -> Trend {
+fn judge(tested: Tested, p_adjusted: Option<f64>) -> Trend {
     let Tested {
         measure,
         n,
@@ -183,6 +231,7 @@ fn judge(tested: Tested, line_p: Option<f64>, step_p: Option<f64>) -> Trend {
         to,
         line,
         step,
+        correlation,
     } = tested;
     let what = measure.describe();
     let Some(line) = line else {
@@ -212,12 +261,13 @@ fn judge(tested: Tested, line_p: Option<f64>, step_p: Option<f64>) -> Trend {
         };
     };
     let change = line.end_level - line.start_level;
-    let line_clear = line_p.is_some_and(|p| p < SIGNIFICANCE)
+    let significant = p_adjusted.is_some_and(|p| p < SIGNIFICANCE);
+    let line_clear = significant
         && is_meaningful(measure, change, line.start_level)
         && (line.s < 0) == (change < 0.0)
         && change != 0.0;
     let step_clear = step.as_ref().is_some_and(|step| {
-        step_p.is_some_and(|p| p < SIGNIFICANCE)
+        significant
             && step.shift != 0.0
             && is_meaningful(measure, step.shift, step.earlier.mean_pain.unwrap_or(0.0))
     });
@@ -229,21 +279,20 @@ fn judge(tested: Tested, line_p: Option<f64>, step_p: Option<f64>) -> Trend {
         _ => (Direction::Stable, false),
     };
     let (from_date, to_date) = (from.unwrap_or_default(), to.unwrap_or_default());
-    let p_adjusted = if by_step { step_p } else { line_p };
     let mut numbers = format!(
-        "Theil-Sen slope {:+.2} per week, change {:+.1} from about {:.1} to {:.1} between {from_date} and {to_date}; Mann-Kendall tau {:+.2}, p {} after the Hamed-Rao correction for day-to-day correlation (variance x{:.2}), Holm-adjusted p {} over the report's ten tests, n {n}",
+        "Theil-Sen slope {:+.2} per week, change {:+.1} from about {:.1} to {:.1} between {from_date} and {to_date}; Mann-Kendall tau {:+.2}, p {} after the Hamed-Rao correction for a day-to-day correlation of {:.2} (variance x{:.2}), n {n}",
         line.slope_per_day * 7.0,
         change,
         line.start_level,
         line.end_level,
         line.tau,
         format_p(line.p),
+        correlation,
         line.variance_ratio,
-        format_p(line_p.unwrap_or(1.0)),
     );
     if let Some(step) = &step {
         numbers.push_str(&format!(
-            "; step: mean {:.1} over {} days from {} to {} against {:.1} over {} days from {} to {}, Hodges-Lehmann shift {:+.1}, rank-test p {} (Holm-adjusted {})",
+            "; step: mean {:.1} over {} days from {} to {} against {:.1} over {} days from {} to {}, Hodges-Lehmann shift {:+.1}, rank-test p {}",
             step.recent.mean_pain.unwrap_or_default(),
             step.recent.days,
             step.recent.from,
@@ -254,9 +303,17 @@ fn judge(tested: Tested, line_p: Option<f64>, step_p: Option<f64>) -> Trend {
             step.earlier.to,
             step.shift,
             format_p(step.p),
-            format_p(step_p.unwrap_or(1.0)),
         ));
     }
+    numbers.push_str(&format!(
+        "; {}, Holm-adjusted over the report's five measures: p {}",
+        if step.is_some() {
+            "the line and the step must agree, so the larger p counts"
+        } else {
+            "too few days for a step test, so the line alone counts"
+        },
+        format_p(p_adjusted.unwrap_or(1.0)),
+    ));
     let sentence = match (direction, by_step) {
         (Direction::Improving, false) => format!(
             "Days consistent with improving {what}: a clinically meaningful fall ({numbers})."
@@ -270,7 +327,7 @@ fn judge(tested: Tested, line_p: Option<f64>, step_p: Option<f64>) -> Trend {
         (Direction::Worsening, true) => format!(
             "Days consistent with worsening {what}: a clinically meaningful step up in the last two weeks ({numbers})."
         ),
-        _ if line_p.is_some_and(|p| p < SIGNIFICANCE) => format!(
+        _ if significant => format!(
             "The ranks of {what} lean one way, but the change along the line is not clinically meaningful ({numbers}); consistent with stable {what}."
         ),
         _ => format!("No clear trend in {what} ({numbers}); consistent with stable {what}."),

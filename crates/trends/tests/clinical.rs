@@ -323,6 +323,63 @@ fn a_diary_typed_in_one_evening_is_counted_as_back_filled() {
 }
 
 #[test]
+fn back_filled_days_weigh_half_in_the_evidence_shares_too() {
+    // Fourteen daily entries without a tender heel, then fourteen typed in one evening with one.
+    let entries: Vec<Entry> = (0..28)
+        .map(|i| {
+            let recorded = if i < 14 {
+                format!("{}T08:00:00+00:00", day(i, 28))
+            } else {
+                format!("{}T21:00:00+00:00", end() + Days::new(3))
+            };
+            let tender = i >= 14;
+            entry_at(
+                day(i, 28),
+                &recorded,
+                json!({"first_step_pain": 7, "activity_pain": 3, "heel_tender": tender}),
+            )
+        })
+        .collect();
+    let report = analyse(&entries, &Options::new(end()));
+    let tender = report
+        .pattern
+        .evidence
+        .iter()
+        .find(|item| item.sign == heeldiary_trends::Sign::HeelTender)
+        .expect("heel tenderness is evidence");
+    assert_eq!((tender.days_present, tender.days_observed), (14, 28));
+    assert_eq!(tender.days_backfilled, 14);
+    // 14 × 0.5 / (14 + 14 × 0.5) = 1/3, not the unweighted 1/2.
+    assert!((tender.share - 0.33).abs() < 0.006, "{}", tender.share);
+    assert!(
+        tender
+            .sentence
+            .contains("14 of the 28 days back-filled, counted half"),
+        "{}",
+        tender.sentence
+    );
+    // A diary logged daily shares unweighted.
+    let daily = diary(
+        28,
+        |i| json!({"first_step_pain": 7, "activity_pain": 3, "heel_tender": i >= 14}),
+    );
+    let report = analyse(&daily, &Options::new(end()));
+    let tender = report
+        .pattern
+        .evidence
+        .iter()
+        .find(|item| item.sign == heeldiary_trends::Sign::HeelTender)
+        .expect("heel tenderness is evidence");
+    assert_eq!(tender.days_backfilled, 0);
+    assert_eq!(tender.share, 0.5);
+    assert!(
+        !tender.sentence.contains("back-filled"),
+        "{}",
+        tender.sentence
+    );
+}
+
+#[test]
 fn a_step_in_whole_number_nerve_signs_is_reported_not_read_as_stable() {
     // Nerve signs 3 (moderate numbness) for four weeks, then 5 on 10 of the last 14 days.
     let entries = diary(42, |i| {

@@ -4,7 +4,7 @@ use chrono::{DateTime, Days, FixedOffset, NaiveDate};
 use heeldiary_core::{Entry, Location, Severity, Treatment, Trigger};
 use heeldiary_trends::cohort::{self, Scenario, Variant};
 use heeldiary_trends::stats::{mann_kendall, theil_sen};
-use heeldiary_trends::{analyse, render_text, Options};
+use heeldiary_trends::{analyse, render_text, Direction, Options};
 use proptest::prelude::*;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -139,6 +139,17 @@ proptest! {
         for trend in report.trends.all() {
             if let Some(p) = trend.p {
                 prop_assert!((0.0..=1.0).contains(&p));
+            }
+            // A direction is named only when the line and the step agree on it.
+            let named = match trend.direction {
+                Direction::Improving => -1.0,
+                Direction::Worsening => 1.0,
+                _ => continue,
+            };
+            prop_assert!(trend.p_adjusted.is_some_and(|p| p < 0.10), "{}", trend.sentence);
+            prop_assert_eq!(trend.s.map(|s| (s as f64).signum()), Some(named), "{}", trend.sentence);
+            if let Some(step) = &trend.step {
+                prop_assert_eq!(step.shift.signum(), named, "{}", trend.sentence);
             }
         }
         for flag in &report.red_flags {

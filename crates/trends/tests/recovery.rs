@@ -50,18 +50,13 @@ fn clean_diaries_are_recovered() {
     }
 }
 
-/// Noisy diaries of a trend lose a little power to the corrections for serial correlation
-/// and for testing ten things per report: a false trend costs a patient more than a trend
-/// reported a week late.
+/// Noisy diaries are recovered as often as the issue asks (90%), trends included: the
+/// correlation corrections must not cost the power to see a real change.
 #[test]
 fn noisy_diaries_are_recovered() {
     for scenario in stories() {
         let share = recovered_share(scenario, Variant::NOISY, 200..240);
-        let floor = match scenario {
-            Scenario::ImprovingWithTreatment | Scenario::Worsening => 0.80,
-            _ => 0.90,
-        };
-        assert!(share >= floor, "{}: {share}", scenario.name());
+        assert!(share >= 0.90, "{}: {share}", scenario.name());
     }
 }
 
@@ -70,7 +65,7 @@ fn noisy_sparse_diaries_are_mostly_recovered() {
     for scenario in stories() {
         let share = recovered_share(scenario, Variant::NOISY_SPARSE, 100..140);
         let floor = match scenario {
-            Scenario::ImprovingWithTreatment | Scenario::Worsening => 0.30,
+            Scenario::ImprovingWithTreatment | Scenario::Worsening => 0.40,
             _ => 0.75,
         };
         assert!(share >= floor, "{}: {share}", scenario.name());
@@ -93,17 +88,24 @@ fn false_direction_share(scenario: Scenario, variant: Variant, seeds: std::ops::
     false_directions as f64 / count as f64
 }
 
+/// The issue's target: at most 10% of reports on diaries without a trend name a direction,
+/// with days correlated at 0.3, 0.6 and even 0.8, however the diary is logged. Held on the
+/// 600 diaries of each correlation together; each way of logging on its own 200 gets a
+/// sampling allowance (at a true rate of 7%, 200 diaries scatter by about 2 points).
 #[test]
 fn correlated_days_without_a_trend_rarely_read_as_a_trend() {
-    for (scenario, clean_bound, noisy_bound) in [
-        (Scenario::NULLS[0], 0.05, 0.10),
-        (Scenario::NULLS[1], 0.10, 0.20),
-        (Scenario::NULLS[2], 0.20, 0.30),
-    ] {
-        let clean = false_direction_share(scenario, Variant::CLEAN, 0..60);
-        assert!(clean <= clean_bound, "{} clean: {clean}", scenario.name());
-        let noisy = false_direction_share(scenario, Variant::NOISY, 0..60);
-        assert!(noisy <= noisy_bound, "{} noisy: {noisy}", scenario.name());
+    for scenario in Scenario::NULLS {
+        let shares: Vec<f64> = Variant::ALL
+            .iter()
+            .map(|variant| false_direction_share(scenario, *variant, 0..200))
+            .collect();
+        let pooled = shares.iter().sum::<f64>() / shares.len() as f64;
+        assert!(pooled <= 0.10, "{}: {shares:?}", scenario.name());
+        assert!(
+            shares.iter().all(|share| *share <= 0.12),
+            "{}: {shares:?}",
+            scenario.name()
+        );
     }
 }
 

@@ -5,8 +5,9 @@
 //! null diaries (no trend, days correlated at 0.3, 0.6 and 0.8): the share of reports naming
 //! any measure improving or worsening.
 //!
-//! Usage: `trends-accuracy [--patients N] [--seed S] [--days D]` (N patients per scenario and
-//! variant, default 200; diaries of D days, default 90).
+//! Usage: `trends-accuracy [--patients N] [--seed S] [--seeds K] [--days D]` (N patients per
+//! scenario and variant, default 200; K cohorts seeded S, S+1, …, pooled so that a figure is
+//! not one lucky draw, default 1; diaries of D days, default 90).
 
 use std::process::ExitCode;
 
@@ -18,6 +19,7 @@ use rayon::prelude::*;
 struct Args {
     patients: u64,
     seed: u64,
+    seeds: u64,
     days: u32,
 }
 
@@ -25,6 +27,7 @@ fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         patients: 200,
         seed: 1,
+        seeds: 1,
         days: cohort::DEFAULT_DAYS,
     };
     let mut words = std::env::args().skip(1);
@@ -41,16 +44,27 @@ fn parse_args() -> Result<Args, String> {
                     .parse()
                     .map_err(|e| format!("--seed: {e}"))?
             }
+            "--seeds" => {
+                args.seeds = value("--seeds")?
+                    .parse()
+                    .map_err(|e| format!("--seeds: {e}"))?
+            }
             "--days" => {
                 args.days = value("--days")?
                     .parse()
                     .map_err(|e| format!("--days: {e}"))?
             }
             "-h" | "--help" => {
-                return Err("usage: trends-accuracy [--patients N] [--seed S] [--days D]".into())
+                return Err(
+                    "usage: trends-accuracy [--patients N] [--seed S] [--seeds K] [--days D]"
+                        .into(),
+                )
             }
             other => return Err(format!("unknown argument `{other}`")),
         }
+    }
+    if args.seeds == 0 {
+        return Err("--seeds must be at least 1".into());
     }
     if args.days < cohort::MIN_DAYS {
         return Err(format!("--days must be at least {}", cohort::MIN_DAYS));
@@ -73,9 +87,16 @@ fn main() -> ExitCode {
         }
     };
     let start = NaiveDate::from_ymd_opt(2026, 1, 5).unwrap_or_default();
+    let seeds = args.seed..args.seed.saturating_add(args.seeds);
+    let seed_text = if args.seeds == 1 {
+        format!("seed {}", args.seed)
+    } else {
+        format!("seeds {} to {}", seeds.start, seeds.end - 1)
+    };
     println!(
-        "Recovery of the ground truth, {} patients per cell, {}-day diaries, seed {}",
-        args.patients, args.days, args.seed
+        "Recovery of the ground truth, {} patients per cell, {}-day diaries, {seed_text}",
+        args.patients * args.seeds,
+        args.days,
     );
     println!(
         "{:<26} {:<20} {:>7} | {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}",
@@ -90,10 +111,14 @@ fn main() -> ExitCode {
         let truth = cohort::ground_truth(scenario, start, args.days);
         let options = Options::new(truth.as_of);
         for (variant_index, variant) in Variant::ALL.iter().enumerate() {
-            let recoveries: Vec<Recovery> = (0..args.patients)
+            let recoveries: Vec<Recovery> = seeds
+                .clone()
+                .flat_map(|seed| (0..args.patients).map(move |patient| (seed, patient)))
+                .collect::<Vec<_>>()
                 .into_par_iter()
-                .map(|patient| {
-                    let seed = args.seed.wrapping_mul(1_000_003).wrapping_add(patient);
+                .map(|(seed, patient)| {
+                    // The same diaries as a run with `--seed` set to this cohort's seed.
+                    let seed = seed.wrapping_mul(1_000_003).wrapping_add(patient);
                     let entries =
                         cohort::generate_variant(scenario, *variant, seed, start, args.days);
                     cohort::check(&analyse(&entries, &options), &truth)
