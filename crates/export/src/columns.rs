@@ -114,15 +114,32 @@ impl Cell {
 
     /// The CSV form: empty for no value, words joined by `;`.
     pub fn to_csv(&self) -> String {
-        match self {
-            Cell::Null => String::new(),
-            Cell::Int(n) => n.to_string(),
-            Cell::Float(x) => x.to_string(),
-            Cell::Bool(b) => b.to_string(),
-            Cell::Text(t) => t.clone(),
-            Cell::List(words) => words.join(";"),
-            Cell::Date(d) => d.to_string(),
-        }
+        let mut out = String::new();
+        self.write_csv(&mut out);
+        out
+    }
+
+    /// Appends the CSV form to `out`.
+    pub fn write_csv(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        // Writing to a String cannot fail.
+        let _ = match self {
+            Cell::Null => Ok(()),
+            Cell::Int(n) => write!(out, "{n}"),
+            Cell::Float(x) => write!(out, "{x}"),
+            Cell::Bool(b) => write!(out, "{b}"),
+            Cell::Text(t) => out.write_str(t),
+            Cell::List(words) => {
+                for (i, word) in words.iter().enumerate() {
+                    if i > 0 {
+                        out.push(';');
+                    }
+                    out.push_str(word);
+                }
+                Ok(())
+            }
+            Cell::Date(d) => write!(out, "{d}"),
+        };
     }
 }
 
@@ -243,10 +260,27 @@ fn field_cells(field: Field, facts: &EntryFacts<'_>, identified: bool, row: &mut
             row.push(Cell::Text(text.to_string()))
         }
         _ => {
-            for _ in field_columns(field, identified) {
+            for _ in 0..field_width(field, identified) {
                 row.push(Cell::Null);
             }
         }
+    }
+}
+
+/// How many columns [`field_columns`] gives `field`, without making them (per row, for the
+/// empty cells of an unanswered field).
+fn field_width(field: Field, identified: bool) -> usize {
+    let spec = field.spec();
+    match spec.kind {
+        Kind::Day => 2 + usize::from(identified),
+        Kind::Instant
+        | Kind::Score
+        | Kind::Count { .. }
+        | Kind::Flag
+        | Kind::Word(_)
+        | Kind::Words(_) => 1,
+        Kind::Text { .. } if identified && spec.writer == Writer::Person => 1,
+        Kind::Text { .. } | Kind::Tombstone => 0,
     }
 }
 
@@ -495,6 +529,19 @@ pub(crate) fn deletion_columns(identified: bool) -> Vec<Column> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_unanswered_field_leaves_as_many_cells_as_it_has_columns() {
+        for identified in [false, true] {
+            for field in Field::ALL {
+                assert_eq!(
+                    super::field_width(*field, identified),
+                    super::field_columns(*field, identified).len(),
+                    "{field}"
+                );
+            }
+        }
+    }
+
     use super::*;
 
     #[test]

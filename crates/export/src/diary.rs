@@ -2,12 +2,12 @@
 //! how often each was edited and whether devices disagreed), the deletions inside the export's
 //! time range, the first day (study day 0) and the monthly findings.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Datelike, Months, NaiveDate, Utc};
 use heeldiary_core::wire::PulledOp;
 use heeldiary_core::{Entry, EntryState};
-use heeldiary_trends::{analyse, Options as TrendOptions, Report};
+use heeldiary_trends::{DayHistory, Options as TrendOptions, Report};
 use uuid::Uuid;
 
 use crate::Options;
@@ -49,71 +49,170 @@ pub struct PreparedPatient {
     pub unreadable: u32,
 }
 
-struct Folded {
-    state: EntryState,
-    first_op: bool,
-    edits: u32,
-    conflicted: bool,
-    last_received: DateTime<Utc>,
+/// One stored entry of a patient as a streamed export takes it
+/// ([`Exporter::add_entry`](crate::Exporter::add_entry)): the merged state the server keeps, and
+/// the entry's operations when there is more than one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryRecord {
+    /// The entry.
+    pub entry_id: Uuid,
+    /// Whether a tombstone won.
+    pub deleted: bool,
+    /// The merged field values (may be empty for a deleted entry).
+    pub state: EntryState,
+    /// When the server last received a change to it: what `since` and `until` compare.
+    pub last_received: DateTime<Utc>,
+    /// Its operations in cursor order; may be left empty for an entry made by one operation
+    /// (no edit, no conflict).
+    pub ops: Vec<PulledOp>,
+}
+
+impl EntryRecord {
+    /// The record of an entry from all its operations, in cursor order.
+    pub fn from_ops(entry_id: Uuid, ops: Vec<PulledOp>) -> Self {
+        let mut state = EntryState::default();
+        for pulled in &ops {
+            state.apply(&pulled.op);
+        }
+        let last_received = ops
+            .iter()
+            .map(|p| p.received_at)
+            .max()
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        EntryRecord {
+            entry_id,
+            deleted: state.is_deleted(),
+            state,
+            last_received,
+            ops,
+        }
+    }
+
+    /// Operations on the entry after the first (tombstones aside), and whether two devices
+    /// wrote different values to one field, folding the operations in cursor order.
+    pub fn history_counts(&self) -> (u32, bool) {
+        let mut state = EntryState::default();
+        let mut edits = 0;
+        let mut conflicted = false;
+        for (at, pulled) in self.ops.iter().enumerate() {
+            let outcome = state.apply(&pulled.op);
+            if at > 0 && !pulled.op.is_tombstone() {
+                edits += 1;
+            }
+            conflicted |= !outcome.conflicts.is_empty();
+        }
+        (edits, conflicted)
+    }
+}
+
+impl EntryRecord {
+    /// The record sorted for `options` (a row, a deletion, or nothing) with its history
+    /// counts: the per-entry work of an export, which a caller may do on another thread before
+    /// [`Exporter::add_prepared`](crate::Exporter::add_prepared).
+    pub fn prepare(self, options: &Options) -> PreparedEntry {
+        let sorted = sort_record(&self, options);
+        let (edits, conflicted) = match &sorted {
+            Sorted::Live(_, true) => self.history_counts(),
+            _ => (0, false),
+        };
+        PreparedEntry {
+            entry_id: self.entry_id,
+            sorted,
+            edits,
+            conflicted,
+        }
+    }
+}
+
+/// An [`EntryRecord`] sorted for an export's options (see [`EntryRecord::prepare`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreparedEntry {
+    pub(crate) entry_id: Uuid,
+    pub(crate) sorted: Sorted,
+    pub(crate) edits: u32,
+    pub(crate) conflicted: bool,
+}
+
+/// Every operation of `diary` grouped by entry, as records in id order.
+pub(crate) fn records(diary: &PatientDiary) -> Vec<EntryRecord> {
+    let mut by_entry: BTreeMap<Uuid, Vec<PulledOp>> = BTreeMap::new();
+    for pulled in &diary.ops {
+        by_entry
+            .entry(pulled.op.entry_id)
+            .or_default()
+            .push(pulled.clone());
+    }
+    by_entry
+        .into_iter()
+        .map(|(id, ops)| EntryRecord::from_ops(id, ops))
+        .collect()
 }
 
 impl PreparedPatient {
     /// Merges the feed and keeps what `options` asks for.
     pub fn new(diary: &PatientDiary, options: &Options) -> Self {
-        let mut folded: BTreeMap<Uuid, Folded> = BTreeMap::new();
-        for pulled in &diary.ops {
-            let op = &pulled.op;
-            let slot = folded.entry(op.entry_id).or_insert_with(|| Folded {
-                state: EntryState::default(),
-                first_op: true,
-                edits: 0,
-                conflicted: false,
-                last_received: pulled.received_at,
-            });
-            let outcome = slot.state.apply(op);
-            if !slot.first_op && !op.is_tombstone() {
-                slot.edits += 1;
-            }
-            slot.first_op = false;
-            slot.conflicted |= !outcome.conflicts.is_empty();
-            slot.last_received = slot.last_received.max(pulled.received_at);
-        }
+        Self::from_records(diary.patient_id, records(diary), options)
+    }
+
+    /// A patient made ready from its stored entries, in any order.
+    pub fn from_records(
+        patient_id: Uuid,
+        records: impl IntoIterator<Item = EntryRecord>,
+        options: &Options,
+    ) -> Self {
         let mut prepared = PreparedPatient {
-            patient_id: diary.patient_id,
+            patient_id,
             first_day: None,
             entries: Vec::new(),
             deletions: Vec::new(),
             history: Vec::new(),
             unreadable: 0,
         };
-        for (id, f) in folded {
-            if f.state.is_deleted() {
-                if options.since.is_some() && options.covers(f.last_received) {
-                    prepared.deletions.push(id);
-                }
-                continue;
+        for record in records {
+            if let Taken::Entry(entry) = prepared.take(record, options) {
+                prepared.first_day =
+                    Some(prepared.first_day.map_or(entry.day, |d| d.min(entry.day)));
+                prepared.history.push(entry);
             }
-            let entry = match f.state.to_entry(id) {
-                Ok(entry) => entry,
-                Err(e) if e.is_incomplete() => continue,
-                Err(_) => {
-                    prepared.unreadable += 1;
-                    continue;
-                }
-            };
-            prepared.first_day = Some(prepared.first_day.map_or(entry.day, |d| d.min(entry.day)));
-            if options.covers(f.last_received) {
-                prepared.entries.push(ExportedEntry {
-                    entry: entry.clone(),
-                    edits: f.edits,
-                    conflicted: f.conflicted,
-                });
-            }
-            prepared.history.push(entry);
         }
-        prepared.entries.sort_by_key(|e| (e.entry.day, e.entry.id));
-        prepared.history.sort_by_key(|e| (e.day, e.id));
+        prepared.sort();
         prepared
+    }
+
+    /// Sorts one record in: a deletion in range, an exported entry, or nothing. Returns the
+    /// live entry for the history.
+    pub(crate) fn take(&mut self, record: EntryRecord, options: &Options) -> Taken {
+        self.take_prepared(record.prepare(options))
+    }
+
+    pub(crate) fn take_prepared(&mut self, prepared: PreparedEntry) -> Taken {
+        match prepared.sorted {
+            Sorted::Deletion => {
+                self.deletions.push(prepared.entry_id);
+                Taken::Deletion
+            }
+            Sorted::Skipped => Taken::Nothing,
+            Sorted::Unreadable => {
+                self.unreadable += 1;
+                Taken::Nothing
+            }
+            Sorted::Live(entry, exported) => {
+                if exported {
+                    self.entries.push(ExportedEntry {
+                        entry: entry.clone(),
+                        edits: prepared.edits,
+                        conflicted: prepared.conflicted,
+                    });
+                }
+                Taken::Entry(entry)
+            }
+        }
+    }
+
+    /// Puts the entries and the history in day order.
+    pub(crate) fn sort(&mut self) {
+        self.entries.sort_by_key(|e| (e.entry.day, e.entry.id));
+        self.history.sort_by_key(|e| (e.day, e.id));
     }
 
     /// The analysis of each calendar month with a logged day, from the first entry's month to
@@ -124,27 +223,74 @@ impl PreparedPatient {
         let Some(first) = self.first_day else {
             return Vec::new();
         };
-        let months: std::collections::BTreeSet<NaiveDate> = self
+        let mut history = DayHistory::default();
+        for entry in &self.history {
+            history.add(entry);
+        }
+        let months: BTreeSet<NaiveDate> = self
             .entries
             .iter()
             .map(|e| month_start(e.entry.day))
             .collect();
-        let first_month = month_start(first);
-        let mut out = Vec::with_capacity(months.len());
-        for month in months {
-            let next = month + Months::new(1);
-            let last_day = next.pred_opt().unwrap_or(month);
-            let upto = self.history.partition_point(|e| e.day < next);
-            let options = TrendOptions::new(last_day).with_window_days(last_day.day());
-            let report = analyse(&self.history[..upto], &options);
-            let study_month = months_between(first_month, month);
-            out.push((study_month, month, report));
-        }
-        out
+        monthly_reports(&history, first, &months)
     }
 }
 
-fn month_start(day: NaiveDate) -> NaiveDate {
+pub(crate) enum Taken {
+    Entry(Entry),
+    Deletion,
+    Nothing,
+}
+
+/// Where a record goes.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Sorted {
+    /// A deleted entry to list in `deletions`.
+    Deletion,
+    /// Nothing to export: deleted outside the range, or not yet a whole entry.
+    Skipped,
+    /// Stored values that no longer make an entry.
+    Unreadable,
+    /// A live entry, and whether it is in the export's range.
+    Live(Entry, bool),
+}
+
+pub(crate) fn sort_record(record: &EntryRecord, options: &Options) -> Sorted {
+    if record.deleted {
+        return if options.since.is_some() && options.covers(record.last_received) {
+            Sorted::Deletion
+        } else {
+            Sorted::Skipped
+        };
+    }
+    match record.state.to_entry(record.entry_id) {
+        Ok(entry) => Sorted::Live(entry, options.covers(record.last_received)),
+        Err(e) if e.is_incomplete() => Sorted::Skipped,
+        Err(_) => Sorted::Unreadable,
+    }
+}
+
+/// The report of each month in `months` (first days), from the day summaries of the whole
+/// history: the month is the window, the history up to its last day the context.
+pub(crate) fn monthly_reports(
+    history: &DayHistory,
+    first_day: NaiveDate,
+    months: &BTreeSet<NaiveDate>,
+) -> Vec<(u32, NaiveDate, Report)> {
+    let first_month = month_start(first_day);
+    months
+        .iter()
+        .map(|&month| {
+            let next = month + Months::new(1);
+            let last_day = next.pred_opt().unwrap_or(month);
+            let options = TrendOptions::new(last_day).with_window_days(last_day.day());
+            let report = history.period_report(&options);
+            (months_between(first_month, month), month, report)
+        })
+        .collect()
+}
+
+pub(crate) fn month_start(day: NaiveDate) -> NaiveDate {
     day.with_day(1).unwrap_or(day)
 }
 

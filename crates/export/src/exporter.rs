@@ -1,8 +1,12 @@
 //! The export of one cohort: created on an [`OutputFiles`], fed one patient at a time, finished
 //! with the manifest and the data dictionary.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
+
+use chrono::NaiveDate;
+use heeldiary_trends::DayHistory;
+use uuid::Uuid;
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -11,7 +15,9 @@ use crate::columns::{
     deletion_columns, entry_columns, entry_row, findings_columns, summary_columns, word, Cell,
     Column, EntryFacts, RED_FLAG_KINDS,
 };
-use crate::diary::{PatientDiary, PreparedPatient};
+use crate::diary::{
+    self, EntryRecord, PatientDiary, PreparedEntry, PreparedPatient, Sorted, Taken,
+};
 use crate::table::{CsvTable, NdjsonTable, ParquetTable, TableWriter};
 use crate::{
     fhir, meds, ExportError, ExportKey, Format, Options, MIN_CELL_PATIENTS, SCHEMA_VERSION,
@@ -68,6 +74,23 @@ pub struct Exporter {
     unreadable: u64,
     /// Patients per (study month, pattern): the aggregate table.
     cells: BTreeMap<(u32, &'static str), u64>,
+    /// The patient being added.
+    current: Option<Current>,
+}
+
+/// The patient being streamed: what its findings need once its entries are in.
+struct Current {
+    patient_id: Uuid,
+    subject: i64,
+    first_day: Option<NaiveDate>,
+    /// One summary per logged day: bounded by the days of the diary, not its entries.
+    days: DayHistory,
+    /// First days of the months holding an exported entry.
+    months: BTreeSet<NaiveDate>,
+    entries: u64,
+    deletions: u64,
+    /// For MEDS and FHIR, which write a patient whole: the patient's entries.
+    collected: Option<PreparedPatient>,
 }
 
 fn table(
@@ -146,6 +169,7 @@ impl Exporter {
             patients: 0,
             unreadable: 0,
             cells: BTreeMap::new(),
+            current: None,
         })
     }
 
@@ -158,17 +182,179 @@ impl Exporter {
         *self.rows.entry(table.to_string()).or_default() += n;
     }
 
-    /// Adds one consenting patient. A patient with nothing in the time range adds no rows.
+    /// Adds one consenting patient from its whole feed. A patient with nothing in the time
+    /// range adds no rows. [`start_patient`](Self::start_patient) and
+    /// [`add_entry`](Self::add_entry) do the same one entry at a time, in flat memory.
     pub fn add(&mut self, diary: &PatientDiary) -> Result<(), ExportError> {
-        let patient = PreparedPatient::new(diary, &self.options);
-        self.unreadable += u64::from(patient.unreadable);
-        if patient.entries.is_empty() && patient.deletions.is_empty() {
+        let records = diary::records(diary);
+        let first_day = records
+            .iter()
+            .filter_map(|r| match diary::sort_record(r, &self.options) {
+                Sorted::Live(entry, _) => Some(entry.day),
+                _ => None,
+            })
+            .min();
+        self.start_patient(diary.patient_id, first_day)?;
+        for record in records {
+            self.add_entry(record)?;
+        }
+        self.finish_patient().map(|_| ())
+    }
+
+    /// Starts a patient whose entries follow through [`add_entry`](Self::add_entry), in any
+    /// order, then [`finish_patient`](Self::finish_patient). `first_day` is the day of the
+    /// patient's first live entry (study day 0).
+    ///
+    /// # Failure
+    /// [`ExportError::Invalid`] when the previous patient was not finished.
+    pub fn start_patient(
+        &mut self,
+        patient_id: Uuid,
+        first_day: Option<NaiveDate>,
+    ) -> Result<(), ExportError> {
+        if self.current.is_some() {
+            return Err(ExportError::Invalid(
+                "a patient was started before the previous one was finished".into(),
+            ));
+        }
+        let collected = match self.sink {
+            Sink::Tables { .. } => None,
+            Sink::Meds(_) | Sink::Fhir { .. } => Some(PreparedPatient {
+                patient_id,
+                first_day,
+                entries: Vec::new(),
+                deletions: Vec::new(),
+                history: Vec::new(),
+                unreadable: 0,
+            }),
+        };
+        self.current = Some(Current {
+            patient_id,
+            subject: self.key.subject_id(patient_id),
+            first_day,
+            days: DayHistory::default(),
+            months: BTreeSet::new(),
+            entries: 0,
+            deletions: 0,
+            collected,
+        });
+        Ok(())
+    }
+
+    /// Adds one stored entry of the patient started last: a row when it is live and in range,
+    /// a deletion when it was deleted in range (with `since`), and its day to the history the
+    /// monthly findings read.
+    ///
+    /// # Failure
+    /// [`ExportError::Invalid`] when no patient was started; a write error.
+    pub fn add_entry(&mut self, record: EntryRecord) -> Result<(), ExportError> {
+        let prepared = record.prepare(&self.options);
+        self.add_prepared(prepared)
+    }
+
+    /// [`add_entry`](Self::add_entry) of a record prepared already (with the same options).
+    ///
+    /// # Failure
+    /// [`ExportError::Invalid`] when no patient was started; a write error.
+    pub fn add_prepared(&mut self, prepared: PreparedEntry) -> Result<(), ExportError> {
+        let Some(current) = self.current.as_mut() else {
+            return Err(ExportError::Invalid("no patient was started".into()));
+        };
+        if let Some(collected) = current.collected.as_mut() {
+            match collected.take_prepared(prepared) {
+                Taken::Entry(entry) => {
+                    if collected
+                        .entries
+                        .last()
+                        .is_some_and(|e| e.entry.id == entry.id)
+                    {
+                        current.months.insert(diary::month_start(entry.day));
+                        current.entries += 1;
+                    }
+                    current.days.add(&entry);
+                    collected.history.push(entry);
+                }
+                Taken::Deletion => current.deletions += 1,
+                Taken::Nothing => {}
+            }
             return Ok(());
+        }
+        let Sink::Tables {
+            entries, deletions, ..
+        } = &mut self.sink
+        else {
+            return Ok(());
+        };
+        let identified = self.options.identified;
+        let PreparedEntry {
+            entry_id,
+            sorted,
+            edits,
+            conflicted,
+        } = prepared;
+        match sorted {
+            Sorted::Deletion => {
+                if let Some(table) = deletions {
+                    let mut row = vec![
+                        Cell::Int(current.subject),
+                        Cell::Text(self.key.entry_key(entry_id)),
+                    ];
+                    if identified {
+                        row.push(Cell::Text(entry_id.to_string()));
+                    }
+                    table.write_row(&row)?;
+                    current.deletions += 1;
+                }
+            }
+            Sorted::Skipped => {}
+            Sorted::Unreadable => self.unreadable += 1,
+            Sorted::Live(entry, exported) => {
+                current.days.add(&entry);
+                if exported {
+                    // An entry before the first day given is its own study day 0.
+                    let first_day = current.first_day.map_or(entry.day, |d| d.min(entry.day));
+                    entries.write_row(&entry_row(
+                        &EntryFacts {
+                            subject_id: current.subject,
+                            entry_key: self.key.entry_key(entry.id),
+                            patient_id: current.patient_id,
+                            first_day,
+                            entry: &entry,
+                            edits,
+                            conflicted,
+                        },
+                        identified,
+                    ))?;
+                    current.months.insert(diary::month_start(entry.day));
+                    current.entries += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Finishes the patient started last: its monthly findings and counts. Returns whether the
+    /// patient contributed a row (an entry or a deletion in range).
+    ///
+    /// # Failure
+    /// [`ExportError::Invalid`] when no patient was started; a write error.
+    pub fn finish_patient(&mut self) -> Result<bool, ExportError> {
+        let Some(current) = self.current.take() else {
+            return Err(ExportError::Invalid("no patient was started".into()));
+        };
+        if let Some(collected) = &current.collected {
+            self.unreadable += u64::from(collected.unreadable);
+        }
+        if current.entries == 0 && current.deletions == 0 {
+            return Ok(false);
         }
         self.patients += 1;
         let identified = self.options.identified;
-        let subject = self.key.subject_id(patient.patient_id);
-        let findings = patient.monthly_findings();
+        let subject = current.subject;
+        let findings = match current.first_day.or(current.days.first_day()) {
+            Some(first_day) => diary::monthly_reports(&current.days, first_day, &current.months),
+            None => Vec::new(),
+        };
         for (study_month, _, report) in &findings {
             if report.adherence.days_logged > 0 {
                 *self
@@ -179,15 +365,9 @@ impl Exporter {
         }
         match &mut self.sink {
             Sink::Tables {
-                entries,
                 findings: findings_table,
-                deletions,
                 ..
             } => {
-                let rows = patient.entry_rows(&self.key, identified);
-                for row in &rows {
-                    entries.write_row(row)?;
-                }
                 let mut finding_rows = 0;
                 for (study_month, month, report) in &findings {
                     findings_table.write_row(&finding_row(
@@ -199,38 +379,35 @@ impl Exporter {
                     ))?;
                     finding_rows += 1;
                 }
-                let mut deleted = 0;
-                if let Some(table) = deletions {
-                    for id in &patient.deletions {
-                        let mut row = vec![Cell::Int(subject), Cell::Text(self.key.entry_key(*id))];
-                        if identified {
-                            row.push(Cell::Text(id.to_string()));
-                        }
-                        table.write_row(&row)?;
-                        deleted += 1;
-                    }
-                }
-                self.count("entries", rows.len() as u64);
+                self.count("entries", current.entries);
                 self.count("findings", finding_rows);
                 if self.options.since.is_some() {
-                    self.count("deletions", deleted);
+                    self.count("deletions", current.deletions);
                 }
             }
-            Sink::Meds(data) => data.add(&patient, &self.key, identified)?,
+            Sink::Meds(data) => {
+                if let Some(mut patient) = current.collected {
+                    patient.sort();
+                    data.add(&patient, &self.key, identified)?;
+                }
+            }
             Sink::Fhir {
                 patients,
                 observations,
             } => {
-                let resources = fhir::resources(&patient, &self.key, identified);
-                write_line(patients, &resources.patient)?;
-                for observation in &resources.observations {
-                    write_line(observations, observation)?;
+                if let Some(mut patient) = current.collected {
+                    patient.sort();
+                    let resources = fhir::resources(&patient, &self.key, identified);
+                    write_line(patients, &resources.patient)?;
+                    for observation in &resources.observations {
+                        write_line(observations, observation)?;
+                    }
+                    self.count("Patient", 1);
+                    self.count("Observation", resources.observations.len() as u64);
                 }
-                self.count("Patient", 1);
-                self.count("Observation", resources.observations.len() as u64);
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Closes the data files and writes the aggregate table, the manifest and the data

@@ -13,7 +13,11 @@ pub const KEY_BYTES: usize = 32;
 
 /// The server's secret for pseudonyms. Never printed.
 #[derive(Clone)]
-pub struct ExportKey([u8; KEY_BYTES]);
+pub struct ExportKey {
+    bytes: [u8; KEY_BYTES],
+    /// The HMAC with the key schedule done once: each pseudonym starts from a copy.
+    keyed: Hmac<Sha256>,
+}
 
 impl fmt::Debug for ExportKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -24,7 +28,8 @@ impl fmt::Debug for ExportKey {
 impl ExportKey {
     /// A key from its bytes (the caller makes them at random and keeps them).
     pub fn from_bytes(bytes: [u8; KEY_BYTES]) -> Self {
-        ExportKey(bytes)
+        let keyed = Hmac::<Sha256>::new_from_slice(&bytes).expect("HMAC takes any key length");
+        ExportKey { bytes, keyed }
     }
 
     /// Reads the key file form: 64 hexadecimal characters, surrounding white space ignored.
@@ -37,16 +42,16 @@ impl ExportKey {
         for (i, byte) in bytes.iter_mut().enumerate() {
             *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
         }
-        Some(ExportKey(bytes))
+        Some(ExportKey::from_bytes(bytes))
     }
 
     /// The key file form.
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        self.bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 
     fn mac(&self, domain: &str, id: Uuid) -> [u8; 32] {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        let mut mac = self.keyed.clone();
         // The domain keeps a patient's pseudonym apart from an entry's even for equal ids.
         mac.update(domain.as_bytes());
         mac.update(id.as_bytes());
@@ -64,10 +69,13 @@ impl ExportKey {
 
     /// The stable pseudonymous key of an entry: 96 bits of the HMAC in hex.
     pub fn entry_key(&self, entry_id: Uuid) -> String {
-        self.mac("entry\0", entry_id)[..12]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut key = String::with_capacity(24);
+        for b in &self.mac("entry\0", entry_id)[..12] {
+            key.push(char::from(HEX[usize::from(b >> 4)]));
+            key.push(char::from(HEX[usize::from(b & 15)]));
+        }
+        key
     }
 }
 

@@ -31,6 +31,7 @@ pub trait TableWriter {
 pub struct CsvTable<W: Write> {
     writer: csv::Writer<W>,
     rows: u64,
+    field: String,
 }
 
 impl<W: Write> CsvTable<W> {
@@ -40,7 +41,11 @@ impl<W: Write> CsvTable<W> {
         writer
             .write_record(columns.iter().map(|c| c.name.as_str()))
             .map_err(|e| ExportError::Csv(e.to_string()))?;
-        Ok(CsvTable { writer, rows: 0 })
+        Ok(CsvTable {
+            writer,
+            rows: 0,
+            field: String::new(),
+        })
     }
 
     /// Continues a table on `out` without a header: a later chunk of a streamed table.
@@ -48,6 +53,7 @@ impl<W: Write> CsvTable<W> {
         CsvTable {
             writer: csv::Writer::from_writer(out),
             rows: 0,
+            field: String::new(),
         }
     }
 
@@ -61,16 +67,24 @@ impl<W: Write> CsvTable<W> {
 
 impl<W: Write> TableWriter for CsvTable<W> {
     fn write_row(&mut self, row: &[Cell]) -> Result<(), ExportError> {
-        let mut record = csv::StringRecord::with_capacity(row.len() * 4, row.len());
+        let csv_error = |e: csv::Error| ExportError::Csv(e.to_string());
+        // Fields go straight to the writer; numbers and lists through one reused buffer.
         for cell in row {
             match cell {
-                Cell::Text(t) => record.push_field(t),
-                other => record.push_field(&other.to_csv()),
+                Cell::Text(t) => self.writer.write_field(t),
+                Cell::Null => self.writer.write_field(""),
+                Cell::Bool(b) => self.writer.write_field(if *b { "true" } else { "false" }),
+                other => {
+                    self.field.clear();
+                    other.write_csv(&mut self.field);
+                    self.writer.write_field(&self.field)
+                }
             }
+            .map_err(csv_error)?;
         }
         self.writer
-            .write_record(&record)
-            .map_err(|e| ExportError::Csv(e.to_string()))?;
+            .write_record(std::iter::empty::<&[u8]>())
+            .map_err(csv_error)?;
         self.rows += 1;
         Ok(())
     }

@@ -9,7 +9,8 @@ use chrono::{NaiveDate, TimeZone, Utc};
 use heeldiary_core::wire::PulledOp;
 use heeldiary_core::{Field, Hlc, Op, Patch};
 use heeldiary_export::{
-    entry_columns, ExportError, ExportKey, Exporter, Format, Options, OutputFiles, PatientDiary,
+    entry_columns, EntryRecord, ExportError, ExportKey, Exporter, Format, Options, OutputFiles,
+    PatientDiary,
 };
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -364,4 +365,126 @@ fn parquet_columns_are_typed() {
     assert_eq!(physical("subject_id"), Type::INT64);
     assert_eq!(physical("backfilled"), Type::BOOLEAN);
     assert_eq!(reader.metadata().file_metadata().num_rows(), 1);
+}
+
+/// What storage hands a streamed export: one record per entry, with the operations only of
+/// entries made by more than one.
+fn stored_records(diary: &PatientDiary) -> Vec<EntryRecord> {
+    let mut by_entry: BTreeMap<Uuid, Vec<PulledOp>> = BTreeMap::new();
+    for pulled in &diary.ops {
+        by_entry
+            .entry(pulled.op.entry_id)
+            .or_default()
+            .push(pulled.clone());
+    }
+    by_entry
+        .into_iter()
+        .map(|(id, ops)| {
+            let mut record = EntryRecord::from_ops(id, ops);
+            if record.ops.len() == 1 {
+                record.ops.clear();
+            }
+            record
+        })
+        .collect()
+}
+
+fn streamed(format: Format, diaries: &[PatientDiary], reverse: bool) -> Memory {
+    let mut files = Memory::default();
+    let options = Options::new(format, Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap());
+    let mut exporter = Exporter::new(options, key(), &mut files).unwrap();
+    for diary in diaries {
+        let mut records = stored_records(diary);
+        if reverse {
+            records.reverse();
+        }
+        let first_day = records
+            .iter()
+            .filter(|r| !r.deleted)
+            .filter_map(|r| r.state.to_entry(r.entry_id).ok())
+            .map(|e| e.day)
+            .min();
+        exporter.start_patient(diary.patient_id, first_day).unwrap();
+        for record in records {
+            exporter.add_entry(record).unwrap();
+        }
+        exporter.finish_patient().unwrap();
+    }
+    exporter.finish(&mut files).unwrap();
+    files
+}
+
+#[test]
+fn a_streamed_export_writes_what_the_whole_feed_writes() {
+    let mut d = Diary::new();
+    for day in 1..=28 {
+        d.entry(day, (day % 11) as u8, "n");
+    }
+    let edited = d.entry(29, 3, "x");
+    let device = d.device;
+    d.op(
+        Uuid::now_v7(),
+        edited,
+        (2026, 10, 30),
+        json!({"first_step_pain": 7}),
+    );
+    d.op(
+        device,
+        edited,
+        (2026, 10, 30),
+        json!({"first_step_pain": 5}),
+    );
+    let deleted = d.entry(30, 1, "y");
+    d.op(device, deleted, (2026, 10, 31), json!({"deleted": true}));
+    let mut other = Diary::new();
+    other.entry(3, 4, "z");
+    let diaries = [d.diary(), other.diary()];
+    let at = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
+
+    for format in [Format::Csv, Format::Ndjson, Format::Fhir] {
+        let mut whole = Memory::default();
+        let mut exporter = Exporter::new(Options::new(format, at), key(), &mut whole).unwrap();
+        for diary in &diaries {
+            exporter.add(diary).unwrap();
+        }
+        exporter.finish(&mut whole).unwrap();
+        let stream = streamed(format, &diaries, false);
+        assert_eq!(stream.all_bytes(), whole.all_bytes(), "{format}");
+    }
+
+    // In another order the rows come in that order; the findings are the same.
+    let forward = streamed(Format::Csv, &diaries, false);
+    let backward = streamed(Format::Csv, &diaries, true);
+    assert_eq!(backward.text("findings.csv"), forward.text("findings.csv"));
+    let sorted = |text: String| {
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(
+        sorted(backward.text("entries.csv")),
+        sorted(forward.text("entries.csv"))
+    );
+    let rows: Vec<Value> = forward
+        .text("manifest.json")
+        .parse::<Value>()
+        .map(|m| vec![m["row_counts"].clone()])
+        .unwrap();
+    assert_eq!(rows[0]["entries"], json!(30));
+}
+
+#[test]
+fn a_patient_must_be_started_before_its_entries() {
+    let mut files = Memory::default();
+    let mut exporter =
+        Exporter::new(Options::new(Format::Csv, Utc::now()), key(), &mut files).unwrap();
+    let record = EntryRecord::from_ops(Uuid::now_v7(), Vec::new());
+    assert!(exporter.add_entry(record).is_err());
+    assert!(exporter.finish_patient().is_err());
+    exporter.start_patient(Uuid::now_v7(), None).unwrap();
+    assert!(exporter.start_patient(Uuid::now_v7(), None).is_err());
+    assert!(
+        !exporter.finish_patient().unwrap(),
+        "a patient with nothing adds no row"
+    );
 }

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use crate::auth::Analyst;
 use crate::error::ApiError;
-use crate::export::{load_diary, load_or_create_key, record, Format, Options};
+use crate::export::{load_or_create_key, prepare_patient, record, ExportActor, Format, Options};
 use crate::storage::Storage;
 use crate::AppState;
 
@@ -93,19 +93,30 @@ async fn log_start<S: Storage>(
     state: &AppState<S>,
     analyst: &Analyst,
     options: &Options,
-    patients: usize,
+    patients: &[uuid::Uuid],
 ) -> Result<(), ApiError> {
     let summary = Summary {
         format: options.format,
-        patients: patients as u64,
+        patients: patients.len() as u64,
         rows: Default::default(),
         suppressed_cells: 0,
         unreadable_entries: 0,
         identified: false,
         files: Vec::new(),
     };
-    let actor = format!("analyst:{}", analyst.analyst_id);
-    record(&state.storage, options, &actor, "http", &summary).await?;
+    let actor = ExportActor::Analyst {
+        analyst_id: analyst.analyst_id,
+    };
+    // Every consenting patient's diary may be read by the stream that follows.
+    record(
+        &state.storage,
+        options,
+        &actor,
+        "http",
+        &summary,
+        patients.to_vec(),
+    )
+    .await?;
     Ok(())
 }
 
@@ -118,7 +129,7 @@ async fn export<S: Storage>(
     let options = export_params(query.as_deref().unwrap_or(""))?;
     let key = key_of(&state)?;
     let patients = state.storage.consenting_patients().await?;
-    log_start(&state, &analyst, &options, patients.len()).await?;
+    log_start(&state, &analyst, &options, &patients).await?;
     match options.format {
         Format::Fhir => {
             Ok(Json(fhir_manifest(&state, &headers, query.as_deref(), &options)).into_response())
@@ -205,7 +216,7 @@ async fn fhir_file<S: Storage>(
     options.format = Format::Fhir;
     let key = key_of(&state)?;
     let patients = state.storage.consenting_patients().await?;
-    log_start(&state, &analyst, &options, patients.len()).await?;
+    log_start(&state, &analyst, &options, &patients).await?;
     let body = stream(
         state.storage.clone(),
         options,
@@ -279,8 +290,8 @@ where
             return;
         }
         for patient_id in patients {
-            let chunk = match load_diary(&storage, patient_id).await {
-                Ok(diary) => render(&PreparedPatient::new(&diary, &options)),
+            let chunk = match prepare_patient(&storage, patient_id, &options).await {
+                Ok(patient) => render(&patient),
                 Err(e) => Err(e.to_string()),
             };
             let item = chunk.map(Bytes::from).map_err(|e| {

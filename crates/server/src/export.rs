@@ -7,15 +7,17 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use chrono::Utc;
-use heeldiary_core::wire::MAX_PULL_LIMIT;
+use chrono::{DateTime, Utc};
 use heeldiary_export::{
-    ExportError as WriteError, ExportKey, Exporter, OutputFiles, PatientDiary, Summary, KEY_BYTES,
+    EntryRecord, ExportError as WriteError, ExportKey, Exporter, OutputFiles, PreparedEntry,
+    PreparedPatient, Summary, KEY_BYTES,
 };
 use rand::RngCore;
 use uuid::Uuid;
 
-use crate::storage::{ExportRecord, Storage, StorageError};
+use crate::storage::{
+    AccessRecord, ExportEntry, ExportRecord, Storage, StorageError, ADMINISTRATOR_ID,
+};
 
 pub use heeldiary_export::{Format, Options};
 
@@ -95,21 +97,37 @@ pub fn load_or_create_key(path: &Path) -> Result<ExportKey, ExportFailure> {
     }
 }
 
-/// Every operation of one patient, read page by page.
-pub async fn load_diary<S: Storage>(
+/// Stored entries read per storage call: enough to keep the per-call cost small, few enough
+/// that a page in memory stays a few megabytes.
+const EXPORT_PAGE: u32 = 4096;
+
+fn entry_record(stored: ExportEntry) -> EntryRecord {
+    EntryRecord {
+        entry_id: stored.entry_id,
+        deleted: stored.deleted,
+        state: stored.state,
+        last_received: stored.updated_at,
+        ops: stored.ops,
+    }
+}
+
+/// One patient's stored entries made ready for export, read page by page.
+pub async fn prepare_patient<S: Storage>(
     storage: &S,
     patient_id: Uuid,
-) -> Result<PatientDiary, StorageError> {
-    let mut ops = Vec::new();
-    let mut after = 0;
+    options: &Options,
+) -> Result<PreparedPatient, StorageError> {
+    let mut records = Vec::new();
+    let mut after = None;
     loop {
-        let page = storage.pull(patient_id, after, MAX_PULL_LIMIT).await?;
-        if let Some(last) = page.ops.last() {
-            after = last.cursor;
-        }
-        ops.extend(page.ops);
-        if !page.has_more {
-            return Ok(PatientDiary { patient_id, ops });
+        let page = storage
+            .export_entries(patient_id, after, EXPORT_PAGE)
+            .await?;
+        let more = page.len() == EXPORT_PAGE as usize;
+        after = page.last().map(|e| e.entry_id);
+        records.extend(page.into_iter().map(entry_record));
+        if !more {
+            return Ok(PreparedPatient::from_records(patient_id, records, options));
         }
     }
 }
@@ -178,9 +196,63 @@ pub trait Progress {
 
 impl Progress for () {}
 
+/// Who ran an export: what the export log and each patient's access log say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportActor {
+    /// The clinic's administrator on the command line (the operating-system user).
+    Admin {
+        /// The user name.
+        user: String,
+    },
+    /// An analyst over HTTP.
+    Analyst {
+        /// The analyst's id.
+        analyst_id: Uuid,
+    },
+}
+
+impl ExportActor {
+    /// The export log's form: `admin:<user>` or `analyst:<id>`.
+    pub fn log_name(&self) -> String {
+        match self {
+            ExportActor::Admin { user } => format!("admin:{user}"),
+            ExportActor::Analyst { analyst_id } => format!("analyst:{analyst_id}"),
+        }
+    }
+
+    /// The line a patient reads in the access log: the analyst's id (its name comes with the
+    /// log), or the nil id for the clinic's administrator; what was exported, and how.
+    pub fn access_record(
+        &self,
+        patient_id: Uuid,
+        options: &Options,
+        at: DateTime<Utc>,
+    ) -> AccessRecord {
+        let (provider_id, who) = match self {
+            ExportActor::Admin { .. } => (ADMINISTRATOR_ID, "the clinic administrator"),
+            ExportActor::Analyst { analyst_id } => (*analyst_id, "a research analyst"),
+        };
+        let how = if options.identified {
+            "identified: with your id, dates and notes"
+        } else {
+            "de-identified"
+        };
+        AccessRecord {
+            patient_id,
+            provider_id,
+            provider_name: String::new(),
+            what: format!("research export ({}, {how}) by {who}", options.format),
+            at,
+            address: None,
+            break_glass: false,
+        }
+    }
+}
+
 /// Exports every consenting patient into the folder `out` (created; it must not exist or be
 /// empty). The files are written in a temporary folder beside it and renamed at the end, so
-/// `out` holds a whole export or nothing. The export is recorded in the log as `actor`.
+/// `out` holds a whole export or nothing. The export is recorded in the export log as `actor`,
+/// and in the access log of every patient it holds rows of.
 ///
 /// # Failure
 /// [`ExportFailure::Refused`] for contradictory options or an unusable `out` (nothing is
@@ -190,7 +262,7 @@ pub async fn export_to_folder<S: Storage>(
     options: Options,
     key: ExportKey,
     out: &Path,
-    actor: &str,
+    actor: &ExportActor,
     progress: &mut dyn Progress,
 ) -> Result<Summary, ExportFailure> {
     options
@@ -198,8 +270,8 @@ pub async fn export_to_folder<S: Storage>(
         .map_err(|e| ExportFailure::Refused(e.to_string()))?;
     let temp = prepare_output(out)?;
     let result = write_folder(storage, &options, key, &temp, progress).await;
-    let summary = match result {
-        Ok(summary) => summary,
+    let (summary, exported) = match result {
+        Ok(done) => done,
         Err(e) => {
             let _ = fs::remove_dir_all(&temp);
             return Err(e);
@@ -216,8 +288,77 @@ pub async fn export_to_folder<S: Storage>(
             out.display()
         )));
     }
-    record(storage, &options, actor, "cli", &summary).await?;
+    record(storage, &options, actor, "cli", &summary, exported).await?;
     Ok(summary)
+}
+
+/// What the reading side of an export hands the writing side, in order.
+enum Feed {
+    /// A patient starts, with its first live day.
+    Patient(Uuid, Option<chrono::NaiveDate>),
+    /// A page of its entries, prepared for the export's options.
+    Entries(Vec<PreparedEntry>),
+    /// The patient's entries are all in.
+    Done,
+}
+
+/// Pages read ahead of the writer: enough to keep both sides busy, few enough to keep memory
+/// to a few pages.
+const PAGES_AHEAD: usize = 4;
+
+/// Reads every patient's stored entries page by page and prepares them (the per-entry decoding
+/// and sorting), in order, into `feed`: the reading half of an export, run beside the writer.
+async fn read_patients<S: Storage>(
+    storage: S,
+    options: Options,
+    patients: Vec<Uuid>,
+    feed: tokio::sync::mpsc::Sender<Result<Feed, ExportFailure>>,
+) {
+    let options = std::sync::Arc::new(options);
+    for patient_id in patients {
+        let result = read_patient(&storage, &options, patient_id, &feed).await;
+        if let Err(e) = result {
+            let _ = feed.send(Err(e)).await;
+            return;
+        }
+    }
+}
+
+async fn read_patient<S: Storage>(
+    storage: &S,
+    options: &std::sync::Arc<Options>,
+    patient_id: Uuid,
+    feed: &tokio::sync::mpsc::Sender<Result<Feed, ExportFailure>>,
+) -> Result<(), ExportFailure> {
+    // A closed feed means the writer stopped (it failed): nothing more to read.
+    let closed = || ExportFailure::Refused("the export stopped".into());
+    let first_day = storage.first_entry_day(patient_id).await?;
+    feed.send(Ok(Feed::Patient(patient_id, first_day)))
+        .await
+        .map_err(|_| closed())?;
+    let mut after = None;
+    loop {
+        let page = storage
+            .export_entries(patient_id, after, EXPORT_PAGE)
+            .await?;
+        let more = page.len() == EXPORT_PAGE as usize;
+        after = page.last().map(|e| e.entry_id);
+        let options = std::sync::Arc::clone(options);
+        let prepared = tokio::task::spawn_blocking(move || {
+            page.into_iter()
+                .map(|stored| entry_record(stored).prepare(&options))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| StorageError::Internal(format!("export task failed: {e}")))?;
+        feed.send(Ok(Feed::Entries(prepared)))
+            .await
+            .map_err(|_| closed())?;
+        if !more {
+            break;
+        }
+    }
+    feed.send(Ok(Feed::Done)).await.map_err(|_| closed())
 }
 
 async fn write_folder<S: Storage>(
@@ -226,42 +367,79 @@ async fn write_folder<S: Storage>(
     key: ExportKey,
     temp: &Path,
     progress: &mut dyn Progress,
-) -> Result<Summary, ExportFailure> {
+) -> Result<(Summary, Vec<Uuid>), ExportFailure> {
     let mut files = FolderFiles {
         root: temp.to_owned(),
     };
     let mut exporter = Exporter::new(options.clone(), key, &mut files)?;
     let patients = storage.consenting_patients().await?;
     progress.start(patients.len() as u64);
-    for patient_id in patients {
-        let diary = load_diary(storage, patient_id).await?;
-        exporter.add(&diary)?;
-        progress.advance();
+    // Reading (the database, decoding each entry) runs on other threads while this one
+    // writes: the two halves use two cores.
+    let (sender, mut feed) = tokio::sync::mpsc::channel(PAGES_AHEAD);
+    let reader = tokio::spawn(read_patients(
+        storage.clone(),
+        options.clone(),
+        patients,
+        sender,
+    ));
+    let mut exported = Vec::new();
+    let mut current = None;
+    let written = async {
+        while let Some(item) = feed.recv().await {
+            match item? {
+                Feed::Patient(patient_id, first_day) => {
+                    exporter.start_patient(patient_id, first_day)?;
+                    current = Some(patient_id);
+                }
+                Feed::Entries(entries) => {
+                    for entry in entries {
+                        exporter.add_prepared(entry)?;
+                    }
+                }
+                Feed::Done => {
+                    if exporter.finish_patient()? {
+                        exported.extend(current.take());
+                    }
+                    progress.advance();
+                }
+            }
+        }
+        Ok::<(), ExportFailure>(())
     }
-    Ok(exporter.finish(&mut files)?)
+    .await;
+    // On a write failure the reader finds the feed closed and stops.
+    drop(feed);
+    let _ = reader.await;
+    written?;
+    Ok((exporter.finish(&mut files)?, exported))
 }
 
-/// Adds an export to the log (and to the server's own log).
+/// Adds an export to the export log (and to the server's own log), and a line to the access
+/// log of each patient in `patients`.
 pub async fn record<S: Storage>(
     storage: &S,
     options: &Options,
-    actor: &str,
+    actor: &ExportActor,
     via: &str,
     summary: &Summary,
+    patients: Vec<Uuid>,
 ) -> Result<(), StorageError> {
+    let actor_name = actor.log_name();
     tracing::info!(
-        actor,
+        actor = actor_name,
         via,
         format = %options.format,
         identified = options.identified,
         patients = summary.patients,
         "export"
     );
+    let now = Utc::now();
     storage
         .record_export(ExportRecord {
             export_id: Uuid::now_v7(),
-            exported_at: Utc::now(),
-            actor: actor.to_string(),
+            exported_at: now,
+            actor: actor_name,
             via: via.to_string(),
             format: options.format.to_string(),
             identified: options.identified,
@@ -272,7 +450,12 @@ pub async fn record<S: Storage>(
             patients: summary.patients,
             row_counts: serde_json::to_value(&summary.rows).unwrap_or_default(),
         })
-        .await
+        .await?;
+    let accesses = patients
+        .into_iter()
+        .map(|patient_id| actor.access_record(patient_id, options, now))
+        .collect();
+    storage.record_export_access(accesses).await
 }
 
 /// Where the HTTP export finds its key, and how its FHIR manifest names URLs.

@@ -812,7 +812,7 @@ async fn run_export<S: Storage>(
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| "unknown".into());
-    let actor = format!("admin:{user}");
+    let actor = export::ExportActor::Admin { user };
     let mut bar = Bar((!args.json && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(

@@ -787,6 +787,20 @@ impl Storage for Down {
     async fn revoke_analyst(&self, _: Uuid, _: DateTime<Utc>) -> Result<(), StorageError> {
         self.fail()
     }
+    async fn export_entries(
+        &self,
+        _: Uuid,
+        _: Option<Uuid>,
+        _: u32,
+    ) -> Result<Vec<heeldiary_server::storage::ExportEntry>, StorageError> {
+        self.fail()
+    }
+    async fn first_entry_day(&self, _: Uuid) -> Result<Option<chrono::NaiveDate>, StorageError> {
+        self.fail()
+    }
+    async fn record_export_access(&self, _: Vec<AccessRecord>) -> Result<(), StorageError> {
+        self.fail()
+    }
     async fn record_export(&self, _: ExportRecord) -> Result<(), StorageError> {
         self.fail()
     }

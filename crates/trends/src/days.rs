@@ -249,6 +249,22 @@ pub(crate) fn summarise(entries: &[Entry], as_of: NaiveDate) -> Vec<Day> {
 }
 
 /// The days whose date lies in `from..=to` (days must be in date order).
+/// Folds `entry` into `days` (in date order): into its day's summary, or as a new day in its
+/// place. Appending in day order is the common, constant-time case.
+pub(crate) fn absorb_into(days: &mut Vec<Day>, entry: &Entry) {
+    match days.last_mut() {
+        Some(day) if day.date == entry.day => day.absorb(entry),
+        Some(day) if day.date > entry.day => {
+            let at = days.partition_point(|day| day.date < entry.day);
+            match days.get_mut(at) {
+                Some(day) if day.date == entry.day => day.absorb(entry),
+                _ => days.insert(at, Day::from_entry(entry)),
+            }
+        }
+        _ => days.push(Day::from_entry(entry)),
+    }
+}
+
 pub(crate) fn between(days: &[Day], from: NaiveDate, to: NaiveDate) -> &[Day] {
     let start = days.partition_point(|day| day.date < from);
     let end = days.partition_point(|day| day.date <= to);

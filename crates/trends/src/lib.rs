@@ -101,25 +101,8 @@ impl Options {
 /// The pattern, trends and adherence describe the window; treatment response, pattern shifts
 /// and red flags use the whole history up to `as_of`.
 pub fn analyse(entries: &[Entry], options: &Options) -> Report {
-    let window = options.window();
     let history = days::summarise(entries, options.as_of);
-    let window_days = days::between(&history, window.from, window.to);
-    let days_logged = window_days.len() as u32;
-    Report {
-        window,
-        pattern: pattern::window_pattern(window_days, window.from, window.to),
-        trends: trend::trends(window_days, &history, options.as_of),
-        treatments: treatment::responses(&history),
-        shifts: shift::shifts(&history),
-        red_flags: red_flags::red_flags(&history, window_days, options.as_of),
-        adherence: Adherence {
-            days_logged,
-            days_in_window: window.days,
-            ratio: report::round(f64::from(days_logged) / f64::from(window.days)),
-            days_backfilled: window_days.iter().filter(|day| day.backfilled).count() as u32,
-            signs_asked: signs_asked(window_days),
-        },
-    }
+    window_report(&history, options, true)
 }
 
 /// The warning signs the diary asks about, with the logged days of `days` that answered each.
@@ -141,6 +124,95 @@ fn signs_asked(days: &[days::Day]) -> Vec<SignAsked> {
         days_answered: days.iter().filter(|day| day.answered(field)).count() as u32,
     })
     .collect()
+}
+
+/// A patient's logged days folded as the analysis reads them: one compact summary per calendar
+/// day, however many entries the day holds. Built one entry at a time, so a caller that streams
+/// a long diary keeps only these summaries (bounded by the days of the diary, not its entries).
+///
+/// ```
+/// use chrono::NaiveDate;
+/// use heeldiary_trends::{analyse, cohort, DayHistory, Options};
+///
+/// let start = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+/// let entries = cohort::generate(cohort::Scenario::FootPattern, 7, start, 60);
+/// let mut history = DayHistory::default();
+/// for entry in &entries {
+///     history.add(entry);
+/// }
+/// let options = Options::new(start + chrono::Days::new(59));
+/// let period = history.period_report(&options);
+/// let full = analyse(&entries, &options);
+/// assert_eq!(period.pattern, full.pattern);
+/// assert_eq!(period.red_flags, full.red_flags);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DayHistory {
+    days: Vec<days::Day>,
+}
+
+impl DayHistory {
+    /// Folds in one entry (deleted entries are ignored). Entries may come in any order; in day
+    /// order each one costs a constant time.
+    pub fn add(&mut self, entry: &Entry) {
+        if entry.deleted {
+            return;
+        }
+        days::absorb_into(&mut self.days, entry);
+    }
+
+    /// Number of days with an entry.
+    pub fn len(&self) -> usize {
+        self.days.len()
+    }
+
+    /// Whether no day has an entry.
+    pub fn is_empty(&self) -> bool {
+        self.days.is_empty()
+    }
+
+    /// The first day with an entry.
+    pub fn first_day(&self) -> Option<NaiveDate> {
+        self.days.first().map(|day| day.date)
+    }
+
+    /// The parts of [`analyse`] that describe the window: pattern, trends, red flags and
+    /// adherence, equal to what [`analyse`] reports over the same entries. Treatment responses
+    /// and pattern shifts describe the whole history rather than a period, cost the most, and
+    /// are left empty.
+    pub fn period_report(&self, options: &Options) -> Report {
+        let upto = self.days.partition_point(|day| day.date <= options.as_of);
+        window_report(&self.days[..upto], options, false)
+    }
+}
+
+fn window_report(history: &[days::Day], options: &Options, whole_history: bool) -> Report {
+    let window = options.window();
+    let window_days = days::between(history, window.from, window.to);
+    let days_logged = window_days.len() as u32;
+    Report {
+        window,
+        pattern: pattern::window_pattern(window_days, window.from, window.to),
+        trends: trend::trends(window_days, history, options.as_of),
+        treatments: if whole_history {
+            treatment::responses(history)
+        } else {
+            Vec::new()
+        },
+        shifts: if whole_history {
+            shift::shifts(history)
+        } else {
+            Vec::new()
+        },
+        red_flags: red_flags::red_flags(history, window_days, options.as_of),
+        adherence: Adherence {
+            days_logged,
+            days_in_window: window.days,
+            ratio: report::round(f64::from(days_logged) / f64::from(window.days)),
+            days_backfilled: window_days.iter().filter(|day| day.backfilled).count() as u32,
+            signs_asked: signs_asked(window_days),
+        },
+    }
 }
 
 /// Analyses many patients in parallel (one report per patient, in the same order).

@@ -1,7 +1,13 @@
 //! The analyst export at cohort size, through the real release binary: 1,000,000 entries
-//! (1,000 consenting patients of 1,000 entries; `HEELDIARY_BENCH_ENTRIES` changes the total) to
-//! CSV and to Parquet, rows per second and the exporter's peak resident memory, beside the
-//! sqlite3 shell writing the same entry rows as CSV (`sqlite3 -csv`) in the same run.
+//! (1,000 consenting patients of 1,000 entries, one a day) to CSV and to Parquet, rows per
+//! second and the exporter's peak resident memory, beside the sqlite3 shell writing the same
+//! entry rows as CSV (`sqlite3 -csv`) in the same run.
+//!
+//! `HEELDIARY_BENCH_ENTRIES` changes the total, `HEELDIARY_BENCH_PER_PATIENT` the entries of
+//! each patient and `HEELDIARY_BENCH_PER_DAY` how many of them share a day: one patient with
+//! 1,000,000 entries, 1,000 a day, is
+//! `HEELDIARY_BENCH_PER_PATIENT=1000000 HEELDIARY_BENCH_PER_DAY=1000`. With
+//! `HEELDIARY_BENCH_DATA=DIR` the server data is kept in `DIR`, and reused when it is there.
 //!
 //! Run with `cargo build --release --workspace --bins && cargo bench -p heeldiary-e2e --bench
 //! export`. Needs the `sqlite3` shell for the baseline (its row says skipped without it).
@@ -16,26 +22,52 @@ use heeldiary_server::storage::{NewPatient, ResearchConsent, SqliteStorage, Stor
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-const PER_PATIENT: usize = 1_000;
+/// Operations per push while filling: one patient's diary goes in several pushes.
+const PUSH_OPS: usize = 10_000;
 
-fn main() {
-    let total: usize = std::env::var("HEELDIARY_BENCH_ENTRIES")
+/// The shape of the cohort.
+#[derive(Clone, Copy)]
+struct Shape {
+    patients: usize,
+    per_patient: usize,
+    per_day: usize,
+}
+
+fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
-    let patients = total.div_ceil(PER_PATIENT);
+        .filter(|n| *n > 0)
+        .unwrap_or(default)
+}
+
+fn main() {
+    let total = setting("HEELDIARY_BENCH_ENTRIES", 1_000_000);
+    let per_patient = setting("HEELDIARY_BENCH_PER_PATIENT", 1_000).min(total);
+    let shape = Shape {
+        patients: total.div_ceil(per_patient),
+        per_patient,
+        per_day: setting("HEELDIARY_BENCH_PER_DAY", 1),
+    };
     let dir = tempfile::tempdir().expect("temp dir");
-    let data = dir.path().join("data");
+    // A data folder to keep (and to reuse when it exists, to compare builds on the same rows).
+    let kept = std::env::var_os("HEELDIARY_BENCH_DATA").map(std::path::PathBuf::from);
+    let data = kept.clone().unwrap_or_else(|| dir.path().join("data"));
     println!(
-        "heeldiary export: {patients} patients x {PER_PATIENT} entries (needs release binaries)"
+        "heeldiary export: {} patients x {} entries, {} a day (needs release binaries)",
+        shape.patients, shape.per_patient, shape.per_day
     );
-    let started = Instant::now();
-    runtime().block_on(fill(&data, patients));
-    println!(
-        "filled the server in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    let rows = (patients * PER_PATIENT) as f64;
+    if kept.is_some() && data.join(SqliteStorage::FILE_NAME).exists() {
+        println!("reusing the server data in {}", data.display());
+    } else {
+        let started = Instant::now();
+        runtime().block_on(fill(&data, shape));
+        println!(
+            "filled the server in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let rows = (shape.patients * shape.per_patient) as f64;
 
     let mut results = Vec::new();
     for format in ["csv", "parquet"] {
@@ -104,13 +136,13 @@ fn main() {
     println!("(ratio > 1: the export is faster than the sqlite3 shell dumping the same rows)");
 }
 
-/// A server data folder with `patients` consenting patients of [`PER_PATIENT`] entries each,
-/// written through the storage API in pushes of one patient's entries.
-async fn fill(data: &std::path::Path, patients: usize) {
+/// A server data folder with the consenting patients of `shape`, written through the storage
+/// API in pushes of [`PUSH_OPS`] operations.
+async fn fill(data: &std::path::Path, shape: Shape) {
     let storage = SqliteStorage::open_dir(data).await.expect("storage");
     let start = NaiveDate::from_ymd_opt(2024, 1, 1).unwrap();
     let now = Utc::now();
-    for p in 0..patients {
+    for p in 0..shape.patients {
         let patient_id = Uuid::now_v7();
         let device = Uuid::now_v7();
         storage
@@ -121,36 +153,12 @@ async fn fill(data: &std::path::Path, patients: usize) {
             })
             .await
             .expect("patient");
-        let ops: Vec<Op> = (0..PER_PATIENT)
-            .map(|i| {
-                let day = start + Days::new(i as u64);
-                let numbness = ["none", "mild", "moderate"][i % 3];
-                let patch: Patch = serde_json::from_value(json!({
-                    "day": day.to_string(),
-                    "recorded_at": format!("{day}T07:30:00.000+01:00"),
-                    "first_step_pain": (i + p) % 11,
-                    "sitting_pain": i % 7,
-                    "radiating": i % 3 == 0,
-                    "numbness": numbness,
-                    "locations": ["heel_bottom"],
-                    "note": format!("note {i}"),
-                }))
-                .expect("patch");
-                debug_assert!(patch.contains_key(&Field::Day));
-                Op {
-                    entry_id: Uuid::now_v7(),
-                    device_id: device,
-                    device_seq: i as u64 + 1,
-                    hlc: Hlc {
-                        wall_ms: 1_700_000_000_000 + i as u64,
-                        counter: 0,
-                        node: device,
-                    },
-                    patch,
-                }
-            })
-            .collect();
-        storage.push(patient_id, ops, now).await.expect("push");
+        for first in (0..shape.per_patient).step_by(PUSH_OPS) {
+            let ops: Vec<Op> = (first..(first + PUSH_OPS).min(shape.per_patient))
+                .map(|i| entry_op(device, start, i, p, shape.per_day))
+                .collect();
+            storage.push(patient_id, ops, now).await.expect("push");
+        }
         storage
             .set_research_consent(ResearchConsent {
                 patient_id,
@@ -161,5 +169,34 @@ async fn fill(data: &std::path::Path, patients: usize) {
             })
             .await
             .expect("consent");
+    }
+}
+
+/// The `i`th entry of patient `p`, made by one operation.
+fn entry_op(device: Uuid, start: NaiveDate, i: usize, p: usize, per_day: usize) -> Op {
+    let day = start + Days::new((i / per_day) as u64);
+    let numbness = ["none", "mild", "moderate"][i % 3];
+    let patch: Patch = serde_json::from_value(json!({
+        "day": day.to_string(),
+        "recorded_at": format!("{day}T07:30:00.000+01:00"),
+        "first_step_pain": (i + p) % 11,
+        "sitting_pain": i % 7,
+        "radiating": i % 3 == 0,
+        "numbness": numbness,
+        "locations": ["heel_bottom"],
+        "note": format!("note {i}"),
+    }))
+    .expect("patch");
+    debug_assert!(patch.contains_key(&Field::Day));
+    Op {
+        entry_id: Uuid::now_v7(),
+        device_id: device,
+        device_seq: i as u64 + 1,
+        hlc: Hlc {
+            wall_ms: 1_700_000_000_000 + i as u64,
+            counter: 0,
+            node: device,
+        },
+        patch,
     }
 }

@@ -206,7 +206,40 @@ fn consenting_patients_only_de_identified_in_every_format_and_read_by_analyst_to
         assert_eq!(newest["via"], "cli");
         assert!(newest["actor"].as_str().unwrap().starts_with("admin:"));
         assert_eq!(log.as_array().unwrap().len(), 6);
+
+        // Each export is in the access log of the patient it holds, and of no other.
+        let exports = exports_read(&cohort.devices[0].2);
+        assert_eq!(exports.len(), 6, "{}", backend.name());
+        assert_eq!(
+            exports[0]["what"],
+            "research export (csv, de-identified) by the clinic administrator"
+        );
+        assert_eq!(
+            exports[5]["what"],
+            "research export (csv, identified: with your id, dates and notes) by the clinic \
+             administrator"
+        );
+        assert_eq!(exports[5]["provider_name"], "clinic administrator");
+        for (who, _, device) in &cohort.devices[1..] {
+            assert!(exports_read(device).is_empty(), "{who}: {}", backend.name());
+        }
     }
+}
+
+/// The research exports in a device's access log (`heeldiary access-log --json`), oldest first.
+fn exports_read(device: &Device) -> Vec<Value> {
+    let reads: Value = serde_json::from_str(&device.ok(&["access-log", "--json"])).unwrap();
+    reads
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            r["what"]
+                .as_str()
+                .is_some_and(|w| w.starts_with("research export"))
+        })
+        .cloned()
+        .collect()
 }
 
 #[test]
@@ -300,6 +333,15 @@ fn the_http_export_streams_to_analyst_tokens_only() {
             analyst["analyst_id"].as_str().unwrap(),
         ]);
         assert_eq!(get("/v1/export", Some(&token)).0, 401);
+        let exports = exports_read(&cohort.devices[0].2);
+        assert!(!exports.is_empty(), "{}", backend.name());
+        assert!(exports.iter().all(|r| r["provider_name"] == "Study 1"
+            && r["provider_id"] == analyst["analyst_id"]
+            && r["what"]
+                .as_str()
+                .unwrap()
+                .ends_with("de-identified) by a research analyst")));
+        assert!(exports_read(&cohort.devices[1].2).is_empty());
         let log = cohort.server.admin_json(&["export-log"]);
         assert!(log.as_array().unwrap().iter().any(|r| r["via"] == "http"
             && r["actor"]

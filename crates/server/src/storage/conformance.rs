@@ -68,6 +68,8 @@ macro_rules! storage_conformance {
             the_access_log_keeps_every_read_of_one_patient,
             patient_entries_are_the_merged_states,
             erasing_a_patient_removes_its_shares_and_grants_but_not_the_access_log,
+            export_entries_page_the_stored_states_in_id_order,
+            exports_are_in_the_access_log_with_the_analyst_or_the_administrator,
         );
     };
     (@each $make:expr; $($test:ident),+ $(,)?) => {
@@ -1011,6 +1013,136 @@ pub async fn patient_entries_are_the_merged_states<S: Storage>(s: S) {
         .await
         .unwrap()
         .is_empty());
+}
+
+/// The export reads a patient's stored entries in id order, page after page: merged states, the
+/// deleted flag, and the operations only of entries made by more than one; and the first live
+/// day.
+pub async fn export_entries_page_the_stored_states_in_id_order<S: Storage>(s: S) {
+    let (patient, phone) = enrolled(&s).await;
+    let tablet = add_device(&s, patient).await;
+    let mut ops = batch(phone, 1, 5);
+    let edited = ops[1].entry_id;
+    let deleted = ops[3].entry_id;
+    ops.push(op(
+        phone,
+        6,
+        deleted,
+        5_000,
+        &[(Field::Deleted, json!(true))],
+    ));
+    s.push(patient, ops.clone(), t0()).await.unwrap();
+    let tablet_edit = op(
+        tablet,
+        1,
+        edited,
+        6_000,
+        &[(Field::FirstStepPain, json!(3))],
+    );
+    s.push(patient, vec![tablet_edit], t0() + Duration::minutes(5))
+        .await
+        .unwrap();
+    let earlier = Uuid::now_v7();
+    let mut early = create(phone, 7, earlier, 7_000);
+    early.patch.insert(Field::Day, json!("2026-10-20"));
+    s.push(patient, vec![early], t0()).await.unwrap();
+    new_patient(&s).await;
+
+    let mut read = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s.export_entries(patient, after, 2).await.unwrap();
+        assert!(page.len() <= 2);
+        after = page.last().map(|e| e.entry_id);
+        let last = page.len() < 2;
+        read.extend(page);
+        if last {
+            break;
+        }
+    }
+    let ids: Vec<Uuid> = read.iter().map(|e| e.entry_id).collect();
+    let mut expected: Vec<Uuid> = ops[..5].iter().map(|o| o.entry_id).collect();
+    expected.push(earlier);
+    expected.sort();
+    assert_eq!(ids, expected);
+    for e in &read {
+        let stored = s.entry(patient, e.entry_id, 0, 100).await.unwrap().unwrap();
+        assert_eq!(e.deleted, e.entry_id == deleted, "{}", e.entry_id);
+        if e.deleted {
+            assert_eq!(e.ops.len(), 2, "a deleted entry keeps its history");
+            continue;
+        }
+        assert_eq!(e.state, stored.state);
+        if e.entry_id == edited {
+            assert_eq!(e.ops, stored.ops);
+            assert_eq!(e.updated_at, t0() + Duration::minutes(5));
+        } else {
+            assert!(
+                e.ops.is_empty(),
+                "an entry made by one operation has no history"
+            );
+            assert_eq!(e.updated_at, t0());
+        }
+    }
+    assert_eq!(
+        s.first_entry_day(patient).await.unwrap(),
+        chrono::NaiveDate::from_ymd_opt(2026, 10, 20)
+    );
+    let empty = new_patient(&s).await;
+    assert_eq!(s.first_entry_day(empty).await.unwrap(), None);
+    assert!(s.export_entries(empty, None, 10).await.unwrap().is_empty());
+}
+
+/// An export adds a line to the access log of each exported patient: under the analyst's id
+/// (named in the log) or, for the administrator, the nil id.
+pub async fn exports_are_in_the_access_log_with_the_analyst_or_the_administrator<S: Storage>(s: S) {
+    let (alice, bob, carol) = (
+        new_patient(&s).await,
+        new_patient(&s).await,
+        new_patient(&s).await,
+    );
+    let analyst_id = Uuid::now_v7();
+    s.add_analyst(super::NewAnalyst {
+        analyst_id,
+        name: format!("Study {analyst_id}"),
+        token_hash: TokenSecret::generate().hash,
+        created_at: t0(),
+    })
+    .await
+    .unwrap();
+    let line = |patient_id: Uuid, provider_id: Uuid, what: &str| AccessRecord {
+        patient_id,
+        provider_id,
+        provider_name: String::new(),
+        what: what.into(),
+        at: t0(),
+        address: None,
+        break_glass: false,
+    };
+    s.record_export_access(vec![
+        line(alice, analyst_id, "research export (csv, de-identified)"),
+        line(bob, analyst_id, "research export (csv, de-identified)"),
+    ])
+    .await
+    .unwrap();
+    s.record_export_access(vec![line(
+        alice,
+        super::ADMINISTRATOR_ID,
+        "research export (csv, identified)",
+    )])
+    .await
+    .unwrap();
+    s.record_export_access(Vec::new()).await.unwrap();
+    let log = s.access_log(alice).await.unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[0].provider_id, analyst_id);
+    assert_eq!(log[0].provider_name, format!("Study {analyst_id}"));
+    assert_eq!(log[0].what, "research export (csv, de-identified)");
+    assert_eq!(log[0].at, t0());
+    assert_eq!(log[1].provider_id, Uuid::nil());
+    assert_eq!(log[1].provider_name, "clinic administrator");
+    assert_eq!(s.access_log(bob).await.unwrap().len(), 1);
+    assert!(s.access_log(carol).await.unwrap().is_empty());
 }
 
 /// A device whose enrolment answer was lost, long after the repeat window, enrols with a fresh

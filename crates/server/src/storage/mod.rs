@@ -34,7 +34,7 @@ pub use postgres::{PoolOptions, PostgresStorage, POSTGRES_SCHEMA_VERSION};
 pub use postgres::{ScratchSchema, TEST_DATABASE_URL};
 pub use providers::{
     Access, AccessRecord, BreakGlass, NewProvider, ProviderInfo, ProviderLogin, ProviderPatient,
-    ProviderStorage, ShareInfo,
+    ProviderStorage, ShareInfo, ADMINISTRATOR_ID,
 };
 pub use sqlite::SqliteStorage;
 
@@ -280,6 +280,23 @@ pub struct ExportRecord {
     pub row_counts: serde_json::Value,
 }
 
+/// One stored entry of a patient as the analyst export reads it: the merged state the server
+/// keeps, and the entry's operations only when there is more than one (what its edit count and
+/// conflict flag are computed from; an entry made by one operation has neither).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportEntry {
+    /// The entry.
+    pub entry_id: Uuid,
+    /// Whether a tombstone won.
+    pub deleted: bool,
+    /// The merged field values (empty for a deleted entry).
+    pub state: EntryState,
+    /// When the server last received a change to it.
+    pub updated_at: DateTime<Utc>,
+    /// Its operations in cursor order when it has more than one; empty otherwise.
+    pub ops: Vec<PulledOp>,
+}
+
 /// The server's storage. Every method is one atomic unit: it either happens whole or not at all.
 ///
 /// Implementations are cheap to clone (a handle to a pool or connection) and shared by all
@@ -419,6 +436,29 @@ pub trait Storage: ProviderStorage + Clone + Send + Sync + 'static {
         &self,
         analyst_id: Uuid,
         now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// Up to `limit` stored entries of the patient (deleted ones included) with an id above
+    /// `after` (from the first when `None`), in id order: the analyst export reads a patient's
+    /// diary page by page through this, so memory holds one page whatever the diary's size.
+    fn export_entries(
+        &self,
+        patient_id: Uuid,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<ExportEntry>, StorageError>> + Send;
+
+    /// The day of the patient's first live entry (study day 0 of an export), or `None`.
+    fn first_entry_day(
+        &self,
+        patient_id: Uuid,
+    ) -> impl Future<Output = Result<Option<chrono::NaiveDate>, StorageError>> + Send;
+
+    /// Adds one line per exported patient to the access log the patient reads (who exported,
+    /// when, what), all in one transaction.
+    fn record_export_access(
+        &self,
+        records: Vec<AccessRecord>,
     ) -> impl Future<Output = Result<(), StorageError>> + Send;
 
     /// Adds a line to the export log.

@@ -129,6 +129,20 @@ pub struct AccessRecord {
     pub break_glass: bool,
 }
 
+/// The id under which the access log records what the clinic's administrator did (an export
+/// from the command line): no provider or analyst has it.
+pub const ADMINISTRATOR_ID: Uuid = Uuid::nil();
+
+/// The name shown for a reader of the access log: the provider's or analyst's, or the clinic
+/// administrator's for [`ADMINISTRATOR_ID`].
+pub(crate) fn reader_name(reader: Uuid, name: Option<String>) -> String {
+    match name {
+        Some(name) => name,
+        None if reader == ADMINISTRATOR_ID => "clinic administrator".into(),
+        None => String::new(),
+    }
+}
+
 /// Provider review storage, beside [`super::Storage`] and implemented by every backend.
 pub trait ProviderStorage: Clone + Send + Sync + 'static {
     /// Creates a provider.

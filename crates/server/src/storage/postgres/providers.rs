@@ -11,8 +11,8 @@ use super::faults::{retrying, Fault};
 use super::PostgresStorage;
 use crate::secrets::SecretHash;
 use crate::storage::providers::{
-    Access, AccessRecord, BreakGlass, NewProvider, ProviderInfo, ProviderLogin, ProviderPatient,
-    ProviderStorage, ShareInfo,
+    reader_name, Access, AccessRecord, BreakGlass, NewProvider, ProviderInfo, ProviderLogin,
+    ProviderPatient, ProviderStorage, ShareInfo,
 };
 use crate::storage::{hash_from_bytes, StorageError};
 
@@ -470,18 +470,22 @@ impl ProviderStorage for PostgresStorage {
     async fn access_log(&self, patient_id: Uuid) -> Result<Vec<AccessRecord>, StorageError> {
         let rows = self
             .query(
-                "SELECT l.provider_id, p.name, l.what, l.at, l.address, l.break_glass
+                // An export by an analyst is logged under the analyst's id.
+                "SELECT l.provider_id, COALESCE(p.name, a.name), l.what, l.at, l.address,
+                        l.break_glass
                  FROM access_log l LEFT JOIN providers p USING (provider_id)
+                 LEFT JOIN analysts a ON a.analyst_id = l.provider_id
                  WHERE l.patient_id = $1 ORDER BY l.log_id",
                 &[&patient_id],
             )
             .await?;
         let record = |r: &Row| -> Result<AccessRecord, Fault> {
             let name: Option<String> = r.try_get(1)?;
+            let provider_id: Uuid = r.try_get(0)?;
             Ok(AccessRecord {
                 patient_id,
-                provider_id: r.try_get(0)?,
-                provider_name: name.unwrap_or_default(),
+                provider_id,
+                provider_name: reader_name(provider_id, name),
                 what: r.try_get(2)?,
                 at: r.try_get(3)?,
                 address: r.try_get(4)?,

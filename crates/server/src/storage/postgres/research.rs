@@ -2,14 +2,17 @@
 //! analyst export, each a single statement (retried like every other).
 
 use chrono::{DateTime, Utc};
+use heeldiary_core::EntryState;
 use tokio_postgres::types::Json;
-use tokio_postgres::Row;
+use tokio_postgres::{IsolationLevel, Row};
 use uuid::Uuid;
 
-use super::faults::Fault;
+use super::faults::{retrying, Fault};
+use super::transactions::pulled_op;
 use super::PostgresStorage;
 use crate::storage::{
-    hash_from_bytes, AnalystCredentials, ExportRecord, NewAnalyst, ResearchConsent, StorageError,
+    hash_from_bytes, AccessRecord, AnalystCredentials, ExportEntry, ExportRecord, NewAnalyst,
+    ResearchConsent, StorageError, FEED_COLUMNS,
 };
 
 impl PostgresStorage {
@@ -121,6 +124,131 @@ impl PostgresStorage {
             return Err(StorageError::NotFound);
         }
         Ok(())
+    }
+
+    pub(super) async fn export_entries_impl(
+        &self,
+        patient_id: Uuid,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<ExportEntry>, StorageError> {
+        let limit = i64::from(limit);
+        retrying(|| {
+            // One snapshot: the page and the histories of its edited entries agree.
+            self.in_transaction(IsolationLevel::RepeatableRead, async |tx| {
+                const COLUMNS: &str =
+                    "entry_id, deleted, CASE WHEN deleted THEN NULL ELSE state END, updated_at";
+                let rows = match after {
+                    Some(after) => {
+                        tx.query(
+                            &format!(
+                                "SELECT {COLUMNS} FROM entries
+                                 WHERE patient_id = $1 AND entry_id > $2
+                                 ORDER BY entry_id LIMIT $3"
+                            ),
+                            &[&patient_id, &after, &limit],
+                        )
+                        .await?
+                    }
+                    None => {
+                        tx.query(
+                            &format!(
+                                "SELECT {COLUMNS} FROM entries WHERE patient_id = $1
+                                 ORDER BY entry_id LIMIT $2"
+                            ),
+                            &[&patient_id, &limit],
+                        )
+                        .await?
+                    }
+                };
+                let mut entries = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    let state: Option<Json<EntryState>> = r.try_get(2)?;
+                    entries.push(ExportEntry {
+                        entry_id: r.try_get(0)?,
+                        deleted: r.try_get(1)?,
+                        state: state.map(|Json(s)| s).unwrap_or_default(),
+                        updated_at: r.try_get(3)?,
+                        ops: Vec::new(),
+                    });
+                }
+                let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+                    return Ok(entries);
+                };
+                // Most entries are made by one operation; only the others need their history.
+                let history = tx
+                    .query(
+                        &format!(
+                            "SELECT {FEED_COLUMNS} FROM ops WHERE patient_id = $1 AND entry_id IN (
+                                 SELECT entry_id FROM ops
+                                 WHERE patient_id = $1 AND entry_id BETWEEN $2 AND $3
+                                 GROUP BY entry_id HAVING COUNT(*) > 1)
+                             ORDER BY entry_id, cursor"
+                        ),
+                        &[&patient_id, &first.entry_id, &last.entry_id],
+                    )
+                    .await?;
+                for r in &history {
+                    let op = pulled_op(r)?;
+                    if let Ok(at) = entries.binary_search_by_key(&op.op.entry_id, |e| e.entry_id) {
+                        entries[at].ops.push(op);
+                    }
+                }
+                Ok(entries)
+            })
+        })
+        .await
+    }
+
+    pub(super) async fn first_entry_day_impl(
+        &self,
+        patient_id: Uuid,
+    ) -> Result<Option<chrono::NaiveDate>, StorageError> {
+        let rows = self
+            .query(
+                "SELECT MIN(day) FROM entries WHERE patient_id = $1 AND NOT deleted",
+                &[&patient_id],
+            )
+            .await?;
+        rows.first()
+            .map(|r| r.try_get::<_, Option<chrono::NaiveDate>>(0))
+            .transpose()
+            .map(Option::flatten)
+            .map_err(|e| StorageError::Internal(e.to_string()))
+    }
+
+    pub(super) async fn record_export_access_impl(
+        &self,
+        records: Vec<AccessRecord>,
+    ) -> Result<(), StorageError> {
+        retrying(|| {
+            self.in_transaction(IsolationLevel::ReadCommitted, async |tx| {
+                let insert = tx
+                    .prepare(
+                        "INSERT INTO access_log (patient_id, log_id, provider_id, what, at,
+                             address, break_glass)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .await?;
+                for record in &records {
+                    tx.execute(
+                        &insert,
+                        &[
+                            &record.patient_id,
+                            &Uuid::now_v7(),
+                            &record.provider_id,
+                            &record.what,
+                            &record.at,
+                            &record.address,
+                            &record.break_glass,
+                        ],
+                    )
+                    .await?;
+                }
+                Ok(())
+            })
+        })
+        .await
     }
 
     pub(super) async fn record_export_impl(&self, r: ExportRecord) -> Result<(), StorageError> {

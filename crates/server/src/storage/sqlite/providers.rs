@@ -10,8 +10,8 @@ use super::transactions::{parse_json, parse_time, parse_uuid, time_text};
 use super::SqliteStorage;
 use crate::secrets::SecretHash;
 use crate::storage::providers::{
-    Access, AccessRecord, BreakGlass, NewProvider, ProviderInfo, ProviderLogin, ProviderPatient,
-    ProviderStorage, ShareInfo,
+    reader_name, Access, AccessRecord, BreakGlass, NewProvider, ProviderInfo, ProviderLogin,
+    ProviderPatient, ProviderStorage, ShareInfo,
 };
 use crate::storage::{hash_from_bytes, StorageError};
 
@@ -560,8 +560,11 @@ impl ProviderStorage for SqliteStorage {
         self.call(move |conn| {
             let rows: Vec<LogRow> = conn
                 .prepare_cached(
-                    "SELECT l.provider_id, p.name, l.what, l.at, l.address, l.break_glass
+                    // An export by an analyst is logged under the analyst's id.
+                    "SELECT l.provider_id, COALESCE(p.name, a.name), l.what, l.at, l.address,
+                            l.break_glass
                      FROM access_log l LEFT JOIN providers p USING (provider_id)
+                     LEFT JOIN analysts a ON a.analyst_id = l.provider_id
                      WHERE l.patient_id = ?1 ORDER BY l.log_id",
                 )?
                 .query_map([patient_id.to_string()], |r| {
@@ -577,10 +580,11 @@ impl ProviderStorage for SqliteStorage {
                 .collect::<Result<_, _>>()?;
             rows.into_iter()
                 .map(|(provider_id, name, what, at, address, break_glass)| {
+                    let provider_id = parse_uuid(&provider_id)?;
                     Ok(AccessRecord {
                         patient_id,
-                        provider_id: parse_uuid(&provider_id)?,
-                        provider_name: name.unwrap_or_default(),
+                        provider_id,
+                        provider_name: reader_name(provider_id, name),
                         what,
                         at: parse_time(&at)?,
                         address,

@@ -5,11 +5,23 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 use uuid::Uuid;
 
-use super::transactions::{parse_json, parse_time, parse_uuid, time_text};
+use heeldiary_core::EntryState;
+
+use super::transactions::{
+    op_row, parse_json, parse_time, parse_uuid, pulled_op, time_text, OpRow,
+};
 use super::SqliteStorage;
 use crate::storage::{
-    hash_from_bytes, AnalystCredentials, ExportRecord, NewAnalyst, ResearchConsent, StorageError,
+    hash_from_bytes, AccessRecord, AnalystCredentials, ExportEntry, ExportRecord, NewAnalyst,
+    ResearchConsent, StorageError, FEED_COLUMNS,
 };
+
+/// A text column read in place, without a copy.
+fn text<'r>(row: &'r rusqlite::Row<'_>, column: usize) -> Result<&'r str, StorageError> {
+    row.get_ref(column)?
+        .as_str()
+        .map_err(|e| StorageError::Internal(format!("stored text unreadable: {e}")))
+}
 
 impl SqliteStorage {
     pub(super) async fn set_research_consent_impl(
@@ -118,6 +130,132 @@ impl SqliteStorage {
             if changed == 0 {
                 return Err(StorageError::NotFound);
             }
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn export_entries_impl(
+        &self,
+        patient_id: Uuid,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<ExportEntry>, StorageError> {
+        self.call(move |conn| {
+            // One read transaction: the page and the histories of its edited entries agree.
+            let tx = conn.transaction()?;
+            let patient = patient_id.to_string();
+            // Text ids sort as the ids do, and the primary key walks them in that order.
+            let after = after.map(|id| id.to_string()).unwrap_or_default();
+            let mut entries = Vec::with_capacity(limit as usize);
+            {
+                let mut page = tx.prepare_cached(
+                    "SELECT entry_id, deleted, state, updated_at FROM entries
+                     WHERE patient_id = ?1 AND entry_id > ?2 ORDER BY entry_id LIMIT ?3",
+                )?;
+                let mut rows = page.query(params![patient, after, limit])?;
+                while let Some(row) = rows.next()? {
+                    let deleted: bool = row.get(1)?;
+                    // A deleted entry's values are not exported: its state is not decoded.
+                    let state = if deleted {
+                        EntryState::default()
+                    } else {
+                        parse_json(text(row, 2)?)?
+                    };
+                    entries.push(ExportEntry {
+                        entry_id: parse_uuid(text(row, 0)?)?,
+                        deleted,
+                        state,
+                        updated_at: parse_time(text(row, 3)?)?,
+                        ops: Vec::new(),
+                    });
+                }
+            }
+            let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+                return Ok(entries);
+            };
+            // Most entries are made by one operation; only the others need their history, found
+            // in one walk of the ops index over the page's id range.
+            let edited: Vec<String> = tx
+                .prepare_cached(
+                    "SELECT entry_id FROM ops
+                     WHERE patient_id = ?1 AND entry_id >= ?2 AND entry_id <= ?3
+                     GROUP BY entry_id HAVING COUNT(*) > 1",
+                )?
+                .query_map(
+                    params![
+                        patient,
+                        first.entry_id.to_string(),
+                        last.entry_id.to_string()
+                    ],
+                    |r| r.get(0),
+                )?
+                .collect::<Result<_, _>>()?;
+            let mut history = tx.prepare_cached(&format!(
+                "SELECT {FEED_COLUMNS} FROM ops WHERE patient_id = ?1 AND entry_id = ?2
+                 ORDER BY cursor"
+            ))?;
+            for id in edited {
+                let entry_id = parse_uuid(&id)?;
+                let ops: Vec<OpRow> = history
+                    .query_map(params![patient, id], op_row)?
+                    .collect::<Result<_, _>>()?;
+                if let Ok(at) = entries.binary_search_by_key(&entry_id, |e| e.entry_id) {
+                    entries[at].ops = ops.into_iter().map(pulled_op).collect::<Result<_, _>>()?;
+                }
+            }
+            drop(history);
+            tx.commit()?;
+            Ok(entries)
+        })
+        .await
+    }
+
+    pub(super) async fn first_entry_day_impl(
+        &self,
+        patient_id: Uuid,
+    ) -> Result<Option<chrono::NaiveDate>, StorageError> {
+        self.call(move |conn| {
+            let day: Option<String> = conn
+                .prepare_cached(
+                    "SELECT MIN(day) FROM entries WHERE patient_id = ?1 AND deleted = 0",
+                )?
+                .query_row([patient_id.to_string()], |r| r.get(0))?;
+            day.map(|d| {
+                d.parse().map_err(|e| {
+                    StorageError::Internal(format!("stored day `{d}` unreadable: {e}"))
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    pub(super) async fn record_export_access_impl(
+        &self,
+        records: Vec<AccessRecord>,
+    ) -> Result<(), StorageError> {
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO access_log (patient_id, log_id, provider_id, what, at, address,
+                         break_glass)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?;
+                for record in &records {
+                    insert.execute(params![
+                        record.patient_id.to_string(),
+                        Uuid::now_v7().to_string(),
+                        record.provider_id.to_string(),
+                        record.what,
+                        time_text(record.at),
+                        record.address,
+                        record.break_glass
+                    ])?;
+                }
+            }
+            tx.commit()?;
             Ok(())
         })
         .await

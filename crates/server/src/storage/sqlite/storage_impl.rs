@@ -282,6 +282,29 @@ impl Storage for SqliteStorage {
         self.revoke_analyst_impl(analyst_id, now).await
     }
 
+    async fn export_entries(
+        &self,
+        patient_id: Uuid,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<crate::storage::ExportEntry>, StorageError> {
+        self.export_entries_impl(patient_id, after, limit).await
+    }
+
+    async fn first_entry_day(
+        &self,
+        patient_id: Uuid,
+    ) -> Result<Option<chrono::NaiveDate>, StorageError> {
+        self.first_entry_day_impl(patient_id).await
+    }
+
+    async fn record_export_access(
+        &self,
+        records: Vec<crate::storage::AccessRecord>,
+    ) -> Result<(), StorageError> {
+        self.record_export_access_impl(records).await
+    }
+
     async fn record_export(&self, record: ExportRecord) -> Result<(), StorageError> {
         self.record_export_impl(record).await
     }
