@@ -8,7 +8,7 @@ use uuid::Uuid;
 use heeldiary_core::EntryState;
 
 use super::transactions::{
-    op_row, parse_json, parse_time, parse_uuid, pulled_op, time_text, OpRow,
+    op_row, parse_json, parse_time, parse_uuid, time_text, FeedDecoder, OpRow,
 };
 use super::SqliteStorage;
 use crate::storage::{
@@ -195,13 +195,17 @@ impl SqliteStorage {
                 "SELECT {FEED_COLUMNS} FROM ops WHERE patient_id = ?1 AND entry_id = ?2
                  ORDER BY cursor"
             ))?;
+            let mut decoder = FeedDecoder::default();
             for id in edited {
                 let entry_id = parse_uuid(&id)?;
                 let ops: Vec<OpRow> = history
                     .query_map(params![patient, id], op_row)?
                     .collect::<Result<_, _>>()?;
                 if let Ok(at) = entries.binary_search_by_key(&entry_id, |e| e.entry_id) {
-                    entries[at].ops = ops.into_iter().map(pulled_op).collect::<Result<_, _>>()?;
+                    entries[at].ops = ops
+                        .into_iter()
+                        .map(|row| decoder.pulled_op(row))
+                        .collect::<Result<_, _>>()?;
                 }
             }
             drop(history);
