@@ -629,6 +629,16 @@ pub(crate) fn to_i64(n: u64, what: &str) -> Result<i64, StorageError> {
     i64::try_from(n).map_err(|_| StorageError::Internal(format!("{what} {n} exceeds storage")))
 }
 
+/// A write that was meant to match a record: none matched (zero rows changed) means there is no
+/// such record, which the caller answers as not found.
+pub(crate) fn some_row<N: PartialEq + Default>(changed: N) -> Result<(), StorageError> {
+    if changed == N::default() {
+        Err(StorageError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
 /// A stored sequence number or cursor back as unsigned; a negative one is a fault in the data.
 pub(crate) fn from_i64(n: i64) -> Result<u64, StorageError> {
     u64::try_from(n).map_err(|_| StorageError::Internal(format!("stored number {n} < 0")))

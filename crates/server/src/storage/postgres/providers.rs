@@ -1,6 +1,7 @@
 //! The [`ProviderStorage`] implementation on PostgreSQL: provider accounts, sessions, tokens,
 //! shares, break-glass grants and the access log.
 
+use crate::storage::some_row;
 use chrono::{DateTime, Utc};
 use heeldiary_core::EntryState;
 use tokio_postgres::types::Json;
@@ -135,9 +136,7 @@ impl ProviderStorage for PostgresStorage {
                 &[&provider_id, &share_code_hash.as_bytes().as_slice()],
             )
             .await?;
-        if changed == 0 {
-            return Err(StorageError::NotFound);
-        }
+        some_row(changed)?;
         Ok(())
     }
 
@@ -241,9 +240,7 @@ impl ProviderStorage for PostgresStorage {
                 ],
             )
             .await?;
-        if inserted == 0 {
-            return Err(StorageError::NotFound);
-        }
+        some_row(inserted)?;
         Ok(())
     }
 
@@ -277,9 +274,7 @@ impl ProviderStorage for PostgresStorage {
                 &[&token_id, &now],
             )
             .await?;
-        if changed == 0 {
-            return Err(StorageError::NotFound);
-        }
+        some_row(changed)?;
         Ok(())
     }
 
@@ -325,9 +320,7 @@ impl ProviderStorage for PostgresStorage {
                 &[&patient_id, &provider_id],
             )
             .await?;
-        if changed == 0 {
-            return Err(StorageError::NotFound);
-        }
+        some_row(changed)?;
         Ok(())
     }
 
@@ -359,9 +352,7 @@ impl ProviderStorage for PostgresStorage {
                 ],
             )
             .await?;
-        if inserted == 0 {
-            return Err(StorageError::NotFound);
-        }
+        some_row(inserted)?;
         Ok(())
     }
 

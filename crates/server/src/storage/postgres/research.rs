@@ -1,6 +1,7 @@
 //! Research consent, analysts and the export log on PostgreSQL: the storage calls of the
 //! analyst export, each a single statement (retried like every other).
 
+use crate::storage::some_row;
 use chrono::{DateTime, Utc};
 use heeldiary_core::EntryState;
 use tokio_postgres::types::Json;
@@ -120,9 +121,7 @@ impl PostgresStorage {
                 &[&analyst_id, &now],
             )
             .await?;
-        if changed == 0 {
-            return Err(StorageError::NotFound);
-        }
+        some_row(changed)?;
         Ok(())
     }
 

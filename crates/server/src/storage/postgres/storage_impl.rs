@@ -1,6 +1,7 @@
 //! The [`Storage`] implementation the handlers call: single statements retried after a conflict,
 //! and the two transactions of [`super::transactions`].
 
+use crate::storage::some_row;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -53,9 +54,7 @@ impl Storage for PostgresStorage {
                 ],
             )
             .await?;
-        if inserted == 0 {
-            return Err(StorageError::NotFound);
-        }
+        some_row(inserted)?;
         Ok(())
     }
 
@@ -104,9 +103,7 @@ impl Storage for PostgresStorage {
                 &[&patient_id, &device_id, &now],
             )
             .await?;
-        if changed == 0 {
-            return Err(StorageError::NotFound);
-        }
+        some_row(changed)?;
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! The [`ProviderStorage`] implementation on SQLite: provider accounts, sessions, tokens, shares,
 //! break-glass grants and the access log.
 
+use crate::storage::some_row;
 use chrono::{DateTime, Utc};
 use heeldiary_core::EntryState;
 use rusqlite::{params, OptionalExtension};
@@ -167,9 +168,7 @@ impl ProviderStorage for SqliteStorage {
                     share_code_hash.as_bytes().as_slice()
                 ],
             )?;
-            if changed == 0 {
-                return Err(StorageError::NotFound);
-            }
+            some_row(changed)?;
             Ok(())
         })
         .await
@@ -188,9 +187,7 @@ impl ProviderStorage for SqliteStorage {
                  WHERE provider_id = ?1",
                 params![id, time_text(now)],
             )?;
-            if changed == 0 {
-                return Err(StorageError::NotFound);
-            }
+            some_row(changed)?;
             tx.execute(
                 "DELETE FROM provider_sessions WHERE provider_id = ?1",
                 [&id],
@@ -289,9 +286,7 @@ impl ProviderStorage for SqliteStorage {
                     time_text(now)
                 ],
             )?;
-            if inserted == 0 {
-                return Err(StorageError::NotFound);
-            }
+            some_row(inserted)?;
             Ok(())
         })
         .await
@@ -327,9 +322,7 @@ impl ProviderStorage for SqliteStorage {
                  WHERE token_id = ?1",
                 params![token_id.to_string(), time_text(now)],
             )?;
-            if changed == 0 {
-                return Err(StorageError::NotFound);
-            }
+            some_row(changed)?;
             Ok(())
         })
         .await
@@ -385,9 +378,7 @@ impl ProviderStorage for SqliteStorage {
                 "DELETE FROM shares WHERE patient_id = ?1 AND provider_id = ?2",
                 [patient_id.to_string(), provider_id.to_string()],
             )?;
-            if changed == 0 {
-                return Err(StorageError::NotFound);
-            }
+            some_row(changed)?;
             Ok(())
         })
         .await
@@ -433,9 +424,7 @@ impl ProviderStorage for SqliteStorage {
                     time_text(grant.ends_at)
                 ],
             )?;
-            if inserted == 0 {
-                return Err(StorageError::NotFound);
-            }
+            some_row(inserted)?;
             Ok(())
         })
         .await

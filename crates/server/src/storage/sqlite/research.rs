@@ -1,6 +1,7 @@
 //! Research consent, analysts and the export log on SQLite: the storage calls of the analyst
 //! export, each one statement or one short transaction on the connection.
 
+use crate::storage::some_row;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 use uuid::Uuid;
@@ -127,9 +128,7 @@ impl SqliteStorage {
                 "UPDATE analysts SET revoked_at = COALESCE(revoked_at, ?2) WHERE analyst_id = ?1",
                 params![analyst_id.to_string(), time_text(now)],
             )?;
-            if changed == 0 {
-                return Err(StorageError::NotFound);
-            }
+            some_row(changed)?;
             Ok(())
         })
         .await

@@ -1,6 +1,7 @@
 //! The [`Storage`] implementation the handlers call: each call is one closure run on the
 //! connection, the two that decide something are the transactions of [`super::transactions`].
 
+use crate::storage::some_row;
 use chrono::{DateTime, Utc};
 use heeldiary_core::wire::PushResult;
 use heeldiary_core::Op;
@@ -127,9 +128,7 @@ impl Storage for SqliteStorage {
                     time_text(now)
                 ],
             )?;
-            if changed == 0 {
-                return Err(StorageError::NotFound);
-            }
+            some_row(changed)?;
             Ok(())
         })
         .await
