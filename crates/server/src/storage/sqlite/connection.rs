@@ -5,10 +5,15 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, ErrorCode, TransactionBehavior};
 
-use super::transactions::time_text;
+use heeldiary_core::wire::PushResult;
+use heeldiary_core::Op;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use super::transactions::{push_group, time_text, QueuedPush};
 use super::SqliteStorage;
 use crate::storage::{migrations, pending, Migration, StorageError};
 
@@ -36,7 +41,8 @@ impl SqliteStorage {
     /// [`StorageError::Internal`] if the directory or file cannot be used.
     pub async fn open_dir(dir: &Path) -> Result<Self, StorageError> {
         let dir = dir.to_owned();
-        Self::open_with(move || {
+        let file = dir.join(Self::FILE_NAME);
+        let storage = Self::open_with(move || {
             std::fs::create_dir_all(&dir).map_err(|e| {
                 StorageError::Internal(format!("cannot create {}: {e}", dir.display()))
             })?;
@@ -54,7 +60,19 @@ impl SqliteStorage {
             conn.pragma_update(None, "cache_size", -16_384)?;
             Ok(conn)
         })
-        .await
+        .await?;
+        // Opened once the writer has migrated the schema.
+        let reader = blocking(move || {
+            let reader = Connection::open(&file)?;
+            reader.busy_timeout(BUSY_TIMEOUT)?;
+            reader.pragma_update(None, "query_only", true)?;
+            Ok(reader)
+        })
+        .await?;
+        Ok(Self {
+            reader: Arc::new(Mutex::new(reader)),
+            ..storage
+        })
     }
 
     /// A private in-memory database, for tests.
@@ -74,24 +92,78 @@ impl SqliteStorage {
             Ok(conn)
         })
         .await?;
+        let conn = Arc::new(Mutex::new(conn));
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            reader: Arc::clone(&conn),
+            conn,
+            queued_pushes: Arc::default(),
         })
     }
 
-    /// Runs `f` on the connection on the blocking pool.
+    /// Runs `f` on the writing connection on the blocking pool.
     pub(super) async fn call<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StorageError> + Send + 'static,
     ) -> Result<T, StorageError> {
-        let conn = Arc::clone(&self.conn);
-        blocking(move || {
-            // A panic while holding the lock rolled its transaction back; the connection is fine.
-            let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            f(&mut conn)
-        })
-        .await
+        on(&self.conn, f).await
     }
+
+    /// Runs `f` on the reading connection on the blocking pool: it sees what was committed
+    /// before it started, and never waits for a commit in progress.
+    pub(super) async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        on(&self.reader, f).await
+    }
+
+    /// Stores a push together with the others queued meanwhile (see
+    /// [`push_group`](super::transactions::push_group)) and returns its results once committed.
+    pub(super) async fn push_queued(
+        &self,
+        patient_id: Uuid,
+        ops: Vec<Op>,
+        received_at: DateTime<Utc>,
+    ) -> Result<Vec<PushResult>, StorageError> {
+        let (answer, answered) = oneshot::channel();
+        lock(&self.queued_pushes).push(QueuedPush {
+            patient_id,
+            ops,
+            received_at,
+            answer,
+        });
+        let queued = Arc::clone(&self.queued_pushes);
+        // Whichever call gets the connection first stores every push queued by then, this one
+        // included; the calls of the others find the queue empty.
+        self.call(move |conn| {
+            let group = std::mem::take(&mut *lock(&queued));
+            if !group.is_empty() {
+                push_group(conn, group);
+            }
+            Ok(())
+        })
+        .await?;
+        answered
+            .await
+            .map_err(|_| StorageError::Internal("the push was dropped before its commit".into()))?
+    }
+}
+
+/// Locks `mutex`; a panic while holding it rolled its transaction back, so what it guards is
+/// fine.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Runs `f` on `conn` on the blocking pool.
+async fn on<T: Send + 'static>(
+    conn: &Arc<Mutex<Connection>>,
+    f: impl FnOnce(&mut Connection) -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    let conn = Arc::clone(conn);
+    blocking(move || f(&mut lock(&conn))).await
 }
 
 async fn blocking<T: Send + 'static>(
@@ -203,6 +275,112 @@ mod tests {
         );
         assert!(err.to_string().contains("newer"), "{err}");
         assert_eq!(schema_of(&conn), before);
+    }
+
+    /// Pushes of three patients queue while a commit holds the connection, then share one
+    /// transaction: the one that reuses a sequence number fails alone and writes nothing, the
+    /// others are stored with their own cursors.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn queued_pushes_share_a_commit_and_fail_alone() {
+        use crate::storage::conformance::{batch, enrolled};
+        use heeldiary_core::wire::PushStatus;
+
+        let storage = SqliteStorage::open_in_memory().await.unwrap();
+        let mut patients = Vec::new();
+        for _ in 0..3 {
+            let (patient, device) = enrolled(&storage).await;
+            storage
+                .push(patient, batch(device, 1, 2), Utc::now())
+                .await
+                .unwrap();
+            patients.push((patient, device));
+        }
+        let before: Vec<_> = {
+            let mut pulls = Vec::new();
+            for (patient, _) in &patients {
+                pulls.push(storage.pull(*patient, 0, 100).await.unwrap().ops);
+            }
+            pulls
+        };
+        let held = lock(&storage.conn);
+        let pushes: Vec<_> = patients
+            .iter()
+            .enumerate()
+            .map(|(i, &(patient, device))| {
+                // The second patient's batch reuses sequence 2 for another operation.
+                let first_seq = if i == 1 { 2 } else { 3 };
+                let storage = storage.clone();
+                tokio::spawn(async move {
+                    storage
+                        .push(patient, batch(device, first_seq, 3), Utc::now())
+                        .await
+                })
+            })
+            .collect();
+        while lock(&storage.queued_pushes).len() < 3 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(held);
+        let mut results = Vec::new();
+        for push in pushes {
+            results.push(push.await.unwrap());
+        }
+        assert!(lock(&storage.queued_pushes).is_empty());
+        assert!(
+            matches!(
+                results[1],
+                Err(StorageError::SequenceReused {
+                    index: 0,
+                    device_seq: 2
+                })
+            ),
+            "{:?}",
+            results[1]
+        );
+        for i in [0, 2] {
+            let statuses: Vec<_> = results[i]
+                .as_ref()
+                .unwrap()
+                .iter()
+                .map(|r| r.status)
+                .collect();
+            assert_eq!(statuses, vec![PushStatus::Applied; 3]);
+            let ops = storage.pull(patients[i].0, 0, 100).await.unwrap().ops;
+            assert_eq!(
+                ops.iter()
+                    .map(|p| (p.cursor, p.op.device_seq))
+                    .collect::<Vec<_>>(),
+                vec![(1, 1), (2, 2), (3, 3), (4, 4), (5, 5)]
+            );
+        }
+        let refused = storage.pull(patients[1].0, 0, 100).await.unwrap().ops;
+        assert_eq!(refused, before[1], "the refused push wrote nothing");
+    }
+
+    /// The reading connection sees at once what another handle on the file committed: a device
+    /// revoked and a restore declared by an admin command beside a running server.
+    #[tokio::test]
+    async fn a_revocation_or_restore_committed_elsewhere_is_seen_at_once() {
+        use crate::storage::conformance::enrolled;
+
+        let dir = tempfile::tempdir().unwrap();
+        let server = SqliteStorage::open_dir(dir.path()).await.unwrap();
+        let admin = SqliteStorage::open_dir(dir.path()).await.unwrap();
+        let (patient, device) = enrolled(&server).await;
+        let epoch = server.epoch().await.unwrap();
+        let credentials = server.authenticate(patient, device).await.unwrap().unwrap();
+        assert!(!credentials.revoked);
+
+        admin
+            .revoke_device(patient, device, Utc::now())
+            .await
+            .unwrap();
+        let credentials = server.authenticate(patient, device).await.unwrap().unwrap();
+        assert!(credentials.revoked);
+
+        let restored = admin.mark_restored(Utc::now()).await.unwrap();
+        assert_ne!(restored, epoch);
+        assert_eq!(server.epoch().await.unwrap(), restored);
     }
 
     #[tokio::test]

@@ -11,8 +11,8 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use uuid::Uuid;
 
 use super::transactions::{
-    enrol_tx, op_row, parse_json, parse_time, parse_uuid, push_tx, register_device, time_text,
-    DeviceRow, FeedDecoder, OpRow,
+    enrol_tx, op_row, parse_json, parse_time, parse_uuid, register_device, time_text, DeviceRow,
+    FeedDecoder, OpRow,
 };
 use super::SqliteStorage;
 use crate::secrets::SecretHash;
@@ -89,7 +89,7 @@ impl Storage for SqliteStorage {
         patient_id: Uuid,
         device_id: Uuid,
     ) -> Result<Option<DeviceCredentials>, StorageError> {
-        self.call(move |conn| {
+        self.read(move |conn| {
             let row: Option<(Vec<u8>, String, Option<String>)> = conn
                 .prepare_cached(
                     "SELECT token_hash, role, revoked_at FROM devices
@@ -174,8 +174,7 @@ impl Storage for SqliteStorage {
         ops: Vec<Op>,
         received_at: DateTime<Utc>,
     ) -> Result<Vec<PushResult>, StorageError> {
-        self.call(move |conn| push_tx(conn, patient_id, &ops, received_at))
-            .await
+        self.push_queued(patient_id, ops, received_at).await
     }
 
     async fn pull(
@@ -313,7 +312,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn epoch(&self) -> Result<Uuid, StorageError> {
-        self.call(|conn| {
+        self.read(|conn| {
             let text: String = conn
                 .prepare_cached("SELECT epoch FROM feed_epoch")?
                 .query_row([], |r| r.get(0))?;
@@ -441,7 +440,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn erased_at(&self, patient_id: Uuid) -> Result<Option<DateTime<Utc>>, StorageError> {
-        self.call(move |conn| {
+        self.read(move |conn| {
             let at: Option<String> = conn
                 .prepare_cached("SELECT max(erased_at) FROM erasures WHERE patient_id = ?1")?
                 .query_row([patient_id.to_string()], |r| r.get(0))?;

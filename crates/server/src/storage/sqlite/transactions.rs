@@ -1,4 +1,4 @@
-//! The two transactions that decide something (a push, an enrolment) and the codecs between
+//! The two transactions that decide something (a group of pushes, an enrolment) and the codecs between
 //! SQLite's text columns and values. What a push decides is [`PushPlan`]'s; these functions find
 //! what it needs inside one immediate transaction and write its outcome.
 
@@ -8,6 +8,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use heeldiary_core::wire::{PulledOp, PushResult};
 use heeldiary_core::{EntryState, Op};
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::secrets::SecretHash;
@@ -97,93 +98,236 @@ impl FeedDecoder {
     }
 }
 
-/// [`Storage::push`](crate::storage::Storage::push) in one immediate transaction.
-pub(super) fn push_tx(
-    conn: &mut Connection,
+/// Rows one multi-row statement of a push writes or reads: a first sync runs one statement per
+/// this many operations or entries instead of one per each. 64 rows of the widest statement
+/// bind 386 values, far below SQLite's limit.
+const ROWS_PER_STATEMENT: usize = 64;
+
+/// `INSERT INTO ops` of `rows` rows: `?1` is the patient and `?2` the arrival time, shared by
+/// every row; each row then binds its cursor, device, sequence, entry, stamp and patch.
+fn insert_ops_sql(rows: usize) -> String {
+    let values: Vec<String> = (0..rows)
+        .map(|row| {
+            let first = 3 + row * 6;
+            format!(
+                "(?1, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?2)",
+                first,
+                first + 1,
+                first + 2,
+                first + 3,
+                first + 4,
+                first + 5
+            )
+        })
+        .collect();
+    format!(
+        "INSERT INTO ops (patient_id, cursor, device_id, device_seq, entry_id, hlc, patch,
+                          received_at)
+         VALUES {}",
+        values.join(", ")
+    )
+}
+
+/// The stored state of up to `rows` entries of patient `?1`, named by `?2` on.
+fn load_states_sql(rows: usize) -> String {
+    let ids: Vec<String> = (0..rows).map(|row| format!("?{}", row + 2)).collect();
+    format!(
+        "SELECT entry_id, state FROM entries WHERE patient_id = ?1 AND entry_id IN ({})",
+        ids.join(", ")
+    )
+}
+
+/// Upsert of `rows` merged entry states: `?1` is the patient and `?2` the arrival time; each row
+/// binds its entry, day, deleted flag and state.
+fn save_states_sql(rows: usize) -> String {
+    let values: Vec<String> = (0..rows)
+        .map(|row| {
+            let first = 3 + row * 4;
+            format!(
+                "(?1, ?{}, ?{}, ?{}, ?{}, ?2)",
+                first,
+                first + 1,
+                first + 2,
+                first + 3
+            )
+        })
+        .collect();
+    format!(
+        "INSERT INTO entries (patient_id, entry_id, day, deleted, state, updated_at)
+         VALUES {}
+         ON CONFLICT (patient_id, entry_id) DO UPDATE SET
+             day = excluded.day, deleted = excluded.deleted, state = excluded.state,
+             updated_at = excluded.updated_at",
+        values.join(", ")
+    )
+}
+
+/// A push waiting for the next group commit, with where its answer goes.
+pub(super) struct QueuedPush {
+    pub patient_id: Uuid,
+    pub ops: Vec<Op>,
+    pub received_at: DateTime<Utc>,
+    pub answer: oneshot::Sender<Result<Vec<PushResult>, StorageError>>,
+}
+
+/// Stores every push of `group` in one immediate transaction, each inside a savepoint of its
+/// own, and answers each once the transaction is committed (durably, with `synchronous =
+/// FULL`). A push that fails is rolled back to its savepoint and answered with its error; the
+/// others commit. If the commit fails, every push is answered with that failure and nothing
+/// was stored.
+///
+/// Why: every commit waits for the disk to sync the log, and pushes serialize on the one
+/// connection, so with many devices syncing at once one sync per push made each push wait for
+/// the syncs of all queued before it. Pushes that queued while one commit was syncing now
+/// share the next commit.
+pub(super) fn push_group(conn: &mut Connection, group: Vec<QueuedPush>) {
+    let outcome = (|| -> Result<Vec<Result<Vec<PushResult>, StorageError>>, StorageError> {
+        // IMMEDIATE takes the write lock at once: pushes serialize and cursors commit in order.
+        let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut results = Vec::with_capacity(group.len());
+        for push in &group {
+            let mut savepoint = tx.savepoint()?;
+            let result = push_in(&savepoint, push.patient_id, &push.ops, push.received_at);
+            if result.is_err() {
+                savepoint.rollback()?;
+            }
+            savepoint.commit()?;
+            results.push(result);
+        }
+        tx.commit()?;
+        Ok(results)
+    })();
+    match outcome {
+        Ok(results) => {
+            for (push, result) in group.into_iter().zip(results) {
+                // A push whose request went away has no one to answer.
+                let _ = push.answer.send(result);
+            }
+        }
+        Err(failure) => {
+            for push in group {
+                let _ = push.answer.send(Err(same_failure(&failure)));
+            }
+        }
+    }
+}
+
+/// `failure` again, for another push of the group it failed.
+fn same_failure(failure: &StorageError) -> StorageError {
+    match failure {
+        StorageError::Unavailable(reason) => StorageError::Unavailable(reason.clone()),
+        other => StorageError::Internal(other.to_string()),
+    }
+}
+
+/// One push, inside a transaction the caller commits.
+fn push_in(
+    tx: &Connection,
     patient_id: Uuid,
     ops: &[Op],
     received_at: DateTime<Utc>,
 ) -> Result<Vec<PushResult>, StorageError> {
     let patient = patient_id.to_string();
     let received = time_text(received_at);
-    // IMMEDIATE takes the write lock at once: pushes serialize and cursors commit in order.
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let last_cursor: i64 = tx
-        .query_row(
-            "SELECT last_cursor FROM patients WHERE patient_id = ?1",
-            [&patient],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT last_cursor FROM patients WHERE patient_id = ?1")?
+        .query_row([&patient], |r| r.get(0))
         .optional()?
         .ok_or(StorageError::NotFound)?;
-    let stored = stored_identities(&tx, &patient, ops)?;
+    let stored = stored_identities(tx, &patient, ops)?;
     let plan = PushPlan::new(ops, last_cursor, &stored)?;
     let Some(new_last) = plan.last_cursor() else {
         return Ok(plan.results);
     };
-    {
-        let mut insert = tx.prepare_cached(
-            "INSERT INTO ops (patient_id, cursor, device_id, device_seq, entry_id, hlc, patch,
-                              received_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?;
-        // A batch is one device's: its id is written out once.
-        let mut device: Option<(Uuid, String)> = None;
-        for (cursor, op) in &plan.applied {
+    insert_ops(tx, &patient, &received, &plan.applied)?;
+    let states = load_states(tx, &patient, &plan.entry_ids())?;
+    save_states(tx, &patient, &received, &plan.merge(states))?;
+    tx.prepare_cached("UPDATE patients SET last_cursor = ?2 WHERE patient_id = ?1")?
+        .execute(params![patient, new_last])?;
+    Ok(plan.results)
+}
+
+/// Appends `applied` (each operation with its cursor) to the patient's feed.
+fn insert_ops(
+    tx: &Connection,
+    patient: &str,
+    received: &str,
+    applied: &[(i64, &Op)],
+) -> Result<(), StorageError> {
+    let mut ids = Uuid::encode_buffer();
+    for chunk in applied.chunks(ROWS_PER_STATEMENT) {
+        let mut insert = tx.prepare_cached(&insert_ops_sql(chunk.len()))?;
+        insert.raw_bind_parameter(1, patient)?;
+        insert.raw_bind_parameter(2, received)?;
+        for (row, (cursor, op)) in chunk.iter().enumerate() {
+            let first = 3 + row * 6;
             let patch = serde_json::to_string(&op.patch)
                 .map_err(|e| StorageError::Internal(e.to_string()))?;
-            if device.as_ref().is_none_or(|(id, _)| *id != op.device_id) {
-                device = Some((op.device_id, op.device_id.to_string()));
-            }
-            let device_text = device.as_ref().map(|(_, text)| text.as_str());
-            insert.execute(params![
-                patient,
-                cursor,
-                device_text,
-                to_i64(op.device_seq, "device_seq")?,
-                op.entry_id.to_string(),
-                op.hlc.to_string(),
-                patch,
-                received
-            ])?;
+            insert.raw_bind_parameter(first, cursor)?;
+            insert.raw_bind_parameter(
+                first + 1,
+                &*op.device_id.hyphenated().encode_lower(&mut ids),
+            )?;
+            insert.raw_bind_parameter(first + 2, to_i64(op.device_seq, "device_seq")?)?;
+            insert
+                .raw_bind_parameter(first + 3, &*op.entry_id.hyphenated().encode_lower(&mut ids))?;
+            insert.raw_bind_parameter(first + 4, op.hlc.to_string())?;
+            insert.raw_bind_parameter(first + 5, patch)?;
         }
-        let mut load =
-            tx.prepare_cached("SELECT state FROM entries WHERE patient_id = ?1 AND entry_id = ?2")?;
-        let mut states = BTreeMap::new();
-        for entry_id in plan.entry_ids() {
-            let text: Option<String> = load
-                .query_row(params![patient, entry_id.to_string()], |r| r.get(0))
-                .optional()?;
-            if let Some(text) = text {
-                states.insert(entry_id, parse_json::<EntryState>(&text)?);
-            }
+        insert.raw_execute()?;
+    }
+    Ok(())
+}
+
+/// The stored states of those of `entry_ids` the patient has.
+fn load_states(
+    tx: &Connection,
+    patient: &str,
+    entry_ids: &[Uuid],
+) -> Result<BTreeMap<Uuid, EntryState>, StorageError> {
+    let mut ids = Uuid::encode_buffer();
+    let mut states = BTreeMap::new();
+    for chunk in entry_ids.chunks(ROWS_PER_STATEMENT) {
+        let mut load = tx.prepare_cached(&load_states_sql(chunk.len()))?;
+        load.raw_bind_parameter(1, patient)?;
+        for (row, entry_id) in chunk.iter().enumerate() {
+            load.raw_bind_parameter(row + 2, &*entry_id.hyphenated().encode_lower(&mut ids))?;
         }
-        let mut save = tx.prepare_cached(
-            "INSERT INTO entries (patient_id, entry_id, day, deleted, state, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (patient_id, entry_id) DO UPDATE SET
-                 day = excluded.day, deleted = excluded.deleted, state = excluded.state,
-                 updated_at = excluded.updated_at",
-        )?;
-        for (entry_id, state) in &plan.merge(states) {
-            let json =
-                serde_json::to_string(state).map_err(|e| StorageError::Internal(e.to_string()))?;
-            save.execute(params![
-                patient,
-                entry_id.to_string(),
-                state.day(),
-                state.is_deleted(),
-                json,
-                received
-            ])?;
+        let mut rows = load.raw_query();
+        while let Some(row) = rows.next()? {
+            let entry_id: String = row.get(0)?;
+            let state: String = row.get(1)?;
+            states.insert(parse_uuid(&entry_id)?, parse_json::<EntryState>(&state)?);
         }
     }
-    tx.execute(
-        "UPDATE patients SET last_cursor = ?2 WHERE patient_id = ?1",
-        params![patient, new_last],
-    )?;
-    tx.commit()?;
-    Ok(plan.results)
+    Ok(states)
+}
+
+/// Writes the merged `states`, stamped as updated at `received`.
+fn save_states(
+    tx: &Connection,
+    patient: &str,
+    received: &str,
+    states: &BTreeMap<Uuid, EntryState>,
+) -> Result<(), StorageError> {
+    let mut ids = Uuid::encode_buffer();
+    let states: Vec<(&Uuid, &EntryState)> = states.iter().collect();
+    for chunk in states.chunks(ROWS_PER_STATEMENT) {
+        let mut save = tx.prepare_cached(&save_states_sql(chunk.len()))?;
+        save.raw_bind_parameter(1, patient)?;
+        save.raw_bind_parameter(2, received)?;
+        for (row, (entry_id, state)) in chunk.iter().enumerate() {
+            let first = 3 + row * 4;
+            let json =
+                serde_json::to_string(state).map_err(|e| StorageError::Internal(e.to_string()))?;
+            save.raw_bind_parameter(first, &*entry_id.hyphenated().encode_lower(&mut ids))?;
+            save.raw_bind_parameter(first + 1, state.day())?;
+            save.raw_bind_parameter(first + 2, state.is_deleted())?;
+            save.raw_bind_parameter(first + 3, json)?;
+        }
+        save.raw_execute()?;
+    }
+    Ok(())
 }
 
 /// The operations of `ops` the patient's feed holds already, by `(device_id, device_seq)`.
