@@ -1,6 +1,7 @@
 //! The two transactions that decide something (a push, an enrolment) and the codecs between
 //! rows and values. What a push decides is [`PushPlan`]'s; these functions find what it needs
-//! under the patient's lock and write its outcome with one statement per table.
+//! under the patient's lock and write its outcome in bulk: a binary COPY of the new rows, one
+//! UPDATE of the entries that were stored already.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::pin::pin;
@@ -102,8 +103,8 @@ impl PostgresStorage {
             let advance = tx
                 .prepare_cached("UPDATE patients SET last_cursor = $2 WHERE patient_id = $1")
                 .await?;
-            // The writes go out together too. The connection sends one copy at a time, so the
-            // statements queue behind each other on it without waiting for this task.
+            // The writes go out together too: the connection runs them one after another (a
+            // copy holds it until its last row), and none waits for another's answer first.
             tokio::try_join!(
                 insert_ops(tx, patient_id, &plan, received_at),
                 save_states(tx, patient_id, &states, &stored_entries, received_at),
@@ -248,15 +249,9 @@ async fn insert_ops(
 ) -> Result<(), Fault> {
     // No conflict handling: the duplicate check ran under the patient's lock, so a clash here
     // is a fault to report, not a repeat to hide (hiding it would leave a gap in the cursors).
-    let copy = tx
-        .prepare_cached(
-            "COPY ops (patient_id, cursor, device_id, device_seq, entry_id, hlc, patch,
-                       received_at)
-             FROM STDIN (FORMAT binary)",
-        )
-        .await?;
-    let rows = BinaryCopyInWriter::new(
-        tx.copy_in(&copy).await?,
+    let rows = binary_copy(
+        tx,
+        "ops (patient_id, cursor, device_id, device_seq, entry_id, hlc, patch, received_at)",
         &[
             Type::UUID,
             Type::INT8,
@@ -267,7 +262,8 @@ async fn insert_ops(
             Type::JSON,
             Type::TIMESTAMPTZ,
         ],
-    );
+    )
+    .await?;
     let mut rows = pin!(rows);
     for (cursor, op) in &plan.applied {
         let seq = to_i64(op.device_seq, "device_seq")?;
@@ -287,6 +283,19 @@ async fn insert_ops(
     }
     rows.finish().await?;
     Ok(())
+}
+
+/// A binary COPY into `target` (a table and its columns) of rows of `types`. Rows written go out
+/// as the buffer fills; the copy counts once `finish` is awaited and is aborted if dropped before.
+async fn binary_copy(
+    tx: &Transaction<'_>,
+    target: &str,
+    types: &[Type],
+) -> Result<BinaryCopyInWriter, Fault> {
+    let copy = tx
+        .prepare_cached(&format!("COPY {target} FROM STDIN (FORMAT binary)"))
+        .await?;
+    Ok(BinaryCopyInWriter::new(tx.copy_in(&copy).await?, types))
 }
 
 /// The stored states of the entries `$2` of patient `$1` that exist.
@@ -342,14 +351,9 @@ async fn insert_states(
     if states.is_empty() {
         return Ok(());
     }
-    let copy = tx
-        .prepare_cached(
-            "COPY entries (patient_id, entry_id, day, deleted, state, updated_at)
-             FROM STDIN (FORMAT binary)",
-        )
-        .await?;
-    let rows = BinaryCopyInWriter::new(
-        tx.copy_in(&copy).await?,
+    let rows = binary_copy(
+        tx,
+        "entries (patient_id, entry_id, day, deleted, state, updated_at)",
         &[
             Type::UUID,
             Type::UUID,
@@ -358,7 +362,8 @@ async fn insert_states(
             Type::JSON,
             Type::TIMESTAMPTZ,
         ],
-    );
+    )
+    .await?;
     let mut rows = pin!(rows);
     for (entry_id, state) in states {
         rows.as_mut()
