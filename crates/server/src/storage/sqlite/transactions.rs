@@ -103,28 +103,27 @@ impl FeedDecoder {
 /// bind 386 values, far below SQLite's limit.
 const ROWS_PER_STATEMENT: usize = 64;
 
-/// `INSERT INTO ops` of `rows` rows: `?1` is the patient and `?2` the arrival time, shared by
-/// every row; each row then binds its cursor, device, sequence, entry, stamp and patch.
+/// `rows` value lists for a multi-row INSERT, each `(?1, ` then `per_row` parameters of its own
+/// (numbered on from `?3`), then `?2)`: the patient first and the arrival time last are shared
+/// by every row.
+fn value_rows(rows: usize, per_row: usize) -> String {
+    let row_of = |row: usize| {
+        let own: Vec<String> = (0..per_row)
+            .map(|i| format!("?{}", 3 + row * per_row + i))
+            .collect();
+        format!("(?1, {}, ?2)", own.join(", "))
+    };
+    (0..rows).map(row_of).collect::<Vec<_>>().join(", ")
+}
+
+/// `INSERT INTO ops` of `rows` rows; each binds its cursor, device, sequence, entry, stamp and
+/// patch.
 fn insert_ops_sql(rows: usize) -> String {
-    let values: Vec<String> = (0..rows)
-        .map(|row| {
-            let first = 3 + row * 6;
-            format!(
-                "(?1, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?2)",
-                first,
-                first + 1,
-                first + 2,
-                first + 3,
-                first + 4,
-                first + 5
-            )
-        })
-        .collect();
     format!(
         "INSERT INTO ops (patient_id, cursor, device_id, device_seq, entry_id, hlc, patch,
                           received_at)
          VALUES {}",
-        values.join(", ")
+        value_rows(rows, 6)
     )
 }
 
@@ -137,28 +136,15 @@ fn load_states_sql(rows: usize) -> String {
     )
 }
 
-/// Upsert of `rows` merged entry states: `?1` is the patient and `?2` the arrival time; each row
-/// binds its entry, day, deleted flag and state.
+/// Upsert of `rows` merged entry states; each row binds its entry, day, deleted flag and state.
 fn save_states_sql(rows: usize) -> String {
-    let values: Vec<String> = (0..rows)
-        .map(|row| {
-            let first = 3 + row * 4;
-            format!(
-                "(?1, ?{}, ?{}, ?{}, ?{}, ?2)",
-                first,
-                first + 1,
-                first + 2,
-                first + 3
-            )
-        })
-        .collect();
     format!(
         "INSERT INTO entries (patient_id, entry_id, day, deleted, state, updated_at)
          VALUES {}
          ON CONFLICT (patient_id, entry_id) DO UPDATE SET
              day = excluded.day, deleted = excluded.deleted, state = excluded.state,
              updated_at = excluded.updated_at",
-        values.join(", ")
+        value_rows(rows, 4)
     )
 }
 
