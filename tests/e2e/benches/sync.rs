@@ -13,11 +13,7 @@
 //!   and during the pull (`VmHWM`, reset before each through `/proc/PID/clear_refs`);
 //! - a daily sync: 1,000 devices (500 patients with two devices each) hold a week of entries
 //!   already synced, each logs one more, then all sync, at most 100 at a time: median, 99th
-//!   percentile and slowest of one device's whole sync; beside it, the same quantiles of the
-//!   server's own handling of each request of that day (from its request log), and the CPU time
-//!   the devices (this process) and the server used meanwhile. The devices run in this process
-//!   on the same cores as the server, so a whole sync also waits for other devices' work: the
-//!   server's figures tell how much of it is the server's.
+//!   percentile and slowest of one device's whole sync.
 //!
 //! Devices run the library client with its default options, on the same machine as the server,
 //! so the figures include the devices' own work. Every backend of this run is measured: SQLite
@@ -34,8 +30,7 @@ use std::time::{Duration, Instant};
 use heeldiary_client::{enrol, sync, SyncOptions};
 use heeldiary_core::Field;
 use heeldiary_e2e::{
-    binary, cpu_time, enrol_fleet, handling_latencies, quantile, runtime, sample_entry, sync_all,
-    Backend, Fleet, Server,
+    binary, enrol_fleet, quantile, runtime, sample_entry, sync_all, Backend, Fleet, Server,
 };
 use heeldiary_store::Store;
 use tokio::runtime::Runtime;
@@ -61,19 +56,8 @@ struct Figures {
     plain_file: u64,
     pushed_file: u64,
     pulled_file: u64,
-    daily: Daily,
+    daily: Vec<Duration>,
     fleet: Fleet,
-}
-
-/// What the measured day of the daily sync took.
-struct Daily {
-    /// Each device's whole sync, from its start.
-    syncs: Vec<Duration>,
-    /// The server's handling of each request of the day.
-    handling: Vec<Duration>,
-    wall: Duration,
-    device_cpu: Option<Duration>,
-    server_cpu: Option<Duration>,
 }
 
 fn arg(name: &str, default: usize) -> usize {
@@ -92,22 +76,13 @@ fn main() {
     };
     let rt = runtime();
     for backend in Backend::all("benchmark sync") {
-        let logs = tempfile::tempdir().expect("temp dir");
-        let request_log = logs.path().join("requests.jsonl");
-        let server = Server::start_logging_requests(&backend, &request_log);
-        let figures = measure(&rt, &server, &request_log, backend.name(), entries, fleet);
+        let server = Server::start(&backend);
+        let figures = measure(&rt, &server, backend.name(), entries, fleet);
         print(backend.name(), entries, &figures);
     }
 }
 
-fn measure(
-    rt: &Runtime,
-    server: &Server,
-    request_log: &Path,
-    backend: &str,
-    entries: usize,
-    fleet: Fleet,
-) -> Figures {
+fn measure(rt: &Runtime, server: &Server, backend: &str, entries: usize, fleet: Fleet) -> Figures {
     let dir = tempfile::tempdir().expect("temp dir");
     eprintln!("{backend}: bare insert, import, push and pull of {entries} entries…");
     let plain = dir.path().join("plain.sqlite3");
@@ -143,7 +118,7 @@ fn measure(
     let size = |name: &str| file_size(&dir.path().join(name));
 
     eprintln!("{backend}: daily sync of {} devices…", fleet.devices());
-    let daily = daily_syncs(rt, server, request_log, fleet);
+    let daily = daily_syncs(rt, server, fleet);
     Figures {
         bare,
         import,
@@ -361,7 +336,7 @@ fn timed_sync(rt: &Runtime, store: &mut Store) -> (heeldiary_client::SyncSummary
 }
 
 /// Every device's sync on the measured day, after a week of entries synced beforehand.
-fn daily_syncs(rt: &Runtime, server: &Server, request_log: &Path, fleet: Fleet) -> Daily {
+fn daily_syncs(rt: &Runtime, server: &Server, fleet: Fleet) -> Vec<Duration> {
     let mut stores: Vec<Store> = enrol_fleet(rt, server, &server.url, fleet)
         .into_iter()
         .flatten()
@@ -381,26 +356,7 @@ fn daily_syncs(rt: &Runtime, server: &Server, request_log: &Path, fleet: Fleet) 
         stores = rt.block_on(sync_all(stores, CONCURRENT_SYNCS)).0;
     }
     log_on_each(&mut stores, 1);
-    let server_pid = server.pid().to_string();
-    let (_, log_from) = handling_latencies(request_log, 0);
-    let cpu_before = (cpu_time("self"), cpu_time(&server_pid));
-    let started = Instant::now();
-    let syncs = rt.block_on(sync_all(stores, CONCURRENT_SYNCS)).1;
-    let wall = started.elapsed();
-    let spent = |before: Option<Duration>, pid: &str| Some(cpu_time(pid)?.saturating_sub(before?));
-    let (device_cpu, server_cpu) = (
-        spent(cpu_before.0, "self"),
-        spent(cpu_before.1, &server_pid),
-    );
-    // The server writes a request's line once it answered: give the last ones a moment.
-    std::thread::sleep(Duration::from_millis(200));
-    Daily {
-        syncs,
-        handling: handling_latencies(request_log, log_from).0,
-        wall,
-        device_cpu,
-        server_cpu,
-    }
+    rt.block_on(sync_all(stores, CONCURRENT_SYNCS)).1
 }
 
 fn print(backend: &str, entries: usize, f: &Figures) {
@@ -446,36 +402,15 @@ fn print(backend: &str, entries: usize, f: &Figures) {
         f.plain_file,
         per_entry(f.plain_file),
     );
-    let mut syncs = f.daily.syncs.clone();
+    let mut daily = f.daily.clone();
     println!(
         "daily sync of {} devices ({} patients x {}), {CONCURRENT_SYNCS} at a time: \
          p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        syncs.len(),
+        daily.len(),
         f.fleet.patients,
         f.fleet.devices_per_patient,
-        ms(quantile(&mut syncs, 0.50)),
-        ms(quantile(&mut syncs, 0.99)),
-        ms(quantile(&mut syncs, 1.0)),
-    );
-    let mut handling = f.daily.handling.clone();
-    if handling.is_empty() {
-        println!("  server handling: no request lines in the server's log");
-    } else {
-        println!(
-            "  server handling of its {} requests (whole ms, as the server logs them): \
-             p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
-            handling.len(),
-            ms(quantile(&mut handling, 0.50)),
-            ms(quantile(&mut handling, 0.99)),
-            ms(quantile(&mut handling, 1.0)),
-        );
-    }
-    let seconds =
-        |cpu: Option<Duration>| cpu.map_or("?".into(), |d| format!("{:.2} s", d.as_secs_f64()));
-    println!(
-        "  CPU over the day's {:.2} s: devices (this process) {}, server {}",
-        f.daily.wall.as_secs_f64(),
-        seconds(f.daily.device_cpu),
-        seconds(f.daily.server_cpu),
+        ms(quantile(&mut daily, 0.50)),
+        ms(quantile(&mut daily, 0.99)),
+        ms(quantile(&mut daily, 1.0)),
     );
 }

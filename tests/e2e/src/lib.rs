@@ -105,33 +105,15 @@ impl Server {
 
     /// Starts the server with `backend_args` on `listen`.
     pub fn start_on(backend_args: Vec<String>, listen: &str) -> Server {
-        Self::spawn(backend_args, listen, None)
-    }
-
-    /// Starts the server on a free port with one JSON log line per request written to
-    /// `request_log` (read them with [`handling_latencies`]); its warnings go there too.
-    pub fn start_logging_requests(backend: &Backend, request_log: &Path) -> Server {
-        Self::spawn(backend.args(), "127.0.0.1:0", Some(request_log))
-    }
-
-    fn spawn(backend_args: Vec<String>, listen: &str, request_log: Option<&Path>) -> Server {
-        let mut command = Command::new(binary("heeldiary-server"));
-        command
+        let mut child = Command::new(binary("heeldiary-server"))
             .arg("serve")
             .args(["--listen", listen])
             .args(&backend_args)
-            .stdout(Stdio::piped());
-        match request_log {
-            Some(path) => {
-                let file = std::fs::File::create(path).expect("request log file");
-                command
-                    .args(["--log-format", "json"])
-                    .env("RUST_LOG", "warn,tower_http=info")
-                    .stderr(file)
-            }
-            None => command.env("RUST_LOG", "warn").stderr(Stdio::inherit()),
-        };
-        let mut child = command.spawn().expect("server starts");
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("server starts");
         let stdout = child.stdout.take().expect("server stdout");
         let mut reader = BufReader::new(stdout);
         let mut first = String::new();
@@ -467,37 +449,6 @@ pub async fn sync_all(stores: Vec<Store>, concurrency: usize) -> (Vec<Store>, Ve
         took.push(elapsed);
     }
     (stores, took)
-}
-
-/// How long the server took over each request it logged in `request_log` (written by a server
-/// of [`Server::start_logging_requests`]) from byte `from` on: from the request reaching its
-/// router to the answer's head, as the server measures it (whole milliseconds). The log's size,
-/// the `from` of the next reading, comes with them.
-pub fn handling_latencies(request_log: &Path, from: u64) -> (Vec<Duration>, u64) {
-    let text = std::fs::read(request_log).expect("request log");
-    let start = (from as usize).min(text.len());
-    let latencies = String::from_utf8_lossy(&text[start..])
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|line| line["fields"]["message"] == "finished processing request")
-        .filter_map(|line| {
-            let latency = line["fields"]["latency"].as_str()?;
-            let ms = latency.strip_suffix(" ms")?.parse().ok()?;
-            Some(Duration::from_millis(ms))
-        })
-        .collect();
-    (latencies, text.len() as u64)
-}
-
-/// CPU time (user and system) process `pid` (or `"self"`) has used so far, from `/proc`; `None`
-/// where `/proc` does not tell (not Linux).
-pub fn cpu_time(pid: &str) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The fields after the command name, which is in parentheses and may hold spaces.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    // In clock ticks, USER_HZ: 100 a second on Linux.
-    Some(Duration::from_millis(ticks * 10))
 }
 
 /// The `q` quantile (0 to 1, nearest rank) of `samples`, which it sorts.
