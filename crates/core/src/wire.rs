@@ -185,6 +185,11 @@ pub struct PulledOp {
     pub op: Op,
 }
 
+/// Query parameter of `GET /v1/pull`: the pulling device holds its own operations up to this
+/// sequence number exactly as the server does (the server acknowledged them), so the feed leaves
+/// them out and its `next_cursor` moves past them.
+pub const PULL_HELD_OWN_THROUGH: &str = "held_own_through";
+
 /// `GET /v1/pull?after=CURSOR&limit=N`: the next page of the patient's operations.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
