@@ -196,7 +196,8 @@ pub const PULL_HELD_OWN_THROUGH: &str = "held_own_through";
 pub struct PullResponse {
     /// Operations after the requested cursor, in cursor order.
     pub ops: Vec<PulledOp>,
-    /// The cursor to ask after next time (the last op's, or the request's when the page is empty).
+    /// The cursor to ask after next time: the last op's, or a later one past operations left
+    /// out by [`PULL_HELD_OWN_THROUGH`], or the request's when nothing followed it.
     pub next_cursor: u64,
     /// Whether more operations wait after this page.
     pub has_more: bool,
