@@ -512,7 +512,11 @@ async fn pull(
                 "the server feed went back before cursor {after}"
             )));
         }
-        if page.ops.last().is_some_and(|op| op.cursor > page.next_cursor) {
+        if page
+            .ops
+            .last()
+            .is_some_and(|op| op.cursor > page.next_cursor)
+        {
             return Err(ClientError::Protocol(format!(
                 "the server's next cursor {} is before the page's last operation",
                 page.next_cursor
@@ -520,10 +524,7 @@ async fn pull(
         }
         if page.has_more {
             let next = page_path(page.next_cursor, held, session);
-            prefetched = Some((
-                next.clone(),
-                http::InFlight::get(&session.client, next),
-            ));
+            prefetched = Some((next.clone(), http::InFlight::get(&session.client, next)));
         }
         let applied = match store.apply_pulled(&page.ops, page.next_cursor) {
             Ok(applied) => applied,

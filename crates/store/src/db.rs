@@ -393,10 +393,7 @@ pub(crate) fn note_given_up_seqs(conn: &Connection) -> Result<()> {
         .collect::<rusqlite::Result<_>>()?;
     seqs.sort_unstable();
     if let Some(missing) = first_missing_from_one(&seqs) {
-        conn.execute(
-            "UPDATE sync_state SET first_given_up_seq = ?1",
-            [missing],
-        )?;
+        conn.execute("UPDATE sync_state SET first_given_up_seq = ?1", [missing])?;
     }
     Ok(())
 }

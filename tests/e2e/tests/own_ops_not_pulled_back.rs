@@ -53,27 +53,42 @@ fn a_first_sync_pulls_none_of_its_own_operations_back() {
             "{name}"
         );
         let cursor = phone.sync_state().expect("sync state").pull_cursor;
-        assert_eq!(cursor, ENTRIES as u64, "{name}: the cursor moved past the own operations");
+        assert_eq!(
+            cursor, ENTRIES as u64,
+            "{name}: the cursor moved past the own operations"
+        );
 
         let mut tablet = another_device(&rt, &server, &phone, &proxy.url);
-        let pulled = rt.block_on(sync(&mut tablet, &options)).expect("tablet sync");
+        let pulled = rt
+            .block_on(sync(&mut tablet, &options))
+            .expect("tablet sync");
         assert_eq!((pulled.pulled, pulled.already_held), (ENTRIES, 0), "{name}");
 
         // Either device's next edit reaches the other, and neither gets its own back.
         tablet
             .log(sample_entry(ENTRIES))
             .expect("the tablet logs an entry");
-        let tablet_push = rt.block_on(sync(&mut tablet, &options)).expect("tablet sync");
+        let tablet_push = rt
+            .block_on(sync(&mut tablet, &options))
+            .expect("tablet sync");
         assert_eq!((tablet_push.pushed, tablet_push.pulled), (1, 0), "{name}");
         assert_eq!(tablet_push.already_held, 0, "{name}");
-        phone.log(sample_entry(ENTRIES + 1)).expect("the phone logs");
+        phone
+            .log(sample_entry(ENTRIES + 1))
+            .expect("the phone logs");
         let phone_sync = rt.block_on(sync(&mut phone, &options)).expect("phone sync");
         assert_eq!(
-            (phone_sync.pushed, phone_sync.pulled, phone_sync.already_held),
+            (
+                phone_sync.pushed,
+                phone_sync.pulled,
+                phone_sync.already_held
+            ),
             (1, 1, 0),
             "{name}"
         );
-        let tablet_pull = rt.block_on(sync(&mut tablet, &options)).expect("tablet sync");
+        let tablet_pull = rt
+            .block_on(sync(&mut tablet, &options))
+            .expect("tablet sync");
         assert_eq!(
             (tablet_pull.pulled, tablet_pull.already_held),
             (1, 0),

@@ -556,11 +556,15 @@ pub async fn a_pull_leaves_out_the_own_operations_the_device_holds<S: Storage>(s
     }
     // Another patient's longer feed must not be taken for this one's end.
     let (other, other_device) = enrolled(&s).await;
-    s.push(other, batch(other_device, 1, 12), t0()).await.unwrap();
-    let held = |device_id, through_seq| Some(HeldOwnOps {
-        device_id,
-        through_seq,
-    });
+    s.push(other, batch(other_device, 1, 12), t0())
+        .await
+        .unwrap();
+    let held = |device_id, through_seq| {
+        Some(HeldOwnOps {
+            device_id,
+            through_seq,
+        })
+    };
     let pull = |after, limit, held| s.pull_leaving_out(patient, after, limit, held);
     let seen = |page: PullPage| {
         let cursors: Vec<u64> = page.ops.iter().map(|p| p.cursor).collect();
