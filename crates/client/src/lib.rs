@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use heeldiary_core::wire::{
     AccessLogResponse, AccessRead, EnrolRequest, EnrolResponse, ErrorBody, ErrorCode,
     NewDeviceRequest, PullResponse, PushAck, PushRequest, PushResponse, ResearchConsentRequest,
-    Share, ShareRequest, SharesResponse, MAX_PULL_LIMIT, MAX_PUSH_OPS, PUSH_ACK_QUERY,
+    Share, ShareRequest, SharesResponse, MAX_PULL_LIMIT, MAX_PUSH_OPS, PULL_HELD_OWN_THROUGH,
+    PUSH_ACK_QUERY,
 };
 use heeldiary_store::{Enrolment, Store, StoreError};
 use serde::Serialize;
@@ -100,6 +101,9 @@ pub struct SyncSummary {
     pub already_on_server: usize,
     /// Operations from other devices merged here.
     pub pulled: usize,
+    /// Operations the feed sent that this diary held already: its own coming back, or a page
+    /// delivered again.
+    pub already_held: usize,
     /// Fields where concurrent writes disagreed (the later one won everywhere).
     pub conflicts: usize,
     /// Requests retried after network faults or server overload.
@@ -245,6 +249,9 @@ struct Session {
     server_url: String,
     /// Whether this run took a new identity already (once is enough; twice is a loop).
     renewed: bool,
+    /// Whether pulls name the own operations this diary holds, for the feed to leave out;
+    /// cleared for a server that does not know the parameter.
+    feed_leaves_out_held: bool,
 }
 
 impl Session {
@@ -254,6 +261,7 @@ impl Session {
             client: http::Client::new(&enrolment.server_url, Some(&enrolment.token), options)?,
             server_url: enrolment.server_url,
             renewed: false,
+            feed_leaves_out_held: true,
         })
     }
 
@@ -304,6 +312,18 @@ fn is_sequence_taken(error: &ClientError) -> bool {
             },
             ..
         }
+    )
+}
+
+/// Whether `error` is a server's refusal of [`PULL_HELD_OWN_THROUGH`] as a parameter it does not
+/// know.
+fn is_unknown_held_parameter(error: &ClientError) -> bool {
+    matches!(
+        error,
+        ClientError::Refused {
+            status: 400,
+            body: ErrorBody { field: Some(field), .. },
+        } if field == PULL_HELD_OWN_THROUGH
     )
 }
 
@@ -452,17 +472,35 @@ async fn pull(
     options: &SyncOptions,
     summary: &mut SyncSummary,
 ) -> Result<Flow> {
-    let page_path = |after: u64| format!("/v1/pull?after={after}&limit={}", options.pull_limit);
+    // Own operations the server acknowledged are held here as the server holds them: the feed
+    // need not send them back (a first sync would otherwise download everything it uploaded).
+    let page_path = |after: u64, held: u64, session: &Session| {
+        let mut path = format!("/v1/pull?after={after}&limit={}", options.pull_limit);
+        if held > 0 && session.feed_leaves_out_held {
+            path.push_str(&format!("&{PULL_HELD_OWN_THROUGH}={held}"));
+        }
+        path
+    };
     // The next page is asked for before this one is applied, so the server reads and sends it
     // while this diary writes; it is thrown away if this page changes the plan.
-    let mut prefetched: Option<(u64, http::InFlight<PullResponse>)> = None;
+    let mut prefetched: Option<(String, http::InFlight<PullResponse>)> = None;
     loop {
         let after = store.sync_state()?.pull_cursor;
+        let held = store.held_own_through()?;
+        let path = page_path(after, held, session);
         let request = match prefetched.take() {
-            Some((asked_after, request)) if asked_after == after => request,
-            _ => http::InFlight::get(&session.client, page_path(after)),
+            Some((asked, request)) if asked == path => request,
+            _ => http::InFlight::get(&session.client, path),
         };
-        let (page, retries) = request.answer().await?;
+        let (page, retries) = match request.answer().await {
+            Ok(answer) => answer,
+            // A server from before the parameter refuses it: ask it for the whole feed.
+            Err(error) if is_unknown_held_parameter(&error) && session.feed_leaves_out_held => {
+                session.feed_leaves_out_held = false;
+                continue;
+            }
+            Err(other) => return Err(other),
+        };
         summary.retries += retries;
         // Before anything of the page is applied: after a restore, cursors name other
         // operations than before.
@@ -474,9 +512,19 @@ async fn pull(
                 "the server feed went back before cursor {after}"
             )));
         }
+        if page
+            .ops
+            .last()
+            .is_some_and(|op| op.cursor > page.next_cursor)
+        {
+            return Err(ClientError::Protocol(format!(
+                "the server's next cursor {} is before the page's last operation",
+                page.next_cursor
+            )));
+        }
         if page.has_more {
-            let next = page.next_cursor;
-            prefetched = Some((next, http::InFlight::get(&session.client, page_path(next))));
+            let next = page_path(page.next_cursor, held, session);
+            prefetched = Some((next.clone(), http::InFlight::get(&session.client, next)));
         }
         let applied = match store.apply_pulled(&page.ops, page.next_cursor) {
             Ok(applied) => applied,
@@ -494,6 +542,7 @@ async fn pull(
         };
         store.learn_server_time(page.server_time_ms)?;
         summary.pulled += applied.applied;
+        summary.already_held += applied.already_had;
         summary.conflicts += applied.conflicts;
         if !page.has_more {
             return Ok(Flow::Done);

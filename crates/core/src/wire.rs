@@ -185,13 +185,19 @@ pub struct PulledOp {
     pub op: Op,
 }
 
+/// Query parameter of `GET /v1/pull`: the pulling device holds its own operations up to this
+/// sequence number exactly as the server does (the server acknowledged them), so the feed leaves
+/// them out and its `next_cursor` moves past them.
+pub const PULL_HELD_OWN_THROUGH: &str = "held_own_through";
+
 /// `GET /v1/pull?after=CURSOR&limit=N`: the next page of the patient's operations.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PullResponse {
     /// Operations after the requested cursor, in cursor order.
     pub ops: Vec<PulledOp>,
-    /// The cursor to ask after next time (the last op's, or the request's when the page is empty).
+    /// The cursor to ask after next time: the last op's, or a later one past operations left
+    /// out by [`PULL_HELD_OWN_THROUGH`], or the request's when nothing followed it.
     pub next_cursor: u64,
     /// Whether more operations wait after this page.
     pub has_more: bool,

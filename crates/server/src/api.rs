@@ -13,7 +13,8 @@ use heeldiary_core::wire::{
     from_json, EnrolRequest, EnrolResponse, EntryResponse, NewDeviceRequest, PullResponse, PushAck,
     PushRequest, PushResponse, ResearchConsentRequest, DEFAULT_ENTRY_OPS_LIMIT, DEFAULT_PULL_LIMIT,
     MAX_BODY_BYTES, MAX_DEVICE_BODY_BYTES, MAX_ENROL_BODY_BYTES, MAX_ENTRY_OPS_LIMIT,
-    MAX_OPS_PER_ENTRY_PER_PUSH, MAX_PULL_LIMIT, MAX_PUSH_OPS, PUSH_ACK_QUERY,
+    MAX_OPS_PER_ENTRY_PER_PUSH, MAX_PULL_LIMIT, MAX_PUSH_OPS, PULL_HELD_OWN_THROUGH,
+    PUSH_ACK_QUERY,
 };
 use heeldiary_core::{check_label, Op, ValidationError, MAX_CLOCK_AHEAD_MS};
 use serde::de::DeserializeOwned;
@@ -22,7 +23,7 @@ use uuid::Uuid;
 use crate::auth::Authenticated;
 use crate::error::ApiError;
 use crate::secrets::{hash_code, TokenSecret};
-use crate::storage::{NewDevice, ResearchConsent, Role, Storage, StorageError};
+use crate::storage::{HeldOwnOps, NewDevice, ResearchConsent, Role, Storage, StorageError};
 use crate::AppState;
 
 /// The routes, before state and middleware are attached (see [`crate::app`]).
@@ -291,10 +292,17 @@ async fn pull<S: Storage>(
     device: Authenticated,
     RawQuery(query): RawQuery,
 ) -> Result<Json<PullResponse>, ApiError> {
-    let (after, limit) = pull_params(query.as_deref().unwrap_or(""))?;
-    let page = state.storage.pull(device.patient_id, after, limit).await?;
+    let params = pull_params(query.as_deref().unwrap_or(""))?;
+    let held = params.held_own_through.map(|through_seq| HeldOwnOps {
+        device_id: device.device_id,
+        through_seq,
+    });
+    let page = state
+        .storage
+        .pull_leaving_out(device.patient_id, params.after, params.limit, held)
+        .await?;
     Ok(Json(PullResponse {
-        next_cursor: page.ops.last().map_or(after, |op| op.cursor),
+        next_cursor: page.next_cursor,
         ops: page.ops,
         has_more: page.has_more,
         server_time_ms: millis(Utc::now()),
@@ -302,30 +310,57 @@ async fn pull<S: Storage>(
     }))
 }
 
-/// Reads `after` (default 0) and `limit` (1..=[`MAX_PULL_LIMIT`], default
-/// [`DEFAULT_PULL_LIMIT`]) from a pull query string.
-pub fn pull_params(query: &str) -> Result<(u64, u32), ApiError> {
-    page_params(query, DEFAULT_PULL_LIMIT, MAX_PULL_LIMIT)
+/// What a pull asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PullParams {
+    /// The cursor to read after.
+    pub after: u64,
+    /// Page size.
+    pub limit: u32,
+    /// The device's own operations it holds already, up to this sequence number.
+    pub held_own_through: Option<u64>,
+}
+
+/// Reads `after` (default 0), `limit` (1..=[`MAX_PULL_LIMIT`], default [`DEFAULT_PULL_LIMIT`])
+/// and [`PULL_HELD_OWN_THROUGH`] (optional) from a pull query string.
+pub fn pull_params(query: &str) -> Result<PullParams, ApiError> {
+    let [after, limit, held_own_through] =
+        query_numbers(query, ["after", "limit", PULL_HELD_OWN_THROUGH])?;
+    let (after, limit) = page_bounds(after, limit, DEFAULT_PULL_LIMIT, MAX_PULL_LIMIT)?;
+    Ok(PullParams {
+        after,
+        limit,
+        held_own_through: held_own_through
+            .map(|seq| at_most_i64(seq, PULL_HELD_OWN_THROUGH))
+            .transpose()?,
+    })
 }
 
 /// Reads `after` (default 0) and `limit` (1..=`max_limit`, default `default_limit`) from a
 /// query string.
 fn page_params(query: &str, default_limit: u32, max_limit: u32) -> Result<(u64, u32), ApiError> {
-    let (mut after, mut limit) = (None, None);
+    let [after, limit] = query_numbers(query, ["after", "limit"])?;
+    page_bounds(after, limit, default_limit, max_limit)
+}
+
+/// The whole numbers given for `keys` in a query string, each at most once; any other key is
+/// refused.
+fn query_numbers<const N: usize>(
+    query: &str,
+    keys: [&str; N],
+) -> Result<[Option<u64>; N], ApiError> {
+    let mut values = [None; N];
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         let malformed = |message: String| ApiError::Malformed {
             field: Some(key.to_string()),
             message,
         };
-        let slot = match key {
-            "after" => &mut after,
-            "limit" => &mut limit,
-            _ => {
-                return Err(malformed(format!(
-                    "unknown query parameter `{key}`; expected `after` and `limit`"
-                )))
-            }
+        let Some(slot) = keys.iter().position(|k| *k == key).map(|i| &mut values[i]) else {
+            let expected = keys.map(|k| format!("`{k}`")).join(", ");
+            return Err(malformed(format!(
+                "unknown query parameter `{key}`; expected {expected}"
+            )));
         };
         if slot.is_some() {
             return Err(malformed(format!("`{key}` is given twice")));
@@ -335,6 +370,16 @@ fn page_params(query: &str, default_limit: u32, max_limit: u32) -> Result<(u64, 
             .map_err(|_| malformed(format!("`{key}` must be a whole number ≥ 0")))?;
         *slot = Some(number);
     }
+    Ok(values)
+}
+
+/// `after` (default 0) and `limit` (1..=`max_limit`, default `default_limit`) checked.
+fn page_bounds(
+    after: Option<u64>,
+    limit: Option<u64>,
+    default_limit: u32,
+    max_limit: u32,
+) -> Result<(u64, u32), ApiError> {
     let limit = limit.unwrap_or(u64::from(default_limit));
     if !(1..=u64::from(max_limit)).contains(&limit) {
         return Err(ValidationError::new(
@@ -343,11 +388,15 @@ fn page_params(query: &str, default_limit: u32, max_limit: u32) -> Result<(u64, 
         )
         .into());
     }
-    let after = after.unwrap_or(0);
-    if i64::try_from(after).is_err() {
-        return Err(ValidationError::new("after", format!("must be at most {}", i64::MAX)).into());
+    Ok((at_most_i64(after.unwrap_or(0), "after")?, limit as u32))
+}
+
+/// `number` if storage can hold it.
+fn at_most_i64(number: u64, field: &str) -> Result<u64, ApiError> {
+    if i64::try_from(number).is_err() {
+        return Err(ValidationError::new(field, format!("must be at most {}", i64::MAX)).into());
     }
-    Ok((after, limit as u32))
+    Ok(number)
 }
 
 async fn entry<S: Storage>(
@@ -421,12 +470,13 @@ mod tests {
 
     #[test]
     fn pull_parameters_have_defaults_and_bounds() {
-        assert_eq!(pull_params("").unwrap(), (0, DEFAULT_PULL_LIMIT));
-        assert_eq!(pull_params("after=7&limit=3").unwrap(), (7, 3));
-        assert_eq!(
-            pull_params(&format!("limit={MAX_PULL_LIMIT}")).unwrap().1,
-            MAX_PULL_LIMIT
-        );
+        let page = |q: &str| {
+            let params = pull_params(q).unwrap();
+            (params.after, params.limit)
+        };
+        assert_eq!(page(""), (0, DEFAULT_PULL_LIMIT));
+        assert_eq!(page("after=7&limit=3"), (7, 3));
+        assert_eq!(page(&format!("limit={MAX_PULL_LIMIT}")).1, MAX_PULL_LIMIT);
         let status = |q: &str| pull_params(q).unwrap_err().status();
         assert_eq!(status("limit=0"), StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(
@@ -440,6 +490,41 @@ mod tests {
         assert_eq!(
             pull_params("since=1").unwrap_err().body().field.as_deref(),
             Some("since")
+        );
+    }
+
+    #[test]
+    fn pull_takes_the_held_own_sequence_number_or_none() {
+        assert_eq!(pull_params("").unwrap().held_own_through, None);
+        let params = pull_params("after=3&held_own_through=40").unwrap();
+        assert_eq!((params.after, params.held_own_through), (3, Some(40)));
+        let refused = |q: &str| {
+            let error = pull_params(q).unwrap_err();
+            (error.status(), error.body().field)
+        };
+        let field = Some(PULL_HELD_OWN_THROUGH.to_string());
+        for malformed in [
+            "held_own_through=-1",
+            "held_own_through=",
+            "held_own_through=1.5",
+            "held_own_through=1&held_own_through=1",
+        ] {
+            assert_eq!(
+                refused(malformed),
+                (StatusCode::BAD_REQUEST, field.clone()),
+                "{malformed}"
+            );
+        }
+        assert_eq!(
+            refused(&format!("held_own_through={}", i64::MAX as u64 + 1)),
+            (StatusCode::UNPROCESSABLE_ENTITY, field)
+        );
+        // The entry history's paging knows no such parameter.
+        assert_eq!(
+            page_params("held_own_through=1", 10, 10)
+                .unwrap_err()
+                .status(),
+            StatusCode::BAD_REQUEST
         );
     }
 }

@@ -20,9 +20,9 @@ use heeldiary_server::admin;
 use heeldiary_server::secrets::SecretHash;
 use heeldiary_server::storage::{
     Access, AccessRecord, AnalystCredentials, BreakGlass, DeviceCredentials, DeviceInfo,
-    ErasureRecord, ExportRecord, NewAnalyst, NewCode, NewDevice, NewPatient, NewProvider,
-    ProviderInfo, ProviderLogin, ProviderPatient, ProviderStorage, PullPage, ResearchConsent,
-    ShareInfo, SqliteStorage, Storage, StorageError, StoredEntry,
+    ErasureRecord, ExportRecord, HeldOwnOps, NewAnalyst, NewCode, NewDevice, NewPatient,
+    NewProvider, ProviderInfo, ProviderLogin, ProviderPatient, ProviderStorage, PullPage,
+    ResearchConsent, ShareInfo, SqliteStorage, Storage, StorageError, StoredEntry,
 };
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -655,6 +655,11 @@ async fn pull_parameters_are_checked() {
         .await
         .error(StatusCode::BAD_REQUEST, ErrorCode::MalformedRequest);
     assert_eq!(after.field.as_deref(), Some("after"));
+    let held = server
+        .get("/v1/pull?held_own_through=some", Some(&phone.token))
+        .await
+        .error(StatusCode::BAD_REQUEST, ErrorCode::MalformedRequest);
+    assert_eq!(held.field.as_deref(), Some("held_own_through"));
 }
 
 #[tokio::test]
@@ -757,7 +762,13 @@ impl Storage for Down {
     ) -> Result<Vec<PushResult>, StorageError> {
         self.fail()
     }
-    async fn pull(&self, _: Uuid, _: u64, _: u32) -> Result<PullPage, StorageError> {
+    async fn pull_leaving_out(
+        &self,
+        _: Uuid,
+        _: u64,
+        _: u32,
+        _: Option<HeldOwnOps>,
+    ) -> Result<PullPage, StorageError> {
         self.fail()
     }
     async fn entry(

@@ -365,3 +365,61 @@ pub(crate) fn carry_text_log_forward(conn: &Connection) -> Result<()> {
     }
     Ok(())
 }
+
+/// Migration step: a diary from before sequence numbers given up were recorded may have given
+/// some up already (re-stamping). Each left a number missing among its own operations, so the
+/// first missing one is the first that may have been given up.
+pub(crate) fn note_given_up_seqs(conn: &Connection) -> Result<()> {
+    let own: Option<String> = conn
+        .query_row("SELECT device_id FROM device", [], |r| r.get(0))
+        .optional()?;
+    let Some(own) = own else {
+        return Ok(());
+    };
+    let own = Uuid::parse_str(&own).map_err(StoreError::corrupt)?;
+    let number: Option<i64> = conn
+        .query_row(
+            "SELECT device_no FROM devices WHERE device_id = ?1",
+            [own.as_bytes().as_slice()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(number) = number else {
+        return Ok(());
+    };
+    let mut seqs: Vec<u64> = conn
+        .prepare("SELECT device_seq FROM ops WHERE device_no = ?1")?
+        .query_map([number], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    seqs.sort_unstable();
+    if let Some(missing) = first_missing_from_one(&seqs) {
+        conn.execute("UPDATE sync_state SET first_given_up_seq = ?1", [missing])?;
+    }
+    Ok(())
+}
+
+/// The lowest number from 1 that sorted `seqs` skips before its last, if any.
+fn first_missing_from_one(seqs: &[u64]) -> Option<u64> {
+    let mut expected = 1;
+    for &seq in seqs {
+        if seq > expected {
+            return Some(expected);
+        }
+        expected = expected.max(seq + 1);
+    }
+    None
+}
+
+#[cfg(test)]
+mod given_up_tests {
+    use super::first_missing_from_one;
+
+    #[test]
+    fn the_first_number_missing_before_the_last_is_found() {
+        assert_eq!(first_missing_from_one(&[]), None);
+        assert_eq!(first_missing_from_one(&[1, 2, 3]), None);
+        assert_eq!(first_missing_from_one(&[2, 3]), Some(1));
+        assert_eq!(first_missing_from_one(&[1, 2, 4, 6]), Some(3));
+        assert_eq!(first_missing_from_one(&[1, 1, 2]), None);
+    }
+}

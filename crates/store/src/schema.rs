@@ -31,6 +31,10 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
         "0006_research_consent",
         include_str!("../../../schema/client/0006_research_consent.sql"),
     ),
+    (
+        "0007_given_up_sequence_numbers",
+        include_str!("../../../schema/client/0007_given_up_sequence_numbers.sql"),
+    ),
 ];
 
 /// Where a migration that needs more than SQL hands over to the store: the SQL before this line
@@ -41,6 +45,7 @@ const CARRY_FORWARD: &str = "-- carry forward:";
 fn carry_forward(name: &str) -> Option<fn(&Connection) -> Result<()>> {
     match name {
         "0005_compact_file" => Some(crate::db::carry_text_log_forward),
+        "0007_given_up_sequence_numbers" => Some(crate::db::note_given_up_seqs),
         _ => None,
     }
 }

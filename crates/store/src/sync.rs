@@ -147,6 +147,20 @@ impl Store {
         })
     }
 
+    /// The own sequence number up to which this diary holds its own operations exactly as the
+    /// server does, so that a pull may leave them out: the acknowledged one, but below any
+    /// number given up since the server may hold an operation under it that this diary no
+    /// longer has. An acknowledgement means the server stored that very operation under that
+    /// number (a different one under it is refused as taken), acknowledged operations never
+    /// change here, and a new identity or a new feed epoch starts acknowledgements over.
+    pub fn held_own_through(&self) -> Result<u64> {
+        Ok(self.conn.query_row(
+            "SELECT min(acked_seq, coalesce(first_given_up_seq - 1, acked_seq)) FROM sync_state",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
     /// Up to `limit` of this device's operations the server has not acknowledged, in sequence order.
     pub fn unpushed(&self, limit: usize) -> Result<Vec<Op>> {
         self.unpushed_after(0, limit)
@@ -408,8 +422,8 @@ impl Store {
             tx.execute("UPDATE device SET last_seq = ?1", [moving.len() as u64])?;
             tx.execute("UPDATE device SET device_id = ?1", [&new_text])?;
             tx.execute(
-                "UPDATE sync_state SET acked_seq = 0, token = coalesce(?1, token),
-                     enrolment_secret = pending_device_secret,
+                "UPDATE sync_state SET acked_seq = 0, first_given_up_seq = NULL,
+                     token = coalesce(?1, token), enrolment_secret = pending_device_secret,
                      pending_device_id = NULL, pending_device_secret = NULL",
                 [token],
             )?;
@@ -491,6 +505,14 @@ impl Store {
                 }
             }
             refused.sort_by_key(|op| op.device_seq);
+            if let Some(first) = refused.first() {
+                // The old numbers are given up; the server may hold operations under them.
+                tx.execute(
+                    "UPDATE sync_state
+                     SET first_given_up_seq = min(coalesce(first_given_up_seq, ?1), ?1)",
+                    [first.device_seq],
+                )?;
+            }
             held.sort_by_key(|(held_at, _)| *held_at);
             let mut newest: Option<Hlc> = None;
             let floors: Vec<(u64, Hlc)> = held

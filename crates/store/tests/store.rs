@@ -723,3 +723,69 @@ fn a_re_stamped_operation_takes_a_new_sequence_and_loses_to_a_later_edit_elsewhe
     );
     Ok(())
 }
+
+#[test]
+fn own_operations_count_as_held_up_to_the_acknowledged_number_below_any_given_up() -> TestResult {
+    let mut fast = Store::open_in_memory()?;
+    assert_eq!(fast.held_own_through()?, 0, "nothing acknowledged yet");
+    fast.set_time_source(fixed_time("2026-11-10T12:00:00+00:00"));
+    fast.log(input(json!({"day": "2026-11-09"})))?;
+    fast.mark_pushed(1)?;
+    assert_eq!(fast.held_own_through()?, 1);
+    // Two writes by a clock two hours ahead; the server may hold them (the answer was lost)
+    // when it refuses them on the next push, and they are re-stamped under new numbers.
+    fast.set_time_source(fixed_time("2026-11-10T14:00:00+00:00"));
+    fast.log(input(json!({"day": "2026-11-10"})))?;
+    fast.log(input(json!({"day": "2026-11-10", "rest_pain": 4})))?;
+    let server_now =
+        DateTime::parse_from_rfc3339("2026-11-10T12:00:00+00:00")?.timestamp_millis() as u64;
+    assert_eq!(fast.correct_clock(server_now)?, 2);
+    let own: Vec<u64> = fast.all_ops()?.iter().map(|op| op.device_seq).collect();
+    assert_eq!(own, [1, 4, 5]);
+    fast.mark_pushed(5)?;
+    assert_eq!(
+        (fast.sync_state()?.acked_seq, fast.held_own_through()?),
+        (5, 1),
+        "numbers 2 and 3 may name other operations on the server"
+    );
+    // A new identity gave up nothing, and starts its acknowledgements over.
+    let (new_id, _) = fast.next_identity()?;
+    fast.adopt_identity(new_id, None)?;
+    assert_eq!(fast.held_own_through()?, 0);
+    fast.log(input(json!({"day": "2026-11-10"})))?;
+    fast.mark_pushed(1)?;
+    assert_eq!(fast.held_own_through()?, 1);
+    // A restored server: nothing counts as held until acknowledged again.
+    fast.observe_epoch(Uuid::now_v7())?;
+    fast.observe_epoch(Uuid::now_v7())?;
+    assert_eq!(fast.held_own_through()?, 0);
+    Ok(())
+}
+
+#[test]
+fn a_diary_that_gave_up_numbers_before_they_were_recorded_holds_only_below_them() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    for (missing, held) in [(None, 3), (Some(2), 1)] {
+        let path = dir.path().join(format!("diary-{missing:?}.sqlite3"));
+        let mut store = Store::open(&path)?;
+        for d in 1..=3 {
+            store.log(input(json!({"day": format!("2026-11-0{d}")})))?;
+        }
+        store.mark_pushed(3)?;
+        drop(store);
+        // The file as the version before wrote it, with a number given up by a re-stamp.
+        let conn = rusqlite::Connection::open(&path)?;
+        if let Some(seq) = missing {
+            conn.execute("DELETE FROM ops WHERE device_seq = ?1", [seq])?;
+        }
+        conn.execute_batch(&format!(
+            "ALTER TABLE sync_state DROP COLUMN first_given_up_seq;
+             PRAGMA user_version = {};",
+            SCHEMA_VERSION - 1
+        ))?;
+        drop(conn);
+        let store = Store::open(&path)?;
+        assert_eq!(store.held_own_through()?, held, "missing {missing:?}");
+    }
+    Ok(())
+}

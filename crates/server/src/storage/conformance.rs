@@ -18,7 +18,7 @@ use heeldiary_core::{merge, Field, Hlc, Op, Patch};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::{NewCode, NewDevice, NewPatient, Role, Storage, StorageError};
+use super::{HeldOwnOps, NewCode, NewDevice, NewPatient, PullPage, Role, Storage, StorageError};
 use crate::secrets::{SecretHash, TokenSecret};
 
 /// Expands to one `#[tokio::test]` per conformance test. `$make` is evaluated once per test and
@@ -48,6 +48,7 @@ macro_rules! storage_conformance {
             cursors_follow_commit_order,
             concurrent_pushes_leave_no_cursor_gaps,
             pull_pages_after_a_cursor,
+            a_pull_leaves_out_the_own_operations_the_device_holds,
             concurrent_edits_merge_into_the_entry_state,
             tombstones_mark_the_entry_deleted,
             patients_are_isolated,
@@ -541,6 +542,62 @@ pub async fn concurrent_pushes_leave_no_cursor_gaps<S: Storage>(s: S) {
             .collect();
         assert_eq!(seqs, (1..=BATCHES * PER_BATCH).collect::<Vec<u64>>());
     }
+}
+
+/// A pull leaves out the pulling device's own operations up to the sequence number it holds,
+/// moves its cursor past them, and still delivers every other device's operation; a pull that
+/// names nothing held gets everything.
+pub async fn a_pull_leaves_out_the_own_operations_the_device_holds<S: Storage>(s: S) {
+    let (patient, phone) = enrolled(&s).await;
+    let tablet = add_device(&s, patient).await;
+    // Cursors 1-3: phone 1-3; 4-5: tablet 1-2; 6-7: phone 4-5.
+    for ops in [batch(phone, 1, 3), batch(tablet, 1, 2), batch(phone, 4, 2)] {
+        s.push(patient, ops, t0()).await.unwrap();
+    }
+    // Another patient's longer feed must not be taken for this one's end.
+    let (other, other_device) = enrolled(&s).await;
+    s.push(other, batch(other_device, 1, 12), t0())
+        .await
+        .unwrap();
+    let held = |device_id, through_seq| {
+        Some(HeldOwnOps {
+            device_id,
+            through_seq,
+        })
+    };
+    let pull = |after, limit, held| s.pull_leaving_out(patient, after, limit, held);
+    let seen = |page: PullPage| {
+        let cursors: Vec<u64> = page.ops.iter().map(|p| p.cursor).collect();
+        (cursors, page.next_cursor, page.has_more)
+    };
+
+    let page = pull(0, 10, held(phone, 4)).await.unwrap();
+    assert_eq!(seen(page), (vec![4, 5, 7], 7, false));
+    let page = pull(0, 1, held(phone, 4)).await.unwrap();
+    assert_eq!(seen(page), (vec![4], 4, true));
+    let page = pull(4, 1, held(phone, 4)).await.unwrap();
+    assert_eq!(seen(page), (vec![5], 5, true));
+    let page = pull(5, 1, held(phone, 4)).await.unwrap();
+    assert_eq!(seen(page), (vec![7], 7, false));
+    // Held operations at the end of the feed: the cursor still moves to its end.
+    let page = pull(0, 2, held(phone, 5)).await.unwrap();
+    assert_eq!(seen(page), (vec![4, 5], 7, false));
+    let page = pull(0, 1, held(phone, 5)).await.unwrap();
+    assert_eq!(seen(page), (vec![4], 4, true));
+    let page = pull(5, 10, held(phone, 5)).await.unwrap();
+    assert_eq!(seen(page), (vec![], 7, false));
+    let page = pull(7, 10, held(phone, 5)).await.unwrap();
+    assert_eq!(seen(page), (vec![], 7, false));
+    // Only the named device's operations are left out.
+    let page = pull(0, 10, held(tablet, 2)).await.unwrap();
+    assert_eq!(seen(page), (vec![1, 2, 3, 6, 7], 7, false));
+    let page = pull(0, 10, held(phone, 0)).await.unwrap();
+    assert_eq!(seen(page), ((1..=7).collect(), 7, false));
+    // Without anything held, the whole feed as before.
+    let page = pull(0, 10, None).await.unwrap();
+    assert_eq!(seen(page), ((1..=7).collect(), 7, false));
+    let page = s.pull(patient, 2, 3).await.unwrap();
+    assert_eq!(seen(page), (vec![3, 4, 5], 5, true));
 }
 
 /// Pull returns pages after a cursor, says whether more follow, and is empty at the end.

@@ -181,8 +181,23 @@ pub struct DeviceInfo {
 pub struct PullPage {
     /// Operations in cursor order.
     pub ops: Vec<PulledOp>,
-    /// Whether more operations follow the last one.
+    /// The cursor to ask after next: the last operation's, or past operations left out after it
+    /// (see [`HeldOwnOps`]), or the request's when there was nothing after it.
+    pub next_cursor: u64,
+    /// Whether more operations follow `next_cursor`.
     pub has_more: bool,
+}
+
+/// Operations the pulling device holds already, exactly as the server does, and need not be
+/// sent back to it: those it wrote itself with a sequence number up to `through_seq` (the
+/// server acknowledged them to it, and an acknowledgement means the server holds that very
+/// operation under that sequence number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldOwnOps {
+    /// The pulling device.
+    pub device_id: Uuid,
+    /// Its highest sequence number whose operations it holds as the server does.
+    pub through_seq: u64,
 }
 
 /// The materialized state of one entry and one page of its history.
@@ -387,6 +402,19 @@ pub trait Storage: ProviderStorage + Clone + Send + Sync + 'static {
         patient_id: Uuid,
         after: u64,
         limit: u32,
+    ) -> impl Future<Output = Result<PullPage, StorageError>> + Send {
+        self.pull_leaving_out(patient_id, after, limit, None)
+    }
+
+    /// Like [`pull`](Self::pull), but the operations in `held` are left out: the page's
+    /// `next_cursor` moves past them, so a page may hold fewer than `limit` operations, or none,
+    /// and still say that more follow.
+    fn pull_leaving_out(
+        &self,
+        patient_id: Uuid,
+        after: u64,
+        limit: u32,
+        held: Option<HeldOwnOps>,
     ) -> impl Future<Output = Result<PullPage, StorageError>> + Send;
 
     /// One entry of the patient with up to `limit` of its operations after cursor `after`, or
@@ -656,6 +684,61 @@ pub(crate) fn hash_from_bytes(bytes: Vec<u8>) -> Result<SecretHash, StorageError
 pub(crate) fn parse_hlc(text: &str) -> Result<heeldiary_core::Hlc, StorageError> {
     text.parse()
         .map_err(|e| StorageError::Internal(format!("stored stamp unreadable: {e}")))
+}
+
+/// The feed query of [`Storage::pull_leaving_out`] with the backend's parameter sign (`?` or
+/// `$`): patient (1), cursor after (2), pulling device (3), its held sequence bound (4) and row
+/// limit (5). It reads the operations not held, and the patient's last operation even when it
+/// is held: its cursor ends the feed. One statement reads both, so the end it finds is the end
+/// of what it read.
+pub(crate) fn feed_query(sign: char) -> String {
+    format!(
+        "SELECT {FEED_COLUMNS} FROM ops WHERE patient_id = {sign}1 AND cursor > {sign}2
+           AND (device_id <> {sign}3 OR device_seq > {sign}4
+                OR cursor = (SELECT max(cursor) FROM ops WHERE patient_id = {sign}1))
+         ORDER BY cursor LIMIT {sign}5"
+    )
+}
+
+/// The pulling device and sequence bound a feed query binds for `held`; with nothing held, a
+/// bound below every sequence number.
+pub(crate) fn held_bounds(held: Option<HeldOwnOps>) -> Result<(Uuid, i64), StorageError> {
+    match held {
+        Some(held) => Ok((held.device_id, to_i64(held.through_seq, "sequence number")?)),
+        None => Ok((Uuid::nil(), -1)),
+    }
+}
+
+/// The page of a feed query's rows (cursor order, at most `limit + 1` operations not held, then
+/// possibly the patient's last operation although it is held).
+pub(crate) fn feed_page(
+    rows: Vec<PulledOp>,
+    after: u64,
+    limit: u32,
+    held: Option<HeldOwnOps>,
+) -> PullPage {
+    let is_held = |pulled: &PulledOp| {
+        held.is_some_and(|held| {
+            pulled.op.device_id == held.device_id && pulled.op.device_seq <= held.through_seq
+        })
+    };
+    let mut page = PullPage {
+        ops: Vec::with_capacity(rows.len().min(limit as usize)),
+        next_cursor: after,
+        has_more: false,
+    };
+    for pulled in rows {
+        if is_held(&pulled) {
+            page.next_cursor = pulled.cursor;
+        } else if page.ops.len() == limit as usize {
+            page.has_more = true;
+            break;
+        } else {
+            page.next_cursor = pulled.cursor;
+            page.ops.push(pulled);
+        }
+    }
+    page
 }
 
 /// The columns of an operation in a patient's feed (`ops` table, same names in every backend), in

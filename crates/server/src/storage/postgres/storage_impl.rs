@@ -2,6 +2,7 @@
 //! and the two transactions of [`super::transactions`].
 
 use crate::storage::some_row;
+use crate::storage::{feed_page, feed_query, held_bounds, HeldOwnOps};
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -149,29 +150,29 @@ impl Storage for PostgresStorage {
         retrying(|| self.push_once(patient_id, &ops, received_at)).await
     }
 
-    async fn pull(
+    async fn pull_leaving_out(
         &self,
         patient_id: Uuid,
         after: u64,
         limit: u32,
+        held: Option<HeldOwnOps>,
     ) -> Result<PullPage, StorageError> {
-        let after = to_i64(after, "cursor")?;
+        let after_cursor = to_i64(after, "cursor")?;
+        let (device_id, through_seq) = held_bounds(held)?;
         let rows = self
             .query(
-                &format!(
-                    "SELECT {FEED_COLUMNS} FROM ops WHERE patient_id = $1 AND cursor > $2
-                     ORDER BY cursor LIMIT $3"
-                ),
-                &[&patient_id, &after, &(i64::from(limit) + 1)],
+                &feed_query('$'),
+                &[
+                    &patient_id,
+                    &after_cursor,
+                    &device_id,
+                    &through_seq,
+                    &(i64::from(limit) + 1),
+                ],
             )
             .await?;
-        let has_more = rows.len() > limit as usize;
-        let ops = rows
-            .iter()
-            .take(limit as usize)
-            .map(pulled_op)
-            .collect::<Result<_, _>>()?;
-        Ok(PullPage { ops, has_more })
+        let ops = rows.iter().map(pulled_op).collect::<Result<_, _>>()?;
+        Ok(feed_page(ops, after, limit, held))
     }
 
     async fn entry(

@@ -2,6 +2,7 @@
 //! connection, the two that decide something are the transactions of [`super::transactions`].
 
 use crate::storage::some_row;
+use crate::storage::{feed_page, feed_query, held_bounds, HeldOwnOps};
 use chrono::{DateTime, Utc};
 use heeldiary_core::wire::PushResult;
 use heeldiary_core::Op;
@@ -177,32 +178,35 @@ impl Storage for SqliteStorage {
         self.push_queued(patient_id, ops, received_at).await
     }
 
-    async fn pull(
+    async fn pull_leaving_out(
         &self,
         patient_id: Uuid,
         after: u64,
         limit: u32,
+        held: Option<HeldOwnOps>,
     ) -> Result<PullPage, StorageError> {
-        let after = to_i64(after, "cursor")?;
+        let after_cursor = to_i64(after, "cursor")?;
+        let (device_id, through_seq) = held_bounds(held)?;
         self.call(move |conn| {
             let rows: Vec<OpRow> = conn
-                .prepare_cached(&format!(
-                    "SELECT {FEED_COLUMNS} FROM ops WHERE patient_id = ?1 AND cursor > ?2
-                     ORDER BY cursor LIMIT ?3"
-                ))?
+                .prepare_cached(&feed_query('?'))?
                 .query_map(
-                    params![patient_id.to_string(), after, i64::from(limit) + 1],
+                    params![
+                        patient_id.to_string(),
+                        after_cursor,
+                        device_id.to_string(),
+                        through_seq,
+                        i64::from(limit) + 1
+                    ],
                     op_row,
                 )?
                 .collect::<Result<_, _>>()?;
-            let has_more = rows.len() > limit as usize;
             let mut decoder = FeedDecoder::default();
             let ops = rows
                 .into_iter()
-                .take(limit as usize)
                 .map(|row| decoder.pulled_op(row))
                 .collect::<Result<_, _>>()?;
-            Ok(PullPage { ops, has_more })
+            Ok(feed_page(ops, after, limit, held))
         })
         .await
     }
