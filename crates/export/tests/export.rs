@@ -400,8 +400,7 @@ fn streamed(format: Format, diaries: &[PatientDiary], reverse: bool) -> Memory {
         }
         let first_day = records
             .iter()
-            .filter(|r| !r.deleted)
-            .filter_map(|r| r.state.to_entry(r.entry_id).ok())
+            .filter_map(EntryRecord::live_entry)
             .map(|e| e.day)
             .min();
         exporter.start_patient(diary.patient_id, first_day).unwrap();

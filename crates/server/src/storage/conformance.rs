@@ -14,7 +14,7 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use heeldiary_core::wire::{PushResult, PushStatus};
-use heeldiary_core::{merge, Field, Hlc, Op, Patch};
+use heeldiary_core::{merge, EntryState, Field, Hlc, Op, Patch};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -1072,7 +1072,8 @@ pub async fn export_entries_page_the_stored_states_in_id_order<S: Storage>(s: S)
             assert_eq!(e.ops.len(), 2, "a deleted entry keeps its history");
             continue;
         }
-        assert_eq!(e.state, stored.state);
+        let state: EntryState = serde_json::from_str(&e.state).unwrap();
+        assert_eq!(state, stored.state);
         if e.entry_id == edited {
             assert_eq!(e.ops, stored.ops);
             assert_eq!(e.updated_at, t0() + Duration::minutes(5));

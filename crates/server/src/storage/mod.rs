@@ -289,8 +289,9 @@ pub struct ExportEntry {
     pub entry_id: Uuid,
     /// Whether a tombstone won.
     pub deleted: bool,
-    /// The merged field values (empty for a deleted entry).
-    pub state: EntryState,
+    /// The merged field values as stored, the JSON text of an [`EntryState`] (empty for a
+    /// deleted entry): the export decodes it straight into the entry it writes.
+    pub state: String,
     /// When the server last received a change to it.
     pub updated_at: DateTime<Utc>,
     /// Its operations in cursor order when it has more than one; empty otherwise.

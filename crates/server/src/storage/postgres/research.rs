@@ -3,7 +3,6 @@
 
 use crate::storage::some_row;
 use chrono::{DateTime, Utc};
-use heeldiary_core::EntryState;
 use tokio_postgres::types::Json;
 use tokio_postgres::{IsolationLevel, Row};
 use uuid::Uuid;
@@ -136,7 +135,7 @@ impl PostgresStorage {
             // One snapshot: the page and the histories of its edited entries agree.
             self.in_transaction(IsolationLevel::RepeatableRead, async |tx| {
                 const COLUMNS: &str =
-                    "entry_id, deleted, CASE WHEN deleted THEN NULL ELSE state END, updated_at";
+                    "entry_id, deleted, CASE WHEN deleted THEN '' ELSE state::text END, updated_at";
                 let rows = match after {
                     Some(after) => {
                         tx.query(
@@ -162,11 +161,10 @@ impl PostgresStorage {
                 };
                 let mut entries = Vec::with_capacity(rows.len());
                 for r in &rows {
-                    let state: Option<Json<EntryState>> = r.try_get(2)?;
                     entries.push(ExportEntry {
                         entry_id: r.try_get(0)?,
                         deleted: r.try_get(1)?,
-                        state: state.map(|Json(s)| s).unwrap_or_default(),
+                        state: r.try_get(2)?,
                         updated_at: r.try_get(3)?,
                         ops: Vec::new(),
                     });

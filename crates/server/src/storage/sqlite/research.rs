@@ -6,8 +6,6 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 use uuid::Uuid;
 
-use heeldiary_core::EntryState;
-
 use super::transactions::{
     op_row, parse_json, parse_time, parse_uuid, time_text, FeedDecoder, OpRow,
 };
@@ -157,9 +155,9 @@ impl SqliteStorage {
                     let deleted: bool = row.get(1)?;
                     // A deleted entry's values are not exported: its state is not decoded.
                     let state = if deleted {
-                        EntryState::default()
+                        String::new()
                     } else {
-                        parse_json(text(row, 2)?)?
+                        text(row, 2)?.to_owned()
                     };
                     entries.push(ExportEntry {
                         entry_id: parse_uuid(text(row, 0)?)?,
