@@ -8,10 +8,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Datelike, Months, NaiveDate, Utc};
 use heeldiary_core::wire::PulledOp;
 use heeldiary_core::{Entry, EntryState, Field};
+use heeldiary_trends::{DayHistory, Options as TrendOptions, Report};
 use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
-use heeldiary_trends::{DayHistory, Options as TrendOptions, Report};
 use uuid::Uuid;
 
 use crate::Options;
@@ -92,6 +92,28 @@ impl EntryRecord {
             last_received,
             ops,
         }
+    }
+
+    /// The day the stored state describes, when it has a readable one (deleted or not): what
+    /// storage orders a patient's entries by for the formats kept in time order.
+    pub fn day(&self) -> Option<NaiveDate> {
+        #[derive(Deserialize)]
+        struct Stored<'a> {
+            #[serde(borrow)]
+            fields: StoredDay<'a>,
+        }
+        #[derive(Deserialize)]
+        struct StoredDay<'a> {
+            #[serde(borrow)]
+            day: Option<DayValue<'a>>,
+        }
+        #[derive(Deserialize)]
+        struct DayValue<'a> {
+            #[serde(borrow)]
+            value: Option<Cow<'a, str>>,
+        }
+        let stored: Stored<'_> = serde_json::from_str(&self.state).ok()?;
+        stored.fields.day?.value?.parse().ok()
     }
 
     /// The entry when it is live and its stored values make one.
@@ -326,7 +348,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for StoredValues<'a> {
                     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                         f.write_str("a map of field values")
                     }
-                    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                    fn visit_map<M: MapAccess<'de>>(
+                        self,
+                        mut map: M,
+                    ) -> Result<Self::Value, M::Error> {
                         let mut values = Vec::with_capacity(map.size_hint().unwrap_or(16));
                         while let Some((name, field)) =
                             map.next_entry::<Cow<'a, str>, StoredField<'a>>()?
@@ -350,7 +375,12 @@ impl<'de: 'a, 'a> Deserialize<'de> for StoredValues<'a> {
 /// intermediate JSON tree): what [`EntryState::to_entry`] gives for the parsed state.
 pub(crate) fn decode_entry(id: Uuid, stored: &str) -> Result<Entry, Undecoded> {
     let values: StoredValues<'_> = serde_json::from_str(stored).map_err(|_| Undecoded::Invalid)?;
-    let has = |field: Field| values.0.iter().any(|(name, _)| name.as_ref() == field.as_str());
+    let has = |field: Field| {
+        values
+            .0
+            .iter()
+            .any(|(name, _)| name.as_ref() == field.as_str())
+    };
     if !has(Field::Day) || !has(Field::RecordedAt) {
         return Err(Undecoded::Incomplete);
     }
@@ -422,8 +452,10 @@ impl<'de, 'a: 'de> MapAccess<'de> for StoredEntryMap<'_, 'a> {
         } else {
             return Ok(None);
         };
-        seed.deserialize(IntoDeserializer::<serde_json::Error>::into_deserializer(key))
-            .map(Some)
+        seed.deserialize(IntoDeserializer::<serde_json::Error>::into_deserializer(
+            key,
+        ))
+        .map(Some)
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(
@@ -431,15 +463,19 @@ impl<'de, 'a: 'de> MapAccess<'de> for StoredEntryMap<'_, 'a> {
         seed: V,
     ) -> Result<V::Value, Self::Error> {
         match std::mem::replace(&mut self.next, Next::Nothing) {
-            Next::Stored(raw) => seed.deserialize(&mut serde_json::Deserializer::from_str(raw.get())),
+            Next::Stored(raw) => {
+                seed.deserialize(&mut serde_json::Deserializer::from_str(raw.get()))
+            }
             Next::Id(id) => {
                 let mut text = Uuid::encode_buffer();
                 let text: &str = id.hyphenated().encode_lower(&mut text);
-                seed.deserialize(IntoDeserializer::<serde_json::Error>::into_deserializer(text))
+                seed.deserialize(IntoDeserializer::<serde_json::Error>::into_deserializer(
+                    text,
+                ))
             }
-            Next::Backfilled => {
-                seed.deserialize(IntoDeserializer::<serde_json::Error>::into_deserializer(false))
-            }
+            Next::Backfilled => seed.deserialize(
+                IntoDeserializer::<serde_json::Error>::into_deserializer(false),
+            ),
             Next::Nothing => Err(de::Error::custom("a value without its key")),
         }
     }
@@ -525,7 +561,10 @@ mod tests {
         });
         let cases = [
             vec![whole.clone()],
-            vec![whole.clone(), json!({"locations": null, "first_step_pain": 2})],
+            vec![
+                whole.clone(),
+                json!({"locations": null, "first_step_pain": 2}),
+            ],
             vec![json!({"first_step_pain": 3})],
             vec![json!({"day": "2026-10-01"})],
             vec![whole.clone(), json!({"first_step_pain": "seven"})],
@@ -538,9 +577,13 @@ mod tests {
             assert_eq!(decode_entry(id, &text), expected(&state, id), "{text}");
         }
         assert_eq!(decode_entry(id, "not json"), Err(Undecoded::Invalid));
-        let backfilled = decode_entry(id, &serde_json::to_string(&state(&[json!({
-            "day": "2026-10-01", "recorded_at": "2026-10-04T08:00:00.000+02:00"
-        })])).unwrap());
+        let backfilled = decode_entry(
+            id,
+            &serde_json::to_string(&state(&[json!({
+                "day": "2026-10-01", "recorded_at": "2026-10-04T08:00:00.000+02:00"
+            })]))
+            .unwrap(),
+        );
         assert!(backfilled.unwrap().backfilled);
     }
 

@@ -8,7 +8,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use heeldiary_export::{
     EntryRecord, ExportError as WriteError, ExportKey, Exporter, OutputFiles, PreparedEntry,
     PreparedPatient, Summary, KEY_BYTES,
@@ -115,11 +115,14 @@ fn entry_record(stored: ExportEntry) -> EntryRecord {
 /// One patient's stored entries, read a page at a time and prepared for the export's options
 /// (the per-entry decoding and sorting) on a blocking thread: the one reading loop of both the
 /// whole-patient and the streamed export.
+/// The formats kept in time order ([`Format::in_day_order`]) read the entries by day, the
+/// others by id.
 struct EntryPages<'s, S> {
     storage: &'s S,
     patient_id: Uuid,
     options: Arc<Options>,
-    after: Option<Uuid>,
+    /// The last entry read: its day (by day) and id.
+    after: Option<(Option<NaiveDate>, Uuid)>,
     done: bool,
 }
 
@@ -139,12 +142,19 @@ impl<'s, S: Storage> EntryPages<'s, S> {
         if self.done {
             return Ok(None);
         }
-        let page = self
-            .storage
-            .export_entries(self.patient_id, self.after, EXPORT_PAGE)
-            .await?;
+        let page = if self.options.format.in_day_order() {
+            let after = self.after.and_then(|(day, id)| day.map(|day| (day, id)));
+            self.storage
+                .export_entries_by_day(self.patient_id, after, EXPORT_PAGE)
+                .await?
+        } else {
+            let after = self.after.map(|(_, id)| id);
+            self.storage
+                .export_entries(self.patient_id, after, EXPORT_PAGE)
+                .await?
+        };
         self.done = page.len() < EXPORT_PAGE as usize;
-        self.after = page.last().map(|e| e.entry_id);
+        self.after = page.last().map(|e| (e.day, e.entry_id));
         let options = Arc::clone(&self.options);
         let prepared = tokio::task::spawn_blocking(move || {
             page.into_iter()
@@ -334,7 +344,7 @@ pub async fn export_to_folder<S: Storage>(
 /// What the reading side of an export hands the writing side, in order.
 enum Feed {
     /// A patient starts, with its first live day.
-    Patient(Uuid, Option<chrono::NaiveDate>),
+    Patient(Uuid, Option<NaiveDate>),
     /// A page of its entries, prepared for the export's options.
     Entries(Vec<PreparedEntry>),
     /// The patient's entries are all in.

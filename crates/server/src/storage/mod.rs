@@ -287,6 +287,8 @@ pub struct ExportRecord {
 pub struct ExportEntry {
     /// The entry.
     pub entry_id: Uuid,
+    /// The local day it describes, once known.
+    pub day: Option<chrono::NaiveDate>,
     /// Whether a tombstone won.
     pub deleted: bool,
     /// The merged field values as stored, the JSON text of an [`EntryState`] (empty for a
@@ -446,6 +448,17 @@ pub trait Storage: ProviderStorage + Clone + Send + Sync + 'static {
         &self,
         patient_id: Uuid,
         after: Option<Uuid>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<ExportEntry>, StorageError>> + Send;
+
+    /// Up to `limit` stored entries of the patient with a day (deleted ones included) after
+    /// `after`, a `(day, entry id)` (from the first when `None`), in day then id order, without
+    /// their operations: the exports written in time order (MEDS, FHIR) read a diary page by
+    /// page through this. An entry whose day has not arrived yet is not listed.
+    fn export_entries_by_day(
+        &self,
+        patient_id: Uuid,
+        after: Option<(chrono::NaiveDate, Uuid)>,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<ExportEntry>, StorageError>> + Send;
 
