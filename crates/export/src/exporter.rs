@@ -13,8 +13,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::columns::{
-    deletion_columns, entry_columns, entry_row, findings_columns, summary_columns, word, Cell,
-    Column, EntryFacts, RED_FLAG_KINDS,
+    deletion_columns, entry_columns, entry_row, fill_entry_row, findings_columns, summary_columns,
+    word, Cell, Column, EntryFacts, RED_FLAG_KINDS,
 };
 use crate::diary::{self, EntryRecord, PatientDiary, PreparedEntry, PreparedPatient, Sorted};
 use crate::table::{CsvTable, NdjsonTable, ParquetTable, TableWriter};
@@ -75,6 +75,8 @@ pub struct Exporter {
     cells: BTreeMap<(u32, &'static str), u64>,
     /// The patient being added.
     current: Option<Current>,
+    /// The cells of the entry row being written, kept between rows.
+    row: Vec<Cell>,
 }
 
 /// The patient being streamed: what its findings need once its entries are in.
@@ -169,6 +171,7 @@ impl Exporter {
             unreadable: 0,
             cells: BTreeMap::new(),
             current: None,
+            row: Vec::new(),
         })
     }
 
@@ -282,14 +285,14 @@ impl Exporter {
             Sorted::Live(entry, exported) => {
                 current.days.add(&entry);
                 if exported {
+                    let facts = (edits, conflicted, identified);
                     write_entry(
                         &mut self.sink,
                         &self.key,
                         current,
                         &entry,
-                        edits,
-                        conflicted,
-                        identified,
+                        facts,
+                        &mut self.row,
                     )?;
                     current.months.insert(diary::month_start(entry.day));
                     current.entries += 1;
@@ -549,15 +552,14 @@ fn write_entry(
     key: &ExportKey,
     current: &mut Current,
     entry: &Entry,
-    edits: u32,
-    conflicted: bool,
-    identified: bool,
+    (edits, conflicted, identified): (u32, bool, bool),
+    row: &mut Vec<Cell>,
 ) -> Result<(), ExportError> {
     match sink {
         Sink::Tables { entries, .. } => {
             // An entry before the first day given is its own study day 0.
             let first_day = current.first_day.map_or(entry.day, |d| d.min(entry.day));
-            entries.write_row(&entry_row(
+            fill_entry_row(
                 &EntryFacts {
                     subject_id: current.subject,
                     entry_key: key.entry_key(entry.id),
@@ -568,7 +570,9 @@ fn write_entry(
                     conflicted,
                 },
                 identified,
-            ))
+                row,
+            );
+            entries.write_row(row)
         }
         // Study day 0 is the first day given; a patient without one has no measurements.
         Sink::Meds(data) => match current.first_day {
