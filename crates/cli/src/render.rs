@@ -25,7 +25,7 @@ fn nerve_signs(entry: &Entry) -> String {
     }
     if let Some(level) = entry
         .numbness
-        .filter(|s| *s != heeldiary_core::Severity::None)
+        .filter(|s| *s != heeldiary_core::Severity::Absent)
     {
         signs.push(format!("N:{level}"));
     }

@@ -163,123 +163,135 @@ macro_rules! vocabulary {
     };
 }
 
-vocabulary! {
-    /// Where it hurts.
-    Location {
-        /// Bottom of the heel, where the plantar fascia attaches.
-        HeelBottom = "heel_bottom",
-        /// Back of the heel.
-        HeelBack = "heel_back",
-        /// Arch of the foot.
-        Arch = "arch",
-        /// Lower back.
-        LowerBack = "lower_back",
-        /// Buttock.
-        Buttock = "buttock",
-        /// Thigh.
-        Thigh = "thigh",
-        /// Calf.
-        Calf = "calf",
-        /// Elsewhere in the foot.
-        Foot = "foot",
-        /// Toes.
-        Toes = "toes",
-    }
-}
-
-vocabulary! {
-    /// Which side hurts.
-    Side {
-        /// Left only.
-        Left = "left",
-        /// Right only.
-        Right = "right",
-        /// Both sides.
-        Both = "both",
-    }
-}
-
-vocabulary! {
-    /// Severity of numbness, tingling or burning.
-    Severity {
-        /// Not present.
-        None = "none",
-        /// Mild.
-        Mild = "mild",
-        /// Moderate.
-        Moderate = "moderate",
-        /// Severe.
-        Severe = "severe",
-    }
-}
-
-impl Severity {
-    /// 0 for none up to 3 for severe, for trend statistics.
-    pub fn rank(self) -> u8 {
-        match self {
-            Severity::None => 0,
-            Severity::Mild => 1,
-            Severity::Moderate => 2,
-            Severity::Severe => 3,
+/// Every vocabulary's words, handed to a declaring macro: this crate declares its enums from
+/// it, and a binding crate (which this crate must never depend on) declares its mirrors from the
+/// same table, so a word is written once.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! with_vocabularies {
+    ($declare:ident) => {
+        $declare! {
+            /// Where it hurts.
+            Location {
+                /// Bottom of the heel, where the plantar fascia attaches.
+                HeelBottom = "heel_bottom",
+                /// Back of the heel.
+                HeelBack = "heel_back",
+                /// Arch of the foot.
+                Arch = "arch",
+                /// Lower back.
+                LowerBack = "lower_back",
+                /// Buttock.
+                Buttock = "buttock",
+                /// Thigh.
+                Thigh = "thigh",
+                /// Calf.
+                Calf = "calf",
+                /// Elsewhere in the foot.
+                Foot = "foot",
+                /// Toes.
+                Toes = "toes",
+            }
         }
-    }
+
+        $declare! {
+            /// Which side hurts.
+            Side {
+                /// Left only.
+                Left = "left",
+                /// Right only.
+                Right = "right",
+                /// Both sides.
+                Both = "both",
+            }
+        }
+
+        $declare! {
+            /// Severity of numbness, tingling or burning. `Absent` is the word `none` (an enum case
+            /// named `none` would clash with `Optional.none` in Swift).
+            Severity {
+                /// Not present.
+                Absent = "none",
+                /// Mild.
+                Mild = "mild",
+                /// Moderate.
+                Moderate = "moderate",
+                /// Severe.
+                Severe = "severe",
+            }
+        }
+
+        impl Severity {
+            /// 0 for none up to 3 for severe, for trend statistics.
+            pub fn rank(self) -> u8 {
+                match self {
+                    Severity::Absent => 0,
+                    Severity::Mild => 1,
+                    Severity::Moderate => 2,
+                    Severity::Severe => 3,
+                }
+            }
+        }
+
+        $declare! {
+            /// What made the pain worse or eased it.
+            Trigger {
+                /// Sitting.
+                Sitting = "sitting",
+                /// Bending forward.
+                Bending = "bending",
+                /// Lifting.
+                Lifting = "lifting",
+                /// Standing for a long time.
+                Standing = "standing",
+                /// Walking.
+                Walking = "walking",
+                /// Running.
+                Running = "running",
+                /// Coughing or sneezing.
+                Coughing = "coughing",
+                /// Resting.
+                Rest = "rest",
+            }
+        }
+
+        $declare! {
+            /// A treatment used that day.
+            Treatment {
+                /// Stretching of the plantar fascia or calf.
+                Stretching = "stretching",
+                /// Ice.
+                Ice = "ice",
+                /// Anti-inflammatory drugs.
+                Nsaids = "nsaids",
+                /// Orthotics or supportive footwear.
+                Orthotics = "orthotics",
+                /// Night splint.
+                NightSplint = "night_splint",
+                /// Rest.
+                Rest = "rest",
+                /// Shockwave or ultrasound therapy.
+                Shockwave = "shockwave",
+                /// Corticosteroid injection in the foot.
+                SteroidInjection = "steroid_injection",
+                /// Physical therapy.
+                PhysicalTherapy = "physical_therapy",
+                /// Epidural steroid injection.
+                EpiduralInjection = "epidural_injection",
+                /// Spinal decompression therapy.
+                Decompression = "decompression",
+                /// Surgery.
+                Surgery = "surgery",
+                /// Muscle relaxants or oral steroids.
+                Medication = "medication",
+                /// Anything else (say what in the note).
+                Other = "other",
+            }
+        }
+    };
 }
 
-vocabulary! {
-    /// What made the pain worse or eased it.
-    Trigger {
-        /// Sitting.
-        Sitting = "sitting",
-        /// Bending forward.
-        Bending = "bending",
-        /// Lifting.
-        Lifting = "lifting",
-        /// Standing for a long time.
-        Standing = "standing",
-        /// Walking.
-        Walking = "walking",
-        /// Running.
-        Running = "running",
-        /// Coughing or sneezing.
-        Coughing = "coughing",
-        /// Resting.
-        Rest = "rest",
-    }
-}
-
-vocabulary! {
-    /// A treatment used that day.
-    Treatment {
-        /// Stretching of the plantar fascia or calf.
-        Stretching = "stretching",
-        /// Ice.
-        Ice = "ice",
-        /// Anti-inflammatory drugs.
-        Nsaids = "nsaids",
-        /// Orthotics or supportive footwear.
-        Orthotics = "orthotics",
-        /// Night splint.
-        NightSplint = "night_splint",
-        /// Rest.
-        Rest = "rest",
-        /// Shockwave or ultrasound therapy.
-        Shockwave = "shockwave",
-        /// Corticosteroid injection in the foot.
-        SteroidInjection = "steroid_injection",
-        /// Physical therapy.
-        PhysicalTherapy = "physical_therapy",
-        /// Epidural steroid injection.
-        EpiduralInjection = "epidural_injection",
-        /// Spinal decompression therapy.
-        Decompression = "decompression",
-        /// Surgery.
-        Surgery = "surgery",
-        /// Muscle relaxants or oral steroids.
-        Medication = "medication",
-        /// Anything else (say what in the note).
-        Other = "other",
-    }
-}
+with_vocabularies!(vocabulary);
 
 impl Treatment {
     /// Conservative care: what clinicians expect to try for about six weeks before escalating.

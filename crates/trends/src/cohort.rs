@@ -638,7 +638,7 @@ impl Writer {
     fn numbness(&mut self, probability: f64) -> Option<Severity> {
         let present = self.answer(probability)?;
         if !present {
-            return Some(Severity::None);
+            return Some(Severity::Absent);
         }
         let grade: f64 = self.rng.random();
         Some(if grade < 0.6 {

@@ -149,7 +149,7 @@ impl Day {
 
     /// Numbness, tingling or burning reported (any severity above none).
     pub fn has_numbness(&self) -> bool {
-        self.numbness().is_some_and(|s| s != Severity::None)
+        self.numbness().is_some_and(|s| s != Severity::Absent)
     }
 
     /// Numbness, tingling or weakness: the signs the brief says need a clinician.

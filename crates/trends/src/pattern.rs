@@ -215,14 +215,14 @@ impl Sign {
             Sign::Radiating => day.flag(Field::Radiating),
             Sign::NumbnessTingling => day
                 .numbness()
-                .map(|severity| severity != Severity::None && !kept_to_foot),
+                .map(|severity| severity != Severity::Absent && !kept_to_foot),
             Sign::Weakness => day.flag(Field::Weakness),
             Sign::NightPain => day
                 .flag(Field::NightPain)
                 .map(|night| night && !kept_to_foot),
             Sign::HeelNumbness => day
                 .numbness()
-                .map(|severity| severity != Severity::None && kept_to_foot),
+                .map(|severity| severity != Severity::Absent && kept_to_foot),
             Sign::HeelNightPain => day
                 .flag(Field::NightPain)
                 .map(|night| night && kept_to_foot),

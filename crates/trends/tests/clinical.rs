@@ -7,8 +7,8 @@
 use chrono::{Days, NaiveDate};
 use heeldiary_core::Entry;
 use heeldiary_trends::{
-    analyse, render, urgent_alert, Audience, Direction, Options, PatternKind, RedFlagKind,
-    SubReading, Urgency, Verdict,
+    analyse, render, urgent_alert, Audience, Direction, Evidence, Options, PatternKind, RedFlag,
+    RedFlagKind, Report, Sign, SubReading, Urgency, Verdict,
 };
 use serde_json::{json, Value};
 
@@ -44,11 +44,11 @@ fn diary(days: u64, make: impl Fn(u64) -> Value) -> Vec<Entry> {
     (0..days).map(|i| entry(day(i, days), make(i))).collect()
 }
 
-fn report(entries: &[Entry]) -> heeldiary_trends::Report {
+fn report(entries: &[Entry]) -> Report {
     analyse(entries, &Options::new(end()))
 }
 
-fn kinds(report: &heeldiary_trends::Report) -> Vec<RedFlagKind> {
+fn kinds(report: &Report) -> Vec<RedFlagKind> {
     report.red_flags.iter().map(|flag| flag.kind).collect()
 }
 
@@ -60,13 +60,37 @@ fn back_day(i: u64) -> Value {
     })
 }
 
+/// A back-related diary of `days` days in which `field` takes the value `value` gives each day.
+fn back_diary_where(days: u64, field: &str, value: impl Fn(u64) -> Value) -> Vec<Entry> {
+    diary(days, |i| {
+        let mut day = back_day(i);
+        day[field] = value(i);
+        day
+    })
+}
+
+/// The report's flag of `kind`; fails naming the flags there are.
+fn flag(report: &Report, kind: RedFlagKind) -> &RedFlag {
+    report
+        .red_flags
+        .iter()
+        .find(|f| f.kind == kind)
+        .unwrap_or_else(|| panic!("no {kind:?} flag among {:?}", kinds(report)))
+}
+
+/// The pattern's evidence item for `sign`.
+fn evidence(report: &Report, sign: Sign) -> &Evidence {
+    report
+        .pattern
+        .evidence
+        .iter()
+        .find(|item| item.sign == sign)
+        .unwrap_or_else(|| panic!("{sign:?} is not among the evidence"))
+}
+
 #[test]
 fn saddle_numbness_is_an_urgent_flag_at_the_top_dated_by_start_and_change() {
-    let entries = diary(28, |i| {
-        let mut day = back_day(i);
-        day["saddle_numbness"] = json!(i >= 25);
-        day
-    });
+    let entries = back_diary_where(28, "saddle_numbness", |i| json!(i >= 25));
     let report = report(&entries);
     let first = &report.red_flags[0];
     assert_eq!(first.kind, RedFlagKind::SaddleNumbness);
@@ -88,69 +112,33 @@ fn saddle_numbness_is_an_urgent_flag_at_the_top_dated_by_start_and_change() {
 
 #[test]
 fn an_old_bladder_change_is_soon_not_urgent() {
-    let entries = diary(42, |i| {
-        let mut day = back_day(i);
-        day["bladder_bowel_change"] = json!(i == 5);
-        day
-    });
+    let entries = back_diary_where(42, "bladder_bowel_change", |i| json!(i == 5));
     let report = report(&entries);
-    let flag = report
-        .red_flags
-        .iter()
-        .find(|f| f.kind == RedFlagKind::BladderBowelChange)
-        .expect("bladder flag");
+    let flag = flag(&report, RedFlagKind::BladderBowelChange);
     assert_eq!(flag.urgency, Urgency::Soon);
     assert_eq!(flag.last_changed, day(6, 42), "it went away the next day");
 }
 
 #[test]
 fn three_days_of_new_weakness_are_urgent_without_waiting_for_a_test() {
-    let entries = diary(42, |i| {
-        let mut day = back_day(i);
-        day["weakness"] = json!(i >= 39);
-        day
-    });
+    let entries = back_diary_where(42, "weakness", |i| json!(i >= 39));
     let report = report(&entries);
-    let flag = report
-        .red_flags
-        .iter()
-        .find(|f| f.kind == RedFlagKind::NewWeakness)
-        .unwrap_or_else(|| panic!("{:?}", kinds(&report)));
+    let flag = flag(&report, RedFlagKind::NewWeakness);
     assert_eq!(flag.urgency, Urgency::Urgent);
     assert_eq!(flag.started, day(39, 42));
     assert_eq!(flag.dates.len(), 3);
     // Two days are not yet a run; weakness all along is not new.
-    let two = diary(42, |i| {
-        let mut day = back_day(i);
-        day["weakness"] = json!(i >= 40);
-        day
-    });
+    let two = back_diary_where(42, "weakness", |i| json!(i >= 40));
     assert!(!kinds(&analyse(&two, &Options::new(end()))).contains(&RedFlagKind::NewWeakness));
-    let always = diary(42, |i| {
-        let mut day = back_day(i);
-        day["weakness"] = json!(true);
-        day
-    });
-    assert!(!kinds(&report_of(&always)).contains(&RedFlagKind::NewWeakness));
-}
-
-fn report_of(entries: &[Entry]) -> heeldiary_trends::Report {
-    report(entries)
+    let always = back_diary_where(42, "weakness", |_| json!(true));
+    assert!(!kinds(&analyse(&always, &Options::new(end()))).contains(&RedFlagKind::NewWeakness));
 }
 
 #[test]
 fn nerve_signs_that_turn_two_sided_are_urgent() {
-    let entries = diary(42, |i| {
-        let mut day = back_day(i);
-        day["side"] = json!(if i >= 35 { "both" } else { "left" });
-        day
-    });
+    let entries = back_diary_where(42, "side", |i| json!(if i >= 35 { "both" } else { "left" }));
     let report = report(&entries);
-    let flag = report
-        .red_flags
-        .iter()
-        .find(|f| f.kind == RedFlagKind::NerveSignsBothSides)
-        .expect("both sides");
+    let flag = flag(&report, RedFlagKind::NerveSignsBothSides);
     assert_eq!(flag.urgency, Urgency::Urgent);
     assert_eq!(flag.started, day(35, 42));
     assert!(flag.sentence.contains("one side"), "{}", flag.sentence);
@@ -163,11 +151,7 @@ fn fever_with_night_pain_is_a_soon_flag() {
                "fever_or_weight_loss": i >= 20, "radiating": false, "numbness": "none"})
     });
     let report = report(&entries);
-    let flag = report
-        .red_flags
-        .iter()
-        .find(|f| f.kind == RedFlagKind::FeverOrWeightLoss)
-        .expect("fever flag");
+    let flag = flag(&report, RedFlagKind::FeverOrWeightLoss);
     assert_eq!(flag.urgency, Urgency::Soon);
     assert!(flag.sentence.contains("night"), "{}", flag.sentence);
 }
@@ -186,11 +170,7 @@ fn an_entry_with_an_urgent_sign_is_answered_when_logged_and_an_ordinary_one_is_n
     let ordinary = entry(end(), json!({"first_step_pain": 5}));
     assert_eq!(urgent_alert(&[], &ordinary), None);
     // Weakness on its third day in a row is urgent from the diary, not the entry alone.
-    let mut history = diary(20, |i| {
-        let mut day = back_day(i);
-        day["weakness"] = json!(i >= 17);
-        day
-    });
+    let mut history = back_diary_where(20, "weakness", |i| json!(i >= 17));
     let today = history.pop().unwrap();
     assert!(urgent_alert(&history, &today).is_some());
 }
@@ -216,21 +196,14 @@ fn walking_pain_eased_by_sitting_reads_back_related_with_a_stenosis_like_reading
     );
     assert_eq!(report.pattern.sub_reading, Some(SubReading::StenosisLike));
     assert!(report.pattern.summary.contains("stenosis-like"));
-    let eased = report
-        .pattern
-        .evidence
-        .iter()
-        .find(|item| item.sign == heeldiary_trends::Sign::EasedBySittingOrBending)
-        .expect("the eased direction is evidence");
+    let eased = evidence(&report, Sign::EasedBySittingOrBending);
     assert_eq!(eased.days_present, 28);
 }
 
 #[test]
 fn sitting_pain_and_bending_the_other_way_read_disc_like() {
-    let report = report(&diary(28, |i| {
-        let mut day = back_day(i);
-        day["worse_with"] = json!(["sitting", "bending"]);
-        day
+    let report = report(&back_diary_where(28, "worse_with", |_| {
+        json!(["sitting", "bending"])
     }));
     assert_eq!(report.pattern.kind, PatternKind::BackRelated);
     assert_eq!(report.pattern.sub_reading, Some(SubReading::DiscLike));
@@ -341,12 +314,7 @@ fn back_filled_days_weigh_half_in_the_evidence_shares_too() {
         })
         .collect();
     let report = analyse(&entries, &Options::new(end()));
-    let tender = report
-        .pattern
-        .evidence
-        .iter()
-        .find(|item| item.sign == heeldiary_trends::Sign::HeelTender)
-        .expect("heel tenderness is evidence");
+    let tender = evidence(&report, Sign::HeelTender);
     assert_eq!((tender.days_present, tender.days_observed), (14, 28));
     assert_eq!(tender.days_backfilled, 14);
     // 14 × 0.5 / (14 + 14 × 0.5) = 1/3, not the unweighted 1/2.
@@ -364,12 +332,7 @@ fn back_filled_days_weigh_half_in_the_evidence_shares_too() {
         |i| json!({"first_step_pain": 7, "activity_pain": 3, "heel_tender": i >= 14}),
     );
     let report = analyse(&daily, &Options::new(end()));
-    let tender = report
-        .pattern
-        .evidence
-        .iter()
-        .find(|item| item.sign == heeldiary_trends::Sign::HeelTender)
-        .expect("heel tenderness is evidence");
+    let tender = evidence(&report, Sign::HeelTender);
     assert_eq!(tender.days_backfilled, 0);
     assert_eq!(tender.share, 0.5);
     assert!(
@@ -471,11 +434,7 @@ const STATISTICS_WORDS: [&str; 6] = ["mann", "kendall", "theil", "p =", "p <", "
 
 #[test]
 fn the_patient_text_opens_with_the_urgent_sign_and_names_no_statistics() {
-    let entries = diary(28, |i| {
-        let mut day = back_day(i);
-        day["saddle_numbness"] = json!(i >= 25);
-        day
-    });
+    let entries = back_diary_where(28, "saddle_numbness", |i| json!(i >= 25));
     let report = report(&entries);
     let text = render(&report, Audience::Patient);
     let urgent_line = text

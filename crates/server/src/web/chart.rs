@@ -48,7 +48,7 @@ fn days(entries: &[Entry], from: NaiveDate, to: NaiveDate) -> BTreeMap<NaiveDate
         day.nerve |= e.radiating == Some(true)
             || e.weakness == Some(true)
             || e.numbness
-                .is_some_and(|n| n != heeldiary_core::Severity::None);
+                .is_some_and(|n| n != heeldiary_core::Severity::Absent);
         day.treated |= !e.treatments.is_empty();
     }
     days

@@ -246,7 +246,10 @@ fn nerve_signs(e: &Entry) -> String {
     if e.radiating == Some(true) {
         signs.push("radiating".to_string());
     }
-    if let Some(n) = e.numbness.filter(|n| *n != heeldiary_core::Severity::None) {
+    if let Some(n) = e
+        .numbness
+        .filter(|n| *n != heeldiary_core::Severity::Absent)
+    {
         signs.push(format!("numbness {n}"));
     }
     if e.weakness == Some(true) {

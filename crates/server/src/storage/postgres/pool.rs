@@ -22,6 +22,7 @@ pub(in crate::storage) const MIGRATIONS: &[Migration] = migrations!("server-post
     4 => "0004_providers",
     5 => "0005_research_export",
     6 => "0006_push_without_row_checks",
+    7 => "0007_push_json_text",
 );
 
 /// Schema version a fresh PostgreSQL database gets.
@@ -258,6 +259,76 @@ mod tests {
         // Opening an up-to-date database again changes nothing.
         fresh.open(&PoolOptions::default()).await;
         assert_eq!(fresh.query(VERSIONS).await.len(), MIGRATIONS.len());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn patches_and_states_stored_as_jsonb_read_the_same_after_the_upgrade() {
+        use crate::storage::conformance::{batch, enrolled};
+        use crate::storage::Storage;
+        use heeldiary_core::wire::PushStatus;
+        use heeldiary_core::{EntryState, Field};
+
+        let test = "patches_and_states_stored_as_jsonb_read_the_same_after_the_upgrade";
+        let Some(old) = ScratchSchema::create(test).await else {
+            return;
+        };
+        let as_json = MIGRATIONS
+            .iter()
+            .position(|m| m.name == "0007_push_json_text")
+            .unwrap();
+        let storage = unmigrated(&old);
+        retrying(|| storage.migrate(&MIGRATIONS[..as_json]))
+            .await
+            .unwrap();
+        // One operation and its entry as a push before the upgrade stored them.
+        let (patient, device) = enrolled(&storage).await;
+        let [first, edit]: [_; 2] = batch(device, 1, 2).try_into().unwrap();
+        let mut state = EntryState::default();
+        state.apply(&first);
+        let received_at = "2026-11-01T09:00:00+00:00";
+        old.query(&format!(
+            "INSERT INTO ops (patient_id, cursor, device_id, device_seq, entry_id, hlc, patch,
+                              received_at)
+             VALUES ('{patient}', 1, '{device}', 1, '{entry}', '{hlc}', '{patch}'::jsonb,
+                     '{received_at}');
+             INSERT INTO entries (patient_id, entry_id, day, deleted, state, updated_at)
+             VALUES ('{patient}', '{entry}', '2026-11-01', false, '{state}'::jsonb,
+                     '{received_at}');
+             UPDATE patients SET last_cursor = 1 WHERE patient_id = '{patient}'",
+            entry = first.entry_id,
+            hlc = first.hlc,
+            patch = serde_json::to_string(&first.patch).unwrap(),
+            state = serde_json::to_string(&state).unwrap(),
+        ))
+        .await;
+
+        let upgraded = old.open(&PoolOptions::default()).await;
+        let pulled = upgraded.pull(patient, 0, 10).await.unwrap();
+        assert_eq!(pulled.ops.len(), 1);
+        assert_eq!(pulled.ops[0].op, first);
+        let stored = upgraded.entry(patient, first.entry_id, 0, 10).await;
+        assert_eq!(stored.unwrap().unwrap().state, state);
+        // A later edit of that entry merges into the state stored before the upgrade.
+        let edit = heeldiary_core::Op {
+            entry_id: first.entry_id,
+            patch: [(Field::FirstStepPain, serde_json::json!(2))].into(),
+            ..edit
+        };
+        let results = upgraded
+            .push(
+                patient,
+                vec![first.clone(), edit.clone()],
+                chrono::Utc::now(),
+            )
+            .await
+            .unwrap();
+        let statuses: Vec<PushStatus> = results.iter().map(|r| r.status).collect();
+        assert_eq!(statuses, [PushStatus::Duplicate, PushStatus::Applied]);
+        state.apply(&edit);
+        let stored = upgraded.entry(patient, first.entry_id, 0, 10).await;
+        let stored = stored.unwrap().unwrap();
+        assert_eq!(stored.state, state);
+        assert_eq!(stored.ops.len(), 2);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,14 +1,17 @@
 //! The two transactions that decide something (a push, an enrolment) and the codecs between
 //! rows and values. What a push decides is [`PushPlan`]'s; these functions find what it needs
-//! under the patient's lock and write its outcome with one statement per table.
+//! under the patient's lock and write its outcome in bulk: a binary COPY of the new rows, one
+//! UPDATE of the entries that were stored already.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::pin::pin;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use deadpool_postgres::Transaction;
 use heeldiary_core::wire::{PulledOp, PushResult};
 use heeldiary_core::{EntryState, Op, Patch};
-use tokio_postgres::types::{Json, ToSql};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{Json, ToSql, Type};
 use tokio_postgres::{IsolationLevel, Row};
 use uuid::Uuid;
 
@@ -32,12 +35,16 @@ impl PostgresStorage {
         ops: &[Op],
         received_at: DateTime<Utc>,
     ) -> Result<Vec<PushResult>, Fault> {
-        let (devices, seqs): (Vec<Uuid>, Vec<i64>) = ops
+        let devices: Vec<Uuid> = ops
             .iter()
-            .map(|op| Ok((op.device_id, to_i64(op.device_seq, "device_seq")?)))
-            .collect::<Result<Vec<_>, StorageError>>()?
+            .map(|op| op.device_id)
+            .collect::<BTreeSet<_>>()
             .into_iter()
-            .unzip();
+            .collect();
+        let seqs: Vec<i64> = ops
+            .iter()
+            .map(|op| to_i64(op.device_seq, "device_seq"))
+            .collect::<Result<_, _>>()?;
         let entry_ids: Vec<Uuid> = ops
             .iter()
             .map(|op| op.entry_id)
@@ -51,13 +58,13 @@ impl PostgresStorage {
                      FOR NO KEY UPDATE",
                 )
                 .await?;
+            // One index scan over the batch's devices and sequence numbers. A batch of one
+            // device (every push: a device pushes its own operations) finds exactly its keys;
+            // a batch of several finds a superset, and the plan looks up only its own keys.
             let find_stored = tx
                 .prepare_cached(
-                    "SELECT o.device_id, o.device_seq, o.entry_id, o.hlc
-                     FROM ops o
-                     JOIN unnest($2::uuid[], $3::bigint[]) AS k (device_id, device_seq)
-                       ON o.device_id = k.device_id AND o.device_seq = k.device_seq
-                     WHERE o.patient_id = $1",
+                    "SELECT device_id, device_seq, entry_id, hlc FROM ops
+                     WHERE patient_id = $1 AND device_id = ANY ($2) AND device_seq = ANY ($3)",
                 )
                 .await?;
             let load = tx.prepare_cached(LOAD_STATES).await?;
@@ -90,14 +97,17 @@ impl PostgresStorage {
             let Some(new_last) = plan.last_cursor() else {
                 return Ok(plan.results);
             };
-            let states = plan.merge(decode_states(&states)?);
+            let stored_states = decode_states(&states)?;
+            let stored_entries: BTreeSet<Uuid> = stored_states.keys().copied().collect();
+            let states = plan.merge(stored_states);
             let advance = tx
                 .prepare_cached("UPDATE patients SET last_cursor = $2 WHERE patient_id = $1")
                 .await?;
-            // The writes go out together too: one round trip for the batch's three statements.
+            // The writes go out together too: the connection runs them one after another (a
+            // copy holds it until its last row), and none waits for another's answer first.
             tokio::try_join!(
                 insert_ops(tx, patient_id, &plan, received_at),
-                save_states(tx, patient_id, &states, received_at),
+                save_states(tx, patient_id, &states, &stored_entries, received_at),
                 async {
                     let params: [&(dyn ToSql + Sync); 2] = [&patient_id, &new_last];
                     tx.execute(&advance, &params).await?;
@@ -229,58 +239,63 @@ pub(super) async fn register_device(
     Ok(true)
 }
 
-/// Stores the plan's new operations with one statement.
+/// Stores the plan's new operations with one binary COPY: no statement to plan and no arrays
+/// to unpack, the rows go straight into the table.
 async fn insert_ops(
     tx: &Transaction<'_>,
     patient_id: Uuid,
     plan: &PushPlan<'_>,
     received_at: DateTime<Utc>,
 ) -> Result<(), Fault> {
-    let n = plan.applied.len();
-    let (mut cursors, mut devices, mut seqs) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    let (mut entries, mut stamps, mut patches) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for (cursor, op) in &plan.applied {
-        cursors.push(*cursor);
-        devices.push(op.device_id);
-        seqs.push(to_i64(op.device_seq, "device_seq")?);
-        entries.push(op.entry_id);
-        stamps.push(op.hlc.to_string());
-        patches.push(Json(&op.patch));
-    }
-    // No ON CONFLICT: the duplicate check ran under the patient's lock, so a clash here is a
-    // fault to report, not a repeat to hide (hiding it would leave a gap in the cursors).
-    let insert = tx
-        .prepare_cached(
-            "INSERT INTO ops (patient_id, cursor, device_id, device_seq, entry_id, hlc, patch,
-                              received_at)
-             SELECT $1, c, d, s, e, h, p, $8
-             FROM unnest($2::bigint[], $3::uuid[], $4::bigint[], $5::uuid[], $6::text[],
-                         $7::jsonb[]) AS t (c, d, s, e, h, p)",
-        )
-        .await?;
-    tx.execute(
-        &insert,
+    // No conflict handling: the duplicate check ran under the patient's lock, so a clash here
+    // is a fault to report, not a repeat to hide (hiding it would leave a gap in the cursors).
+    let rows = binary_copy(
+        tx,
+        "ops (patient_id, cursor, device_id, device_seq, entry_id, hlc, patch, received_at)",
         &[
-            &patient_id,
-            &cursors,
-            &devices,
-            &seqs,
-            &entries,
-            &stamps,
-            &patches,
-            &received_at,
+            Type::UUID,
+            Type::INT8,
+            Type::UUID,
+            Type::INT8,
+            Type::UUID,
+            Type::TEXT,
+            Type::JSON,
+            Type::TIMESTAMPTZ,
         ],
     )
     .await?;
+    let mut rows = pin!(rows);
+    for (cursor, op) in &plan.applied {
+        let seq = to_i64(op.device_seq, "device_seq")?;
+        let stamp = op.hlc.to_string();
+        rows.as_mut()
+            .write(&[
+                &patient_id,
+                cursor,
+                &op.device_id,
+                &seq,
+                &op.entry_id,
+                &stamp,
+                &Json(&op.patch),
+                &received_at,
+            ])
+            .await?;
+    }
+    rows.finish().await?;
     Ok(())
+}
+
+/// A binary COPY into `target` (a table and its columns) of rows of `types`. Rows written go out
+/// as the buffer fills; the copy counts once `finish` is awaited and is aborted if dropped before.
+async fn binary_copy(
+    tx: &Transaction<'_>,
+    target: &str,
+    types: &[Type],
+) -> Result<BinaryCopyInWriter, Fault> {
+    let copy = tx
+        .prepare_cached(&format!("COPY {target} FROM STDIN (FORMAT binary)"))
+        .await?;
+    Ok(BinaryCopyInWriter::new(tx.copy_in(&copy).await?, types))
 }
 
 /// The stored states of the entries `$2` of patient `$1` that exist.
@@ -297,29 +312,100 @@ fn decode_states(rows: &[Row]) -> Result<BTreeMap<Uuid, EntryState>, Fault> {
         .collect()
 }
 
-/// Writes merged entry states with one statement.
+/// Writes merged entry states: those of entries new to the server with one binary COPY, those
+/// of `stored` entries with one UPDATE. The push read every stored state of its entries under
+/// the patient's lock, so which rows exist is known and no row needs a conflict check.
 async fn save_states(
     tx: &Transaction<'_>,
     patient_id: Uuid,
     states: &BTreeMap<Uuid, EntryState>,
+    stored: &BTreeSet<Uuid>,
     updated_at: DateTime<Utc>,
 ) -> Result<(), Fault> {
-    let ids: Vec<Uuid> = states.keys().copied().collect();
-    let days: Vec<Option<&str>> = states.values().map(EntryState::day).collect();
-    let deleted: Vec<bool> = states.values().map(EntryState::is_deleted).collect();
-    let json: Vec<Json<&EntryState>> = states.values().map(Json).collect();
-    let save = tx
+    let (changed, new): (Vec<_>, Vec<_>) = states.iter().partition(|(id, _)| stored.contains(id));
+    tokio::try_join!(
+        insert_states(tx, patient_id, &new, updated_at),
+        update_states(tx, patient_id, &changed, updated_at),
+    )?;
+    Ok(())
+}
+
+/// The local day of `state` as a date, if it has one.
+fn day_of(state: &EntryState) -> Result<Option<NaiveDate>, Fault> {
+    state
+        .day()
+        .map(|day| {
+            day.parse::<NaiveDate>().map_err(|e| {
+                StorageError::Internal(format!("entry day {day:?} is not a date: {e}")).into()
+            })
+        })
+        .transpose()
+}
+
+async fn insert_states(
+    tx: &Transaction<'_>,
+    patient_id: Uuid,
+    states: &[(&Uuid, &EntryState)],
+    updated_at: DateTime<Utc>,
+) -> Result<(), Fault> {
+    if states.is_empty() {
+        return Ok(());
+    }
+    let rows = binary_copy(
+        tx,
+        "entries (patient_id, entry_id, day, deleted, state, updated_at)",
+        &[
+            Type::UUID,
+            Type::UUID,
+            Type::DATE,
+            Type::BOOL,
+            Type::JSON,
+            Type::TIMESTAMPTZ,
+        ],
+    )
+    .await?;
+    let mut rows = pin!(rows);
+    for (entry_id, state) in states {
+        rows.as_mut()
+            .write(&[
+                &patient_id,
+                entry_id,
+                &day_of(state)?,
+                &state.is_deleted(),
+                &Json(state),
+                &updated_at,
+            ])
+            .await?;
+    }
+    rows.finish().await?;
+    Ok(())
+}
+
+async fn update_states(
+    tx: &Transaction<'_>,
+    patient_id: Uuid,
+    states: &[(&Uuid, &EntryState)],
+    updated_at: DateTime<Utc>,
+) -> Result<(), Fault> {
+    if states.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = states.iter().map(|(id, _)| **id).collect();
+    let days: Vec<Option<NaiveDate>> = states
+        .iter()
+        .map(|(_, s)| day_of(s))
+        .collect::<Result<_, _>>()?;
+    let deleted: Vec<bool> = states.iter().map(|(_, s)| s.is_deleted()).collect();
+    let json: Vec<Json<&EntryState>> = states.iter().map(|(_, s)| Json(*s)).collect();
+    let update = tx
         .prepare_cached(
-            "INSERT INTO entries (patient_id, entry_id, day, deleted, state, updated_at)
-             SELECT $1, e, d::date, x, s, $6
-             FROM unnest($2::uuid[], $3::text[], $4::boolean[], $5::jsonb[]) AS t (e, d, x, s)
-             ON CONFLICT (patient_id, entry_id) DO UPDATE SET
-                 day = excluded.day, deleted = excluded.deleted, state = excluded.state,
-                 updated_at = excluded.updated_at",
+            "UPDATE entries SET day = t.d, deleted = t.x, state = t.s, updated_at = $6
+             FROM unnest($2::uuid[], $3::date[], $4::boolean[], $5::json[]) AS t (e, d, x, s)
+             WHERE entries.patient_id = $1 AND entries.entry_id = t.e",
         )
         .await?;
     tx.execute(
-        &save,
+        &update,
         &[&patient_id, &ids, &days, &deleted, &json, &updated_at],
     )
     .await?;
