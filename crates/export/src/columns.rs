@@ -92,6 +92,8 @@ pub enum Cell {
     Bool(bool),
     /// Text.
     Text(String),
+    /// A word of a vocabulary (text, without a copy).
+    Word(&'static str),
     /// A list of words.
     List(Vec<&'static str>),
     /// A calendar day.
@@ -107,6 +109,7 @@ impl Cell {
             Cell::Float(x) => json!(x),
             Cell::Bool(b) => json!(b),
             Cell::Text(t) => json!(t),
+            Cell::Word(w) => json!(w),
             Cell::List(words) => json!(words),
             Cell::Date(d) => json!(d.to_string()),
         }
@@ -129,6 +132,7 @@ impl Cell {
             Cell::Float(x) => write!(out, "{x}"),
             Cell::Bool(b) => write!(out, "{b}"),
             Cell::Text(t) => out.write_str(t),
+            Cell::Word(w) => out.write_str(w),
             Cell::List(words) => {
                 for (i, word) in words.iter().enumerate() {
                     if i > 0 {
@@ -245,9 +249,7 @@ fn field_cells(field: Field, facts: &EntryFacts<'_>, identified: bool, row: &mut
         }
         (Kind::Score | Kind::Count { .. }, FieldRef::Number(n)) => row.push(Cell::Int(n.into())),
         (Kind::Flag, FieldRef::Flag(b)) => row.push(Cell::Bool(b)),
-        (Kind::Word(vocabulary), FieldRef::Word(at)) => {
-            row.push(Cell::Text(vocabulary.words[at].to_string()))
-        }
+        (Kind::Word(vocabulary), FieldRef::Word(at)) => row.push(Cell::Word(vocabulary.words[at])),
         (Kind::Words(vocabulary), FieldRef::Words(set)) => row.push(Cell::List(
             (0..vocabulary.words.len())
                 .filter(|at| set.contains_position(*at))
@@ -342,21 +344,26 @@ pub fn entry_columns(identified: bool) -> Vec<Column> {
 
 /// One row of the entries table, in the order of [`entry_columns`].
 pub(crate) fn entry_row(facts: &EntryFacts<'_>, identified: bool) -> Vec<Cell> {
-    let mut row = vec![
-        Cell::Int(facts.subject_id),
-        Cell::Text(facts.entry_key.clone()),
-    ];
+    let mut row = Vec::new();
+    fill_entry_row(facts, identified, &mut row);
+    row
+}
+
+/// [`entry_row`] into `row` (cleared first), so that one row's memory serves them all.
+pub(crate) fn fill_entry_row(facts: &EntryFacts<'_>, identified: bool, row: &mut Vec<Cell>) {
+    row.clear();
+    row.push(Cell::Int(facts.subject_id));
+    row.push(Cell::Text(facts.entry_key.clone()));
     if identified {
         row.push(Cell::Text(facts.patient_id.to_string()));
         row.push(Cell::Text(facts.entry.id.to_string()));
     }
     for field in Field::ALL {
-        field_cells(*field, facts, identified, &mut row);
+        field_cells(*field, facts, identified, row);
     }
     row.push(Cell::Bool(facts.entry.backfilled));
     row.push(Cell::Int(facts.edits.into()));
     row.push(Cell::Bool(facts.conflicted));
-    row
 }
 
 /// The JSON word of a trends value (a measure, a direction, a pattern).

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
 use chrono::NaiveDate;
+use heeldiary_core::Entry;
 use heeldiary_trends::DayHistory;
 use uuid::Uuid;
 
@@ -12,12 +13,10 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::columns::{
-    deletion_columns, entry_columns, entry_row, findings_columns, summary_columns, word, Cell,
-    Column, EntryFacts, RED_FLAG_KINDS,
+    deletion_columns, entry_columns, entry_row, fill_entry_row, findings_columns, summary_columns,
+    word, Cell, Column, EntryFacts, RED_FLAG_KINDS,
 };
-use crate::diary::{
-    self, EntryRecord, PatientDiary, PreparedEntry, PreparedPatient, Sorted, Taken,
-};
+use crate::diary::{self, EntryRecord, PatientDiary, PreparedEntry, PreparedPatient, Sorted};
 use crate::table::{CsvTable, NdjsonTable, ParquetTable, TableWriter};
 use crate::{
     fhir, meds, ExportError, ExportKey, Format, Options, MIN_CELL_PATIENTS, SCHEMA_VERSION,
@@ -76,6 +75,8 @@ pub struct Exporter {
     cells: BTreeMap<(u32, &'static str), u64>,
     /// The patient being added.
     current: Option<Current>,
+    /// The cells of the entry row being written, kept between rows.
+    row: Vec<Cell>,
 }
 
 /// The patient being streamed: what its findings need once its entries are in.
@@ -89,8 +90,8 @@ struct Current {
     months: BTreeSet<NaiveDate>,
     entries: u64,
     deletions: u64,
-    /// For MEDS and FHIR, which write a patient whole: the patient's entries.
-    collected: Option<PreparedPatient>,
+    /// FHIR Observations written.
+    observations: u64,
 }
 
 fn table(
@@ -170,6 +171,7 @@ impl Exporter {
             unreadable: 0,
             cells: BTreeMap::new(),
             current: None,
+            row: Vec::new(),
         })
     }
 
@@ -182,11 +184,15 @@ impl Exporter {
         *self.rows.entry(table.to_string()).or_default() += n;
     }
 
-    /// Adds one consenting patient from its whole feed. A patient with nothing in the time
-    /// range adds no rows. [`start_patient`](Self::start_patient) and
+    /// Adds one consenting patient from its whole feed, its entries in the order a streamed
+    /// export of the format takes them (see [`Format::in_day_order`]). A patient with nothing
+    /// in the time range adds no rows. [`start_patient`](Self::start_patient) and
     /// [`add_entry`](Self::add_entry) do the same one entry at a time, in flat memory.
     pub fn add(&mut self, diary: &PatientDiary) -> Result<(), ExportError> {
-        let records = diary::records(diary);
+        let mut records = diary::records(diary);
+        if self.options.format.in_day_order() {
+            records.sort_by_cached_key(|r| (r.day(), r.entry_id));
+        }
         let first_day = records
             .iter()
             .filter_map(|r| match diary::sort_record(r, &self.options) {
@@ -217,17 +223,6 @@ impl Exporter {
                 "a patient was started before the previous one was finished".into(),
             ));
         }
-        let collected = match self.sink {
-            Sink::Tables { .. } => None,
-            Sink::Meds(_) | Sink::Fhir { .. } => Some(PreparedPatient {
-                patient_id,
-                first_day,
-                entries: Vec::new(),
-                deletions: Vec::new(),
-                history: Vec::new(),
-                unreadable: 0,
-            }),
-        };
         self.current = Some(Current {
             patient_id,
             subject: self.key.subject_id(patient_id),
@@ -236,7 +231,7 @@ impl Exporter {
             months: BTreeSet::new(),
             entries: 0,
             deletions: 0,
-            collected,
+            observations: 0,
         });
         Ok(())
     }
@@ -260,31 +255,6 @@ impl Exporter {
         let Some(current) = self.current.as_mut() else {
             return Err(ExportError::Invalid("no patient was started".into()));
         };
-        if let Some(collected) = current.collected.as_mut() {
-            match collected.take_prepared(prepared) {
-                Taken::Entry(entry) => {
-                    if collected
-                        .entries
-                        .last()
-                        .is_some_and(|e| e.entry.id == entry.id)
-                    {
-                        current.months.insert(diary::month_start(entry.day));
-                        current.entries += 1;
-                    }
-                    current.days.add(&entry);
-                    collected.history.push(entry);
-                }
-                Taken::Deletion => current.deletions += 1,
-                Taken::Nothing => {}
-            }
-            return Ok(());
-        }
-        let Sink::Tables {
-            entries, deletions, ..
-        } = &mut self.sink
-        else {
-            return Ok(());
-        };
         let identified = self.options.identified;
         let PreparedEntry {
             entry_id,
@@ -294,7 +264,11 @@ impl Exporter {
         } = prepared;
         match sorted {
             Sorted::Deletion => {
-                if let Some(table) = deletions {
+                if let Sink::Tables {
+                    deletions: Some(table),
+                    ..
+                } = &mut self.sink
+                {
                     let mut row = vec![
                         Cell::Int(current.subject),
                         Cell::Text(self.key.entry_key(entry_id)),
@@ -303,28 +277,23 @@ impl Exporter {
                         row.push(Cell::Text(entry_id.to_string()));
                     }
                     table.write_row(&row)?;
-                    current.deletions += 1;
                 }
+                current.deletions += 1;
             }
             Sorted::Skipped => {}
             Sorted::Unreadable => self.unreadable += 1,
             Sorted::Live(entry, exported) => {
                 current.days.add(&entry);
                 if exported {
-                    // An entry before the first day given is its own study day 0.
-                    let first_day = current.first_day.map_or(entry.day, |d| d.min(entry.day));
-                    entries.write_row(&entry_row(
-                        &EntryFacts {
-                            subject_id: current.subject,
-                            entry_key: self.key.entry_key(entry.id),
-                            patient_id: current.patient_id,
-                            first_day,
-                            entry: &entry,
-                            edits,
-                            conflicted,
-                        },
-                        identified,
-                    ))?;
+                    let facts = (edits, conflicted, identified);
+                    write_entry(
+                        &mut self.sink,
+                        &self.key,
+                        current,
+                        &entry,
+                        facts,
+                        &mut self.row,
+                    )?;
                     current.months.insert(diary::month_start(entry.day));
                     current.entries += 1;
                 }
@@ -342,9 +311,6 @@ impl Exporter {
         let Some(current) = self.current.take() else {
             return Err(ExportError::Invalid("no patient was started".into()));
         };
-        if let Some(collected) = &current.collected {
-            self.unreadable += u64::from(collected.unreadable);
-        }
         if current.entries == 0 && current.deletions == 0 {
             return Ok(false);
         }
@@ -385,26 +351,14 @@ impl Exporter {
                     self.count("deletions", current.deletions);
                 }
             }
-            Sink::Meds(data) => {
-                if let Some(mut patient) = current.collected {
-                    patient.sort();
-                    data.add(&patient, &self.key, identified)?;
-                }
-            }
-            Sink::Fhir {
-                patients,
-                observations,
-            } => {
-                if let Some(mut patient) = current.collected {
-                    patient.sort();
-                    let resources = fhir::resources(&patient, &self.key, identified);
-                    write_line(patients, &resources.patient)?;
-                    for observation in &resources.observations {
-                        write_line(observations, observation)?;
-                    }
-                    self.count("Patient", 1);
-                    self.count("Observation", resources.observations.len() as u64);
-                }
+            Sink::Meds(_) => {}
+            Sink::Fhir { patients, .. } => {
+                write_line(
+                    patients,
+                    &fhir::patient_resource(subject, current.patient_id, identified),
+                )?;
+                self.count("Patient", 1);
+                self.count("Observation", current.observations);
             }
         }
         Ok(true)
@@ -588,6 +542,59 @@ impl PreparedPatient {
     pub fn fhir_lines(&self, key: &ExportKey, identified: bool) -> (Value, Vec<Value>) {
         let r = fhir::resources(self, key, identified);
         (r.patient, r.observations)
+    }
+}
+
+/// Writes one live entry in range to the export's data files: an entries row, its MEDS
+/// measurements, or its FHIR Observations. Entries arrive in the order the files keep.
+fn write_entry(
+    sink: &mut Sink,
+    key: &ExportKey,
+    current: &mut Current,
+    entry: &Entry,
+    (edits, conflicted, identified): (u32, bool, bool),
+    row: &mut Vec<Cell>,
+) -> Result<(), ExportError> {
+    match sink {
+        Sink::Tables { entries, .. } => {
+            // An entry before the first day given is its own study day 0.
+            let first_day = current.first_day.map_or(entry.day, |d| d.min(entry.day));
+            fill_entry_row(
+                &EntryFacts {
+                    subject_id: current.subject,
+                    entry_key: key.entry_key(entry.id),
+                    patient_id: current.patient_id,
+                    first_day,
+                    entry,
+                    edits,
+                    conflicted,
+                },
+                identified,
+                row,
+            );
+            entries.write_row(row)
+        }
+        // Study day 0 is the first day given; a patient without one has no measurements.
+        Sink::Meds(data) => match current.first_day {
+            Some(first_day) => data.add_entry(current.subject, first_day, entry, identified),
+            None => Ok(()),
+        },
+        Sink::Fhir { observations, .. } => {
+            let Some(first_day) = current.first_day else {
+                return Ok(());
+            };
+            let facts = fhir::EntryFacts {
+                subject: current.subject,
+                entry_key: &key.entry_key(entry.id),
+                first_day,
+                identified,
+            };
+            for observation in fhir::entry_observations(&facts, entry) {
+                write_line(observations, &observation)?;
+                current.observations += 1;
+            }
+            Ok(())
+        }
     }
 }
 

@@ -101,6 +101,12 @@ impl Format {
         Format::Fhir,
     ];
 
+    /// Whether the format keeps a patient's entries in time order (MEDS events, FHIR
+    /// Observations): a streamed export feeds them by day, then id; the others by id.
+    pub fn in_day_order(self) -> bool {
+        matches!(self, Format::Meds | Format::Fhir)
+    }
+
     /// The word used on the command line and in URLs.
     pub fn as_str(self) -> &'static str {
         match self {

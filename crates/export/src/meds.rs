@@ -13,15 +13,14 @@ use arrow_array::builder::{
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field as ArrowField, Schema, SchemaRef, TimeUnit};
 use chrono::NaiveDate;
-use heeldiary_core::{Field, FieldRef, Kind, Writer};
+use heeldiary_core::{Entry, Field, FieldRef, Kind, Writer};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use serde_json::{json, Value};
 
-use crate::diary::PreparedPatient;
 use crate::fhir::loinc_of;
-use crate::{ExportError, ExportKey};
+use crate::ExportError;
 
 /// The day study day 0 is placed on in a de-identified MEDS export.
 pub(crate) fn deidentified_epoch() -> NaiveDate {
@@ -116,59 +115,54 @@ impl<W: Write + Send> MedsData<W> {
         self.rows += 1;
     }
 
-    /// Adds one patient's measurements, in time order.
-    pub(crate) fn add(
+    /// Adds the measurements of one entry of `subject`, whose study day 0 is `first_day`.
+    /// Entries come in time order (day, then id), so the file is sorted by subject and time.
+    pub(crate) fn add_entry(
         &mut self,
-        patient: &PreparedPatient,
-        key: &ExportKey,
+        subject: i64,
+        first_day: NaiveDate,
+        entry: &Entry,
         identified: bool,
     ) -> Result<(), ExportError> {
-        let (Some(first_day), subject) = (patient.first_day, key.subject_id(patient.patient_id))
-        else {
-            return Ok(());
+        let day = if identified {
+            entry.day
+        } else {
+            deidentified_epoch()
+                + chrono::Days::new((entry.day - first_day).num_days().max(0) as u64)
         };
-        for exported in &patient.entries {
-            let entry = &exported.entry;
-            let day = if identified {
-                entry.day
-            } else {
-                deidentified_epoch()
-                    + chrono::Days::new((entry.day - first_day).num_days().max(0) as u64)
-            };
-            for field in Field::ALL {
-                let spec = field.spec();
-                match (spec.kind, entry.get(*field)) {
-                    (Kind::Score | Kind::Count { .. }, FieldRef::Number(n)) => {
-                        self.push(subject, day, field_code(*field), Some(n as f32), None)
-                    }
-                    (Kind::Flag, FieldRef::Flag(b)) if spec.writer == Writer::Person => self.push(
-                        subject,
-                        day,
-                        field_code(*field),
-                        Some(if b { 1.0 } else { 0.0 }),
-                        None,
-                    ),
-                    (Kind::Word(vocabulary), FieldRef::Word(at)) => self.push(
-                        subject,
-                        day,
-                        word_code(*field, vocabulary.words[at]),
-                        None,
-                        None,
-                    ),
-                    (Kind::Words(vocabulary), FieldRef::Words(set)) => {
-                        for (at, word) in vocabulary.words.iter().enumerate() {
-                            if set.contains_position(at) {
-                                self.push(subject, day, word_code(*field, word), None, None);
-                            }
+        for field in Field::ALL {
+            let spec = field.spec();
+            match (spec.kind, entry.get(*field)) {
+                (Kind::Score | Kind::Count { .. }, FieldRef::Number(n)) => {
+                    self.push(subject, day, field_code(*field), Some(n as f32), None)
+                }
+                (Kind::Flag, FieldRef::Flag(b)) if spec.writer == Writer::Person => self.push(
+                    subject,
+                    day,
+                    field_code(*field),
+                    Some(if b { 1.0 } else { 0.0 }),
+                    None,
+                ),
+                (Kind::Word(vocabulary), FieldRef::Word(at)) => self.push(
+                    subject,
+                    day,
+                    word_code(*field, vocabulary.words[at]),
+                    None,
+                    None,
+                ),
+                (Kind::Words(vocabulary), FieldRef::Words(set)) => {
+                    for (at, word) in vocabulary.words.iter().enumerate() {
+                        if set.contains_position(at) {
+                            self.push(subject, day, word_code(*field, word), None, None);
                         }
                     }
-                    (Kind::Text { .. }, FieldRef::Text(text))
-                        if identified && spec.writer == Writer::Person =>
-                    {
-                        self.push(subject, day, field_code(*field), None, Some(text))
-                    }
-                    _ => {}
                 }
+                (Kind::Text { .. }, FieldRef::Text(text))
+                    if identified && spec.writer == Writer::Person =>
+                {
+                    self.push(subject, day, field_code(*field), None, Some(text))
+                }
+                _ => {}
             }
         }
         if self.pending >= BATCH_ROWS {

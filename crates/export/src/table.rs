@@ -72,6 +72,7 @@ impl<W: Write> TableWriter for CsvTable<W> {
         for cell in row {
             match cell {
                 Cell::Text(t) => self.writer.write_field(t),
+                Cell::Word(w) => self.writer.write_field(w),
                 Cell::Null => self.writer.write_field(""),
                 Cell::Bool(b) => self.writer.write_field(if *b { "true" } else { "false" }),
                 other => {
@@ -226,6 +227,7 @@ impl Builder {
             (Builder::Float64(b), Cell::Float(x)) => b.append_value(*x),
             (Builder::Bool(b), Cell::Bool(v)) => b.append_value(*v),
             (Builder::Text(b), Cell::Text(t)) => b.append_value(t),
+            (Builder::Text(b), Cell::Word(w)) => b.append_value(w),
             (Builder::TextList(b), Cell::List(words)) => {
                 for word in words {
                     b.values().append_value(word);

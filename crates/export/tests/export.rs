@@ -395,13 +395,16 @@ fn streamed(format: Format, diaries: &[PatientDiary], reverse: bool) -> Memory {
     let mut exporter = Exporter::new(options, key(), &mut files).unwrap();
     for diary in diaries {
         let mut records = stored_records(diary);
+        // The order storage reads them in.
+        if format.in_day_order() {
+            records.sort_by_key(|r| (r.day(), r.entry_id));
+        }
         if reverse {
             records.reverse();
         }
         let first_day = records
             .iter()
-            .filter(|r| !r.deleted)
-            .filter_map(|r| r.state.to_entry(r.entry_id).ok())
+            .filter_map(EntryRecord::live_entry)
             .map(|e| e.day)
             .min();
         exporter.start_patient(diary.patient_id, first_day).unwrap();
@@ -436,12 +439,14 @@ fn a_streamed_export_writes_what_the_whole_feed_writes() {
     );
     let deleted = d.entry(30, 1, "y");
     d.op(device, deleted, (2026, 10, 31), json!({"deleted": true}));
+    // Written last about an early day: id order and day order differ.
+    d.entry(2, 9, "late");
     let mut other = Diary::new();
     other.entry(3, 4, "z");
     let diaries = [d.diary(), other.diary()];
     let at = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
 
-    for format in [Format::Csv, Format::Ndjson, Format::Fhir] {
+    for format in Format::ALL {
         let mut whole = Memory::default();
         let mut exporter = Exporter::new(Options::new(format, at), key(), &mut whole).unwrap();
         for diary in &diaries {
@@ -450,6 +455,64 @@ fn a_streamed_export_writes_what_the_whole_feed_writes() {
         exporter.finish(&mut whole).unwrap();
         let stream = streamed(format, &diaries, false);
         assert_eq!(stream.all_bytes(), whole.all_bytes(), "{format}");
+    }
+
+    // The formats kept in time order list each patient's entries by day, the late one second.
+    let fhir = streamed(Format::Fhir, &diaries, false);
+    let study_days: Vec<(String, i64)> = fhir
+        .text("Observation.ndjson")
+        .lines()
+        .map(|line| {
+            let o: Value = serde_json::from_str(line).unwrap();
+            let day = o["extension"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["url"].as_str().unwrap().ends_with("study-day"))
+                .unwrap()["valueInteger"]
+                .as_i64()
+                .unwrap();
+            (o["subject"]["reference"].as_str().unwrap().to_string(), day)
+        })
+        .collect();
+    for pair in study_days.windows(2) {
+        assert!(pair[0].0 != pair[1].0 || pair[0].1 <= pair[1].1, "{pair:?}");
+    }
+    assert!(study_days.iter().any(|(_, day)| *day == 1));
+    let meds = streamed(Format::Meds, &diaries, false);
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        bytes::Bytes::from(meds.bytes("data/0.parquet")),
+    )
+    .unwrap()
+    .build()
+    .unwrap();
+    let mut times = Vec::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        let subjects = batch
+            .column_by_name("subject_id")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow_array::Int64Array>()
+            .unwrap()
+            .clone();
+        let time = batch
+            .column_by_name("time")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow_array::TimestampMicrosecondArray>()
+            .unwrap()
+            .clone();
+        times.extend(
+            subjects
+                .values()
+                .iter()
+                .copied()
+                .zip(time.values().iter().copied()),
+        );
+    }
+    for pair in times.windows(2) {
+        assert!(pair[0].0 != pair[1].0 || pair[0].1 <= pair[1].1, "{pair:?}");
     }
 
     // In another order the rows come in that order; the findings are the same.
@@ -470,7 +533,7 @@ fn a_streamed_export_writes_what_the_whole_feed_writes() {
         .parse::<Value>()
         .map(|m| vec![m["row_counts"].clone()])
         .unwrap();
-    assert_eq!(rows[0]["entries"], json!(30));
+    assert_eq!(rows[0]["entries"], json!(31));
 }
 
 #[test]

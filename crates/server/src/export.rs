@@ -6,8 +6,9 @@
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use heeldiary_export::{
     EntryRecord, ExportError as WriteError, ExportKey, Exporter, OutputFiles, PreparedEntry,
     PreparedPatient, Summary, KEY_BYTES,
@@ -111,25 +112,73 @@ fn entry_record(stored: ExportEntry) -> EntryRecord {
     }
 }
 
+/// One patient's stored entries, read a page at a time and prepared for the export's options
+/// (the per-entry decoding and sorting) on a blocking thread: the one reading loop of both the
+/// whole-patient and the streamed export.
+/// The formats kept in time order ([`Format::in_day_order`]) read the entries by day, the
+/// others by id.
+struct EntryPages<'s, S> {
+    storage: &'s S,
+    patient_id: Uuid,
+    options: Arc<Options>,
+    /// The last entry read: its day (by day) and id.
+    after: Option<(Option<NaiveDate>, Uuid)>,
+    done: bool,
+}
+
+impl<'s, S: Storage> EntryPages<'s, S> {
+    fn new(storage: &'s S, patient_id: Uuid, options: Arc<Options>) -> Self {
+        EntryPages {
+            storage,
+            patient_id,
+            options,
+            after: None,
+            done: false,
+        }
+    }
+
+    /// The next page, or `None` after the last.
+    async fn next(&mut self) -> Result<Option<Vec<PreparedEntry>>, StorageError> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = if self.options.format.in_day_order() {
+            let after = self.after.and_then(|(day, id)| day.map(|day| (day, id)));
+            self.storage
+                .export_entries_by_day(self.patient_id, after, EXPORT_PAGE)
+                .await?
+        } else {
+            let after = self.after.map(|(_, id)| id);
+            self.storage
+                .export_entries(self.patient_id, after, EXPORT_PAGE)
+                .await?
+        };
+        self.done = page.len() < EXPORT_PAGE as usize;
+        self.after = page.last().map(|e| (e.day, e.entry_id));
+        let options = Arc::clone(&self.options);
+        let prepared = tokio::task::spawn_blocking(move || {
+            page.into_iter()
+                .map(|stored| entry_record(stored).prepare(&options))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| StorageError::Internal(format!("export task failed: {e}")))?;
+        Ok(Some(prepared))
+    }
+}
+
 /// One patient's stored entries made ready for export, read page by page.
 pub async fn prepare_patient<S: Storage>(
     storage: &S,
     patient_id: Uuid,
     options: &Options,
 ) -> Result<PreparedPatient, StorageError> {
-    let mut records = Vec::new();
-    let mut after = None;
-    loop {
-        let page = storage
-            .export_entries(patient_id, after, EXPORT_PAGE)
-            .await?;
-        let more = page.len() == EXPORT_PAGE as usize;
-        after = page.last().map(|e| e.entry_id);
-        records.extend(page.into_iter().map(entry_record));
-        if !more {
-            return Ok(PreparedPatient::from_records(patient_id, records, options));
-        }
+    let mut pages = EntryPages::new(storage, patient_id, Arc::new(options.clone()));
+    let mut prepared = Vec::new();
+    while let Some(page) = pages.next().await? {
+        prepared.extend(page);
     }
+    Ok(PreparedPatient::from_prepared(patient_id, prepared))
 }
 
 /// Files inside a folder, made on demand, buffered.
@@ -295,7 +344,7 @@ pub async fn export_to_folder<S: Storage>(
 /// What the reading side of an export hands the writing side, in order.
 enum Feed {
     /// A patient starts, with its first live day.
-    Patient(Uuid, Option<chrono::NaiveDate>),
+    Patient(Uuid, Option<NaiveDate>),
     /// A page of its entries, prepared for the export's options.
     Entries(Vec<PreparedEntry>),
     /// The patient's entries are all in.
@@ -314,7 +363,7 @@ async fn read_patients<S: Storage>(
     patients: Vec<Uuid>,
     feed: tokio::sync::mpsc::Sender<Result<Feed, ExportFailure>>,
 ) {
-    let options = std::sync::Arc::new(options);
+    let options = Arc::new(options);
     for patient_id in patients {
         let result = read_patient(&storage, &options, patient_id, &feed).await;
         if let Err(e) = result {
@@ -326,7 +375,7 @@ async fn read_patients<S: Storage>(
 
 async fn read_patient<S: Storage>(
     storage: &S,
-    options: &std::sync::Arc<Options>,
+    options: &Arc<Options>,
     patient_id: Uuid,
     feed: &tokio::sync::mpsc::Sender<Result<Feed, ExportFailure>>,
 ) -> Result<(), ExportFailure> {
@@ -336,27 +385,11 @@ async fn read_patient<S: Storage>(
     feed.send(Ok(Feed::Patient(patient_id, first_day)))
         .await
         .map_err(|_| closed())?;
-    let mut after = None;
-    loop {
-        let page = storage
-            .export_entries(patient_id, after, EXPORT_PAGE)
-            .await?;
-        let more = page.len() == EXPORT_PAGE as usize;
-        after = page.last().map(|e| e.entry_id);
-        let options = std::sync::Arc::clone(options);
-        let prepared = tokio::task::spawn_blocking(move || {
-            page.into_iter()
-                .map(|stored| entry_record(stored).prepare(&options))
-                .collect::<Vec<_>>()
-        })
-        .await
-        .map_err(|e| StorageError::Internal(format!("export task failed: {e}")))?;
-        feed.send(Ok(Feed::Entries(prepared)))
+    let mut pages = EntryPages::new(storage, patient_id, Arc::clone(options));
+    while let Some(page) = pages.next().await? {
+        feed.send(Ok(Feed::Entries(page)))
             .await
             .map_err(|_| closed())?;
-        if !more {
-            break;
-        }
     }
     feed.send(Ok(Feed::Done)).await.map_err(|_| closed())
 }

@@ -806,6 +806,14 @@ impl Storage for Down {
     ) -> Result<Vec<heeldiary_server::storage::ExportEntry>, StorageError> {
         self.fail()
     }
+    async fn export_entries_by_day(
+        &self,
+        _: Uuid,
+        _: Option<(chrono::NaiveDate, Uuid)>,
+        _: u32,
+    ) -> Result<Vec<heeldiary_server::storage::ExportEntry>, StorageError> {
+        self.fail()
+    }
     async fn first_entry_day(&self, _: Uuid) -> Result<Option<chrono::NaiveDate>, StorageError> {
         self.fail()
     }

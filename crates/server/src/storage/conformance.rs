@@ -14,7 +14,7 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use heeldiary_core::wire::{PushResult, PushStatus};
-use heeldiary_core::{merge, Field, Hlc, Op, Patch};
+use heeldiary_core::{merge, EntryState, Field, Hlc, Op, Patch};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -69,7 +69,7 @@ macro_rules! storage_conformance {
             the_access_log_keeps_every_read_of_one_patient,
             patient_entries_are_the_merged_states,
             erasing_a_patient_removes_its_shares_and_grants_but_not_the_access_log,
-            export_entries_page_the_stored_states_in_id_order,
+            export_entries_page_the_stored_states_by_id_and_by_day,
             exports_are_in_the_access_log_with_the_analyst_or_the_administrator,
         );
     };
@@ -1074,8 +1074,8 @@ pub async fn patient_entries_are_the_merged_states<S: Storage>(s: S) {
 
 /// The export reads a patient's stored entries in id order, page after page: merged states, the
 /// deleted flag, and the operations only of entries made by more than one; and the first live
-/// day.
-pub async fn export_entries_page_the_stored_states_in_id_order<S: Storage>(s: S) {
+/// day. The exports kept in time order read them in day order.
+pub async fn export_entries_page_the_stored_states_by_id_and_by_day<S: Storage>(s: S) {
     let (patient, phone) = enrolled(&s).await;
     let tablet = add_device(&s, patient).await;
     let mut ops = batch(phone, 1, 5);
@@ -1129,7 +1129,8 @@ pub async fn export_entries_page_the_stored_states_in_id_order<S: Storage>(s: S)
             assert_eq!(e.ops.len(), 2, "a deleted entry keeps its history");
             continue;
         }
-        assert_eq!(e.state, stored.state);
+        let state: EntryState = serde_json::from_str(&e.state).unwrap();
+        assert_eq!(state, stored.state);
         if e.entry_id == edited {
             assert_eq!(e.ops, stored.ops);
             assert_eq!(e.updated_at, t0() + Duration::minutes(5));
@@ -1145,9 +1146,45 @@ pub async fn export_entries_page_the_stored_states_in_id_order<S: Storage>(s: S)
         s.first_entry_day(patient).await.unwrap(),
         chrono::NaiveDate::from_ymd_opt(2026, 10, 20)
     );
+
+    // By day: the entry about the earlier day (written last) first, then the others in id
+    // order, deleted one included, the same stored states.
+    let mut by_day = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s.export_entries_by_day(patient, after, 2).await.unwrap();
+        assert!(page.len() <= 2);
+        after = page.last().map(|e| (e.day.unwrap(), e.entry_id));
+        let last = page.len() < 2;
+        by_day.extend(page);
+        if last {
+            break;
+        }
+    }
+    let ids: Vec<Uuid> = by_day.iter().map(|e| e.entry_id).collect();
+    let mut expected: Vec<Uuid> = ops[..5].iter().map(|o| o.entry_id).collect();
+    expected.sort();
+    expected.insert(0, earlier);
+    assert_eq!(ids, expected);
+    for e in &by_day {
+        let same = read.iter().find(|r| r.entry_id == e.entry_id).unwrap();
+        assert_eq!(
+            (&e.state, e.deleted, e.day),
+            (&same.state, same.deleted, same.day)
+        );
+        assert!(e.ops.is_empty());
+    }
+    assert_eq!(by_day[0].day, chrono::NaiveDate::from_ymd_opt(2026, 10, 20));
+    assert_eq!(by_day[1].day, chrono::NaiveDate::from_ymd_opt(2026, 11, 1));
+
     let empty = new_patient(&s).await;
     assert_eq!(s.first_entry_day(empty).await.unwrap(), None);
     assert!(s.export_entries(empty, None, 10).await.unwrap().is_empty());
+    assert!(s
+        .export_entries_by_day(empty, None, 10)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 /// An export adds a line to the access log of each exported patient: under the analyst's id

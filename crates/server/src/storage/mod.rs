@@ -302,10 +302,13 @@ pub struct ExportRecord {
 pub struct ExportEntry {
     /// The entry.
     pub entry_id: Uuid,
+    /// The local day it describes, once known.
+    pub day: Option<chrono::NaiveDate>,
     /// Whether a tombstone won.
     pub deleted: bool,
-    /// The merged field values (empty for a deleted entry).
-    pub state: EntryState,
+    /// The merged field values as stored, the JSON text of an [`EntryState`] (empty for a
+    /// deleted entry): the export decodes it straight into the entry it writes.
+    pub state: String,
     /// When the server last received a change to it.
     pub updated_at: DateTime<Utc>,
     /// Its operations in cursor order when it has more than one; empty otherwise.
@@ -473,6 +476,17 @@ pub trait Storage: ProviderStorage + Clone + Send + Sync + 'static {
         &self,
         patient_id: Uuid,
         after: Option<Uuid>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<ExportEntry>, StorageError>> + Send;
+
+    /// Up to `limit` stored entries of the patient with a day (deleted ones included) after
+    /// `after`, a `(day, entry id)` (from the first when `None`), in day then id order, without
+    /// their operations: the exports written in time order (MEDS, FHIR) read a diary page by
+    /// page through this. An entry whose day has not arrived yet is not listed.
+    fn export_entries_by_day(
+        &self,
+        patient_id: Uuid,
+        after: Option<(chrono::NaiveDate, Uuid)>,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<ExportEntry>, StorageError>> + Send;
 

@@ -2,8 +2,7 @@
 //! analyst export, each a single statement (retried like every other).
 
 use crate::storage::some_row;
-use chrono::{DateTime, Utc};
-use heeldiary_core::EntryState;
+use chrono::{DateTime, NaiveDate, Utc};
 use tokio_postgres::types::Json;
 use tokio_postgres::{IsolationLevel, Row};
 use uuid::Uuid;
@@ -15,6 +14,23 @@ use crate::storage::{
     hash_from_bytes, AccessRecord, AnalystCredentials, ExportEntry, ExportRecord, NewAnalyst,
     ResearchConsent, StorageError, FEED_COLUMNS,
 };
+
+/// The columns [`export_entry`] reads: a deleted entry's values are not exported, so its
+/// state is not sent.
+const EXPORT_COLUMNS: &str =
+    "entry_id, deleted, CASE WHEN deleted THEN '' ELSE state::text END, updated_at, day";
+
+/// One stored entry as the export reads it, without its operations.
+fn export_entry(r: &Row) -> Result<ExportEntry, tokio_postgres::Error> {
+    Ok(ExportEntry {
+        entry_id: r.try_get(0)?,
+        deleted: r.try_get(1)?,
+        state: r.try_get(2)?,
+        updated_at: r.try_get(3)?,
+        day: r.try_get(4)?,
+        ops: Vec::new(),
+    })
+}
 
 impl PostgresStorage {
     pub(super) async fn set_research_consent_impl(
@@ -135,13 +151,11 @@ impl PostgresStorage {
         retrying(|| {
             // One snapshot: the page and the histories of its edited entries agree.
             self.in_transaction(IsolationLevel::RepeatableRead, async |tx| {
-                const COLUMNS: &str =
-                    "entry_id, deleted, CASE WHEN deleted THEN NULL ELSE state END, updated_at";
                 let rows = match after {
                     Some(after) => {
                         tx.query(
                             &format!(
-                                "SELECT {COLUMNS} FROM entries
+                                "SELECT {EXPORT_COLUMNS} FROM entries
                                  WHERE patient_id = $1 AND entry_id > $2
                                  ORDER BY entry_id LIMIT $3"
                             ),
@@ -152,7 +166,7 @@ impl PostgresStorage {
                     None => {
                         tx.query(
                             &format!(
-                                "SELECT {COLUMNS} FROM entries WHERE patient_id = $1
+                                "SELECT {EXPORT_COLUMNS} FROM entries WHERE patient_id = $1
                                  ORDER BY entry_id LIMIT $2"
                             ),
                             &[&patient_id, &limit],
@@ -160,17 +174,10 @@ impl PostgresStorage {
                         .await?
                     }
                 };
-                let mut entries = Vec::with_capacity(rows.len());
-                for r in &rows {
-                    let state: Option<Json<EntryState>> = r.try_get(2)?;
-                    entries.push(ExportEntry {
-                        entry_id: r.try_get(0)?,
-                        deleted: r.try_get(1)?,
-                        state: state.map(|Json(s)| s).unwrap_or_default(),
-                        updated_at: r.try_get(3)?,
-                        ops: Vec::new(),
-                    });
-                }
+                let mut entries = rows
+                    .iter()
+                    .map(export_entry)
+                    .collect::<Result<Vec<_>, _>>()?;
                 let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
                     return Ok(entries);
                 };
@@ -197,6 +204,43 @@ impl PostgresStorage {
             })
         })
         .await
+    }
+
+    pub(super) async fn export_entries_by_day_impl(
+        &self,
+        patient_id: Uuid,
+        after: Option<(NaiveDate, Uuid)>,
+        limit: u32,
+    ) -> Result<Vec<ExportEntry>, StorageError> {
+        let limit = i64::from(limit);
+        let rows = match after {
+            Some((day, id)) => {
+                self.query(
+                    &format!(
+                        "SELECT {EXPORT_COLUMNS} FROM entries
+                         WHERE patient_id = $1 AND day IS NOT NULL AND (day, entry_id) > ($2, $3)
+                         ORDER BY day, entry_id LIMIT $4"
+                    ),
+                    &[&patient_id, &day, &id, &limit],
+                )
+                .await?
+            }
+            None => {
+                self.query(
+                    &format!(
+                        "SELECT {EXPORT_COLUMNS} FROM entries
+                         WHERE patient_id = $1 AND day IS NOT NULL
+                         ORDER BY day, entry_id LIMIT $2"
+                    ),
+                    &[&patient_id, &limit],
+                )
+                .await?
+            }
+        };
+        rows.iter()
+            .map(export_entry)
+            .collect::<Result<_, _>>()
+            .map_err(|e| StorageError::Internal(e.to_string()))
     }
 
     pub(super) async fn first_entry_day_impl(

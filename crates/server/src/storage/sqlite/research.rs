@@ -2,11 +2,9 @@
 //! export, each one statement or one short transaction on the connection.
 
 use crate::storage::some_row;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{params, OptionalExtension};
 use uuid::Uuid;
-
-use heeldiary_core::EntryState;
 
 use super::transactions::{
     op_row, parse_json, parse_time, parse_uuid, time_text, FeedDecoder, OpRow,
@@ -22,6 +20,37 @@ fn text<'r>(row: &'r rusqlite::Row<'_>, column: usize) -> Result<&'r str, Storag
     row.get_ref(column)?
         .as_str()
         .map_err(|e| StorageError::Internal(format!("stored text unreadable: {e}")))
+}
+
+fn parse_day(day: &str) -> Result<NaiveDate, StorageError> {
+    day.parse()
+        .map_err(|e| StorageError::Internal(format!("stored day `{day}` unreadable: {e}")))
+}
+
+/// The columns [`export_entry`] reads.
+const EXPORT_COLUMNS: &str = "entry_id, deleted, state, updated_at, day";
+
+/// One stored entry as the export reads it, without its operations.
+fn export_entry(row: &rusqlite::Row<'_>) -> Result<ExportEntry, StorageError> {
+    let deleted: bool = row.get(1)?;
+    Ok(ExportEntry {
+        entry_id: parse_uuid(text(row, 0)?)?,
+        day: row
+            .get_ref(4)?
+            .as_str_or_null()
+            .map_err(|e| StorageError::Internal(format!("stored day unreadable: {e}")))?
+            .map(parse_day)
+            .transpose()?,
+        deleted,
+        // A deleted entry's values are not exported: its state is not copied.
+        state: if deleted {
+            String::new()
+        } else {
+            text(row, 2)?.to_owned()
+        },
+        updated_at: parse_time(text(row, 3)?)?,
+        ops: Vec::new(),
+    })
 }
 
 impl SqliteStorage {
@@ -148,26 +177,13 @@ impl SqliteStorage {
             let after = after.map(|id| id.to_string()).unwrap_or_default();
             let mut entries = Vec::with_capacity(limit as usize);
             {
-                let mut page = tx.prepare_cached(
-                    "SELECT entry_id, deleted, state, updated_at FROM entries
-                     WHERE patient_id = ?1 AND entry_id > ?2 ORDER BY entry_id LIMIT ?3",
-                )?;
+                let mut page = tx.prepare_cached(&format!(
+                    "SELECT {EXPORT_COLUMNS} FROM entries
+                     WHERE patient_id = ?1 AND entry_id > ?2 ORDER BY entry_id LIMIT ?3"
+                ))?;
                 let mut rows = page.query(params![patient, after, limit])?;
                 while let Some(row) = rows.next()? {
-                    let deleted: bool = row.get(1)?;
-                    // A deleted entry's values are not exported: its state is not decoded.
-                    let state = if deleted {
-                        EntryState::default()
-                    } else {
-                        parse_json(text(row, 2)?)?
-                    };
-                    entries.push(ExportEntry {
-                        entry_id: parse_uuid(text(row, 0)?)?,
-                        deleted,
-                        state,
-                        updated_at: parse_time(text(row, 3)?)?,
-                        ops: Vec::new(),
-                    });
+                    entries.push(export_entry(row)?);
                 }
             }
             let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
@@ -214,6 +230,33 @@ impl SqliteStorage {
         .await
     }
 
+    pub(super) async fn export_entries_by_day_impl(
+        &self,
+        patient_id: Uuid,
+        after: Option<(NaiveDate, Uuid)>,
+        limit: u32,
+    ) -> Result<Vec<ExportEntry>, StorageError> {
+        self.call(move |conn| {
+            // Days are fixed-width text and ids hyphenated lowercase: text order is their
+            // order, and the day index (which holds the id, the key of the table) walks it.
+            let (day, id) = after
+                .map(|(day, id)| (day.to_string(), id.to_string()))
+                .unwrap_or_default();
+            let mut page = conn.prepare_cached(&format!(
+                "SELECT {EXPORT_COLUMNS} FROM entries
+                 WHERE patient_id = ?1 AND day IS NOT NULL AND (day, entry_id) > (?2, ?3)
+                 ORDER BY day, entry_id LIMIT ?4"
+            ))?;
+            let mut rows = page.query(params![patient_id.to_string(), day, id, limit])?;
+            let mut entries = Vec::with_capacity(limit as usize);
+            while let Some(row) = rows.next()? {
+                entries.push(export_entry(row)?);
+            }
+            Ok(entries)
+        })
+        .await
+    }
+
     pub(super) async fn first_entry_day_impl(
         &self,
         patient_id: Uuid,
@@ -224,12 +267,7 @@ impl SqliteStorage {
                     "SELECT MIN(day) FROM entries WHERE patient_id = ?1 AND deleted = 0",
                 )?
                 .query_row([patient_id.to_string()], |r| r.get(0))?;
-            day.map(|d| {
-                d.parse().map_err(|e| {
-                    StorageError::Internal(format!("stored day `{d}` unreadable: {e}"))
-                })
-            })
-            .transpose()
+            day.as_deref().map(parse_day).transpose()
         })
         .await
     }
