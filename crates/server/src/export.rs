@@ -115,14 +115,16 @@ fn entry_record(stored: ExportEntry) -> EntryRecord {
 /// One patient's stored entries, read a page at a time and prepared for the export's options
 /// (the per-entry decoding and sorting) on a blocking thread: the one reading loop of both the
 /// whole-patient and the streamed export.
-/// The formats kept in time order ([`Format::in_day_order`]) read the entries by day, the
-/// others by id.
+///
+/// Pages by id, whose key never changes. The formats kept in time order
+/// ([`Format::in_day_order`]) read the patient in one page, by day: a day can be edited while
+/// the export runs, and pages keyed by it could list such an entry twice or not at all.
 struct EntryPages<'s, S> {
     storage: &'s S,
     patient_id: Uuid,
     options: Arc<Options>,
-    /// The last entry read: its day (by day) and id.
-    after: Option<(Option<NaiveDate>, Uuid)>,
+    /// The last entry read.
+    after: Option<Uuid>,
     done: bool,
 }
 
@@ -143,18 +145,17 @@ impl<'s, S: Storage> EntryPages<'s, S> {
             return Ok(None);
         }
         let page = if self.options.format.in_day_order() {
-            let after = self.after.and_then(|(day, id)| day.map(|day| (day, id)));
-            self.storage
-                .export_entries_by_day(self.patient_id, after, EXPORT_PAGE)
-                .await?
+            self.done = true;
+            self.storage.export_entries_by_day(self.patient_id).await?
         } else {
-            let after = self.after.map(|(_, id)| id);
-            self.storage
-                .export_entries(self.patient_id, after, EXPORT_PAGE)
-                .await?
+            let page = self
+                .storage
+                .export_entries(self.patient_id, self.after, EXPORT_PAGE)
+                .await?;
+            self.done = page.len() < EXPORT_PAGE as usize;
+            self.after = page.last().map(|e| e.entry_id);
+            page
         };
-        self.done = page.len() < EXPORT_PAGE as usize;
-        self.after = page.last().map(|e| (e.day, e.entry_id));
         let options = Arc::clone(&self.options);
         let prepared = tokio::task::spawn_blocking(move || {
             page.into_iter()

@@ -809,8 +809,6 @@ impl Storage for Down {
     async fn export_entries_by_day(
         &self,
         _: Uuid,
-        _: Option<(chrono::NaiveDate, Uuid)>,
-        _: u32,
     ) -> Result<Vec<heeldiary_server::storage::ExportEntry>, StorageError> {
         self.fail()
     }

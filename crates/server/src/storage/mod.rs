@@ -479,15 +479,14 @@ pub trait Storage: ProviderStorage + Clone + Send + Sync + 'static {
         limit: u32,
     ) -> impl Future<Output = Result<Vec<ExportEntry>, StorageError>> + Send;
 
-    /// Up to `limit` stored entries of the patient with a day (deleted ones included) after
-    /// `after`, a `(day, entry id)` (from the first when `None`), in day then id order, without
-    /// their operations: the exports written in time order (MEDS, FHIR) read a diary page by
-    /// page through this. An entry whose day has not arrived yet is not listed.
+    /// Every stored entry of the patient with a day (deleted ones included), in day then id
+    /// order, without their operations: the exports written in time order (MEDS, FHIR) read a
+    /// diary through this. One statement, so one snapshot: an entry whose day is edited while
+    /// it is read is listed once, not twice or never, as pages keyed by a day could. An entry
+    /// whose day has not arrived yet is not listed.
     fn export_entries_by_day(
         &self,
         patient_id: Uuid,
-        after: Option<(chrono::NaiveDate, Uuid)>,
-        limit: u32,
     ) -> impl Future<Output = Result<Vec<ExportEntry>, StorageError>> + Send;
 
     /// The day of the patient's first live entry (study day 0 of an export), or `None`.

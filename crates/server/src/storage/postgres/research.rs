@@ -2,7 +2,7 @@
 //! analyst export, each a single statement (retried like every other).
 
 use crate::storage::some_row;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use tokio_postgres::types::Json;
 use tokio_postgres::{IsolationLevel, Row};
 use uuid::Uuid;
@@ -209,34 +209,17 @@ impl PostgresStorage {
     pub(super) async fn export_entries_by_day_impl(
         &self,
         patient_id: Uuid,
-        after: Option<(NaiveDate, Uuid)>,
-        limit: u32,
     ) -> Result<Vec<ExportEntry>, StorageError> {
-        let limit = i64::from(limit);
-        let rows = match after {
-            Some((day, id)) => {
-                self.query(
-                    &format!(
-                        "SELECT {EXPORT_COLUMNS} FROM entries
-                         WHERE patient_id = $1 AND day IS NOT NULL AND (day, entry_id) > ($2, $3)
-                         ORDER BY day, entry_id LIMIT $4"
-                    ),
-                    &[&patient_id, &day, &id, &limit],
-                )
-                .await?
-            }
-            None => {
-                self.query(
-                    &format!(
-                        "SELECT {EXPORT_COLUMNS} FROM entries
-                         WHERE patient_id = $1 AND day IS NOT NULL
-                         ORDER BY day, entry_id LIMIT $2"
-                    ),
-                    &[&patient_id, &limit],
-                )
-                .await?
-            }
-        };
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {EXPORT_COLUMNS} FROM entries
+                     WHERE patient_id = $1 AND day IS NOT NULL
+                     ORDER BY day, entry_id"
+                ),
+                &[&patient_id],
+            )
+            .await?;
         rows.iter()
             .map(export_entry)
             .collect::<Result<_, _>>()

@@ -233,22 +233,17 @@ impl SqliteStorage {
     pub(super) async fn export_entries_by_day_impl(
         &self,
         patient_id: Uuid,
-        after: Option<(NaiveDate, Uuid)>,
-        limit: u32,
     ) -> Result<Vec<ExportEntry>, StorageError> {
         self.call(move |conn| {
             // Days are fixed-width text and ids hyphenated lowercase: text order is their
             // order, and the day index (which holds the id, the key of the table) walks it.
-            let (day, id) = after
-                .map(|(day, id)| (day.to_string(), id.to_string()))
-                .unwrap_or_default();
             let mut page = conn.prepare_cached(&format!(
                 "SELECT {EXPORT_COLUMNS} FROM entries
-                 WHERE patient_id = ?1 AND day IS NOT NULL AND (day, entry_id) > (?2, ?3)
-                 ORDER BY day, entry_id LIMIT ?4"
+                 WHERE patient_id = ?1 AND day IS NOT NULL
+                 ORDER BY day, entry_id"
             ))?;
-            let mut rows = page.query(params![patient_id.to_string(), day, id, limit])?;
-            let mut entries = Vec::with_capacity(limit as usize);
+            let mut rows = page.query([patient_id.to_string()])?;
+            let mut entries = Vec::new();
             while let Some(row) = rows.next()? {
                 entries.push(export_entry(row)?);
             }

@@ -296,11 +296,8 @@ impl Storage for SqliteStorage {
     async fn export_entries_by_day(
         &self,
         patient_id: Uuid,
-        after: Option<(chrono::NaiveDate, Uuid)>,
-        limit: u32,
     ) -> Result<Vec<crate::storage::ExportEntry>, StorageError> {
-        self.export_entries_by_day_impl(patient_id, after, limit)
-            .await
+        self.export_entries_by_day_impl(patient_id).await
     }
 
     async fn first_entry_day(
