@@ -221,18 +221,6 @@ macro_rules! with_vocabularies {
             }
         }
 
-        impl Severity {
-            /// 0 for none up to 3 for severe, for trend statistics.
-            pub fn rank(self) -> u8 {
-                match self {
-                    Severity::Absent => 0,
-                    Severity::Mild => 1,
-                    Severity::Moderate => 2,
-                    Severity::Severe => 3,
-                }
-            }
-        }
-
         $declare! {
             /// What made the pain worse or eased it.
             Trigger {
@@ -292,6 +280,18 @@ macro_rules! with_vocabularies {
 }
 
 with_vocabularies!(vocabulary);
+
+impl Severity {
+    /// 0 for none up to 3 for severe, for trend statistics.
+    pub fn rank(self) -> u8 {
+        match self {
+            Severity::Absent => 0,
+            Severity::Mild => 1,
+            Severity::Moderate => 2,
+            Severity::Severe => 3,
+        }
+    }
+}
 
 impl Treatment {
     /// Conservative care: what clinicians expect to try for about six weeks before escalating.

@@ -89,6 +89,10 @@ impl SqliteStorage {
             conn.pragma_update(None, "foreign_keys", "ON")?;
             conn.pragma_update(None, "synchronous", "FULL")?;
             migrate(&mut conn, MIGRATIONS)?;
+            // A push prepares its multi-row statements once per chunk size it meets (three
+            // kinds, up to 64 sizes each); rusqlite's default cache of 16 would keep evicting
+            // them and every other statement between pushes.
+            conn.set_prepared_statement_cache_capacity(256);
             Ok(conn)
         })
         .await?;

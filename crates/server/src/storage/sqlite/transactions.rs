@@ -163,9 +163,9 @@ pub(super) struct QueuedPush {
 /// was stored.
 ///
 /// Why: every commit waits for the disk to sync the log, and pushes serialize on the one
-/// connection, so with many devices syncing at once one sync per push made each push wait for
-/// the syncs of all queued before it. Pushes that queued while one commit was syncing now
-/// share the next commit.
+/// connection; with many devices syncing at once, one sync per push would make each push wait
+/// for the syncs of all queued before it. Grouped, the pushes that queue while one commit
+/// syncs share the next one.
 pub(super) fn push_group(conn: &mut Connection, group: Vec<QueuedPush>) {
     let outcome = (|| -> Result<Vec<Result<Vec<PushResult>, StorageError>>, StorageError> {
         // IMMEDIATE takes the write lock at once: pushes serialize and cursors commit in order.
