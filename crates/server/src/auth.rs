@@ -22,6 +22,8 @@ pub struct Authenticated {
     pub device_id: Uuid,
     /// What the token may do.
     pub role: Role,
+    /// The feed's epoch when the token was checked.
+    pub epoch: Uuid,
 }
 
 impl<S: Storage> FromRequestParts<AppState<S>> for Authenticated {
@@ -46,6 +48,7 @@ impl<S: Storage> FromRequestParts<AppState<S>> for Authenticated {
             patient_id,
             device_id,
             role: credentials.role,
+            epoch: credentials.epoch,
         })
     }
 }

@@ -1331,13 +1331,21 @@ pub async fn a_new_device_identity_is_registered_once<S: Storage>(s: S) {
     );
 }
 
-/// Declaring a restore mints a new epoch, which every later read sees.
+/// Declaring a restore mints a new epoch, which every later read sees, a device's
+/// credentials included.
 pub async fn a_declared_restore_changes_the_epoch<S: Storage>(s: S) {
+    async fn epoch_of<S: Storage>(s: &S, (patient, device): (Uuid, Uuid)) -> Uuid {
+        let credentials = s.authenticate(patient, device).await.unwrap();
+        credentials.expect("the device is enrolled").epoch
+    }
+    let phone = enrolled(&s).await;
     let before = s.epoch().await.unwrap();
     assert_eq!(s.epoch().await.unwrap(), before);
+    assert_eq!(epoch_of(&s, phone).await, before);
     let after = s.mark_restored(t0()).await.unwrap();
     assert_ne!(after, before);
     assert_eq!(s.epoch().await.unwrap(), after);
+    assert_eq!(epoch_of(&s, phone).await, after);
 }
 
 /// An entry's history comes in pages after a cursor.

@@ -159,6 +159,9 @@ pub struct DeviceCredentials {
     pub role: Role,
     /// Whether the device was revoked.
     pub revoked: bool,
+    /// The feed's epoch, read with the device: what the device's push or pull is answered
+    /// with, without a second read.
+    pub epoch: Uuid,
 }
 
 /// A device as the clinic sees it.

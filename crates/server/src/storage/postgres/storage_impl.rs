@@ -75,8 +75,9 @@ impl Storage for PostgresStorage {
     ) -> Result<Option<DeviceCredentials>, StorageError> {
         let rows = self
             .query(
-                "SELECT token_hash, role, revoked_at IS NOT NULL FROM devices
-                 WHERE patient_id = $1 AND device_id = $2",
+                "SELECT d.token_hash, d.role, d.revoked_at IS NOT NULL, e.epoch
+                 FROM devices d, feed_epoch e
+                 WHERE d.patient_id = $1 AND d.device_id = $2",
                 &[&patient_id, &device_id],
             )
             .await?;
@@ -86,6 +87,7 @@ impl Storage for PostgresStorage {
                 token_hash: hash_from_bytes(r.try_get(0)?)?,
                 role: role.parse()?,
                 revoked: r.try_get(2)?,
+                epoch: r.try_get(3)?,
             })
         };
         Ok(rows.first().map(credentials).transpose()?)

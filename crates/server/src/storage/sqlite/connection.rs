@@ -2,7 +2,8 @@
 //! connection off the async threads, and sorting SQLite failures into [`StorageError`]s.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, TryLockError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -28,6 +29,10 @@ pub(in crate::storage) const MIGRATIONS: &[Migration] = migrations!("server-sqli
 
 /// How long a statement waits for a lock before the request fails as unavailable.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Reading connections of a database file: a few more than the cores of a small server, so
+/// that reads run side by side while some of them wait for the disk.
+const READERS: usize = 4;
 
 impl SqliteStorage {
     /// Name of the database file inside the data directory.
@@ -62,15 +67,19 @@ impl SqliteStorage {
         })
         .await?;
         // Opened once the writer has migrated the schema.
-        let reader = blocking(move || {
-            let reader = Connection::open(&file)?;
-            reader.busy_timeout(BUSY_TIMEOUT)?;
-            reader.pragma_update(None, "query_only", true)?;
-            Ok(reader)
+        let readers = blocking(move || {
+            (0..READERS)
+                .map(|_| {
+                    let reader = Connection::open(&file)?;
+                    reader.busy_timeout(BUSY_TIMEOUT)?;
+                    reader.pragma_update(None, "query_only", true)?;
+                    Ok(Arc::new(Mutex::new(reader)))
+                })
+                .collect::<Result<Vec<_>, StorageError>>()
         })
         .await?;
         Ok(Self {
-            reader: Arc::new(Mutex::new(reader)),
+            readers: Arc::new(Readers::new(readers)),
             ..storage
         })
     }
@@ -98,7 +107,7 @@ impl SqliteStorage {
         .await?;
         let conn = Arc::new(Mutex::new(conn));
         Ok(Self {
-            reader: Arc::clone(&conn),
+            readers: Arc::new(Readers::new(vec![Arc::clone(&conn)])),
             conn,
             queued_pushes: Arc::default(),
         })
@@ -112,13 +121,14 @@ impl SqliteStorage {
         on(&self.conn, f).await
     }
 
-    /// Runs `f` on the reading connection on the blocking pool: it sees what was committed
+    /// Runs `f` on a reading connection on the blocking pool: it sees what was committed
     /// before it started, and never waits for a commit in progress.
     pub(super) async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StorageError> + Send + 'static,
     ) -> Result<T, StorageError> {
-        on(&self.reader, f).await
+        let readers = Arc::clone(&self.readers);
+        blocking(move || readers.with_one(f)).await
     }
 
     /// Stores a push together with the others queued meanwhile (see
@@ -150,6 +160,39 @@ impl SqliteStorage {
         answered
             .await
             .map_err(|_| StorageError::Internal("the push was dropped before its commit".into()))?
+    }
+}
+
+/// Read-only connections beside the writer. Every request reads (its token, the epoch, the
+/// feed); with one reading connection those reads would wait for each other.
+pub(super) struct Readers {
+    connections: Vec<Arc<Mutex<Connection>>>,
+    /// Which connection the next read waits for when every one is busy.
+    next: AtomicUsize,
+}
+
+impl Readers {
+    fn new(connections: Vec<Arc<Mutex<Connection>>>) -> Self {
+        assert!(!connections.is_empty(), "at least one reading connection");
+        Self {
+            connections,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// Runs `f` on an idle connection, or, when every one is busy, on the next in turn once it
+    /// is free.
+    fn with_one<T>(&self, f: impl FnOnce(&mut Connection) -> T) -> T {
+        for conn in &self.connections {
+            match conn.try_lock() {
+                Ok(mut idle) => return f(&mut idle),
+                // A panic while holding it left no transaction open: see `lock`.
+                Err(TryLockError::Poisoned(poisoned)) => return f(&mut poisoned.into_inner()),
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
+        let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
+        f(&mut lock(&self.connections[turn]))
     }
 }
 

@@ -1,9 +1,9 @@
 //! The embedded backend: one SQLite file per server, `DIR/heeldiary-server.sqlite3`.
 //!
 //! One connection behind a mutex writes; blocking calls run on tokio's blocking pool. Pushes
-//! queue and share commits (see `transactions::push_group`). A second connection, read-only,
-//! answers the questions every request asks (whose token, which epoch) from the last committed
-//! state, so they never wait behind a commit syncing the disk. The file is opened in WAL mode with foreign keys on, and migrated at open from the
+//! queue and share commits (see `transactions::push_group`). A few more connections, read-only,
+//! answer the questions every request asks (whose token, which epoch) and read the feed from the
+//! last committed state, so they never wait behind a commit syncing the disk, nor for each other. The file is opened in WAL mode with foreign keys on, and migrated at open from the
 //! numbered files in `schema/server-sqlite/`, all in one transaction. A database written by a
 //! newer server is refused, never changed.
 //!
@@ -32,9 +32,9 @@ pub(super) use connection::MIGRATIONS;
 #[derive(Clone)]
 pub struct SqliteStorage {
     conn: Arc<Mutex<Connection>>,
-    /// Reads the last committed state beside the writer (WAL); the writer itself for a
+    /// Read the last committed state beside the writer (WAL); the writer itself for a
     /// database in memory, which no second connection can open.
-    reader: Arc<Mutex<Connection>>,
+    readers: Arc<connection::Readers>,
     /// Pushes waiting for the next group commit on `conn`.
     queued_pushes: Arc<Mutex<Vec<transactions::QueuedPush>>>,
 }

@@ -91,21 +91,23 @@ impl Storage for SqliteStorage {
         device_id: Uuid,
     ) -> Result<Option<DeviceCredentials>, StorageError> {
         self.read(move |conn| {
-            let row: Option<(Vec<u8>, String, Option<String>)> = conn
+            let row: Option<(Vec<u8>, String, Option<String>, String)> = conn
                 .prepare_cached(
-                    "SELECT token_hash, role, revoked_at FROM devices
-                     WHERE patient_id = ?1 AND device_id = ?2",
+                    "SELECT d.token_hash, d.role, d.revoked_at, e.epoch
+                     FROM devices d, feed_epoch e
+                     WHERE d.patient_id = ?1 AND d.device_id = ?2",
                 )?
                 .query_row(
                     params![patient_id.to_string(), device_id.to_string()],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                 )
                 .optional()?;
-            row.map(|(hash, role, revoked_at)| {
+            row.map(|(hash, role, revoked_at, epoch)| {
                 Ok(DeviceCredentials {
                     token_hash: hash_from_bytes(hash)?,
                     role: role.parse()?,
                     revoked: revoked_at.is_some(),
+                    epoch: parse_uuid(&epoch)?,
                 })
             })
             .transpose()
@@ -187,7 +189,9 @@ impl Storage for SqliteStorage {
     ) -> Result<PullPage, StorageError> {
         let after_cursor = to_i64(after, "cursor")?;
         let (device_id, through_seq) = held_bounds(held)?;
-        self.call(move |conn| {
+        // A reading connection: a pull need not wait for a push being committed. A device that
+        // pulls after its own push still finds it, since a push is answered once committed.
+        self.read(move |conn| {
             let rows: Vec<OpRow> = conn
                 .prepare_cached(&feed_query('?'))?
                 .query_map(
