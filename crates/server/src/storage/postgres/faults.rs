@@ -65,6 +65,20 @@ impl Fault {
     fn is_conflict(&self) -> bool {
         matches!(self, Fault::Db(e) if is_conflict(e))
     }
+
+    /// Whether the connection the work ran on is gone (closed, terminated by the database, or
+    /// cut): it must not serve another request.
+    pub(super) fn is_connection_lost(&self) -> bool {
+        let Fault::Db(e) = self else {
+            return false;
+        };
+        match e.code() {
+            // Class 08: connection exception; 57P0x: the backend was terminated or the server
+            // is shutting down.
+            Some(code) => code.code().starts_with("08") || code.code().starts_with("57P"),
+            None => e.is_closed() || e.source().is_some_and(|s| s.is::<std::io::Error>()),
+        }
+    }
 }
 
 /// Whether `e` is a serialization failure or deadlock: the transaction was rolled back whole and

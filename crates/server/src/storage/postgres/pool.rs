@@ -8,7 +8,7 @@ use deadpool_postgres::{
     Client, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction,
 };
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{IsolationLevel, NoTls, Row, Statement};
+use tokio_postgres::{IsolationLevel, NoTls, Row};
 
 use super::faults::{describe, retrying, Fault};
 use super::PostgresStorage;
@@ -88,10 +88,12 @@ impl PostgresStorage {
             config.clone(),
             NoTls,
             ManagerConfig {
-                // A pooled connection is pinged (an empty query) at check-out: after a restart
-                // of the database or a cut, dead connections are dropped and replaced there
-                // rather than failing the next requests. One round trip, small next to a push.
-                recycling_method: RecyclingMethod::Verified,
+                // A pooled connection is checked at check-out only for whether its socket was
+                // closed (a restart of the database or a terminated backend closes it), not
+                // pinged: a ping is a round trip per statement, and every request runs a few.
+                // A connection that died without a word fails the one request that finds it
+                // (answered as unavailable, which devices retry) and is dropped.
+                recycling_method: RecyclingMethod::Fast,
             },
         );
         Pool::builder(manager)
@@ -141,21 +143,40 @@ impl PostgresStorage {
         Ok(())
     }
 
+    /// Runs `work` on a pooled connection. A connection found lost on the way is dropped from
+    /// the pool, and so is every idle one: the pool checks a connection at check-out only for a
+    /// closed socket, and what cut one (a database restart, a network cut) most likely cut the
+    /// others too, whose sockets may not say so yet.
+    async fn on_connection<T>(
+        &self,
+        work: impl AsyncFnOnce(&mut Client) -> Result<T, Fault>,
+    ) -> Result<T, Fault> {
+        let mut client = self.pool.get().await?;
+        let outcome = work(&mut client).await;
+        if outcome.as_ref().is_err_and(Fault::is_connection_lost) {
+            drop(deadpool_postgres::Object::take(client));
+            self.pool.retain(|_, _| false);
+        }
+        outcome
+    }
+
     /// Runs `work` in a transaction of its own at `isolation` and commits it.
     pub(super) async fn in_transaction<T>(
         &self,
         isolation: IsolationLevel,
         work: impl AsyncFnOnce(&Transaction<'_>) -> Result<T, Fault>,
     ) -> Result<T, Fault> {
-        let mut client = self.pool.get().await?;
-        let tx = client
-            .build_transaction()
-            .isolation_level(isolation)
-            .start()
-            .await?;
-        let value = work(&tx).await?;
-        tx.commit().await?;
-        Ok(value)
+        self.on_connection(async |client| {
+            let tx = client
+                .build_transaction()
+                .isolation_level(isolation)
+                .start()
+                .await?;
+            let value = work(&tx).await?;
+            tx.commit().await?;
+            Ok(value)
+        })
+        .await
     }
 
     /// Runs one statement on a pooled connection (retried after a conflict) and returns the
@@ -165,9 +186,11 @@ impl PostgresStorage {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, StorageError> {
-        retrying(|| async {
-            let (client, statement) = self.prepared(sql).await?;
-            Ok(client.execute(&statement, params).await?)
+        retrying(|| {
+            self.on_connection(async |client| {
+                let statement = client.prepare_cached(sql).await?;
+                Ok(client.execute(&statement, params).await?)
+            })
         })
         .await
     }
@@ -178,18 +201,14 @@ impl PostgresStorage {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, StorageError> {
-        retrying(|| async {
-            let (client, statement) = self.prepared(sql).await?;
-            Ok(client.query(&statement, params).await?)
+        retrying(|| {
+            self.on_connection(async |client| {
+                // Prepared once per connection, then cached.
+                let statement = client.prepare_cached(sql).await?;
+                Ok(client.query(&statement, params).await?)
+            })
         })
         .await
-    }
-
-    /// A pooled connection and `sql` prepared on it (once per connection, then cached).
-    async fn prepared(&self, sql: &str) -> Result<(Client, Statement), Fault> {
-        let client = self.pool.get().await?;
-        let statement = client.prepare_cached(sql).await?;
-        Ok((client, statement))
     }
 }
 
