@@ -105,11 +105,10 @@ impl Store {
 
     /// The server and token, or [`StoreError::NotEnrolled`].
     pub fn enrolment(&self) -> Result<Enrolment> {
-        let row: (Option<String>, Option<String>, Option<String>) = self.conn.query_row(
-            "SELECT server_url, patient_id, token FROM sync_state",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )?;
+        let row: (Option<String>, Option<String>, Option<String>) = self
+            .conn
+            .prepare_cached("SELECT server_url, patient_id, token FROM sync_state")?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         match row {
             (Some(server_url), Some(patient), Some(token)) => Ok(Enrolment {
                 server_url,
@@ -128,13 +127,16 @@ impl Store {
             i64,
             Option<String>,
             u64,
-        ) = self.conn.query_row(
-            "SELECT s.acked_seq, s.pull_cursor, s.clock_offset_ms, s.last_sync_at,
-                    (SELECT count(*) FROM outbox WHERE device_seq > s.acked_seq)
-             FROM sync_state s",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-        )?;
+        ) = self
+            .conn
+            .prepare_cached(
+                "SELECT s.acked_seq, s.pull_cursor, s.clock_offset_ms, s.last_sync_at,
+                        (SELECT count(*) FROM outbox WHERE device_seq > s.acked_seq)
+                 FROM sync_state s",
+            )?
+            .query_row([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?;
         Ok(SyncState {
             acked_seq,
             pull_cursor,
@@ -154,11 +156,13 @@ impl Store {
     /// number (a different one under it is refused as taken), acknowledged operations never
     /// change here, and a new identity or a new feed epoch starts acknowledgements over.
     pub fn held_own_through(&self) -> Result<u64> {
-        Ok(self.conn.query_row(
-            "SELECT min(acked_seq, coalesce(first_given_up_seq - 1, acked_seq)) FROM sync_state",
-            [],
-            |r| r.get(0),
-        )?)
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT min(acked_seq, coalesce(first_given_up_seq - 1, acked_seq))
+                 FROM sync_state",
+            )?
+            .query_row([], |r| r.get(0))?)
     }
 
     /// Up to `limit` of this device's operations the server has not acknowledged, in sequence order.
@@ -183,13 +187,13 @@ impl Store {
     /// the queue of the next push. Never moves back.
     pub fn mark_pushed(&mut self, device_seq: u64) -> Result<()> {
         let tx = self.conn.transaction()?;
-        tx.execute(
-            "UPDATE sync_state SET acked_seq = max(acked_seq, ?1)",
-            [device_seq],
-        )?;
-        tx.execute("DELETE FROM outbox WHERE device_seq <= ?1", [device_seq])?;
-        let emptied: bool =
-            tx.query_row("SELECT NOT EXISTS (SELECT 1 FROM outbox)", [], |r| r.get(0))?;
+        tx.prepare_cached("UPDATE sync_state SET acked_seq = max(acked_seq, ?1)")?
+            .execute([device_seq])?;
+        tx.prepare_cached("DELETE FROM outbox WHERE device_seq <= ?1")?
+            .execute([device_seq])?;
+        let emptied: bool = tx
+            .prepare_cached("SELECT NOT EXISTS (SELECT 1 FROM outbox)")?
+            .query_row([], |r| r.get(0))?;
         tx.commit()?;
         if emptied {
             // The pragma frees one page per step: step it to the end.
@@ -255,10 +259,8 @@ impl Store {
                 }
                 summary.conflicts += before.apply(op).conflicts.len();
             }
-            tx.execute(
-                "UPDATE sync_state SET pull_cursor = max(pull_cursor, ?1)",
-                [next_cursor],
-            )?;
+            tx.prepare_cached("UPDATE sync_state SET pull_cursor = max(pull_cursor, ?1)")?
+                .execute([next_cursor])?;
             Ok(summary)
         })
     }
@@ -280,11 +282,13 @@ impl Store {
 
     /// The patient's answer to research use.
     pub fn research_consent(&self) -> Result<ResearchConsent> {
-        let (consent, at, sent): (bool, Option<String>, bool) = self.conn.query_row(
-            "SELECT research_consent, research_consent_at, research_consent_sent FROM sync_state",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )?;
+        let (consent, at, sent): (bool, Option<String>, bool) = self
+            .conn
+            .prepare_cached(
+                "SELECT research_consent, research_consent_at, research_consent_sent
+                 FROM sync_state",
+            )?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(ResearchConsent {
             consent,
             changed_at: at
@@ -322,6 +326,15 @@ impl Store {
     /// was new.
     pub fn observe_epoch(&mut self, epoch: Uuid) -> Result<bool> {
         let text = epoch.to_string();
+        // Every answer carries the epoch and it hardly ever changes: a read says so without a
+        // write transaction.
+        let known: Option<String> = self
+            .conn
+            .prepare_cached("SELECT server_epoch FROM sync_state")?
+            .query_row([], |r| r.get(0))?;
+        if known.as_deref() == Some(text.as_str()) {
+            return Ok(false);
+        }
         let device_id = self.device_id();
         self.write(|_, tx| {
             let known: Option<String> =
@@ -440,10 +453,9 @@ impl Store {
 
     /// Records that a sync finished now.
     pub fn mark_synced(&mut self) -> Result<()> {
-        self.conn.execute(
-            "UPDATE sync_state SET last_sync_at = ?1",
-            [Utc::now().to_rfc3339()],
-        )?;
+        self.conn
+            .prepare_cached("UPDATE sync_state SET last_sync_at = ?1")?
+            .execute([Utc::now().to_rfc3339()])?;
         Ok(())
     }
 
