@@ -48,17 +48,36 @@ impl RetryPolicy {
     }
 }
 
-/// A request body as [`Client::post_encoded`] sends it: JSON, gzip-compressed.
-pub(crate) fn encode_body<B: Serialize>(body: &B) -> Result<Vec<u8>> {
+/// Bodies shorter than this go as they are: a few hundred bytes (a day's push) gain little from
+/// gzip, whose set-up costs more than sending them.
+const MIN_GZIP_BODY_BYTES: usize = 1024;
+
+/// A request body as [`Client::post_encoded`] sends it: JSON, gzip-compressed unless short.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct EncodedBody {
+    bytes: Vec<u8>,
+    gzip: bool,
+}
+
+/// Encodes `body` as [`Client::post_encoded`] sends it.
+pub(crate) fn encode_body<B: Serialize>(body: &B) -> Result<EncodedBody> {
     let json = serde_json::to_vec(body).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    if json.len() < MIN_GZIP_BODY_BYTES {
+        return Ok(EncodedBody {
+            bytes: json,
+            gzip: false,
+        });
+    }
     let mut gz = GzEncoder::new(
         Vec::with_capacity(json.len() / 4),
         flate2::Compression::fast(),
     );
     gz.write_all(&json)
         .map_err(|e| ClientError::Protocol(e.to_string()))?;
-    gz.finish()
-        .map_err(|e| ClientError::Protocol(e.to_string()))
+    let bytes = gz
+        .finish()
+        .map_err(|e| ClientError::Protocol(e.to_string()))?;
+    Ok(EncodedBody { bytes, gzip: true })
 }
 
 /// A request running on its own task, so that the caller's own work (reading and encoding the
@@ -67,7 +86,7 @@ pub(crate) struct InFlight<T>(tokio::task::JoinHandle<Result<(T, u32)>>);
 
 impl<T: DeserializeOwned + Send + 'static> InFlight<T> {
     /// Starts `POST path` with an encoded body.
-    pub(crate) fn post(client: &Client, path: String, body: Vec<u8>) -> Self {
+    pub(crate) fn post(client: &Client, path: String, body: EncodedBody) -> Self {
         let client = client.clone();
         Self(tokio::spawn(async move {
             client.post_encoded(&path, body).await
@@ -164,7 +183,7 @@ impl Client {
     pub(crate) async fn post_encoded<T: DeserializeOwned>(
         &self,
         path: &str,
-        body: Vec<u8>,
+        body: EncodedBody,
     ) -> Result<(T, u32)> {
         self.send(Method::POST, path, Some(body)).await
     }
@@ -183,7 +202,7 @@ impl Client {
         &self,
         method: Method,
         path: &str,
-        body: Option<Vec<u8>>,
+        body: Option<EncodedBody>,
     ) -> Result<(T, u32)> {
         let mut retry = 0;
         loop {
@@ -214,17 +233,18 @@ impl Client {
         &self,
         method: Method,
         path: &str,
-        body: Option<Vec<u8>>,
+        body: Option<EncodedBody>,
     ) -> Attempt<Result<T>> {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(token) = &self.token {
             request = request.header(AUTHORIZATION, format!("Bearer {token}"));
         }
         if let Some(body) = body {
-            request = request
-                .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-                .header(CONTENT_ENCODING, HeaderValue::from_static("gzip"))
-                .body(body);
+            request = request.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            if body.gzip {
+                request = request.header(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            }
+            request = request.body(body.bytes);
         }
         let response = match request.send().await {
             Ok(r) => r,
@@ -295,6 +315,24 @@ mod tests {
         // Jitter: not every delay is the bound.
         let distinct: std::collections::HashSet<_> = (0..50).map(|_| policy.delay(5)).collect();
         assert!(distinct.len() > 1);
+    }
+
+    #[test]
+    fn short_bodies_go_as_json_and_long_ones_gzipped() {
+        let short = encode_body(&serde_json::json!({ "ops": [] })).unwrap();
+        assert!(!short.gzip);
+        assert_eq!(short.bytes, br#"{"ops":[]}"#);
+
+        let note = "x".repeat(2 * MIN_GZIP_BODY_BYTES);
+        let long = encode_body(&serde_json::json!({ "note": note })).unwrap();
+        assert!(long.gzip);
+        let mut json = String::new();
+        std::io::Read::read_to_string(
+            &mut flate2::read::GzDecoder::new(&long.bytes[..]),
+            &mut json,
+        )
+        .unwrap();
+        assert_eq!(json, serde_json::json!({ "note": note }).to_string());
     }
 
     #[test]

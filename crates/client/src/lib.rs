@@ -356,7 +356,7 @@ struct Batch {
     /// Operations in it.
     len: usize,
     /// The request body.
-    body: Vec<u8>,
+    body: http::EncodedBody,
 }
 
 impl Batch {
@@ -367,7 +367,7 @@ impl Batch {
             last: ops.last().map(|op| op.device_seq),
             len: ops.len(),
             body: if ops.is_empty() {
-                Vec::new()
+                http::EncodedBody::default()
             } else {
                 http::encode_body(&PushRequest { ops })?
             },

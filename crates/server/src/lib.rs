@@ -47,6 +47,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::Router;
 use heeldiary_core::wire::MAX_BODY_BYTES;
+use tower_http::compression::predicate::{DefaultPredicate, Predicate, SizeAbove};
 use tower_http::compression::CompressionLayer;
 use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -67,6 +68,9 @@ pub struct AppState<S> {
     /// Where the analyst export finds its key.
     pub export: export::ExportSettings,
 }
+
+/// Answers shorter than this many bytes are sent uncompressed.
+pub const MIN_COMPRESSED_ANSWER: u16 = 1024;
 
 /// Longest a request may take, reading its body included.
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
@@ -112,8 +116,14 @@ pub fn app_with<S: Storage>(storage: S, options: AppOptions) -> Router {
         ))
         .layer(axum::middleware::from_fn(error::ensure_error_body))
         // The fastest level: most of the saving for a fraction of the time; large pull pages
-        // at the default level spent more time compressing than reading the database.
-        .layer(CompressionLayer::new().quality(tower_http::CompressionLevel::Fastest))
+        // at the default level spent more time compressing than reading the database. Short
+        // answers (a day's pull, an acknowledgement) go as they are: setting up gzip costs more
+        // than the bytes it saves them.
+        .layer(
+            CompressionLayer::new()
+                .quality(tower_http::CompressionLevel::Fastest)
+                .compress_when(DefaultPredicate::new().and(SizeAbove::new(MIN_COMPRESSED_ANSWER))),
+        )
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(DefaultMakeSpan::new().level(Level::INFO))

@@ -618,6 +618,17 @@ async fn gzip_works_both_ways() {
     );
     assert_eq!(answer.json::<PullResponse>().ops.len(), 50);
 
+    // A short answer goes as it is, below the size where gzip pays.
+    let request = Request::get("/v1/pull?after=49")
+        .header(header::AUTHORIZATION, format!("Bearer {}", phone.token))
+        .header(header::ACCEPT_ENCODING, "gzip")
+        .body(Body::empty())
+        .unwrap();
+    let answer = server.send(request).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.headers.get(header::CONTENT_ENCODING), None);
+    assert_eq!(answer.json::<PullResponse>().ops.len(), 1);
+
     // An encoding the server does not speak.
     let request = Request::post("/v1/push")
         .header(header::AUTHORIZATION, format!("Bearer {}", phone.token))
