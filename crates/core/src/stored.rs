@@ -87,13 +87,24 @@ where
             });
         }
     }
-    let mut entry: Entry =
-        serde_path_to_error::deserialize(ValuesAsEntry { values, id }).map_err(|e| {
-            EntryError::Invalid {
-                id,
-                source: ValidationError::new(e.path().to_string(), reason(e.inner())),
-            }
-        })?;
+    // Values almost always fit; the path to the one that does not is traced only then.
+    let mut entry = match Entry::deserialize(ValuesAsEntry { values, id }) {
+        Ok(entry) => entry,
+        Err(_) => {
+            let traced: Result<Entry, _> =
+                serde_path_to_error::deserialize(ValuesAsEntry { values, id });
+            return Err(match traced {
+                Ok(_) => EntryError::Invalid {
+                    id,
+                    source: ValidationError::new("fields", "unreadable values"),
+                },
+                Err(e) => EntryError::Invalid {
+                    id,
+                    source: ValidationError::new(e.path().to_string(), reason(e.inner())),
+                },
+            });
+        }
+    };
     entry.backfilled = Entry::is_backfilled(entry.day, &entry.recorded_at);
     Ok(entry)
 }
