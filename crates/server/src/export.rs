@@ -11,7 +11,7 @@ use std::sync::Arc;
 use chrono::{DateTime, NaiveDate, Utc};
 use heeldiary_export::{
     EntryRecord, ExportError as WriteError, ExportKey, Exporter, OutputFiles, PreparedEntry,
-    PreparedPatient, Summary, KEY_BYTES,
+    Summary, KEY_BYTES,
 };
 use rand::RngCore;
 use uuid::Uuid;
@@ -168,20 +168,6 @@ impl<'s, S: Storage> EntryPages<'s, S> {
     }
 }
 
-/// One patient's stored entries made ready for export, read page by page.
-pub async fn prepare_patient<S: Storage>(
-    storage: &S,
-    patient_id: Uuid,
-    options: &Options,
-) -> Result<PreparedPatient, StorageError> {
-    let mut pages = EntryPages::new(storage, patient_id, Arc::new(options.clone()));
-    let mut prepared = Vec::new();
-    while let Some(page) = pages.next().await? {
-        prepared.extend(page);
-    }
-    Ok(PreparedPatient::from_prepared(patient_id, prepared))
-}
-
 /// Files inside a folder, made on demand, buffered.
 struct FolderFiles {
     root: PathBuf,
@@ -313,7 +299,7 @@ pub async fn export_to_folder<S: Storage>(
     key: ExportKey,
     out: &Path,
     actor: &ExportActor,
-    progress: &mut dyn Progress,
+    progress: &mut (dyn Progress + Send),
 ) -> Result<Summary, ExportFailure> {
     options
         .check()
@@ -400,12 +386,38 @@ async fn write_folder<S: Storage>(
     options: &Options,
     key: ExportKey,
     temp: &Path,
-    progress: &mut dyn Progress,
+    progress: &mut (dyn Progress + Send),
 ) -> Result<(Summary, Vec<Uuid>), ExportFailure> {
     let mut files = FolderFiles {
         root: temp.to_owned(),
     };
-    let mut exporter = Exporter::new(options.clone(), key, &mut files)?;
+    export_into(storage, options, key, &mut files, progress, || async {
+        Ok(())
+    })
+    .await
+}
+
+/// Exports every consenting patient into `files`, in flat memory: one patient's pages at a
+/// time. `written` runs after each page and each patient, once what they make is in the files:
+/// a caller streaming the files elsewhere takes it from there (and may wait, which slows the
+/// reading). Returns what was written and the patients who contributed a row.
+///
+/// # Failure
+/// A storage or write failure, or one `written` reports; the files are then incomplete.
+pub async fn export_into<S, W, F>(
+    storage: &S,
+    options: &Options,
+    key: ExportKey,
+    files: &mut (dyn OutputFiles + Send),
+    progress: &mut (dyn Progress + Send),
+    mut written: W,
+) -> Result<(Summary, Vec<Uuid>), ExportFailure>
+where
+    S: Storage,
+    W: FnMut() -> F + Send,
+    F: std::future::Future<Output = Result<(), ExportFailure>> + Send,
+{
+    let mut exporter = Exporter::new(options.clone(), key, files)?;
     let patients = storage.consenting_patients().await?;
     progress.start(patients.len() as u64);
     // Reading (the database, decoding each entry) runs on other threads while this one
@@ -419,7 +431,7 @@ async fn write_folder<S: Storage>(
     ));
     let mut exported = Vec::new();
     let mut current = None;
-    let written = async {
+    let result = async {
         while let Some(item) = feed.recv().await {
             match item? {
                 Feed::Patient(patient_id, first_day) => {
@@ -430,23 +442,25 @@ async fn write_folder<S: Storage>(
                     for entry in entries {
                         exporter.add_prepared(entry)?;
                     }
+                    written().await?;
                 }
                 Feed::Done => {
                     if exporter.finish_patient()? {
                         exported.extend(current.take());
                     }
                     progress.advance();
+                    written().await?;
                 }
             }
         }
         Ok::<(), ExportFailure>(())
     }
     .await;
-    // On a write failure the reader finds the feed closed and stops.
+    // On a failure here the reader finds the feed closed and stops.
     drop(feed);
     let _ = reader.await;
-    written?;
-    Ok((exporter.finish(&mut files)?, exported))
+    result?;
+    Ok((exporter.finish(files)?, exported))
 }
 
 /// Adds an export to the export log (and to the server's own log), and a line to the access
