@@ -37,6 +37,8 @@ pub struct SqliteStorage {
     reader: Arc<Mutex<Connection>>,
     /// Pushes waiting for the next group commit on `conn`.
     queued_pushes: Arc<Mutex<Vec<transactions::QueuedPush>>>,
+    /// Connections that the exports read a patient's snapshot on.
+    export_readers: Arc<connection::ExportReaders>,
 }
 
 impl std::fmt::Debug for SqliteStorage {
