@@ -538,10 +538,41 @@ impl PreparedPatient {
             .collect()
     }
 
-    /// This patient's FHIR resources as JSON lines: the Patient, then the Observations.
-    pub fn fhir_lines(&self, key: &ExportKey, identified: bool) -> (Value, Vec<Value>) {
-        let r = fhir::resources(self, key, identified);
-        (r.patient, r.observations)
+    /// This patient's FHIR Patient resource as an NDJSON line, appended to `out`.
+    pub fn write_fhir_patient(
+        &self,
+        key: &ExportKey,
+        identified: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ExportError> {
+        let subject = key.subject_id(self.patient_id);
+        let patient = fhir::patient_resource(subject, self.patient_id, identified);
+        push_line(out, &patient)
+    }
+
+    /// This patient's FHIR Observations as NDJSON lines, appended to `out`.
+    pub fn write_fhir_observations(
+        &self,
+        key: &ExportKey,
+        identified: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ExportError> {
+        let Some(first_day) = self.first_day else {
+            return Ok(());
+        };
+        let subject = key.subject_id(self.patient_id);
+        for exported in &self.entries {
+            let facts = fhir::EntryFacts {
+                subject,
+                entry_key: &key.entry_key(exported.entry.id),
+                first_day,
+                identified,
+            };
+            for observation in fhir::entry_observations(&facts, &exported.entry) {
+                push_line(out, &observation)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -630,9 +661,16 @@ fn finding_row(
     row
 }
 
-fn write_line(out: &mut Box<dyn Write + Send>, value: &Value) -> Result<(), ExportError> {
+fn write_line(out: &mut Box<dyn Write + Send>, value: &impl Serialize) -> Result<(), ExportError> {
     serde_json::to_writer(&mut *out, value).map_err(|e| ExportError::io("ndjson")(e.into()))?;
     out.write_all(b"\n").map_err(ExportError::io("ndjson"))
+}
+
+/// Appends `value` as one JSON line to `out`.
+fn push_line(out: &mut Vec<u8>, value: &impl Serialize) -> Result<(), ExportError> {
+    serde_json::to_writer(&mut *out, value).map_err(|e| ExportError::io("ndjson")(e.into()))?;
+    out.push(b'\n');
+    Ok(())
 }
 
 fn write_json(

@@ -223,20 +223,15 @@ async fn fhir_file<S: Storage>(
         Vec::new(),
         patients,
         move |patient| {
-            let (resource, obs) = patient.fhir_lines(&key, false);
             let mut out = Vec::new();
-            let lines: Vec<serde_json::Value> = if observations {
-                obs
+            let written = if observations {
+                patient.write_fhir_observations(&key, false, &mut out)
             } else if patient.entries.is_empty() {
-                Vec::new()
+                Ok(())
             } else {
-                vec![resource]
+                patient.write_fhir_patient(&key, false, &mut out)
             };
-            for line in lines {
-                serde_json::to_writer(&mut out, &line).map_err(|e| e.to_string())?;
-                out.push(b'\n');
-            }
-            Ok(out)
+            written.map(|()| out).map_err(|e| e.to_string())
         },
     );
     Ok((
