@@ -957,6 +957,49 @@ pub(crate) fn pending(
 mod tests {
     use super::*;
 
+    fn stored_entry() -> ExportEntry {
+        ExportEntry {
+            entry_id: Uuid::now_v7(),
+            day: None,
+            deleted: true,
+            state: String::new(),
+            updated_at: Utc::now(),
+            ops: Vec::new(),
+        }
+    }
+
+    /// A reading task that stops without saying it is done (it panicked, or was cut short)
+    /// fails the read: a cut diary is never taken for a whole one.
+    #[tokio::test]
+    async fn export_pages_cut_short_fail_instead_of_ending() {
+        let (sender, mut pages) = ExportPages::channel();
+        assert!(sender.send(vec![stored_entry()]).await);
+        drop(sender);
+        assert_eq!(pages.next_page().await.unwrap().map(|p| p.len()), Some(1));
+        assert!(matches!(
+            pages.next_page().await,
+            Err(StorageError::Internal(_))
+        ));
+
+        let (sender, mut pages) = ExportPages::channel();
+        assert!(sender.send(Vec::new()).await);
+        sender.end(Ok(())).await;
+        assert_eq!(
+            pages.next_page().await.unwrap(),
+            None,
+            "empty pages are skipped"
+        );
+        assert_eq!(pages.next_page().await.unwrap(), None);
+    }
+
+    /// Once the caller drops its pages, the reading task learns it at its next page and stops.
+    #[tokio::test]
+    async fn a_reading_task_learns_that_its_pages_were_dropped() {
+        let (sender, pages) = ExportPages::channel();
+        drop(pages);
+        assert!(!sender.send(vec![stored_entry()]).await);
+    }
+
     #[test]
     fn migrations_are_numbered_in_order_from_one() {
         for migrations in [sqlite::MIGRATIONS, postgres::MIGRATIONS] {
