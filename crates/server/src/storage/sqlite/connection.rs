@@ -72,10 +72,10 @@ impl SqliteStorage {
         .await?;
         Ok(Self {
             reader: Arc::new(Mutex::new(reader)),
-            export_readers: Arc::new(ExportReaders {
-                file: Some(file),
+            export_readers: Some(Arc::new(ExportReaders {
+                file,
                 idle: Mutex::default(),
-            }),
+            })),
             ..storage
         })
     }
@@ -106,10 +106,7 @@ impl SqliteStorage {
             reader: Arc::clone(&conn),
             conn,
             queued_pushes: Arc::default(),
-            export_readers: Arc::new(ExportReaders {
-                file: None,
-                idle: Mutex::default(),
-            }),
+            export_readers: None,
         })
     }
 
@@ -166,8 +163,7 @@ impl SqliteStorage {
 /// one for as long as it reads a patient's snapshot (a long read for a large diary), so requests
 /// never wait behind it on the shared reading connection.
 pub(super) struct ExportReaders {
-    /// The database file; `None` for a database in memory, which no other connection can open.
-    file: Option<PathBuf>,
+    file: PathBuf,
     idle: Mutex<Vec<Connection>>,
 }
 
@@ -175,18 +171,15 @@ pub(super) struct ExportReaders {
 const IDLE_EXPORT_READERS: usize = 2;
 
 impl ExportReaders {
-    /// An idle connection or a new one; `None` for a database in memory.
-    pub(super) fn take(&self) -> Result<Option<Connection>, StorageError> {
-        let Some(file) = &self.file else {
-            return Ok(None);
-        };
+    /// An idle connection, or a new one.
+    pub(super) fn take(&self) -> Result<Connection, StorageError> {
         if let Some(conn) = lock(&self.idle).pop() {
-            return Ok(Some(conn));
+            return Ok(conn);
         }
-        let conn = Connection::open(file)?;
+        let conn = Connection::open(&self.file)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "query_only", true)?;
-        Ok(Some(conn))
+        Ok(conn)
     }
 
     /// Keeps `conn` for the next export read, unless enough are kept already.

@@ -37,8 +37,9 @@ pub struct SqliteStorage {
     reader: Arc<Mutex<Connection>>,
     /// Pushes waiting for the next group commit on `conn`.
     queued_pushes: Arc<Mutex<Vec<transactions::QueuedPush>>>,
-    /// Connections that the exports read a patient's snapshot on.
-    export_readers: Arc<connection::ExportReaders>,
+    /// Connections that the exports read a patient's snapshot on; `None` for a database in
+    /// memory, which no other connection can open.
+    export_readers: Option<Arc<connection::ExportReaders>>,
 }
 
 impl std::fmt::Debug for SqliteStorage {

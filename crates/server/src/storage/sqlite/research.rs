@@ -2,8 +2,6 @@
 //! export, each one statement or one short transaction on the connection, except the by-day
 //! read, which steps one patient's snapshot on a connection of its own.
 
-use std::sync::Arc;
-
 use crate::storage::some_row;
 use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -309,11 +307,7 @@ impl SqliteStorage {
         page: u32,
     ) -> Result<ExportPages, StorageError> {
         let (sender, pages) = ExportPages::channel();
-        let readers = Arc::clone(&self.export_readers);
-        let Some(mut conn) = tokio::task::spawn_blocking(move || readers.take())
-            .await
-            .map_err(|e| StorageError::Internal(format!("storage task failed: {e}")))??
-        else {
+        let Some(readers) = self.export_readers.clone() else {
             // A database in memory has only its one connection, which writes too: it is read
             // whole, then handed over, so that it is never held while the caller takes pages.
             let read = self
@@ -341,10 +335,12 @@ impl SqliteStorage {
             });
             return Ok(pages);
         };
-        let readers = Arc::clone(&self.export_readers);
         tokio::task::spawn_blocking(move || {
-            let read = read_by_day(&mut conn, patient_id, page, |p| sender.blocking_send(p));
-            readers.give_back(conn);
+            let read = readers.take().and_then(|mut conn| {
+                let read = read_by_day(&mut conn, patient_id, page, |p| sender.blocking_send(p));
+                readers.give_back(conn);
+                read
+            });
             sender.blocking_end(read);
         });
         Ok(pages)
