@@ -373,3 +373,95 @@ fn word_coding(field: Field, word: &'static str) -> Coding<'static> {
         system: WORD_SYSTEM,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    /// An entry with every field answered (every word of a list).
+    fn filled_entry() -> Entry {
+        let mut object = serde_json::Map::new();
+        for field in Field::ALL {
+            let value = match field.kind() {
+                Kind::Day => json!("2026-11-05"),
+                Kind::Instant => json!("2026-11-05T08:00:00.250+01:00"),
+                Kind::Score => json!(6),
+                Kind::Count { max } => json!(max),
+                Kind::Flag => json!(true),
+                Kind::Tombstone => json!(false),
+                Kind::Word(vocabulary) => json!(vocabulary.words[0]),
+                Kind::Words(vocabulary) => json!(vocabulary.words),
+                Kind::Text { .. } => json!("a \"quoted\" note"),
+            };
+            object.insert(field.as_str().to_string(), value);
+        }
+        object.insert("id".into(), json!(Uuid::from_u128(7).to_string()));
+        object.insert("backfilled".into(), json!(false));
+        serde_json::from_value(Value::Object(object)).unwrap()
+    }
+
+    /// Every field a person answers makes one Observation with exactly one value (notes only
+    /// when identified), and a pain rating is written as documented.
+    #[test]
+    fn each_answered_field_makes_one_observation_with_one_value() {
+        let entry = filled_entry();
+        for identified in [false, true] {
+            let facts = EntryFacts {
+                subject: 42,
+                entry_key: "k_1",
+                first_day: NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
+                identified,
+            };
+            let lines: Vec<String> = entry_observations(&facts, &entry)
+                .map(|o| serde_json::to_string(&o).unwrap())
+                .collect();
+            // The day is the Observation's date, not an Observation of its own.
+            let expected = Field::ALL
+                .iter()
+                .filter(|f| f.spec().writer == Writer::Person && f.kind() != Kind::Day)
+                .filter(|f| identified || !matches!(f.kind(), Kind::Text { .. }))
+                .count();
+            assert_eq!(lines.len(), expected, "identified: {identified}");
+            for line in &lines {
+                let observation: Value = serde_json::from_str(line).unwrap();
+                let values = observation
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .filter(|k| k.starts_with("value"))
+                    .count();
+                assert_eq!(values, 1, "{line}");
+                assert_eq!(observation.get("effectiveDateTime").is_some(), identified);
+            }
+        }
+        let facts = EntryFacts {
+            subject: 42,
+            entry_key: "k_1",
+            first_day: NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
+            identified: false,
+        };
+        let pain = entry_observations(&facts, &entry)
+            .find(|o| o.id.field == Field::FirstStepPain.as_str())
+            .unwrap();
+        assert_eq!(
+            serde_json::to_string(&pain).unwrap(),
+            format!(
+                concat!(
+                    r#"{{"category":[{{"coding":[{{"code":"survey","display":"Survey","#,
+                    r#""system":"http://terminology.hl7.org/CodeSystem/observation-category"}}]}}],"#,
+                    r#""code":{{"coding":[{{"code":"72514-3","display":"{display}","#,
+                    r#""system":"http://loinc.org"}}],"text":"{help}"}},"#,
+                    r#""extension":[{{"url":"{SITUATION_URL}","valueCode":"first_step_pain"}},"#,
+                    r#"{{"url":"{STUDY_DAY_URL}","valueInteger":4}}],"#,
+                    r#""id":"ok-1-first-step-pain","resourceType":"Observation","status":"final","#,
+                    r#""subject":{{"reference":"Patient/s42"}},"valueInteger":6}}"#
+                ),
+                display = PAIN_LOINC.1,
+                help = Field::FirstStepPain.spec().help,
+                SITUATION_URL = SITUATION_URL,
+                STUDY_DAY_URL = STUDY_DAY_URL,
+            )
+        );
+    }
+}
