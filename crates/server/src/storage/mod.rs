@@ -323,7 +323,9 @@ const PAGES_IN_FLIGHT: usize = 2;
 /// What the reading task of [`ExportPages`] hands over.
 enum PageItem {
     Page(Vec<ExportEntry>),
-    End,
+    /// The last entries, sent once the read is over: with the end, so that a diary of less
+    /// than a page is handed over in one step.
+    End(Vec<ExportEntry>),
     Failed(StorageError),
 }
 
@@ -362,9 +364,9 @@ impl ExportPages {
             match self.pages.recv().await {
                 Some(PageItem::Page(page)) if page.is_empty() => continue,
                 Some(PageItem::Page(page)) => return Ok(Some(page)),
-                Some(PageItem::End) => {
+                Some(PageItem::End(last)) => {
                     self.ended = true;
-                    return Ok(None);
+                    return Ok(Some(last).filter(|last| !last.is_empty()));
                 }
                 Some(PageItem::Failed(e)) => {
                     self.ended = true;
@@ -398,19 +400,20 @@ impl PageSender {
         self.sender.blocking_send(PageItem::Page(page)).is_ok()
     }
 
-    /// Says that every page was sent, or why reading stopped.
-    pub(crate) async fn end(self, read: Result<(), StorageError>) {
+    /// Says that every page was sent, with the last entries read (those of no full page), or
+    /// why reading stopped.
+    pub(crate) async fn end(self, read: Result<Vec<ExportEntry>, StorageError>) {
         let _ = self.sender.send(Self::last(read)).await;
     }
 
     /// [`end`](Self::end) from a blocking thread.
-    pub(crate) fn blocking_end(self, read: Result<(), StorageError>) {
+    pub(crate) fn blocking_end(self, read: Result<Vec<ExportEntry>, StorageError>) {
         let _ = self.sender.blocking_send(Self::last(read));
     }
 
-    fn last(read: Result<(), StorageError>) -> PageItem {
+    fn last(read: Result<Vec<ExportEntry>, StorageError>) -> PageItem {
         match read {
-            Ok(()) => PageItem::End,
+            Ok(last) => PageItem::End(last),
             Err(e) => PageItem::Failed(e),
         }
     }
@@ -981,14 +984,15 @@ mod tests {
             Err(StorageError::Internal(_))
         ));
 
+        // Empty pages are skipped; the last entries come with the end.
         let (sender, mut pages) = ExportPages::channel();
         assert!(sender.send(Vec::new()).await);
-        sender.end(Ok(())).await;
-        assert_eq!(
-            pages.next_page().await.unwrap(),
-            None,
-            "empty pages are skipped"
-        );
+        sender.end(Ok(vec![stored_entry()])).await;
+        assert_eq!(pages.next_page().await.unwrap().map(|p| p.len()), Some(1));
+        assert_eq!(pages.next_page().await.unwrap(), None);
+
+        let (sender, mut pages) = ExportPages::channel();
+        sender.end(Ok(Vec::new())).await;
         assert_eq!(pages.next_page().await.unwrap(), None);
     }
 

@@ -24,14 +24,15 @@ const EXPORT_COLUMNS: &str =
 
 /// Hands the by-day pages of a patient (see
 /// [`Storage::export_entries_by_day`](crate::storage::Storage::export_entries_by_day)) to
-/// `sender`, until it finds the reader gone. One read-only snapshot; each statement is bound
-/// to a portal that is fetched a page at a time, so neither side holds more than a page.
+/// `sender`, until it finds the reader gone, and returns the last page, to send with the end.
+/// One read-only snapshot; each statement is bound to a portal that is fetched a page at a
+/// time, so neither side holds more than a few pages.
 async fn read_by_day(
     client: &mut Client,
     patient_id: Uuid,
     page: u32,
     sender: &PageSender,
-) -> Result<(), Fault> {
+) -> Result<Vec<ExportEntry>, Fault> {
     let tx = client
         .build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)
@@ -39,6 +40,7 @@ async fn read_by_day(
         .start()
         .await?;
     let size = i32::try_from(page.max(1)).unwrap_or(i32::MAX);
+    let mut held = Vec::new();
     for sql in [
         "WHERE patient_id = $1 AND day IS NULL AND deleted ORDER BY entry_id",
         "WHERE patient_id = $1 AND day IS NOT NULL ORDER BY day, entry_id",
@@ -54,8 +56,12 @@ async fn read_by_day(
                 .iter()
                 .map(export_entry)
                 .collect::<Result<Vec<_>, _>>()?;
-            if !entries.is_empty() && !sender.send(entries).await {
-                return Ok(());
+            // A page is held until the next one arrives, so the last goes with the end.
+            if !entries.is_empty() {
+                let ready = std::mem::replace(&mut held, entries);
+                if !ready.is_empty() && !sender.send(ready).await {
+                    return Ok(Vec::new());
+                }
             }
             if last {
                 break;
@@ -63,7 +69,7 @@ async fn read_by_day(
         }
     }
     tx.commit().await?;
-    Ok(())
+    Ok(held)
 }
 
 /// One stored entry as the export reads it, without its operations.

@@ -59,24 +59,23 @@ impl<F: FnMut(Vec<ExportEntry>) -> bool> PageFiller<F> {
         (self.send)(full)
     }
 
-    /// Hands over the last, partly filled page.
-    fn flush(mut self) {
-        if !self.page.is_empty() {
-            (self.send)(std::mem::take(&mut self.page));
-        }
+    /// The entries of no full page.
+    fn rest(self) -> Vec<ExportEntry> {
+        self.page
     }
 }
 
 /// Hands the by-day pages of a patient (see
 /// [`Storage::export_entries_by_day`](crate::storage::Storage::export_entries_by_day)) to
-/// `send` as it steps the rows, until `send` answers `false`. One read transaction: in WAL mode
+/// `send` as it steps the rows, until `send` answers `false`, and returns the entries of no
+/// full page, to send with the end. One read transaction: in WAL mode
 /// both statements see the snapshot of the first.
 fn read_by_day(
     conn: &mut Connection,
     patient_id: Uuid,
     page: u32,
     send: impl FnMut(Vec<ExportEntry>) -> bool,
-) -> Result<(), StorageError> {
+) -> Result<Vec<ExportEntry>, StorageError> {
     let tx = conn.transaction()?;
     let patient = patient_id.to_string();
     let mut pages = PageFiller::new(page, send);
@@ -92,13 +91,12 @@ fn read_by_day(
         let mut rows = statement.query([&patient])?;
         while let Some(row) = rows.next()? {
             if !pages.push(export_entry(row)?) {
-                return Ok(());
+                return Ok(Vec::new());
             }
         }
     }
-    pages.flush();
     tx.commit()?;
-    Ok(())
+    Ok(pages.rest())
 }
 
 /// One stored entry as the export reads it, without its operations.
@@ -312,23 +310,23 @@ impl SqliteStorage {
             // whole, then handed over, so that it is never held while the caller takes pages.
             let read = self
                 .read(move |conn| {
-                    let mut read = Vec::new();
-                    read_by_day(conn, patient_id, page, |p| {
-                        read.push(p);
+                    let mut full = Vec::new();
+                    let rest = read_by_day(conn, patient_id, page, |p| {
+                        full.push(p);
                         true
                     })?;
-                    Ok(read)
+                    Ok((full, rest))
                 })
                 .await;
             tokio::spawn(async move {
                 match read {
-                    Ok(read) => {
-                        for p in read {
+                    Ok((full, rest)) => {
+                        for p in full {
                             if !sender.send(p).await {
                                 return;
                             }
                         }
-                        sender.end(Ok(())).await;
+                        sender.end(Ok(rest)).await;
                     }
                     Err(e) => sender.end(Err(e)).await,
                 }
