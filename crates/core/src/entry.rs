@@ -21,6 +21,7 @@ pub struct Entry {
     /// UUIDv7 made on the device that created the entry.
     pub id: Uuid,
     /// The local day the entry describes.
+    #[serde(deserialize_with = "plain_day")]
     pub day: NaiveDate,
     /// Device clock and UTC offset at which the entry was first recorded.
     pub recorded_at: DateTime<FixedOffset>,
@@ -317,6 +318,27 @@ impl EntryInput {
     }
 }
 
+/// A day as `YYYY-MM-DD`. The written form every diary stores is read by hand, since bulk
+/// readers (an export, a first sync) read millions of them and chrono's general parser costs
+/// several times more; any other spelling goes to chrono, so what is accepted does not change.
+fn plain_day<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NaiveDate, D::Error> {
+    let text = std::borrow::Cow::<'de, str>::deserialize(d)?;
+    let digits = |range: std::ops::Range<usize>| {
+        text.as_bytes()[range].iter().try_fold(0u32, |n, b| {
+            b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0'))
+        })
+    };
+    let plain = text.len() == 10 && text.as_bytes()[4] == b'-' && text.as_bytes()[7] == b'-';
+    if plain {
+        if let (Some(year), Some(month), Some(day)) = (digits(0..4), digits(5..7), digits(8..10)) {
+            if let Some(date) = NaiveDate::from_ymd_opt(year as i32, month, day) {
+                return Ok(date);
+            }
+        }
+    }
+    text.parse().map_err(serde::de::Error::custom)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,6 +456,29 @@ mod tests {
             text.starts_with(&format!("entry {}: first_step_pain: ", Uuid::from_u128(99))),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_day_reads_as_chrono_reads_it() {
+        for text in [
+            "2026-11-02",
+            "0001-01-01",
+            "2024-02-29",
+            "2026-02-29",
+            "2026-13-01",
+            "2026-00-10",
+            "2026-1-05",
+            "2026-01-5x",
+            "+2026-01-01",
+            "2026/01/05",
+            "",
+        ] {
+            let ours =
+                plain_day(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(text))
+                    .map_err(|e| e.to_string());
+            let chrono = text.parse::<NaiveDate>().map_err(|e| e.to_string());
+            assert_eq!(ours, chrono, "{text:?}");
+        }
     }
 
     #[test]

@@ -27,6 +27,7 @@ mod error;
 mod field;
 mod hlc;
 mod op;
+mod stored;
 mod text;
 mod vocab;
 pub mod wire;

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::entry::Entry;
@@ -150,45 +150,6 @@ impl EntryState {
     /// set it: what day indexes store.
     pub fn day(&self) -> Option<&str> {
         self.fields.get(&Field::Day).and_then(|f| f.value.as_str())
-    }
-
-    /// The entry as people see it.
-    ///
-    /// # Failure
-    /// [`EntryError::Incomplete`] while its day or first recording is unknown (an edit that
-    /// arrived before the operation that created the entry); [`EntryError::Invalid`], naming the
-    /// field, when a stored value does not fit it.
-    pub fn to_entry(&self, id: Uuid) -> Result<Entry, EntryError> {
-        let invalid = |field: &str, reason: String| EntryError::Invalid {
-            id,
-            source: ValidationError::new(field, reason),
-        };
-        let mut object = Map::new();
-        object.insert("id".into(), Value::String(id.to_string()));
-        for (field, current) in &self.fields {
-            if !current.value.is_null() {
-                object.insert(field.as_str().into(), current.value.clone());
-            }
-        }
-        for required in [Field::Day, Field::RecordedAt] {
-            if !object.contains_key(required.as_str()) {
-                return Err(EntryError::Incomplete {
-                    id,
-                    missing: required,
-                });
-            }
-        }
-        let text = |field: Field| object[field.as_str()].as_str().unwrap_or_default();
-        let day = chrono::NaiveDate::parse_from_str(text(Field::Day), "%Y-%m-%d")
-            .map_err(|e| invalid(Field::Day.as_str(), e.to_string()))?;
-        let recorded_at = chrono::DateTime::parse_from_rfc3339(text(Field::RecordedAt))
-            .map_err(|e| invalid(Field::RecordedAt.as_str(), e.to_string()))?;
-        object.insert(
-            "backfilled".into(),
-            Value::Bool(Entry::is_backfilled(day, &recorded_at)),
-        );
-        serde_path_to_error::deserialize(Value::Object(object))
-            .map_err(|e| invalid(&e.path().to_string(), e.inner().to_string()))
     }
 }
 

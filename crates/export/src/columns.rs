@@ -342,14 +342,8 @@ pub fn entry_columns(identified: bool) -> Vec<Column> {
     columns
 }
 
-/// One row of the entries table, in the order of [`entry_columns`].
-pub(crate) fn entry_row(facts: &EntryFacts<'_>, identified: bool) -> Vec<Cell> {
-    let mut row = Vec::new();
-    fill_entry_row(facts, identified, &mut row);
-    row
-}
-
-/// [`entry_row`] into `row` (cleared first), so that one row's memory serves them all.
+/// One row of the entries table, in the order of [`entry_columns`], into `row` (cleared
+/// first), so that one row's memory serves them all.
 pub(crate) fn fill_entry_row(facts: &EntryFacts<'_>, identified: bool, row: &mut Vec<Cell>) {
     row.clear();
     row.push(Cell::Int(facts.subject_id));

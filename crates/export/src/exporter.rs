@@ -13,10 +13,10 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::columns::{
-    deletion_columns, entry_columns, entry_row, fill_entry_row, findings_columns, summary_columns,
-    word, Cell, Column, EntryFacts, RED_FLAG_KINDS,
+    deletion_columns, entry_columns, fill_entry_row, findings_columns, summary_columns, word, Cell,
+    Column, EntryFacts, RED_FLAG_KINDS,
 };
-use crate::diary::{self, EntryRecord, PatientDiary, PreparedEntry, PreparedPatient, Sorted};
+use crate::diary::{self, EntryRecord, PatientDiary, PreparedEntry, Sorted};
 use crate::table::{CsvTable, NdjsonTable, ParquetTable, TableWriter};
 use crate::{
     fhir, meds, ExportError, ExportKey, Format, Options, MIN_CELL_PATIENTS, SCHEMA_VERSION,
@@ -511,40 +511,6 @@ impl Exporter {
     }
 }
 
-impl PreparedPatient {
-    /// The rows of the entries table for this patient, in the order of
-    /// [`crate::entry_columns`].
-    pub fn entry_rows(&self, key: &ExportKey, identified: bool) -> Vec<Vec<Cell>> {
-        let Some(first_day) = self.first_day else {
-            return Vec::new();
-        };
-        let subject_id = key.subject_id(self.patient_id);
-        self.entries
-            .iter()
-            .map(|e| {
-                entry_row(
-                    &EntryFacts {
-                        subject_id,
-                        entry_key: key.entry_key(e.entry.id),
-                        patient_id: self.patient_id,
-                        first_day,
-                        entry: &e.entry,
-                        edits: e.edits,
-                        conflicted: e.conflicted,
-                    },
-                    identified,
-                )
-            })
-            .collect()
-    }
-
-    /// This patient's FHIR resources as JSON lines: the Patient, then the Observations.
-    pub fn fhir_lines(&self, key: &ExportKey, identified: bool) -> (Value, Vec<Value>) {
-        let r = fhir::resources(self, key, identified);
-        (r.patient, r.observations)
-    }
-}
-
 /// Writes one live entry in range to the export's data files: an entries row, its MEDS
 /// measurements, or its FHIR Observations. Entries arrive in the order the files keep.
 fn write_entry(
@@ -630,7 +596,7 @@ fn finding_row(
     row
 }
 
-fn write_line(out: &mut Box<dyn Write + Send>, value: &Value) -> Result<(), ExportError> {
+fn write_line(out: &mut Box<dyn Write + Send>, value: &impl Serialize) -> Result<(), ExportError> {
     serde_json::to_writer(&mut *out, value).map_err(|e| ExportError::io("ndjson")(e.into()))?;
     out.write_all(b"\n").map_err(ExportError::io("ndjson"))
 }

@@ -32,7 +32,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
 pub use columns::{entry_columns, findings_columns, Cell, Column, ColumnType};
-pub use diary::{EntryRecord, ExportedEntry, PatientDiary, PreparedEntry, PreparedPatient};
+pub use diary::{EntryRecord, PatientDiary, PreparedEntry};
 pub use exporter::{data_dictionary, Exporter, OutputFiles, Summary};
 pub use key::{ExportKey, KEY_BYTES};
 pub use table::{CsvTable, NdjsonTable, ParquetTable, TableWriter};

@@ -20,7 +20,7 @@ use crate::columns::{Cell, Column, ColumnType};
 use crate::ExportError;
 
 /// Something that takes rows and writes one table.
-pub trait TableWriter {
+pub trait TableWriter: Send {
     /// Writes one row; `row` has one cell per column.
     fn write_row(&mut self, row: &[Cell]) -> Result<(), ExportError>;
     /// Flushes everything and closes the table; returns the rows written.
@@ -65,7 +65,7 @@ impl<W: Write> CsvTable<W> {
     }
 }
 
-impl<W: Write> TableWriter for CsvTable<W> {
+impl<W: Write + Send> TableWriter for CsvTable<W> {
     fn write_row(&mut self, row: &[Cell]) -> Result<(), ExportError> {
         let csv_error = |e: csv::Error| ExportError::Csv(e.to_string());
         // Fields go straight to the writer; numbers and lists through one reused buffer.
@@ -121,7 +121,7 @@ impl<W: Write> NdjsonTable<W> {
     }
 }
 
-impl<W: Write> TableWriter for NdjsonTable<W> {
+impl<W: Write + Send> TableWriter for NdjsonTable<W> {
     fn write_row(&mut self, row: &[Cell]) -> Result<(), ExportError> {
         // Written by hand so the keys keep the column order.
         let mut line = Vec::with_capacity(64 * row.len());

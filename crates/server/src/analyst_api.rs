@@ -3,6 +3,9 @@
 //! files (`GET /v1/export/fhir/{Type}.ndjson`) stream the resources. Never identified: ids,
 //! dates and notes stay on the server. Every export goes to the export log before it streams.
 
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -11,14 +14,14 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{NaiveDate, Utc};
 use heeldiary_core::ValidationError;
-use heeldiary_export::{
-    entry_columns, CsvTable, ExportKey, NdjsonTable, PreparedPatient, Summary, TableWriter,
-};
+use heeldiary_export::{ExportError, ExportKey, OutputFiles, Summary};
 use tokio::sync::mpsc;
 
 use crate::auth::Analyst;
 use crate::error::ApiError;
-use crate::export::{load_or_create_key, prepare_patient, record, ExportActor, Format, Options};
+use crate::export::{
+    export_into, load_or_create_key, record, ExportActor, ExportFailure, Format, Options,
+};
 use crate::storage::Storage;
 use crate::AppState;
 
@@ -140,19 +143,11 @@ async fn export<S: Storage>(
             } else {
                 "application/x-ndjson"
             };
-            let preamble = if format == Format::Csv {
-                CsvTable::new(Vec::new(), &entry_columns(false))
-                    .and_then(CsvTable::into_inner)
-                    .map_err(|e| ApiError::Internal(e.to_string()))?
-            } else {
-                Vec::new()
-            };
             let body = stream(
                 state.storage.clone(),
                 options,
-                preamble,
-                patients,
-                move |patient| entry_chunk(patient, &key, format),
+                key,
+                format!("entries.{}", format.as_str()),
             );
             Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
         }
@@ -207,38 +202,15 @@ async fn fhir_file<S: Storage>(
     Path(file): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let observations = match file.as_str() {
-        "Patient.ndjson" => false,
-        "Observation.ndjson" => true,
-        _ => return Err(ApiError::NotFound),
-    };
+    if !matches!(file.as_str(), "Patient.ndjson" | "Observation.ndjson") {
+        return Err(ApiError::NotFound);
+    }
     let mut options = export_params(query.as_deref().unwrap_or(""))?;
     options.format = Format::Fhir;
     let key = key_of(&state)?;
     let patients = state.storage.consenting_patients().await?;
     log_start(&state, &analyst, &options, &patients).await?;
-    let body = stream(
-        state.storage.clone(),
-        options,
-        Vec::new(),
-        patients,
-        move |patient| {
-            let (resource, obs) = patient.fhir_lines(&key, false);
-            let mut out = Vec::new();
-            let lines: Vec<serde_json::Value> = if observations {
-                obs
-            } else if patient.entries.is_empty() {
-                Vec::new()
-            } else {
-                vec![resource]
-            };
-            for line in lines {
-                serde_json::to_writer(&mut out, &line).map_err(|e| e.to_string())?;
-                out.push(b'\n');
-            }
-            Ok(out)
-        },
-    );
+    let body = stream(state.storage.clone(), options, key, file);
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/fhir+ndjson")],
@@ -247,64 +219,92 @@ async fn fhir_file<S: Storage>(
         .into_response())
 }
 
-/// The entry rows of one patient in `format` (CSV without its header, which the stream's
-/// preamble carries).
-fn entry_chunk(
-    patient: &PreparedPatient,
-    key: &ExportKey,
-    format: Format,
-) -> Result<Vec<u8>, String> {
-    let rows = patient.entry_rows(key, false);
-    let text = |e: heeldiary_export::ExportError| e.to_string();
-    if format == Format::Csv {
-        let mut table = CsvTable::continuing(Vec::new());
-        for row in &rows {
-            table.write_row(row).map_err(text)?;
-        }
-        table.into_inner().map_err(text)
-    } else {
-        let mut table = NdjsonTable::new(Vec::new(), &entry_columns(false));
-        for row in &rows {
-            table.write_row(row).map_err(text)?;
-        }
-        Ok(table.into_inner())
-    }
-}
+/// Bytes gathered before they go to the response body: large enough to make few chunks,
+/// small enough that a slow client holds little memory.
+const CHUNK_BYTES: usize = 64 * 1024;
 
-/// A body fed by a task that reads one patient at a time: memory holds one patient's chunk,
-/// and a slow client slows the reading (the channel holds a few chunks).
-fn stream<S, F>(
-    storage: S,
-    options: Options,
-    preamble: Vec<u8>,
-    patients: Vec<uuid::Uuid>,
-    render: F,
-) -> Body
-where
-    S: Storage,
-    F: Fn(&PreparedPatient) -> Result<Vec<u8>, String> + Send + 'static,
-{
+/// The file `wanted` of an export, as a response body. The export runs in a task that reads
+/// one page of one patient at a time (the same run as the command line's), keeps the wanted
+/// file and drops the others; a slow client slows the reading (the channel holds a few chunks).
+fn stream<S: Storage>(storage: S, options: Options, key: ExportKey, wanted: String) -> Body {
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::spawn(async move {
-        if !preamble.is_empty() && tx.send(Ok(Bytes::from(preamble))).await.is_err() {
-            return;
-        }
-        for patient_id in patients {
-            let chunk = match prepare_patient(&storage, patient_id, &options).await {
-                Ok(patient) => render(&patient),
-                Err(e) => Err(e.to_string()),
-            };
-            let item = chunk.map(Bytes::from).map_err(|e| {
-                tracing::error!(error = %e, "export stream failed");
-                std::io::Error::other("the export failed on the server")
-            });
-            let failed = item.is_err();
-            if tx.send(item).await.is_err() || failed {
-                return;
+        let buffer = SharedBuffer::default();
+        let mut files = OneFile {
+            wanted,
+            buffer: buffer.clone(),
+        };
+        let sent = |at_least: usize| {
+            let chunk = buffer.take(at_least);
+            let tx = tx.clone();
+            async move {
+                match chunk {
+                    Some(chunk) => tx
+                        .send(Ok(Bytes::from(chunk)))
+                        .await
+                        .map_err(|_| ExportFailure::Refused("the client went away".into())),
+                    None => Ok(()),
+                }
             }
+        };
+        let result = export_into(&storage, &options, key, &mut files, &mut (), || {
+            sent(CHUNK_BYTES)
+        })
+        .await;
+        let last = match result {
+            Ok(_) => sent(1).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = last {
+            tracing::error!(error = %e, "export stream failed");
+            let _ = tx
+                .send(Err(std::io::Error::other(
+                    "the export failed on the server",
+                )))
+                .await;
         }
     });
     // A receiver answers `None` again after the end, so the body may poll past it.
     let mut rx = rx;
     Body::from_stream(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)))
+}
+
+/// What an export writes to the one file a response carries; the task takes it out in chunks.
+#[derive(Clone, Default)]
+struct SharedBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl SharedBuffer {
+    /// What was written since the last take, when it is at least `at_least` bytes.
+    fn take(&self, at_least: usize) -> Option<Vec<u8>> {
+        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        (held.len() >= at_least.max(1)).then(|| std::mem::take(&mut *held))
+    }
+}
+
+impl Write for SharedBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        held.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Export files of which one, `wanted`, is kept; the others are dropped as written.
+struct OneFile {
+    wanted: String,
+    buffer: SharedBuffer,
+}
+
+impl OutputFiles for OneFile {
+    fn create(&mut self, path: &str) -> Result<Box<dyn Write + Send>, ExportError> {
+        Ok(if path == self.wanted {
+            Box::new(self.buffer.clone())
+        } else {
+            Box::new(std::io::sink())
+        })
+    }
 }

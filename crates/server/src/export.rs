@@ -11,13 +11,13 @@ use std::sync::Arc;
 use chrono::{DateTime, NaiveDate, Utc};
 use heeldiary_export::{
     EntryRecord, ExportError as WriteError, ExportKey, Exporter, OutputFiles, PreparedEntry,
-    PreparedPatient, Summary, KEY_BYTES,
+    Summary, KEY_BYTES,
 };
 use rand::RngCore;
 use uuid::Uuid;
 
 use crate::storage::{
-    AccessRecord, ExportEntry, ExportRecord, Storage, StorageError, ADMINISTRATOR_ID,
+    AccessRecord, ExportEntry, ExportPages, ExportRecord, Storage, StorageError, ADMINISTRATOR_ID,
 };
 
 pub use heeldiary_export::{Format, Options};
@@ -117,14 +117,17 @@ fn entry_record(stored: ExportEntry) -> EntryRecord {
 /// whole-patient and the streamed export.
 ///
 /// Pages by id, whose key never changes. The formats kept in time order
-/// ([`Format::in_day_order`]) read the patient in one page, by day: a day can be edited while
-/// the export runs, and pages keyed by it could list such an entry twice or not at all.
+/// ([`Format::in_day_order`]) read the patient by day from one snapshot: a day can be edited
+/// while the export runs, and pages keyed by it, each read on its own, could list such an entry
+/// twice or not at all.
 struct EntryPages<'s, S> {
     storage: &'s S,
     patient_id: Uuid,
     options: Arc<Options>,
-    /// The last entry read.
+    /// The last entry read by id.
     after: Option<Uuid>,
+    /// The snapshot read by day, once started.
+    by_day: Option<ExportPages>,
     done: bool,
 }
 
@@ -135,6 +138,7 @@ impl<'s, S: Storage> EntryPages<'s, S> {
             patient_id,
             options,
             after: None,
+            by_day: None,
             done: false,
         }
     }
@@ -145,8 +149,21 @@ impl<'s, S: Storage> EntryPages<'s, S> {
             return Ok(None);
         }
         let page = if self.options.format.in_day_order() {
-            self.done = true;
-            self.storage.export_entries_by_day(self.patient_id).await?
+            let by_day = match &mut self.by_day {
+                Some(pages) => pages,
+                None => self.by_day.insert(
+                    self.storage
+                        .export_entries_by_day(self.patient_id, EXPORT_PAGE)
+                        .await?,
+                ),
+            };
+            match by_day.next_page().await? {
+                Some(page) => page,
+                None => {
+                    self.done = true;
+                    return Ok(None);
+                }
+            }
         } else {
             let page = self
                 .storage
@@ -166,20 +183,6 @@ impl<'s, S: Storage> EntryPages<'s, S> {
         .map_err(|e| StorageError::Internal(format!("export task failed: {e}")))?;
         Ok(Some(prepared))
     }
-}
-
-/// One patient's stored entries made ready for export, read page by page.
-pub async fn prepare_patient<S: Storage>(
-    storage: &S,
-    patient_id: Uuid,
-    options: &Options,
-) -> Result<PreparedPatient, StorageError> {
-    let mut pages = EntryPages::new(storage, patient_id, Arc::new(options.clone()));
-    let mut prepared = Vec::new();
-    while let Some(page) = pages.next().await? {
-        prepared.extend(page);
-    }
-    Ok(PreparedPatient::from_prepared(patient_id, prepared))
 }
 
 /// Files inside a folder, made on demand, buffered.
@@ -313,7 +316,7 @@ pub async fn export_to_folder<S: Storage>(
     key: ExportKey,
     out: &Path,
     actor: &ExportActor,
-    progress: &mut dyn Progress,
+    progress: &mut (dyn Progress + Send),
 ) -> Result<Summary, ExportFailure> {
     options
         .check()
@@ -400,12 +403,38 @@ async fn write_folder<S: Storage>(
     options: &Options,
     key: ExportKey,
     temp: &Path,
-    progress: &mut dyn Progress,
+    progress: &mut (dyn Progress + Send),
 ) -> Result<(Summary, Vec<Uuid>), ExportFailure> {
     let mut files = FolderFiles {
         root: temp.to_owned(),
     };
-    let mut exporter = Exporter::new(options.clone(), key, &mut files)?;
+    export_into(storage, options, key, &mut files, progress, || async {
+        Ok(())
+    })
+    .await
+}
+
+/// Exports every consenting patient into `files`, in flat memory: one patient's pages at a
+/// time. `written` runs after each page and each patient, once what they make is in the files:
+/// a caller streaming the files elsewhere takes it from there (and may wait, which slows the
+/// reading). Returns what was written and the patients who contributed a row.
+///
+/// # Failure
+/// A storage or write failure, or one `written` reports; the files are then incomplete.
+pub async fn export_into<S, W, F>(
+    storage: &S,
+    options: &Options,
+    key: ExportKey,
+    files: &mut (dyn OutputFiles + Send),
+    progress: &mut (dyn Progress + Send),
+    mut written: W,
+) -> Result<(Summary, Vec<Uuid>), ExportFailure>
+where
+    S: Storage,
+    W: FnMut() -> F + Send,
+    F: std::future::Future<Output = Result<(), ExportFailure>> + Send,
+{
+    let mut exporter = Exporter::new(options.clone(), key, files)?;
     let patients = storage.consenting_patients().await?;
     progress.start(patients.len() as u64);
     // Reading (the database, decoding each entry) runs on other threads while this one
@@ -419,7 +448,7 @@ async fn write_folder<S: Storage>(
     ));
     let mut exported = Vec::new();
     let mut current = None;
-    let written = async {
+    let result = async {
         while let Some(item) = feed.recv().await {
             match item? {
                 Feed::Patient(patient_id, first_day) => {
@@ -430,23 +459,25 @@ async fn write_folder<S: Storage>(
                     for entry in entries {
                         exporter.add_prepared(entry)?;
                     }
+                    written().await?;
                 }
                 Feed::Done => {
                     if exporter.finish_patient()? {
                         exported.extend(current.take());
                     }
                     progress.advance();
+                    written().await?;
                 }
             }
         }
         Ok::<(), ExportFailure>(())
     }
     .await;
-    // On a write failure the reader finds the feed closed and stops.
+    // On a failure here the reader finds the feed closed and stops.
     drop(feed);
     let _ = reader.await;
-    written?;
-    Ok((exporter.finish(&mut files)?, exported))
+    result?;
+    Ok((exporter.finish(files)?, exported))
 }
 
 /// Adds an export to the export log (and to the server's own log), and a line to the access
@@ -499,4 +530,70 @@ pub struct ExportSettings {
     pub key_file: Option<PathBuf>,
     /// `https` when the server itself serves TLS.
     pub https: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::conformance::enrolled;
+    use crate::storage::{ResearchConsent, SqliteStorage};
+    use heeldiary_core::{Field, Hlc, Op};
+
+    /// An incremental export counts a patient whose only change in its range is the deletion of
+    /// an entry that never got its day, in every format alike: the formats read by day list
+    /// such deletions too.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_deletion_without_a_day_is_exported_in_every_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = SqliteStorage::open_dir(&dir.path().join("data"))
+            .await
+            .unwrap();
+        let (patient_id, device_id) = enrolled(&storage).await;
+        let now = Utc::now();
+        storage
+            .set_research_consent(ResearchConsent {
+                patient_id,
+                device_id,
+                consent: true,
+                changed_at: now,
+                received_at: now,
+            })
+            .await
+            .unwrap();
+        // The tombstone arrived before the entry it deletes.
+        let tombstone = Op {
+            entry_id: Uuid::now_v7(),
+            device_id,
+            device_seq: 1,
+            hlc: Hlc {
+                wall_ms: 1_000,
+                counter: 0,
+                node: device_id,
+            },
+            patch: [(Field::Deleted, serde_json::json!(true))].into(),
+        };
+        storage
+            .push(patient_id, vec![tombstone], now)
+            .await
+            .unwrap();
+
+        for format in Format::ALL {
+            let mut options = Options::new(format, now);
+            options.since = Some(now.date_naive());
+            let out = dir.path().join(format.as_str());
+            let summary = export_to_folder(
+                &storage,
+                options,
+                ExportKey::from_bytes([7; KEY_BYTES]),
+                &out,
+                &ExportActor::Admin {
+                    user: "test".into(),
+                },
+                &mut (),
+            )
+            .await
+            .unwrap();
+            assert_eq!(summary.patients, 1, "{format}");
+        }
+    }
 }

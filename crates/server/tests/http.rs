@@ -820,7 +820,8 @@ impl Storage for Down {
     async fn export_entries_by_day(
         &self,
         _: Uuid,
-    ) -> Result<Vec<heeldiary_server::storage::ExportEntry>, StorageError> {
+        _: u32,
+    ) -> Result<heeldiary_server::storage::ExportPages, StorageError> {
         self.fail()
     }
     async fn first_entry_day(&self, _: Uuid) -> Result<Option<chrono::NaiveDate>, StorageError> {

@@ -326,6 +326,7 @@ fn the_http_export_streams_to_analyst_tokens_only() {
         let (_, lines) = get(&path, Some(&token));
         assert!(lines.lines().count() >= 2 * ENTRIES);
         assert!(lines.contains("72514-3"));
+        let patients = get("/v1/export/fhir/Patient.ndjson", Some(&token)).1;
 
         cohort.server.admin(&[
             "revoke-analyst",
@@ -348,5 +349,21 @@ fn the_http_export_streams_to_analyst_tokens_only() {
                 .as_str()
                 .unwrap()
                 .contains(analyst["analyst_id"].as_str().unwrap())));
+
+        // What streams over HTTP is what the command line writes, byte for byte.
+        let streamed = [
+            ("csv", "entries.csv", &csv),
+            ("ndjson", "entries.ndjson", &body),
+            ("fhir", "Observation.ndjson", &lines),
+            ("fhir", "Patient.ndjson", &patients),
+        ];
+        for (format, file, streamed) in streamed {
+            let written = std::fs::read_to_string(cohort.out.path().join(format).join(file))
+                .unwrap_or_else(|_| {
+                    let folder = cohort.export_ok(format);
+                    std::fs::read_to_string(folder.join(file)).unwrap()
+                });
+            assert_eq!(&written, streamed, "{file} {}", backend.name());
+        }
     }
 }

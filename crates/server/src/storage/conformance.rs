@@ -70,6 +70,7 @@ macro_rules! storage_conformance {
             patient_entries_are_the_merged_states,
             erasing_a_patient_removes_its_shares_and_grants_but_not_the_access_log,
             export_entries_page_the_stored_states_by_id_and_by_day,
+            export_entries_by_day_read_one_snapshot,
             exports_are_in_the_access_log_with_the_analyst_or_the_administrator,
         );
     };
@@ -1103,6 +1104,32 @@ pub async fn export_entries_page_the_stored_states_by_id_and_by_day<S: Storage>(
     let mut early = create(phone, 7, earlier, 7_000);
     early.patch.insert(Field::Day, json!("2026-10-20"));
     s.push(patient, vec![early], t0()).await.unwrap();
+    // Deleted before its day arrived (the tombstone came first), and one whose day has not
+    // arrived yet.
+    let dayless_deleted = Uuid::now_v7();
+    let dayless = Uuid::now_v7();
+    s.push(
+        patient,
+        vec![
+            op(
+                phone,
+                8,
+                dayless_deleted,
+                8_000,
+                &[(Field::Deleted, json!(true))],
+            ),
+            op(
+                phone,
+                9,
+                dayless,
+                9_000,
+                &[(Field::FirstStepPain, json!(4))],
+            ),
+        ],
+        t0(),
+    )
+    .await
+    .unwrap();
     new_patient(&s).await;
 
     let mut read = Vec::new();
@@ -1119,9 +1146,16 @@ pub async fn export_entries_page_the_stored_states_by_id_and_by_day<S: Storage>(
     }
     let ids: Vec<Uuid> = read.iter().map(|e| e.entry_id).collect();
     let mut expected: Vec<Uuid> = ops[..5].iter().map(|o| o.entry_id).collect();
-    expected.push(earlier);
+    expected.extend([earlier, dayless_deleted, dayless]);
     expected.sort();
     assert_eq!(ids, expected);
+    let (dayless_read, read): (Vec<_>, Vec<_>) = read
+        .into_iter()
+        .partition(|e| [dayless_deleted, dayless].contains(&e.entry_id));
+    for e in &dayless_read {
+        assert_eq!(e.day, None);
+        assert_eq!(e.deleted, e.entry_id == dayless_deleted);
+    }
     for e in &read {
         let stored = s.entry(patient, e.entry_id, 0, 100).await.unwrap().unwrap();
         assert_eq!(e.deleted, e.entry_id == deleted, "{}", e.entry_id);
@@ -1147,15 +1181,19 @@ pub async fn export_entries_page_the_stored_states_by_id_and_by_day<S: Storage>(
         chrono::NaiveDate::from_ymd_opt(2026, 10, 20)
     );
 
-    // By day: the entry about the earlier day (written last) first, then the others in id
-    // order, deleted one included, the same stored states.
-    let by_day = s.export_entries_by_day(patient).await.unwrap();
+    // By day, in pages of two: the deleted entry without a day first, then the entry about
+    // the earlier day (written last), then the others in id order, deleted one included, the
+    // same stored states; the entry whose day has not arrived is left out.
+    let by_day = read_by_day(&s, patient, 2).await;
     let ids: Vec<Uuid> = by_day.iter().map(|e| e.entry_id).collect();
     let mut expected: Vec<Uuid> = ops[..5].iter().map(|o| o.entry_id).collect();
     expected.sort();
     expected.insert(0, earlier);
+    expected.insert(0, dayless_deleted);
     assert_eq!(ids, expected);
-    for e in &by_day {
+    assert!(by_day[0].deleted);
+    assert_eq!(by_day[0].day, None);
+    for e in &by_day[1..] {
         let same = read.iter().find(|r| r.entry_id == e.entry_id).unwrap();
         assert_eq!(
             (&e.state, e.deleted, e.day),
@@ -1163,13 +1201,110 @@ pub async fn export_entries_page_the_stored_states_by_id_and_by_day<S: Storage>(
         );
         assert!(e.ops.is_empty());
     }
-    assert_eq!(by_day[0].day, chrono::NaiveDate::from_ymd_opt(2026, 10, 20));
-    assert_eq!(by_day[1].day, chrono::NaiveDate::from_ymd_opt(2026, 11, 1));
+    assert_eq!(by_day[1].day, chrono::NaiveDate::from_ymd_opt(2026, 10, 20));
+    assert_eq!(by_day[2].day, chrono::NaiveDate::from_ymd_opt(2026, 11, 1));
+    // A page as large as the diary, or larger, reads the same.
+    for page in [7, 1_000] {
+        let whole = read_by_day(&s, patient, page).await;
+        assert_eq!(whole.iter().map(|e| e.entry_id).collect::<Vec<_>>(), ids);
+    }
 
     let empty = new_patient(&s).await;
     assert_eq!(s.first_entry_day(empty).await.unwrap(), None);
     assert!(s.export_entries(empty, None, 10).await.unwrap().is_empty());
-    assert!(s.export_entries_by_day(empty).await.unwrap().is_empty());
+    assert!(read_by_day(&s, empty, 10).await.is_empty());
+}
+
+/// Every by-day page of a patient, each checked to be no larger than `page`.
+async fn read_by_day<S: Storage>(s: &S, patient: Uuid, page: u32) -> Vec<super::ExportEntry> {
+    let mut pages = s.export_entries_by_day(patient, page).await.unwrap();
+    let mut read = Vec::new();
+    while let Some(next) = pages.next_page().await.unwrap() {
+        assert!(
+            !next.is_empty() && next.len() <= page as usize,
+            "{}",
+            next.len()
+        );
+        read.extend(next);
+    }
+    assert_eq!(
+        pages.next_page().await.unwrap(),
+        None,
+        "the end stays the end"
+    );
+    read
+}
+
+/// The by-day pages of a patient come from one snapshot, however long the caller takes between
+/// them: an entry moved to an earlier or a later day meanwhile is listed once, with the day it
+/// had; an entry deleted meanwhile is listed as it was; one added meanwhile is not listed.
+pub async fn export_entries_by_day_read_one_snapshot<S: Storage>(s: S) {
+    const ENTRIES: u64 = 40;
+    let (patient, phone) = enrolled(&s).await;
+    let first = chrono::NaiveDate::from_ymd_opt(2026, 10, 1).unwrap();
+    let day = |n: u64| first + chrono::Days::new(n);
+    let ops: Vec<Op> = (0..ENTRIES)
+        .map(|n| {
+            let mut create = create(phone, n + 1, Uuid::now_v7(), 1_000 + n);
+            create.patch.insert(Field::Day, json!(day(n).to_string()));
+            create
+        })
+        .collect();
+    s.push(patient, ops.clone(), t0()).await.unwrap();
+
+    let mut pages = s.export_entries_by_day(patient, 2).await.unwrap();
+    let mut read = pages.next_page().await.unwrap().unwrap();
+    // The reading side is at most a few pages ahead: the edits reach far past it.
+    let moved_back = ops[ENTRIES as usize - 1].entry_id;
+    let moved_on = ops[0].entry_id;
+    let deleted = ops[30].entry_id;
+    let edits = vec![
+        op(
+            phone,
+            100,
+            moved_back,
+            50_000,
+            &[(Field::Day, json!("2026-09-01"))],
+        ),
+        op(
+            phone,
+            101,
+            moved_on,
+            50_001,
+            &[(Field::Day, json!("2027-01-01"))],
+        ),
+        op(
+            phone,
+            102,
+            deleted,
+            50_002,
+            &[(Field::Deleted, json!(true))],
+        ),
+        create(phone, 103, Uuid::now_v7(), 50_003),
+    ];
+    s.push(patient, edits, t0() + Duration::minutes(1))
+        .await
+        .unwrap();
+    while let Some(page) = pages.next_page().await.unwrap() {
+        read.extend(page);
+    }
+    let listed: Vec<(Uuid, Option<chrono::NaiveDate>, bool)> = read
+        .iter()
+        .map(|e| (e.entry_id, e.day, e.deleted))
+        .collect();
+    let expected: Vec<_> = ops
+        .iter()
+        .enumerate()
+        .map(|(n, o)| (o.entry_id, Some(day(n as u64)), false))
+        .collect();
+    assert_eq!(listed, expected);
+
+    // A read started after the edits sees them.
+    let after = read_by_day(&s, patient, 2).await;
+    assert_eq!(after.len(), ENTRIES as usize + 1);
+    assert_eq!(after[0].entry_id, moved_back);
+    assert_eq!(after.last().unwrap().entry_id, moved_on);
+    assert!(after.iter().any(|e| e.entry_id == deleted && e.deleted));
 }
 
 /// An export adds a line to the access log of each exported patient: under the analyst's id

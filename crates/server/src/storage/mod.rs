@@ -318,6 +318,110 @@ pub struct ExportEntry {
     pub ops: Vec<PulledOp>,
 }
 
+/// Pages of [`ExportPages`] in flight: read ahead of the export, beside the one it
+/// holds. Enough to keep reading and writing busy together, few enough that memory holds a few
+/// pages whatever the size of the diary.
+const PAGES_IN_FLIGHT: usize = 2;
+
+/// What the reading task of [`ExportPages`] hands over.
+enum PageItem {
+    Page(Vec<ExportEntry>),
+    /// The last entries, sent once the read is over: with the end, so that a diary of less
+    /// than a page is handed over in one step.
+    End(Vec<ExportEntry>),
+    Failed(StorageError),
+}
+
+/// One patient's stored entries, read page by page from one snapshot by a task of the backend
+/// (see [`Storage::export_entries_by_day`]). The task reads a few pages ahead of the caller and
+/// stops when this is dropped.
+#[derive(Debug)]
+pub struct ExportPages {
+    pages: tokio::sync::mpsc::Receiver<PageItem>,
+    ended: bool,
+}
+
+impl ExportPages {
+    /// A reading end and the sending half a backend's task fills.
+    pub(crate) fn channel() -> (PageSender, ExportPages) {
+        let (sender, pages) = tokio::sync::mpsc::channel(PAGES_IN_FLIGHT);
+        (
+            PageSender { sender },
+            ExportPages {
+                pages,
+                ended: false,
+            },
+        )
+    }
+
+    /// The next page (never empty), or `None` after the last.
+    ///
+    /// # Failure
+    /// The error the reading task met; [`StorageError::Internal`] when the task stopped
+    /// without saying it was done, so that a cut read is never taken for a whole one.
+    pub async fn next_page(&mut self) -> Result<Option<Vec<ExportEntry>>, StorageError> {
+        if self.ended {
+            return Ok(None);
+        }
+        loop {
+            match self.pages.recv().await {
+                Some(PageItem::Page(page)) if page.is_empty() => continue,
+                Some(PageItem::Page(page)) => return Ok(Some(page)),
+                Some(PageItem::End(last)) => {
+                    self.ended = true;
+                    return Ok(Some(last).filter(|last| !last.is_empty()));
+                }
+                Some(PageItem::Failed(e)) => {
+                    self.ended = true;
+                    return Err(e);
+                }
+                None => {
+                    self.ended = true;
+                    return Err(StorageError::Internal(
+                        "the export's reading task stopped before the end".into(),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// The sending half of [`ExportPages`], held by a backend's reading task.
+pub(crate) struct PageSender {
+    sender: tokio::sync::mpsc::Sender<PageItem>,
+}
+
+impl PageSender {
+    /// Hands over a page, waiting while the reader is a few pages behind. `false` when the
+    /// reader is gone: the task should stop reading.
+    pub(crate) async fn send(&self, page: Vec<ExportEntry>) -> bool {
+        self.sender.send(PageItem::Page(page)).await.is_ok()
+    }
+
+    /// [`send`](Self::send) from a blocking thread.
+    pub(crate) fn blocking_send(&self, page: Vec<ExportEntry>) -> bool {
+        self.sender.blocking_send(PageItem::Page(page)).is_ok()
+    }
+
+    /// Says that every page was sent, with the last entries read (those of no full page), or
+    /// why reading stopped.
+    pub(crate) async fn end(self, read: Result<Vec<ExportEntry>, StorageError>) {
+        let _ = self.sender.send(Self::last(read)).await;
+    }
+
+    /// [`end`](Self::end) from a blocking thread.
+    pub(crate) fn blocking_end(self, read: Result<Vec<ExportEntry>, StorageError>) {
+        let _ = self.sender.blocking_send(Self::last(read));
+    }
+
+    fn last(read: Result<Vec<ExportEntry>, StorageError>) -> PageItem {
+        match read {
+            Ok(last) => PageItem::End(last),
+            Err(e) => PageItem::Failed(e),
+        }
+    }
+}
+
 /// The server's storage. Every method is one atomic unit: it either happens whole or not at all.
 ///
 /// Implementations are cheap to clone (a handle to a pool or connection) and shared by all
@@ -482,15 +586,21 @@ pub trait Storage: ProviderStorage + Clone + Send + Sync + 'static {
         limit: u32,
     ) -> impl Future<Output = Result<Vec<ExportEntry>, StorageError>> + Send;
 
-    /// Every stored entry of the patient with a day (deleted ones included), in day then id
-    /// order, without their operations: the exports written in time order (MEDS, FHIR) read a
-    /// diary through this. One statement, so one snapshot: an entry whose day is edited while
-    /// it is read is listed once, not twice or never, as pages keyed by a day could. An entry
-    /// whose day has not arrived yet is not listed.
+    /// The patient's stored entries that an export kept in time order (MEDS, FHIR) reads:
+    /// first the deleted entries that have no day (what an incremental export counts as
+    /// deletions), by id; then every entry with a day (deleted ones included), by day then id;
+    /// without their operations, in pages of up to `page` entries (at least one).
+    ///
+    /// All pages come from one snapshot, so an entry whose day is edited while they are read is
+    /// listed once with the day it had, not twice or never, and memory holds a few pages
+    /// whatever the size of the diary: a task of the backend reads ahead of the caller, and
+    /// stops when the returned [`ExportPages`] is dropped. An entry whose day has not arrived
+    /// yet and that is not deleted is not listed.
     fn export_entries_by_day(
         &self,
         patient_id: Uuid,
-    ) -> impl Future<Output = Result<Vec<ExportEntry>, StorageError>> + Send;
+        page: u32,
+    ) -> impl Future<Output = Result<ExportPages, StorageError>> + Send;
 
     /// The day of the patient's first live entry (study day 0 of an export), or `None`.
     fn first_entry_day(
@@ -852,6 +962,50 @@ pub(crate) fn pending(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn stored_entry() -> ExportEntry {
+        ExportEntry {
+            entry_id: Uuid::now_v7(),
+            day: None,
+            deleted: true,
+            state: String::new(),
+            updated_at: Utc::now(),
+            ops: Vec::new(),
+        }
+    }
+
+    /// A reading task that stops without saying it is done (it panicked, or was cut short)
+    /// fails the read: a cut diary is never taken for a whole one.
+    #[tokio::test]
+    async fn export_pages_cut_short_fail_instead_of_ending() {
+        let (sender, mut pages) = ExportPages::channel();
+        assert!(sender.send(vec![stored_entry()]).await);
+        drop(sender);
+        assert_eq!(pages.next_page().await.unwrap().map(|p| p.len()), Some(1));
+        assert!(matches!(
+            pages.next_page().await,
+            Err(StorageError::Internal(_))
+        ));
+
+        // Empty pages are skipped; the last entries come with the end.
+        let (sender, mut pages) = ExportPages::channel();
+        assert!(sender.send(Vec::new()).await);
+        sender.end(Ok(vec![stored_entry()])).await;
+        assert_eq!(pages.next_page().await.unwrap().map(|p| p.len()), Some(1));
+        assert_eq!(pages.next_page().await.unwrap(), None);
+
+        let (sender, mut pages) = ExportPages::channel();
+        sender.end(Ok(Vec::new())).await;
+        assert_eq!(pages.next_page().await.unwrap(), None);
+    }
+
+    /// Once the caller drops its pages, the reading task learns it at its next page and stops.
+    #[tokio::test]
+    async fn a_reading_task_learns_that_its_pages_were_dropped() {
+        let (sender, pages) = ExportPages::channel();
+        drop(pages);
+        assert!(!sender.send(vec![stored_entry()]).await);
+    }
 
     #[test]
     fn migrations_are_numbered_in_order_from_one() {

@@ -1,8 +1,10 @@
 //! Research consent, analysts and the export log on PostgreSQL: the storage calls of the
-//! analyst export, each a single statement (retried like every other).
+//! analyst export, each a single statement (retried like every other), except the by-day read,
+//! which fetches one patient's snapshot page by page on a connection of its own.
 
 use crate::storage::some_row;
 use chrono::{DateTime, Utc};
+use deadpool_postgres::Client;
 use tokio_postgres::types::Json;
 use tokio_postgres::{IsolationLevel, Row};
 use uuid::Uuid;
@@ -11,14 +13,64 @@ use super::faults::{retrying, Fault};
 use super::transactions::pulled_op;
 use super::PostgresStorage;
 use crate::storage::{
-    hash_from_bytes, AccessRecord, AnalystCredentials, ExportEntry, ExportRecord, NewAnalyst,
-    ResearchConsent, StorageError, FEED_COLUMNS,
+    hash_from_bytes, AccessRecord, AnalystCredentials, ExportEntry, ExportPages, ExportRecord,
+    NewAnalyst, PageSender, ResearchConsent, StorageError, FEED_COLUMNS,
 };
 
 /// The columns [`export_entry`] reads: a deleted entry's values are not exported, so its
 /// state is not sent.
 const EXPORT_COLUMNS: &str =
     "entry_id, deleted, CASE WHEN deleted THEN '' ELSE state::text END, updated_at, day";
+
+/// Hands the by-day pages of a patient (see
+/// [`Storage::export_entries_by_day`](crate::storage::Storage::export_entries_by_day)) to
+/// `sender`, until it finds the reader gone, and returns the last page, to send with the end.
+/// One read-only snapshot; each statement is bound to a portal that is fetched a page at a
+/// time, so neither side holds more than a few pages.
+async fn read_by_day(
+    client: &mut Client,
+    patient_id: Uuid,
+    page: u32,
+    sender: &PageSender,
+) -> Result<Vec<ExportEntry>, Fault> {
+    let tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let size = i32::try_from(page.max(1)).unwrap_or(i32::MAX);
+    let mut held = Vec::new();
+    for sql in [
+        "WHERE patient_id = $1 AND day IS NULL AND deleted ORDER BY entry_id",
+        "WHERE patient_id = $1 AND day IS NOT NULL ORDER BY day, entry_id",
+    ] {
+        let statement = tx
+            .prepare_cached(&format!("SELECT {EXPORT_COLUMNS} FROM entries {sql}"))
+            .await?;
+        let portal = tx.bind(&statement, &[&patient_id]).await?;
+        loop {
+            let rows = tx.query_portal(&portal, size).await?;
+            let last = rows.len() < size as usize;
+            let entries = rows
+                .iter()
+                .map(export_entry)
+                .collect::<Result<Vec<_>, _>>()?;
+            // A page is held until the next one arrives, so the last goes with the end.
+            if !entries.is_empty() {
+                let ready = std::mem::replace(&mut held, entries);
+                if !ready.is_empty() && !sender.send(ready).await {
+                    return Ok(Vec::new());
+                }
+            }
+            if last {
+                break;
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(held)
+}
 
 /// One stored entry as the export reads it, without its operations.
 fn export_entry(r: &Row) -> Result<ExportEntry, tokio_postgres::Error> {
@@ -209,21 +261,16 @@ impl PostgresStorage {
     pub(super) async fn export_entries_by_day_impl(
         &self,
         patient_id: Uuid,
-    ) -> Result<Vec<ExportEntry>, StorageError> {
-        let rows = self
-            .query(
-                &format!(
-                    "SELECT {EXPORT_COLUMNS} FROM entries
-                     WHERE patient_id = $1 AND day IS NOT NULL
-                     ORDER BY day, entry_id"
-                ),
-                &[&patient_id],
-            )
-            .await?;
-        rows.iter()
-            .map(export_entry)
-            .collect::<Result<_, _>>()
-            .map_err(|e| StorageError::Internal(e.to_string()))
+        page: u32,
+    ) -> Result<ExportPages, StorageError> {
+        // Taken here, so that a database out of reach fails the call rather than the first page.
+        let mut client = self.pool.get().await.map_err(Fault::from)?;
+        let (sender, pages) = ExportPages::channel();
+        tokio::spawn(async move {
+            let read = read_by_day(&mut client, patient_id, page, &sender).await;
+            sender.end(read.map_err(StorageError::from)).await;
+        });
+        Ok(pages)
     }
 
     pub(super) async fn first_entry_day_impl(

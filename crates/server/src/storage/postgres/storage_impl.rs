@@ -262,8 +262,9 @@ impl Storage for PostgresStorage {
     async fn export_entries_by_day(
         &self,
         patient_id: Uuid,
-    ) -> Result<Vec<crate::storage::ExportEntry>, StorageError> {
-        self.export_entries_by_day_impl(patient_id).await
+        page: u32,
+    ) -> Result<crate::storage::ExportPages, StorageError> {
+        self.export_entries_by_day_impl(patient_id, page).await
     }
 
     async fn first_entry_day(

@@ -1,7 +1,7 @@
 //! Connection plumbing: opening the file, the migrations run at open, running work on the one
 //! connection off the async threads, and sorting SQLite failures into [`StorageError`]s.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, TryLockError};
 use std::time::Duration;
@@ -67,10 +67,11 @@ impl SqliteStorage {
         })
         .await?;
         // Opened once the writer has migrated the schema.
+        let reader_file = file.clone();
         let readers = blocking(move || {
             (0..READERS)
                 .map(|_| {
-                    let reader = Connection::open(&file)?;
+                    let reader = Connection::open(&reader_file)?;
                     reader.busy_timeout(BUSY_TIMEOUT)?;
                     reader.pragma_update(None, "query_only", true)?;
                     Ok(Arc::new(Mutex::new(reader)))
@@ -80,6 +81,10 @@ impl SqliteStorage {
         .await?;
         Ok(Self {
             readers: Arc::new(Readers::new(readers)),
+            export_readers: Some(Arc::new(ExportReaders {
+                file,
+                idle: Mutex::default(),
+            })),
             ..storage
         })
     }
@@ -110,6 +115,7 @@ impl SqliteStorage {
             readers: Arc::new(Readers::new(vec![Arc::clone(&conn)])),
             conn,
             queued_pushes: Arc::default(),
+            export_readers: None,
         })
     }
 
@@ -193,6 +199,38 @@ impl Readers {
         }
         let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
         f(&mut lock(&self.connections[turn]))
+    }
+}
+
+/// Read-only connections of their own for the exports, kept between patients: an export holds
+/// one for as long as it reads a patient's snapshot (a long read for a large diary), so requests
+/// never wait behind it on the reading connections.
+pub(super) struct ExportReaders {
+    file: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+/// Idle export connections kept for the next patient; more exports at once open their own.
+const IDLE_EXPORT_READERS: usize = 2;
+
+impl ExportReaders {
+    /// An idle connection, or a new one.
+    pub(super) fn take(&self) -> Result<Connection, StorageError> {
+        if let Some(conn) = lock(&self.idle).pop() {
+            return Ok(conn);
+        }
+        let conn = Connection::open(&self.file)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "query_only", true)?;
+        Ok(conn)
+    }
+
+    /// Keeps `conn` for the next export read, unless enough are kept already.
+    pub(super) fn give_back(&self, conn: Connection) {
+        let mut idle = lock(&self.idle);
+        if idle.len() < IDLE_EXPORT_READERS {
+            idle.push(conn);
+        }
     }
 }
 

@@ -3,9 +3,11 @@
 //! One connection behind a mutex writes; blocking calls run on tokio's blocking pool. Pushes
 //! queue and share commits (see `transactions::push_group`). A few more connections, read-only,
 //! answer the questions every request asks (whose token, which epoch) and read the feed from the
-//! last committed state, so they never wait behind a commit syncing the disk, nor for each other. The file is opened in WAL mode with foreign keys on, and migrated at open from the
-//! numbered files in `schema/server-sqlite/`, all in one transaction. A database written by a
-//! newer server is refused, never changed.
+//! last committed state, so they never wait behind a commit syncing the disk, nor for each
+//! other. Exports read each patient's snapshot on read-only connections of their own, so a long
+//! read holds up none of them. The file is opened in WAL mode with foreign keys on, and migrated
+//! at open from the numbered files in `schema/server-sqlite/`, all in one transaction. A
+//! database written by a newer server is refused, never changed.
 //!
 //! One file per job, as in the PostgreSQL backend:
 //! - `connection`: opening the file, the migrations run at open, running work on the connection
@@ -37,6 +39,9 @@ pub struct SqliteStorage {
     readers: Arc<connection::Readers>,
     /// Pushes waiting for the next group commit on `conn`.
     queued_pushes: Arc<Mutex<Vec<transactions::QueuedPush>>>,
+    /// Connections that the exports read a patient's snapshot on; `None` for a database in
+    /// memory, which no other connection can open.
+    export_readers: Option<Arc<connection::ExportReaders>>,
 }
 
 impl std::fmt::Debug for SqliteStorage {

@@ -1,9 +1,10 @@
 //! Research consent, analysts and the export log on SQLite: the storage calls of the analyst
-//! export, each one statement or one short transaction on the connection.
+//! export, each one statement or one short transaction on the connection, except the by-day
+//! read, which steps one patient's snapshot on a connection of its own.
 
 use crate::storage::some_row;
 use chrono::{DateTime, NaiveDate, Utc};
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 use uuid::Uuid;
 
 use super::transactions::{
@@ -11,8 +12,8 @@ use super::transactions::{
 };
 use super::SqliteStorage;
 use crate::storage::{
-    hash_from_bytes, AccessRecord, AnalystCredentials, ExportEntry, ExportRecord, NewAnalyst,
-    ResearchConsent, StorageError, FEED_COLUMNS,
+    hash_from_bytes, AccessRecord, AnalystCredentials, ExportEntry, ExportPages, ExportRecord,
+    NewAnalyst, ResearchConsent, StorageError, FEED_COLUMNS,
 };
 
 /// A text column read in place, without a copy.
@@ -29,6 +30,74 @@ fn parse_day(day: &str) -> Result<NaiveDate, StorageError> {
 
 /// The columns [`export_entry`] reads.
 const EXPORT_COLUMNS: &str = "entry_id, deleted, state, updated_at, day";
+
+/// Collects rows into pages of a fixed size and hands each full one to `send`.
+struct PageFiller<F> {
+    page: Vec<ExportEntry>,
+    size: usize,
+    send: F,
+}
+
+impl<F: FnMut(Vec<ExportEntry>) -> bool> PageFiller<F> {
+    /// Pages of `size` entries (at least one).
+    fn new(size: u32, send: F) -> Self {
+        let size = (size as usize).max(1);
+        PageFiller {
+            page: Vec::with_capacity(size),
+            size,
+            send,
+        }
+    }
+
+    /// Adds an entry; `false` when a full page found the reader gone.
+    fn push(&mut self, entry: ExportEntry) -> bool {
+        self.page.push(entry);
+        if self.page.len() < self.size {
+            return true;
+        }
+        let full = std::mem::replace(&mut self.page, Vec::with_capacity(self.size));
+        (self.send)(full)
+    }
+
+    /// The entries of no full page.
+    fn rest(self) -> Vec<ExportEntry> {
+        self.page
+    }
+}
+
+/// Hands the by-day pages of a patient (see
+/// [`Storage::export_entries_by_day`](crate::storage::Storage::export_entries_by_day)) to
+/// `send` as it steps the rows, until `send` answers `false`, and returns the entries of no
+/// full page, to send with the end. One read transaction: in WAL mode
+/// both statements see the snapshot of the first.
+fn read_by_day(
+    conn: &mut Connection,
+    patient_id: Uuid,
+    page: u32,
+    send: impl FnMut(Vec<ExportEntry>) -> bool,
+) -> Result<Vec<ExportEntry>, StorageError> {
+    let tx = conn.transaction()?;
+    let patient = patient_id.to_string();
+    let mut pages = PageFiller::new(page, send);
+    // Days are fixed-width text and ids hyphenated lowercase: text order is their order, and
+    // the day index (which holds the id, the key of the table) walks it, the entries without a
+    // day first.
+    for sql in [
+        "WHERE patient_id = ?1 AND day IS NULL AND deleted = 1 ORDER BY entry_id",
+        "WHERE patient_id = ?1 AND day IS NOT NULL ORDER BY day, entry_id",
+    ] {
+        let mut statement =
+            tx.prepare_cached(&format!("SELECT {EXPORT_COLUMNS} FROM entries {sql}"))?;
+        let mut rows = statement.query([&patient])?;
+        while let Some(row) = rows.next()? {
+            if !pages.push(export_entry(row)?) {
+                return Ok(Vec::new());
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(pages.rest())
+}
 
 /// One stored entry as the export reads it, without its operations.
 fn export_entry(row: &rusqlite::Row<'_>) -> Result<ExportEntry, StorageError> {
@@ -233,23 +302,46 @@ impl SqliteStorage {
     pub(super) async fn export_entries_by_day_impl(
         &self,
         patient_id: Uuid,
-    ) -> Result<Vec<ExportEntry>, StorageError> {
-        self.call(move |conn| {
-            // Days are fixed-width text and ids hyphenated lowercase: text order is their
-            // order, and the day index (which holds the id, the key of the table) walks it.
-            let mut page = conn.prepare_cached(&format!(
-                "SELECT {EXPORT_COLUMNS} FROM entries
-                 WHERE patient_id = ?1 AND day IS NOT NULL
-                 ORDER BY day, entry_id"
-            ))?;
-            let mut rows = page.query([patient_id.to_string()])?;
-            let mut entries = Vec::new();
-            while let Some(row) = rows.next()? {
-                entries.push(export_entry(row)?);
-            }
-            Ok(entries)
-        })
-        .await
+        page: u32,
+    ) -> Result<ExportPages, StorageError> {
+        let (sender, pages) = ExportPages::channel();
+        let Some(readers) = self.export_readers.clone() else {
+            // A database in memory has only its one connection, which writes too: it is read
+            // whole, then handed over, so that it is never held while the caller takes pages.
+            let read = self
+                .read(move |conn| {
+                    let mut full = Vec::new();
+                    let rest = read_by_day(conn, patient_id, page, |p| {
+                        full.push(p);
+                        true
+                    })?;
+                    Ok((full, rest))
+                })
+                .await;
+            tokio::spawn(async move {
+                match read {
+                    Ok((full, rest)) => {
+                        for p in full {
+                            if !sender.send(p).await {
+                                return;
+                            }
+                        }
+                        sender.end(Ok(rest)).await;
+                    }
+                    Err(e) => sender.end(Err(e)).await,
+                }
+            });
+            return Ok(pages);
+        };
+        tokio::task::spawn_blocking(move || {
+            let read = readers.take().and_then(|mut conn| {
+                let read = read_by_day(&mut conn, patient_id, page, |p| sender.blocking_send(p));
+                readers.give_back(conn);
+                read
+            });
+            sender.blocking_end(read);
+        });
+        Ok(pages)
     }
 
     pub(super) async fn first_entry_day_impl(
