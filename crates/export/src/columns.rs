@@ -128,7 +128,9 @@ impl Cell {
         // Writing to a String cannot fail.
         let _ = match self {
             Cell::Null => Ok(()),
-            Cell::Int(n) => write!(out, "{n}"),
+            // Ten or so numbers a row, millions of rows: itoa writes one several times faster
+            // than the formatting machinery.
+            Cell::Int(n) => out.write_str(itoa::Buffer::new().format(*n)),
             Cell::Float(x) => write!(out, "{x}"),
             Cell::Bool(b) => write!(out, "{b}"),
             Cell::Text(t) => out.write_str(t),

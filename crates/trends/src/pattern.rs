@@ -177,9 +177,10 @@ impl Sign {
 
     /// Whether the day shows the sign; `None` when the day's answers cannot tell.
     fn observe(self, day: &Day) -> Option<bool> {
-        let triggers = day.any_trigger().then_some(());
-        let locations = day.any_location().then_some(());
-        let kept_to_foot = !day.above_foot_or_radiating();
+        // Asked of every day for every sign: each part is worked out only by the signs that read it.
+        let triggers = || day.any_trigger().then_some(());
+        let locations = || day.any_location().then_some(());
+        let kept_to_foot = || !day.above_foot_or_radiating();
         match self {
             Sign::FirstStepPeak => first_step_peak(day),
             Sign::NoFirstStepPeak => {
@@ -199,15 +200,15 @@ impl Sign {
                 }
             }
             Sign::HeelTender => day.flag(Field::HeelTender),
-            Sign::EasesWithMovement => triggers.map(|()| day.eased_with(Trigger::Walking)),
-            Sign::LocalHeelPain => locations.map(|()| {
+            Sign::EasesWithMovement => triggers().map(|()| day.eased_with(Trigger::Walking)),
+            Sign::LocalHeelPain => locations().map(|()| {
                 let heel = [Location::HeelBottom, Location::HeelBack, Location::Arch]
                     .into_iter()
                     .any(|place| day.has_location(place));
                 heel && !PROXIMAL.into_iter().any(|place| day.has_location(place))
             }),
             Sign::NoNerveSigns => day.nerve_score().map(|score| score == 0.0),
-            Sign::WorseWithStanding => triggers.map(|()| {
+            Sign::WorseWithStanding => triggers().map(|()| {
                 (day.worse_with(Trigger::Standing) || day.worse_with(Trigger::Running))
                     && !eased_by_sitting_or_bending(day)
             }),
@@ -215,21 +216,21 @@ impl Sign {
             Sign::Radiating => day.flag(Field::Radiating),
             Sign::NumbnessTingling => day
                 .numbness()
-                .map(|severity| severity != Severity::Absent && !kept_to_foot),
+                .map(|severity| severity != Severity::Absent && !kept_to_foot()),
             Sign::Weakness => day.flag(Field::Weakness),
             Sign::NightPain => day
                 .flag(Field::NightPain)
-                .map(|night| night && !kept_to_foot),
+                .map(|night| night && !kept_to_foot()),
             Sign::HeelNumbness => day
                 .numbness()
-                .map(|severity| severity != Severity::Absent && kept_to_foot),
+                .map(|severity| severity != Severity::Absent && kept_to_foot()),
             Sign::HeelNightPain => day
                 .flag(Field::NightPain)
-                .map(|night| night && kept_to_foot),
+                .map(|night| night && kept_to_foot()),
             Sign::RestPainAboveFirstStep => {
                 let rest = day.score(Field::RestPain)?;
                 let first_step = day.score(Field::FirstStepPain)?;
-                Some(rest >= PAIN_TO_JUDGE_PEAK && rest > first_step && kept_to_foot)
+                Some(rest >= PAIN_TO_JUDGE_PEAK && rest > first_step && kept_to_foot())
             }
             Sign::SittingOrBending => {
                 if day.score(Field::SittingPain).is_none() && !day.any_trigger() {
@@ -243,11 +244,11 @@ impl Sign {
                 }
                 Some(worse_sitting_or_bending(day))
             }
-            Sign::EasedBySittingOrBending => triggers.map(|()| eased_by_sitting_or_bending(day)),
+            Sign::EasedBySittingOrBending => triggers().map(|()| eased_by_sitting_or_bending(day)),
             Sign::ProximalPain => {
-                locations.map(|()| PROXIMAL.into_iter().any(|place| day.has_location(place)))
+                locations().map(|()| PROXIMAL.into_iter().any(|place| day.has_location(place)))
             }
-            Sign::WorseWithCoughing => triggers.map(|()| day.worse_with(Trigger::Coughing)),
+            Sign::WorseWithCoughing => triggers().map(|()| day.worse_with(Trigger::Coughing)),
         }
     }
 

@@ -137,6 +137,24 @@ impl SqliteStorage {
         blocking(move || readers.with_one(f)).await
     }
 
+    /// Runs `f` on a connection of the exports' own when the database is a file (so a page of
+    /// an export never waits for, nor holds up, a push or a request), else on the reading one.
+    pub(super) async fn export_read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        let Some(readers) = self.export_readers.clone() else {
+            return self.read(f).await;
+        };
+        blocking(move || {
+            let mut conn = readers.take()?;
+            let result = f(&mut conn);
+            readers.give_back(conn);
+            result
+        })
+        .await
+    }
+
     /// Stores a push together with the others queued meanwhile (see
     /// [`push_group`](super::transactions::push_group)) and returns its results once committed.
     pub(super) async fn push_queued(
@@ -222,6 +240,9 @@ impl ExportReaders {
         let conn = Connection::open(&self.file)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "query_only", true)?;
+        // A page of entries and then the operations of its edited entries walk two indexes
+        // over the same stretch of the file; a cache as large as the writer's keeps both.
+        conn.pragma_update(None, "cache_size", -16_384)?;
         Ok(conn)
     }
 

@@ -238,7 +238,7 @@ impl SqliteStorage {
         after: Option<Uuid>,
         limit: u32,
     ) -> Result<Vec<ExportEntry>, StorageError> {
-        self.call(move |conn| {
+        self.export_read(move |conn| {
             // One read transaction: the page and the histories of its edited entries agree.
             let tx = conn.transaction()?;
             let patient = patient_id.to_string();
