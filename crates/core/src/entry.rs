@@ -322,21 +322,32 @@ impl EntryInput {
 /// readers (an export, a first sync) read millions of them and chrono's general parser costs
 /// several times more; any other spelling goes to chrono, so what is accepted does not change.
 fn plain_day<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NaiveDate, D::Error> {
-    let text = std::borrow::Cow::<'de, str>::deserialize(d)?;
-    let digits = |range: std::ops::Range<usize>| {
-        text.as_bytes()[range].iter().try_fold(0u32, |n, b| {
-            b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0'))
-        })
-    };
-    let plain = text.len() == 10 && text.as_bytes()[4] == b'-' && text.as_bytes()[7] == b'-';
-    if plain {
-        if let (Some(year), Some(month), Some(day)) = (digits(0..4), digits(5..7), digits(8..10)) {
-            if let Some(date) = NaiveDate::from_ymd_opt(year as i32, month, day) {
-                return Ok(date);
+    struct Day;
+    impl serde::de::Visitor<'_> for Day {
+        type Value = NaiveDate;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a day YYYY-MM-DD")
+        }
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<NaiveDate, E> {
+            let bytes = text.as_bytes();
+            let digits = |range: std::ops::Range<usize>| {
+                bytes[range].iter().try_fold(0u32, |n, b| {
+                    b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0'))
+                })
+            };
+            if bytes.len() == 10 && bytes[4] == b'-' && bytes[7] == b'-' {
+                if let (Some(year), Some(month), Some(day)) =
+                    (digits(0..4), digits(5..7), digits(8..10))
+                {
+                    if let Some(date) = NaiveDate::from_ymd_opt(year as i32, month, day) {
+                        return Ok(date);
+                    }
+                }
             }
+            text.parse().map_err(E::custom)
         }
     }
-    text.parse().map_err(serde::de::Error::custom)
+    d.deserialize_str(Day)
 }
 
 #[cfg(test)]

@@ -150,7 +150,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for StoredValues<'a> {
                     ) -> Result<Self::Value, M::Error> {
                         let mut values = Vec::with_capacity(map.size_hint().unwrap_or(16));
                         while let Some((name, field)) =
-                            map.next_entry::<FieldName<'a>, StoredField<'a>>()?
+                            map.next_entry::<FieldName, StoredField<'a>>()?
                         {
                             // A cleared field is as good as absent.
                             if field.value.get() != "null" {
@@ -167,20 +167,25 @@ impl<'de: 'a, 'a> Deserialize<'de> for StoredValues<'a> {
     }
 }
 
-/// A field name as stored. Names are plain words, so the text is borrowed; a name written with
-/// escapes is given its field's own name, and one no field has is refused.
-struct FieldName<'a>(&'a str);
+/// A field name as stored, checked against the field table (so a name no field has is refused
+/// whatever else the state lacks), held as the table's own text.
+struct FieldName(&'static str);
 
-impl<'de: 'a, 'a> Deserialize<'de> for FieldName<'a> {
+impl<'de> Deserialize<'de> for FieldName {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let name = Cow::<'a, str>::deserialize(d)?;
-        match name {
-            Cow::Borrowed(name) => Ok(FieldName(name)),
-            Cow::Owned(name) => name
-                .parse::<Field>()
-                .map(|field| FieldName(field.as_str()))
-                .map_err(|_| de::Error::custom(format!("unknown field `{name}`"))),
+        struct Name;
+        impl Visitor<'_> for Name {
+            type Value = FieldName;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<FieldName, E> {
+                name.parse::<Field>()
+                    .map(|field| FieldName(field.as_str()))
+                    .map_err(|_| E::custom(format!("unknown field `{name}`")))
+            }
         }
+        d.deserialize_str(Name)
     }
 }
 

@@ -147,6 +147,7 @@ async fn export<S: Storage>(
                 state.storage.clone(),
                 options,
                 key,
+                patients,
                 format!("entries.{}", format.as_str()),
             );
             Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
@@ -210,7 +211,7 @@ async fn fhir_file<S: Storage>(
     let key = key_of(&state)?;
     let patients = state.storage.consenting_patients().await?;
     log_start(&state, &analyst, &options, &patients).await?;
-    let body = stream(state.storage.clone(), options, key, file);
+    let body = stream(state.storage.clone(), options, key, patients, file);
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/fhir+ndjson")],
@@ -223,10 +224,22 @@ async fn fhir_file<S: Storage>(
 /// small enough that a slow client holds little memory.
 const CHUNK_BYTES: usize = 64 * 1024;
 
-/// The file `wanted` of an export, as a response body. The export runs in a task that reads
-/// one page of one patient at a time (the same run as the command line's), keeps the wanted
-/// file and drops the others; a slow client slows the reading (the channel holds a few chunks).
-fn stream<S: Storage>(storage: S, options: Options, key: ExportKey, wanted: String) -> Body {
+/// How long a chunk may wait for the client to take it. A client that stops reading would
+/// otherwise hold the export's database snapshot (and, on PostgreSQL, a pooled connection)
+/// for as long as it keeps the connection open.
+const CLIENT_STALL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The file `wanted` of an export of `patients` (the ones the export log names), as a
+/// response body. The export runs in a task that reads one page of one patient at a time (the
+/// same run as the command line's), keeps the wanted file and drops the others; a slow client
+/// slows the reading (the channel holds a few chunks), a stalled one ends the export.
+fn stream<S: Storage>(
+    storage: S,
+    options: Options,
+    key: ExportKey,
+    patients: Vec<uuid::Uuid>,
+    wanted: String,
+) -> Body {
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::spawn(async move {
         let buffer = SharedBuffer::default();
@@ -240,16 +253,24 @@ fn stream<S: Storage>(storage: S, options: Options, key: ExportKey, wanted: Stri
             async move {
                 match chunk {
                     Some(chunk) => tx
-                        .send(Ok(Bytes::from(chunk)))
+                        .send_timeout(Ok(Bytes::from(chunk)), CLIENT_STALL)
                         .await
-                        .map_err(|_| ExportFailure::Refused("the client went away".into())),
+                        .map_err(|_| {
+                            ExportFailure::Refused("the client went away or stopped reading".into())
+                        }),
                     None => Ok(()),
                 }
             }
         };
-        let result = export_into(&storage, &options, key, &mut files, &mut (), || {
-            sent(CHUNK_BYTES)
-        })
+        let result = export_into(
+            &storage,
+            &options,
+            key,
+            patients,
+            &mut files,
+            &mut (),
+            || sent(CHUNK_BYTES),
+        )
         .await;
         let last = match result {
             Ok(_) => sent(1).await,

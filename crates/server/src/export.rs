@@ -408,14 +408,21 @@ async fn write_folder<S: Storage>(
     let mut files = FolderFiles {
         root: temp.to_owned(),
     };
-    export_into(storage, options, key, &mut files, progress, || async {
-        Ok(())
-    })
+    let patients = storage.consenting_patients().await?;
+    export_into(
+        storage,
+        options,
+        key,
+        patients,
+        &mut files,
+        progress,
+        || async { Ok(()) },
+    )
     .await
 }
 
-/// Exports every consenting patient into `files`, in flat memory: one patient's pages at a
-/// time. `written` runs after each page and each patient, once what they make is in the files:
+/// Exports `patients` (the consenting ones, as the caller logged them) into `files`, in flat
+/// memory: one patient's pages at a time. `written` runs after each page and each patient, once what they make is in the files:
 /// a caller streaming the files elsewhere takes it from there (and may wait, which slows the
 /// reading). Returns what was written and the patients who contributed a row.
 ///
@@ -425,6 +432,7 @@ pub async fn export_into<S, W, F>(
     storage: &S,
     options: &Options,
     key: ExportKey,
+    patients: Vec<Uuid>,
     files: &mut (dyn OutputFiles + Send),
     progress: &mut (dyn Progress + Send),
     mut written: W,
@@ -435,7 +443,6 @@ where
     F: std::future::Future<Output = Result<(), ExportFailure>> + Send,
 {
     let mut exporter = Exporter::new(options.clone(), key, files)?;
-    let patients = storage.consenting_patients().await?;
     progress.start(patients.len() as u64);
     // Reading (the database, decoding each entry) runs on other threads while this one
     // writes: the two halves use two cores.
@@ -475,8 +482,12 @@ where
     .await;
     // On a failure here the reader finds the feed closed and stops.
     drop(feed);
-    let _ = reader.await;
+    // A reader that panicked closed the feed early: that is a cut export, never a whole one.
+    let read = reader
+        .await
+        .map_err(|e| ExportFailure::Refused(format!("the export's reading stopped: {e}")));
     result?;
+    read?;
     Ok((exporter.finish(files)?, exported))
 }
 

@@ -84,6 +84,12 @@ impl PostgresStorage {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(options.timeout);
         }
+        // Connections are not pinged at check-out (below): one whose peer vanished without
+        // closing it (a failover, a firewall dropping idle flows) must fail by itself, soon,
+        // instead of hanging each request that draws it until the request times out.
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(options.timeout);
+        }
         let manager = Manager::from_config(
             config.clone(),
             NoTls,
