@@ -605,12 +605,14 @@ async fn gzip_works_both_ways() {
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.json::<PushResponse>().results.len(), 50);
 
-    let request = Request::get("/v1/pull")
-        .header(header::AUTHORIZATION, format!("Bearer {}", phone.token))
-        .header(header::ACCEPT_ENCODING, "gzip")
-        .body(Body::empty())
-        .unwrap();
-    let answer = server.send(request).await;
+    let pull_accepting_gzip = |path: &str| {
+        Request::get(path)
+            .header(header::AUTHORIZATION, format!("Bearer {}", phone.token))
+            .header(header::ACCEPT_ENCODING, "gzip")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let answer = server.send(pull_accepting_gzip("/v1/pull")).await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(
         answer.headers.get(header::CONTENT_ENCODING).unwrap(),
@@ -619,12 +621,7 @@ async fn gzip_works_both_ways() {
     assert_eq!(answer.json::<PullResponse>().ops.len(), 50);
 
     // A short answer goes as it is, below the size where gzip pays.
-    let request = Request::get("/v1/pull?after=49")
-        .header(header::AUTHORIZATION, format!("Bearer {}", phone.token))
-        .header(header::ACCEPT_ENCODING, "gzip")
-        .body(Body::empty())
-        .unwrap();
-    let answer = server.send(request).await;
+    let answer = server.send(pull_accepting_gzip("/v1/pull?after=49")).await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.headers.get(header::CONTENT_ENCODING), None);
     assert_eq!(answer.json::<PullResponse>().ops.len(), 1);

@@ -351,19 +351,20 @@ fn the_http_export_streams_to_analyst_tokens_only() {
                 .contains(analyst["analyst_id"].as_str().unwrap())));
 
         // What streams over HTTP is what the command line writes, byte for byte.
+        let (csv_out, ndjson_out, fhir_out) = (
+            cohort.export_ok("csv"),
+            cohort.export_ok("ndjson"),
+            cohort.export_ok("fhir"),
+        );
         let streamed = [
-            ("csv", "entries.csv", &csv),
-            ("ndjson", "entries.ndjson", &body),
-            ("fhir", "Observation.ndjson", &lines),
-            ("fhir", "Patient.ndjson", &patients),
+            (csv_out.join("entries.csv"), &csv),
+            (ndjson_out.join("entries.ndjson"), &body),
+            (fhir_out.join("Observation.ndjson"), &lines),
+            (fhir_out.join("Patient.ndjson"), &patients),
         ];
-        for (format, file, streamed) in streamed {
-            let written = std::fs::read_to_string(cohort.out.path().join(format).join(file))
-                .unwrap_or_else(|_| {
-                    let folder = cohort.export_ok(format);
-                    std::fs::read_to_string(folder.join(file)).unwrap()
-                });
-            assert_eq!(&written, streamed, "{file} {}", backend.name());
+        for (file, streamed) in streamed {
+            let written = std::fs::read_to_string(&file).unwrap();
+            assert_eq!(&written, streamed, "{} {}", file.display(), backend.name());
         }
     }
 }
