@@ -25,6 +25,7 @@ pub(in crate::storage) const MIGRATIONS: &[Migration] = migrations!("server-sqli
     3 => "0003_epoch_and_erasure",
     4 => "0004_providers",
     5 => "0005_research_export",
+    6 => "0006_compact_entry_state",
 );
 
 /// How long a statement waits for a lock before the request fails as unavailable.
@@ -360,6 +361,52 @@ mod tests {
         // Opening an up-to-date database again changes nothing.
         migrate(&mut fresh, MIGRATIONS).unwrap();
         assert_eq!(versions_of(&fresh).len(), MIGRATIONS.len());
+    }
+
+    /// A database from before `0006_compact_entry_state` held each state field by field, the
+    /// stamp repeated with every value; after the upgrade every reader gets the same states.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn states_stored_field_by_field_read_the_same_after_the_upgrade() {
+        use crate::storage::conformance::{states_of_every_shape, states_read};
+        use heeldiary_core::EntryState;
+
+        let dir = tempfile::tempdir().unwrap();
+        let storage = SqliteStorage::open_dir(dir.path()).await.unwrap();
+        let (patient, states) = states_of_every_shape(&storage).await;
+        drop(storage);
+        let compact = MIGRATIONS
+            .iter()
+            .find(|m| m.name == "0006_compact_entry_state")
+            .unwrap();
+        {
+            // Back to the version before: the same rows, each state in the earlier form (the
+            // wire form, which was stored as it was), the migration not yet recorded.
+            let conn = Connection::open(dir.path().join(SqliteStorage::FILE_NAME)).unwrap();
+            let stored: Vec<(String, String)> = conn
+                .prepare("SELECT entry_id, state FROM entries")
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            for (entry_id, text) in stored {
+                let state = EntryState::from_stored(&text).unwrap();
+                let field_by_field = serde_json::to_string(&state).unwrap();
+                assert!(field_by_field.contains(r#""fields":"#));
+                conn.execute(
+                    "UPDATE entries SET state = ?2 WHERE entry_id = ?1",
+                    [&entry_id, &field_by_field],
+                )
+                .unwrap();
+            }
+            conn.execute(
+                "DELETE FROM schema_migrations WHERE version >= ?1",
+                [compact.version],
+            )
+            .unwrap();
+        }
+        let upgraded = SqliteStorage::open_dir(dir.path()).await.unwrap();
+        assert_eq!(states_read(&upgraded, patient).await, states);
     }
 
     #[test]

@@ -38,6 +38,12 @@ pub(super) fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T
         .map_err(|e| StorageError::Internal(format!("stored JSON unreadable: {e}")))
 }
 
+/// An entry state from its stored text.
+pub(super) fn parse_state(text: &str) -> Result<EntryState, StorageError> {
+    EntryState::from_stored(text)
+        .map_err(|e| StorageError::Internal(format!("stored entry state unreadable: {e}")))
+}
+
 /// Rows of [`FEED_COLUMNS`](crate::storage::FEED_COLUMNS) as raw values; decoded outside
 /// rusqlite's row callback.
 pub(super) type OpRow = (i64, String, i64, String, String, String, String);
@@ -283,7 +289,7 @@ fn load_states(
         while let Some(row) = rows.next()? {
             let entry_id: String = row.get(0)?;
             let state: String = row.get(1)?;
-            states.insert(parse_uuid(&entry_id)?, parse_json::<EntryState>(&state)?);
+            states.insert(parse_uuid(&entry_id)?, parse_state(&state)?);
         }
     }
     Ok(states)
@@ -304,8 +310,7 @@ fn save_states(
         save.raw_bind_parameter(2, received)?;
         for (row, (entry_id, state)) in chunk.iter().enumerate() {
             let first = 3 + row * 4;
-            let json =
-                serde_json::to_string(state).map_err(|e| StorageError::Internal(e.to_string()))?;
+            let json = state.to_stored();
             save.raw_bind_parameter(first, &*entry_id.hyphenated().encode_lower(&mut ids))?;
             save.raw_bind_parameter(first + 1, state.day())?;
             save.raw_bind_parameter(first + 2, state.is_deleted())?;
