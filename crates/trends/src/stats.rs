@@ -89,16 +89,15 @@ pub fn mann_kendall(values: &[f64]) -> Option<MannKendall> {
     }
     let mut s: i64 = 0;
     for (i, earlier) in values.iter().enumerate() {
+        // Branch-free so the pair loop vectorises; unordered pairs count 0 as before.
         for later in &values[i + 1..] {
-            s += match later.partial_cmp(earlier) {
-                Some(std::cmp::Ordering::Greater) => 1,
-                Some(std::cmp::Ordering::Less) => -1,
-                _ => 0,
-            };
+            s += i64::from(later > earlier) - i64::from(later < earlier);
         }
     }
     let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
+    // Values equal under `total_cmp` have the same bits, so an unstable sort gives the same
+    // slice without the stable sort's scratch buffer.
+    sorted.sort_unstable_by(f64::total_cmp);
     let tie_term: f64 = sorted
         .chunk_by(|a, b| a == b)
         .map(|group| {
@@ -156,7 +155,8 @@ pub fn lag1_autocorrelation(values: &[f64]) -> Option<f64> {
 /// Ranks 1..=n of `values`, ties given their mean rank.
 pub fn ranks(values: &[f64]) -> Vec<f64> {
     let mut order: Vec<usize> = (0..values.len()).collect();
-    order.sort_by(|a, b| values[*a].total_cmp(&values[*b]));
+    // Ties broken by position: the order a stable sort gives, without its scratch buffer.
+    order.sort_unstable_by(|a, b| values[*a].total_cmp(&values[*b]).then(a.cmp(b)));
     let mut ranks = vec![0.0; values.len()];
     let mut at = 0;
     while at < order.len() {
@@ -196,6 +196,7 @@ pub fn lag1_in_blocks(series: &[f64], block: usize, recent: Option<usize>) -> Op
     let (mut numerator, mut denominator, mut values) = (0.0, 0.0, 0usize);
     // Blocks fitted by a line alone, and by a line and a step.
     let (mut lines, mut steps) = (0usize, 0usize);
+    let mut fit = LeastSquares::default();
     for (index, chunk) in ranked.rchunks(block.max(MIN_BLOCK)).enumerate() {
         if chunk.len() < MIN_BLOCK {
             continue;
@@ -203,7 +204,7 @@ pub fn lag1_in_blocks(series: &[f64], block: usize, recent: Option<usize>) -> Op
         let step_at = recent
             .filter(|recent| index == 0 && *recent > 1 && *recent + 1 < chunk.len())
             .map(|recent| chunk.len() - recent);
-        let residuals = least_squares_residuals(chunk, step_at);
+        let residuals = fit.residuals(chunk, step_at);
         denominator += residuals.iter().map(|r| r * r).sum::<f64>();
         numerator += residuals
             .windows(2)
@@ -238,38 +239,75 @@ pub fn lag1_in_blocks(series: &[f64], block: usize, recent: Option<usize>) -> Op
     Some(rho)
 }
 
-/// Residuals of `values` from their least-squares fit on a constant, the position and, when
-/// `step_at` is given, a step from that position on (Gram–Schmidt on the regressors).
-fn least_squares_residuals(values: &[f64], step_at: Option<usize>) -> Vec<f64> {
-    let n = values.len();
-    let mut regressors: Vec<Vec<f64>> = vec![vec![1.0; n], (0..n).map(|t| t as f64).collect()];
-    if let Some(at) = step_at {
-        regressors.push((0..n).map(|t| if t >= at { 1.0 } else { 0.0 }).collect());
-    }
-    let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
-    let mut basis: Vec<Vec<f64>> = Vec::new();
-    for mut regressor in regressors {
-        for unit in &basis {
-            let along = dot(&regressor, unit);
-            regressor
+/// Buffers for least-squares residuals, kept from one block to the next so that a series cut
+/// into blocks allocates them once.
+#[derive(Default)]
+struct LeastSquares {
+    /// Orthonormal basis of the regressors, one unit vector after another.
+    basis: Vec<f64>,
+    regressor: Vec<f64>,
+    residuals: Vec<f64>,
+}
+
+#[derive(Clone, Copy)]
+enum Regressor {
+    Constant,
+    Position,
+    StepFrom(usize),
+}
+
+impl LeastSquares {
+    /// Residuals of `values` from their least-squares fit on a constant, the position and,
+    /// when `step_at` is given, a step from that position on (Gram–Schmidt on the regressors).
+    fn residuals(&mut self, values: &[f64], step_at: Option<usize>) -> &[f64] {
+        let n = values.len();
+        let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+        let Self {
+            basis,
+            regressor,
+            residuals,
+        } = self;
+        basis.clear();
+        let steps = step_at.map(Regressor::StepFrom);
+        for shape in [Some(Regressor::Constant), Some(Regressor::Position), steps]
+            .into_iter()
+            .flatten()
+        {
+            regressor.clear();
+            regressor.extend((0..n).map(|t| match shape {
+                Regressor::Constant => 1.0,
+                Regressor::Position => t as f64,
+                Regressor::StepFrom(at) => {
+                    if t >= at {
+                        1.0
+                    } else {
+                        0.0
+                    }
+                }
+            }));
+            for unit in basis.chunks_exact(n.max(1)) {
+                let along = dot(regressor, unit);
+                regressor
+                    .iter_mut()
+                    .zip(unit)
+                    .for_each(|(r, u)| *r -= along * u);
+            }
+            let norm = dot(regressor, regressor).sqrt();
+            if norm > 1e-9 {
+                basis.extend(regressor.iter().map(|r| r / norm));
+            }
+        }
+        residuals.clear();
+        residuals.extend_from_slice(values);
+        for unit in basis.chunks_exact(n.max(1)) {
+            let along = dot(residuals, unit);
+            residuals
                 .iter_mut()
                 .zip(unit)
                 .for_each(|(r, u)| *r -= along * u);
         }
-        let norm = dot(&regressor, &regressor).sqrt();
-        if norm > 1e-9 {
-            basis.push(regressor.iter().map(|r| r / norm).collect());
-        }
-    }
-    let mut residuals = values.to_vec();
-    for unit in &basis {
-        let along = dot(&residuals, unit);
         residuals
-            .iter_mut()
-            .zip(unit)
-            .for_each(|(r, u)| *r -= along * u);
     }
-    residuals
 }
 
 /// The Mann–Kendall test with the Hamed–Rao (1998) variance correction for serially
@@ -291,12 +329,17 @@ pub fn mann_kendall_hamed_rao_given(values: &[f64], rho: f64) -> Option<(MannKen
     let n = values.len();
     let nf = n as f64;
     let rho = rho.clamp(0.0, 0.95);
-    let sum: f64 = (1..n)
-        .map(|k| {
-            let kf = k as f64;
-            (nf - kf) * (nf - kf - 1.0) * (nf - kf - 2.0) * rho.powi(k as i32)
-        })
-        .sum();
+    // Without correlation every term is zero and the factor is exactly 1.
+    let sum: f64 = if rho == 0.0 {
+        0.0
+    } else {
+        (1..n)
+            .map(|k| {
+                let kf = k as f64;
+                (nf - kf) * (nf - kf - 1.0) * (nf - kf - 2.0) * rho.powi(k as i32)
+            })
+            .sum()
+    };
     let ratio = (1.0 + 2.0 * sum / (nf * (nf - 1.0) * (nf - 2.0))).max(1.0);
     let var_s = plain.var_s * ratio;
     let z = if var_s <= 0.0 || plain.s == 0 {
@@ -354,21 +397,21 @@ pub fn rank_shift_given(earlier: &[f64], later: &[f64], rho: Option<f64>) -> Opt
     if later.is_empty() || earlier.is_empty() {
         return None;
     }
-    let mut u = 0.0;
+    let (mut greater, mut equal) = (0usize, 0usize);
     let mut differences = Vec::with_capacity(later.len() * earlier.len());
     for l in later {
+        differences.extend(earlier.iter().map(|e| l - e));
+        // Counted as integers: U is a multiple of 0.5 far below 2^52, so it is the same exact
+        // value as summing 1 and 0.5 pair by pair.
         for e in earlier {
-            differences.push(l - e);
-            u += match l.partial_cmp(e) {
-                Some(std::cmp::Ordering::Greater) => 1.0,
-                Some(std::cmp::Ordering::Equal) => 0.5,
-                _ => 0.0,
-            };
+            greater += usize::from(l > e);
+            equal += usize::from(l == e);
         }
     }
+    let u = greater as f64 + 0.5 * equal as f64;
     let shift = median(&mut differences)?;
     let mut all: Vec<f64> = earlier.iter().chain(later).copied().collect();
-    all.sort_by(f64::total_cmp);
+    all.sort_unstable_by(f64::total_cmp);
     let total = n1 + n2;
     let ties: f64 = all
         .chunk_by(|a, b| a == b)
@@ -496,11 +539,10 @@ pub fn theil_sen(times: &[f64], values: &[f64]) -> Option<TheilSen> {
         }
     }
     let slope = median(&mut slopes)?;
-    let mut residuals: Vec<f64> = times
-        .iter()
-        .zip(values)
-        .map(|(t, v)| v - slope * t)
-        .collect();
+    // The slopes are spent: their buffer holds the residuals.
+    let mut residuals = slopes;
+    residuals.clear();
+    residuals.extend(times.iter().zip(values).map(|(t, v)| v - slope * t));
     let intercept = median(&mut residuals)?;
     Some(TheilSen { slope, intercept })
 }

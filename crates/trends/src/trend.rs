@@ -157,10 +157,18 @@ fn test(measure: Measure, window: &[Day], history: &[Day], as_of: NaiveDate) -> 
     let n = points.len();
     let values: Vec<f64> = points.iter().map(|(_, v)| *v).collect();
     let times: Vec<f64> = points.iter().map(|(day, _)| day.number as f64).collect();
-    let context: Vec<f64> = between(history, offset(as_of, 1 - CONTEXT_DAYS), as_of)
-        .iter()
-        .filter_map(|day| day.measure(measure))
-        .collect();
+    // The context is read once; the step test's stretches lie within it and are cut from it
+    // by date.
+    let (context_dates, context): (Vec<NaiveDate>, Vec<f64>) =
+        between(history, offset(as_of, 1 - CONTEXT_DAYS), as_of)
+            .iter()
+            .filter_map(|day| day.measure(measure).map(|value| (day.date, value)))
+            .unzip();
+    let context_between = |from: NaiveDate, to: NaiveDate| -> &[f64] {
+        let start = context_dates.partition_point(|date| *date < from);
+        let end = context_dates.partition_point(|date| *date <= to);
+        &context[start..end.max(start)]
+    };
     // A window longer than the context is its own context.
     let series = if context.len() > values.len() {
         &context
@@ -171,12 +179,7 @@ fn test(measure: Measure, window: &[Day], history: &[Day], as_of: NaiveDate) -> 
     // line takes little of a slow wander, short enough that a change over the months before
     // stays out of the estimate. The last block is the step test's six weeks, allowed a step
     // before its last two weeks.
-    let count_since = |days_back: i64| {
-        between(history, offset(as_of, 1 - days_back), as_of)
-            .iter()
-            .filter(|day| day.measure(measure).is_some())
-            .count()
-    };
+    let count_since = |days_back: i64| context_between(offset(as_of, 1 - days_back), as_of).len();
     let step_span = count_since(STEP_RECENT_DAYS + STEP_EARLIER_DAYS);
     let recent = count_since(STEP_RECENT_DAYS);
     let correlation = lag1_in_blocks(
@@ -212,29 +215,28 @@ fn test(measure: Measure, window: &[Day], history: &[Day], as_of: NaiveDate) -> 
         from: points.first().map(|(day, _)| day.date),
         to: points.last().map(|(day, _)| day.date),
         line,
-        step: step(measure, history, as_of, correlation),
+        step: step(context_between, as_of, correlation),
         correlation,
     }
 }
 
 /// The last two weeks to `as_of` against the four weeks before, the variance widened for the
-/// day-to-day correlation `correlation`.
-fn step(measure: Measure, history: &[Day], as_of: NaiveDate, correlation: f64) -> Option<Step> {
+/// day-to-day correlation `correlation`; `values` gives the measure's values between two
+/// dates.
+fn step<'a>(
+    values: impl Fn(NaiveDate, NaiveDate) -> &'a [f64],
+    as_of: NaiveDate,
+    correlation: f64,
+) -> Option<Step> {
     let recent_from = offset(as_of, 1 - STEP_RECENT_DAYS);
     let earlier_to = offset(recent_from, -1);
     let earlier_from = offset(recent_from, -STEP_EARLIER_DAYS);
-    let values = |from, to| -> Vec<f64> {
-        between(history, from, to)
-            .iter()
-            .filter_map(|day| day.measure(measure))
-            .collect()
-    };
     let earlier = values(earlier_from, earlier_to);
     let recent = values(recent_from, as_of);
     if (earlier.len() as u32) < MIN_STEP_DAYS || (recent.len() as u32) < MIN_STEP_DAYS {
         return None;
     }
-    let shift = rank_shift_given(&earlier, &recent, Some(correlation))?;
+    let shift = rank_shift_given(earlier, recent, Some(correlation))?;
     let period = |from, to, values: &[f64]| Period {
         from,
         to,
@@ -242,8 +244,8 @@ fn step(measure: Measure, history: &[Day], as_of: NaiveDate, correlation: f64) -
         mean_pain: Some(round(values.iter().sum::<f64>() / values.len() as f64)),
     };
     Some(Step {
-        earlier: period(earlier_from, earlier_to, &earlier),
-        recent: period(recent_from, as_of, &recent),
+        earlier: period(earlier_from, earlier_to, earlier),
+        recent: period(recent_from, as_of, recent),
         shift: round(shift.shift),
         p: shift.p,
     })
