@@ -40,5 +40,6 @@ pub use field::{
 };
 pub use hlc::{ClockError, Hlc, HlcClock, MAX_CLOCK_AHEAD_MS};
 pub use op::{merge, ApplyOutcome, EntryError, EntryState, FieldValue, MergedEntry, Op};
+pub use stored::Stored;
 pub use text::{check_label, check_plain_text};
 pub use vocab::{Location, Severity, Side, Treatment, Trigger, Vocabulary, Word, WordSet};

@@ -1,13 +1,21 @@
-//! An entry made from merged field values, whether they are held parsed ([`EntryState`]) or as
-//! the stored JSON text of one (`{"fields": {name: {"hlc": .., "value": ..}}}`): one conversion,
-//! fed each field's value by a deserializer, so both forms give the same entry or the same error.
-//! Reading the text this way skips building a JSON tree, which is what a bulk reader pays for.
+//! An entry state as the server stores it, and an entry made from merged field values, whether
+//! they are held parsed ([`EntryState`]) or as that stored text: one conversion, fed each field's
+//! value by a deserializer, so both forms give the same entry or the same error. Reading the text
+//! this way skips building a JSON tree, which is what a bulk reader pays for.
+//!
+//! The stored text groups the fields under the stamp of the operation that wrote them,
+//! `{"by_stamp": {stamp: {name: value}}}`. Most entries are written once and never edited, so
+//! they carry one stamp instead of one per field (the wire form, [`EntryState`]'s own serde form,
+//! repeats it per field): the text is about a third as long, and the server writes it with every
+//! push and reads it with every export.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, Visitor};
-use serde::{Deserialize, Deserializer};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::Value;
 use uuid::Uuid;
@@ -15,9 +23,96 @@ use uuid::Uuid;
 use crate::entry::Entry;
 use crate::error::ValidationError;
 use crate::field::Field;
-use crate::op::{EntryError, EntryState};
+use crate::hlc::Hlc;
+use crate::op::{EntryError, EntryState, FieldValue};
+
+/// An [`EntryState`] in its stored form: `Stored(&state)` serializes it, `Stored<EntryState>`
+/// deserializes one (for a JSON column read and written through serde).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored<S>(pub S);
+
+impl Serialize for Stored<&EntryState> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut by_stamp: BTreeMap<Hlc, Vec<(Field, &Value)>> = BTreeMap::new();
+        for (field, current) in &self.0.fields {
+            by_stamp
+                .entry(current.hlc)
+                .or_default()
+                .push((*field, &current.value));
+        }
+        struct Group<'a>(&'a [(Field, &'a Value)]);
+        impl Serialize for Group<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_map(self.0.iter().map(|(field, value)| (field, value)))
+            }
+        }
+        struct Groups<'a>(BTreeMap<Hlc, Vec<(Field, &'a Value)>>);
+        impl Serialize for Groups<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_map(self.0.iter().map(|(hlc, group)| (hlc, Group(group))))
+            }
+        }
+        let mut map = serializer.serialize_map(Some(1))?;
+        map.serialize_entry("by_stamp", &Groups(by_stamp))?;
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Stored<EntryState> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Text {
+            by_stamp: Groups,
+        }
+        struct Groups(EntryState);
+        impl<'de> Deserialize<'de> for Groups {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct Visit;
+                impl<'de> Visitor<'de> for Visit {
+                    type Value = Groups;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str("a map from stamps to the field values they wrote")
+                    }
+                    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Groups, M::Error> {
+                        let mut state = EntryState::default();
+                        while let Some((hlc, values)) =
+                            map.next_entry::<Hlc, BTreeMap<Field, Value>>()?
+                        {
+                            for (field, value) in values {
+                                let current = FieldValue { hlc, value };
+                                if state.fields.insert(field, current).is_some() {
+                                    return Err(de::Error::custom(format!(
+                                        "field `{field}` is stored under two stamps"
+                                    )));
+                                }
+                            }
+                        }
+                        Ok(Groups(state))
+                    }
+                }
+                d.deserialize_map(Visit)
+            }
+        }
+        Text::deserialize(d).map(|text| Stored(text.by_stamp.0))
+    }
+}
 
 impl EntryState {
+    /// The text the server stores for this state (see the module's documentation).
+    pub fn to_stored(&self) -> String {
+        serde_json::to_string(&Stored(self)).expect("a state's values are JSON already")
+    }
+
+    /// The state whose stored text is `stored`.
+    ///
+    /// # Failure
+    /// Text that is not a stored state (a field no entry has, a field under two stamps, an
+    /// unreadable stamp), naming where.
+    pub fn from_stored(stored: &str) -> Result<EntryState, serde_json::Error> {
+        serde_json::from_str::<Stored<EntryState>>(stored).map(|s| s.0)
+    }
+
     /// The entry as people see it.
     ///
     /// # Failure
@@ -54,22 +149,42 @@ impl EntryState {
     /// one: what a reader that orders stored states by day sorts on.
     pub fn stored_day(stored: &str) -> Option<NaiveDate> {
         #[derive(Deserialize)]
-        struct Stored<'a> {
+        struct Text<'a> {
             #[serde(borrow)]
-            fields: StoredDay<'a>,
+            by_stamp: DayOf<'a>,
         }
-        #[derive(Deserialize)]
-        struct StoredDay<'a> {
-            #[serde(borrow)]
-            day: Option<DayValue<'a>>,
+        struct DayOf<'a>(Option<Cow<'a, str>>);
+        impl<'de: 'a, 'a> Deserialize<'de> for DayOf<'a> {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                #[derive(Deserialize)]
+                struct Group<'a> {
+                    #[serde(borrow)]
+                    day: Option<Cow<'a, str>>,
+                }
+                struct Visit<'a>(std::marker::PhantomData<&'a ()>);
+                impl<'de: 'a, 'a> Visitor<'de> for Visit<'a> {
+                    type Value = DayOf<'a>;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str("a map from stamps to field values")
+                    }
+                    fn visit_map<M: MapAccess<'de>>(
+                        self,
+                        mut map: M,
+                    ) -> Result<DayOf<'a>, M::Error> {
+                        let mut day = None;
+                        while let Some((de::IgnoredAny, group)) =
+                            map.next_entry::<de::IgnoredAny, Group<'a>>()?
+                        {
+                            day = day.or(group.day);
+                        }
+                        Ok(DayOf(day))
+                    }
+                }
+                d.deserialize_map(Visit(std::marker::PhantomData))
+            }
         }
-        #[derive(Deserialize)]
-        struct DayValue<'a> {
-            #[serde(borrow)]
-            value: Option<Cow<'a, str>>,
-        }
-        let stored: Stored<'_> = serde_json::from_str(stored).ok()?;
-        stored.fields.day?.value?.parse().ok()
+        let text: Text<'_> = serde_json::from_str(stored).ok()?;
+        text.by_stamp.0?.parse().ok()
     }
 }
 
@@ -126,44 +241,57 @@ struct StoredValues<'a>(Vec<(&'a str, &'a RawValue)>);
 impl<'de: 'a, 'a> Deserialize<'de> for StoredValues<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
-        struct Stored<'a> {
+        struct Text<'a> {
             #[serde(borrow)]
-            fields: StoredFields<'a>,
+            by_stamp: ByStamp<'a>,
         }
-        #[derive(Deserialize)]
-        struct StoredField<'a> {
-            #[serde(borrow)]
-            value: &'a RawValue,
-        }
-        struct StoredFields<'a>(Vec<(&'a str, &'a RawValue)>);
-        impl<'de: 'a, 'a> Deserialize<'de> for StoredFields<'a> {
+        struct ByStamp<'a>(Vec<(&'a str, &'a RawValue)>);
+        impl<'de: 'a, 'a> Deserialize<'de> for ByStamp<'a> {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                struct Fields<'a>(std::marker::PhantomData<&'a ()>);
-                impl<'de: 'a, 'a> Visitor<'de> for Fields<'a> {
-                    type Value = StoredFields<'a>;
+                struct Groups<'a>(std::marker::PhantomData<&'a ()>);
+                impl<'de: 'a, 'a> Visitor<'de> for Groups<'a> {
+                    type Value = ByStamp<'a>;
                     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                        f.write_str("a map of field values")
+                        f.write_str("a map from stamps to field values")
                     }
                     fn visit_map<M: MapAccess<'de>>(
                         self,
                         mut map: M,
                     ) -> Result<Self::Value, M::Error> {
-                        let mut values = Vec::with_capacity(map.size_hint().unwrap_or(16));
-                        while let Some((name, field)) =
-                            map.next_entry::<FieldName, StoredField<'a>>()?
-                        {
-                            // A cleared field is as good as absent.
-                            if field.value.get() != "null" {
-                                values.push((name.0, field.value));
-                            }
+                        let mut values = Vec::with_capacity(24);
+                        while map.next_key::<de::IgnoredAny>()?.is_some() {
+                            map.next_value_seed(GroupInto(&mut values))?;
                         }
-                        Ok(StoredFields(values))
+                        Ok(ByStamp(values))
                     }
                 }
-                d.deserialize_map(Fields(std::marker::PhantomData))
+                d.deserialize_map(Groups(std::marker::PhantomData))
             }
         }
-        Stored::deserialize(d).map(|s| StoredValues(s.fields.0))
+        /// Appends one stamp's values to those of the stamps before it.
+        struct GroupInto<'v, 'a>(&'v mut Vec<(&'a str, &'a RawValue)>);
+        impl<'de: 'a, 'a> DeserializeSeed<'de> for GroupInto<'_, 'a> {
+            type Value = ();
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+                d.deserialize_map(self)
+            }
+        }
+        impl<'de: 'a, 'a> Visitor<'de> for GroupInto<'_, 'a> {
+            type Value = ();
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map of field values")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<(), M::Error> {
+                while let Some((name, value)) = map.next_entry::<FieldName, &'a RawValue>()? {
+                    // A cleared field is as good as absent.
+                    if value.get() != "null" {
+                        self.0.push((name.0, value));
+                    }
+                }
+                Ok(())
+            }
+        }
+        Text::deserialize(d).map(|text| StoredValues(text.by_stamp.0))
     }
 }
 
@@ -335,14 +463,16 @@ mod tests {
         ];
         for patches in cases {
             let state = state(&patches);
-            let text = serde_json::to_string(&state).unwrap();
+            let text = state.to_stored();
             assert_eq!(
                 EntryState::entry_from_stored(id, &text),
                 state.to_entry(id),
                 "{text}"
             );
+            assert_eq!(EntryState::from_stored(&text).unwrap(), state, "{text}");
             // A JSON column may hand the text back with spaces and its own key order.
-            let spaced = serde_json::to_string_pretty(&state).unwrap();
+            let spaced = serde_json::to_string_pretty(&Stored(&state)).unwrap();
+            assert_eq!(EntryState::from_stored(&spaced).unwrap(), state);
             assert_eq!(
                 EntryState::entry_from_stored(id, &spaced),
                 state.to_entry(id)
@@ -375,15 +505,27 @@ mod tests {
     #[test]
     fn text_that_is_not_a_stored_state_is_refused() {
         let id = Uuid::from_u128(1);
-        for text in ["not json", "{}", r#"{"fields": {"colour": {"value": 1}}}"#] {
+        let stamp = "000000000001-000000-00000000000000000000000000000007";
+        let refused = [
+            "not json".to_string(),
+            "{}".to_string(),
+            format!(r#"{{"by_stamp": {{"{stamp}": {{"colour": 1}}}}}}"#),
+            // The wire form is not the stored one.
+            serde_json::to_string(&state(&[whole()])).unwrap(),
+        ];
+        for text in &refused {
             let error = EntryState::entry_from_stored(id, text).unwrap_err();
             assert!(!error.is_incomplete(), "{text}: {error}");
+            assert!(EntryState::from_stored(text).is_err(), "{text}");
         }
         // An escaped name is read as the field it spells.
-        let escaped = r#"{"fields": {"d\u0061y": {"value": "2026-10-01"},
-            "recorded_at": {"value": "2026-10-01T08:00:00+02:00"}}}"#;
-        let entry = EntryState::entry_from_stored(id, escaped).unwrap();
+        let escaped = format!(
+            r#"{{"by_stamp": {{"{stamp}": {{"d\u0061y": "2026-10-01",
+            "recorded_at": "2026-10-01T08:00:00+02:00"}}}}}}"#
+        );
+        let entry = EntryState::entry_from_stored(id, &escaped).unwrap();
         assert_eq!(entry.day.to_string(), "2026-10-01");
+        assert!(EntryState::from_stored(&escaped).is_ok());
     }
 
     #[test]
@@ -392,7 +534,7 @@ mod tests {
         let state = state(&[json!({
             "day": "2026-10-01", "recorded_at": "2026-10-04T08:00:00.000+02:00"
         })]);
-        let text = serde_json::to_string(&state).unwrap();
+        let text = state.to_stored();
         assert!(EntryState::entry_from_stored(id, &text).unwrap().backfilled);
         assert!(state.to_entry(id).unwrap().backfilled);
     }
@@ -400,14 +542,61 @@ mod tests {
     #[test]
     fn the_stored_day_is_read_from_deleted_states_too() {
         let deleted = state(&[whole(), json!({"deleted": true})]);
-        let text = serde_json::to_string(&deleted).unwrap();
+        let text = deleted.to_stored();
         assert_eq!(
             EntryState::stored_day(&text),
             NaiveDate::from_ymd_opt(2026, 10, 1)
         );
-        let dayless = serde_json::to_string(&state(&[json!({"first_step_pain": 3})])).unwrap();
+        // The day edited later is read from the group of the later stamp.
+        let moved = state(&[whole(), json!({"day": "2026-10-02"})]).to_stored();
+        assert_eq!(
+            EntryState::stored_day(&moved),
+            NaiveDate::from_ymd_opt(2026, 10, 2)
+        );
+        let dayless = state(&[json!({"first_step_pain": 3})]).to_stored();
         assert_eq!(EntryState::stored_day(&dayless), None);
         assert_eq!(EntryState::stored_day("not json"), None);
+    }
+
+    #[test]
+    fn an_entry_written_once_stores_its_stamp_once() {
+        let once = state(&[whole()]);
+        let text = once.to_stored();
+        let stamp = once.fields[&Field::Day].hlc.to_string();
+        assert_eq!(text.matches(&stamp).count(), 1, "{text}");
+        assert!(
+            text.len() * 2 < serde_json::to_string(&once).unwrap().len(),
+            "{text}"
+        );
+        // An edit adds the editing stamp once, with just the fields it won.
+        let edited = state(&[whole(), json!({"first_step_pain": 2, "steps": 4200})]);
+        let text = edited.to_stored();
+        let value: Value = serde_json::from_str(&text).unwrap();
+        let groups = value["by_stamp"].as_object().unwrap();
+        assert_eq!(groups.len(), 2, "{text}");
+        let edit_stamp = edited.fields[&Field::FirstStepPain].hlc.to_string();
+        // `steps` moves to the edit's stamp too: the same value with a higher stamp wins.
+        assert_eq!(
+            groups[&edit_stamp],
+            json!({"first_step_pain": 2, "steps": 4200})
+        );
+    }
+
+    #[test]
+    fn a_field_under_two_stamps_is_refused_by_name() {
+        let text = r#"{"by_stamp": {
+            "000000000001-000000-00000000000000000000000000000007": {"steps": 1},
+            "000000000002-000000-00000000000000000000000000000007": {"steps": 2}}}"#;
+        let error = EntryState::from_stored(text).unwrap_err();
+        assert!(error.to_string().contains("`steps`"), "{error}");
+        let bad_stamp = r#"{"by_stamp": {"yesterday": {"steps": 1}}}"#;
+        assert!(EntryState::from_stored(bad_stamp).is_err());
+        let extra = r#"{"by_stamp": {}, "fields": {}}"#;
+        assert!(EntryState::from_stored(extra).is_err());
+        assert_eq!(
+            EntryState::from_stored(r#"{"by_stamp": {}}"#).unwrap(),
+            EntryState::default()
+        );
     }
 
     proptest! {
@@ -440,8 +629,9 @@ mod tests {
             }
             let state = state(&patches);
             let id = Uuid::from_u128(9);
-            let text = serde_json::to_string(&state).unwrap();
+            let text = state.to_stored();
             prop_assert_eq!(EntryState::entry_from_stored(id, &text), state.to_entry(id));
+            prop_assert_eq!(EntryState::from_stored(&text).unwrap(), state);
         }
     }
 }

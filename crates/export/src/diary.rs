@@ -30,8 +30,8 @@ pub struct EntryRecord {
     pub entry_id: Uuid,
     /// Whether a tombstone won.
     pub deleted: bool,
-    /// The merged field values as stored: the JSON text of an [`EntryState`] (may be empty for
-    /// a deleted entry). Kept as text so that an export decodes it straight into the entry.
+    /// The merged field values as stored: the text of [`EntryState::to_stored`] (may be empty
+    /// for a deleted entry). Kept as text so that an export decodes it straight into the entry.
     pub state: String,
     /// When the server last received a change to it: what `since` and `until` compare.
     pub last_received: DateTime<Utc>,
@@ -55,8 +55,7 @@ impl EntryRecord {
         EntryRecord {
             entry_id,
             deleted: state.is_deleted(),
-            // A map keyed by field names always serialises.
-            state: serde_json::to_string(&state).unwrap_or_default(),
+            state: state.to_stored(),
             last_received,
             ops,
         }

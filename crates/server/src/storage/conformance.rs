@@ -171,6 +171,69 @@ fn create(device: Uuid, seq: u64, entry: Uuid, wall_ms: u64) -> Op {
     )
 }
 
+/// A patient whose entries take every shape a stored state has: written once; edited by a
+/// second device (one field changed, one cleared, one added); deleted. Returns the patient and
+/// its states as [`states_read`] gives them. For a backend's migration tests.
+pub async fn states_of_every_shape<S: Storage>(s: &S) -> (Uuid, Vec<(Uuid, EntryState)>) {
+    let (patient, phone) = enrolled(s).await;
+    let tablet = add_device(s, patient).await;
+    let [once, edited, deleted] = [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()];
+    let mut from_phone = vec![
+        create(phone, 1, once, 1_000),
+        create(phone, 2, edited, 1_001),
+        create(phone, 3, deleted, 1_002),
+    ];
+    from_phone[1]
+        .patch
+        .insert(Field::Note, json!("a \"quoted\" note é"));
+    from_phone[1]
+        .patch
+        .insert(Field::Locations, json!(["arch", "heel_bottom"]));
+    let from_tablet = vec![
+        op(
+            tablet,
+            1,
+            edited,
+            2_000,
+            &[
+                (Field::FirstStepPain, json!(3)),
+                (Field::Locations, Value::Null),
+                (Field::Numbness, json!("mild")),
+            ],
+        ),
+        op(tablet, 2, deleted, 2_001, &[(Field::Deleted, json!(true))]),
+    ];
+    s.push(patient, from_phone, t0()).await.unwrap();
+    s.push(patient, from_tablet, t0() + Duration::minutes(1))
+        .await
+        .unwrap();
+    let states = states_read(s, patient).await;
+    assert_eq!(states.len(), 3);
+    (patient, states)
+}
+
+/// The states of `patient`'s entries as every reader of them gets them (the provider's list,
+/// an entry's history, the export's pages), checking that those readers agree.
+pub async fn states_read<S: Storage>(s: &S, patient: Uuid) -> Vec<(Uuid, EntryState)> {
+    let listed = s.patient_entries(patient).await.unwrap();
+    let exported = s.export_entries(patient, None, 100).await.unwrap();
+    assert_eq!(exported.len(), listed.len());
+    for (id, state) in &listed {
+        let history = s.entry(patient, *id, 0, 100).await.unwrap().unwrap();
+        assert_eq!(&history.state, state, "{id}");
+        let export = exported.iter().find(|e| e.entry_id == *id).unwrap();
+        assert_eq!(export.deleted, state.is_deleted(), "{id}");
+        if !export.deleted {
+            assert_eq!(&EntryState::from_stored(&export.state).unwrap(), state);
+            assert_eq!(
+                EntryState::entry_from_stored(*id, &export.state),
+                state.to_entry(*id)
+            );
+        }
+    }
+    listed
+}
+
 /// `n` ops of `device`, numbered from `first_seq`, each creating its own entry. Also for a
 /// backend's own tests.
 pub fn batch(device: Uuid, first_seq: u64, n: u64) -> Vec<Op> {
@@ -1192,7 +1255,7 @@ pub async fn export_entries_page_the_stored_states_by_id_and_by_day<S: Storage>(
             assert_eq!(e.ops.len(), 2, "a deleted entry keeps its history");
             continue;
         }
-        let state: EntryState = serde_json::from_str(&e.state).unwrap();
+        let state = EntryState::from_stored(&e.state).unwrap();
         assert_eq!(state, stored.state);
         if e.entry_id == edited {
             assert_eq!(e.ops, stored.ops);

@@ -309,7 +309,7 @@ pub struct ExportEntry {
     pub day: Option<chrono::NaiveDate>,
     /// Whether a tombstone won.
     pub deleted: bool,
-    /// The merged field values as stored, the JSON text of an [`EntryState`] (empty for a
+    /// The merged field values as stored, the text of [`EntryState::to_stored`] (empty for a
     /// deleted entry): the export decodes it straight into the entry it writes.
     pub state: String,
     /// When the server last received a change to it.

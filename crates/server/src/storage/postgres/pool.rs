@@ -23,6 +23,7 @@ pub(in crate::storage) const MIGRATIONS: &[Migration] = migrations!("server-post
     5 => "0005_research_export",
     6 => "0006_push_without_row_checks",
     7 => "0007_push_json_text",
+    8 => "0008_compact_entry_state",
 );
 
 /// Schema version a fresh PostgreSQL database gets.
@@ -354,6 +355,50 @@ mod tests {
         let stored = stored.unwrap().unwrap();
         assert_eq!(stored.state, state);
         assert_eq!(stored.ops.len(), 2);
+    }
+
+    /// A database from before `0008_compact_entry_state` held each state field by field, the
+    /// stamp repeated with every value; after the upgrade every reader gets the same states.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn states_stored_field_by_field_read_the_same_after_the_upgrade() {
+        use crate::storage::conformance::{states_of_every_shape, states_read};
+        use heeldiary_core::EntryState;
+
+        let test = "states_stored_field_by_field_read_the_same_after_the_upgrade";
+        let Some(schema) = migrated(test).await else {
+            return;
+        };
+        let (patient, states) =
+            states_of_every_shape(&schema.open(&PoolOptions::default()).await).await;
+        let compact = MIGRATIONS
+            .iter()
+            .find(|m| m.name == "0008_compact_entry_state")
+            .unwrap();
+        // Back to the version before: the same rows, each state in the earlier form (the wire
+        // form, which was stored as it was), the migration not yet recorded.
+        for row in schema
+            .query("SELECT entry_id || ' ' || state::text FROM entries")
+            .await
+        {
+            let (entry_id, text) = row.split_once(' ').unwrap();
+            let state = EntryState::from_stored(text).unwrap();
+            let field_by_field = serde_json::to_string(&state).unwrap();
+            assert!(field_by_field.contains(r#""fields":"#));
+            schema
+                .query(&format!(
+                    "UPDATE entries SET state = '{}' WHERE entry_id = '{entry_id}'",
+                    field_by_field.replace('\'', "''")
+                ))
+                .await;
+        }
+        schema
+            .query(&format!(
+                "DELETE FROM schema_migrations WHERE version >= {}",
+                compact.version
+            ))
+            .await;
+        let upgraded = schema.open(&PoolOptions::default()).await;
+        assert_eq!(states_read(&upgraded, patient).await, states);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,7 @@
 
 use crate::storage::some_row;
 use chrono::{DateTime, Utc};
-use heeldiary_core::EntryState;
+use heeldiary_core::{EntryState, Stored};
 use tokio_postgres::types::Json;
 use tokio_postgres::{IsolationLevel, Row};
 use uuid::Uuid;
@@ -433,7 +433,7 @@ impl ProviderStorage for PostgresStorage {
             )
             .await?;
         let entry = |r: &Row| -> Result<(Uuid, EntryState), Fault> {
-            let Json(state): Json<EntryState> = r.try_get(1)?;
+            let Json(Stored(state)): Json<Stored<EntryState>> = r.try_get(1)?;
             Ok((r.try_get(0)?, state))
         };
         Ok(rows.iter().map(entry).collect::<Result<_, _>>()?)

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use heeldiary_core::wire::PushResult;
-use heeldiary_core::{EntryState, Op};
+use heeldiary_core::{EntryState, Op, Stored};
 use tokio_postgres::types::Json;
 use tokio_postgres::{IsolationLevel, Row};
 use uuid::Uuid;
@@ -198,7 +198,7 @@ impl Storage for PostgresStorage {
                 let Some(state) = state else {
                     return Ok(None);
                 };
-                let Json(state): Json<EntryState> = state.try_get(0)?;
+                let Json(Stored(state)): Json<Stored<EntryState>> = state.try_get(0)?;
                 let rows = tx
                     .query(
                         &format!(

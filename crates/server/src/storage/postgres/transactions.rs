@@ -9,7 +9,7 @@ use std::pin::pin;
 use chrono::{DateTime, NaiveDate, Utc};
 use deadpool_postgres::Transaction;
 use heeldiary_core::wire::{PulledOp, PushResult};
-use heeldiary_core::{EntryState, Op, Patch};
+use heeldiary_core::{EntryState, Op, Patch, Stored};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{Json, ToSql, Type};
 use tokio_postgres::{IsolationLevel, Row};
@@ -359,7 +359,7 @@ const LOAD_STATES: &str =
 fn decode_states(rows: &[Row]) -> Result<BTreeMap<Uuid, EntryState>, Fault> {
     rows.iter()
         .map(|r| {
-            let Json(state) = r.try_get(1)?;
+            let Json(Stored(state)) = r.try_get(1)?;
             Ok((r.try_get(0)?, state))
         })
         .collect()
@@ -425,7 +425,7 @@ async fn insert_states(
                 entry_id,
                 &day_of(state)?,
                 &state.is_deleted(),
-                &Json(state),
+                &Json(Stored(*state)),
                 &updated_at,
             ])
             .await?;
@@ -449,7 +449,8 @@ async fn update_states(
         .map(|(_, s)| day_of(s))
         .collect::<Result<_, _>>()?;
     let deleted: Vec<bool> = states.iter().map(|(_, s)| s.is_deleted()).collect();
-    let json: Vec<Json<&EntryState>> = states.iter().map(|(_, s)| Json(*s)).collect();
+    let json: Vec<Json<Stored<&EntryState>>> =
+        states.iter().map(|(_, s)| Json(Stored(*s))).collect();
     let update = tx
         .prepare_cached(
             "UPDATE entries SET day = t.d, deleted = t.x, state = t.s, updated_at = $6

@@ -3,8 +3,9 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, TryLockError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, ErrorCode, TransactionBehavior};
@@ -25,6 +26,7 @@ pub(in crate::storage) const MIGRATIONS: &[Migration] = migrations!("server-sqli
     3 => "0003_epoch_and_erasure",
     4 => "0004_providers",
     5 => "0005_research_export",
+    6 => "0006_compact_entry_state",
 );
 
 /// How long a statement waits for a lock before the request fails as unavailable.
@@ -56,11 +58,11 @@ impl SqliteStorage {
             // admin command beside a running server) may hold for a moment.
             conn.busy_timeout(BUSY_TIMEOUT)?;
             conn.pragma_update(None, "journal_mode", "WAL")?;
-            // A first sync writes thousands of operations per commit. Checkpointing every 1,000
-            // pages (the default) copies the same index pages back into the file commit after
-            // commit; every 10,000 (about 40 MiB of log) copies them less often, and a cache of
-            // 16 MiB keeps more of the indexes' growing edges in memory. Both are fixed bounds,
-            // whatever the number of entries.
+            // The checkpointer thread copies the log into the file in the background (see
+            // `Checkpoints`). Should it fall behind, or be held back by a long read, a commit
+            // that leaves 10,000 pages (about 40 MiB) in the log checkpoints by itself: a fixed
+            // bound on the log, whatever the number of entries. A cache of 16 MiB keeps more of
+            // the indexes' growing edges in memory.
             conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
             conn.pragma_update(None, "cache_size", -16_384)?;
             Ok(conn)
@@ -79,12 +81,14 @@ impl SqliteStorage {
                 .collect::<Result<Vec<_>, StorageError>>()
         })
         .await?;
+        let checkpoints = Checkpoints::start(&file)?;
         Ok(Self {
             readers: Arc::new(Readers::new(readers)),
             export_readers: Some(Arc::new(ExportReaders {
                 file,
                 idle: Mutex::default(),
             })),
+            checkpoints: Some(checkpoints),
             ..storage
         })
     }
@@ -116,6 +120,7 @@ impl SqliteStorage {
             conn,
             queued_pushes: Arc::default(),
             export_readers: None,
+            checkpoints: None,
         })
     }
 
@@ -124,7 +129,11 @@ impl SqliteStorage {
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StorageError> + Send + 'static,
     ) -> Result<T, StorageError> {
-        on(&self.conn, f).await
+        let result = on(&self.conn, f).await;
+        if let Some(checkpoints) = &self.checkpoints {
+            checkpoints.committed();
+        }
+        result
     }
 
     /// Runs `f` on a reading connection on the blocking pool: it sees what was committed
@@ -184,6 +193,63 @@ impl SqliteStorage {
         answered
             .await
             .map_err(|_| StorageError::Internal("the push was dropped before its commit".into()))?
+    }
+}
+
+/// The checkpointer: a thread with a connection of its own that copies committed pages from the
+/// log into the database file (a passive checkpoint, which never blocks the writer nor the
+/// readers), woken after writes and running at most once per [`CHECKPOINT_INTERVAL`].
+///
+/// Why: SQLite checkpoints inside the commit that crosses its threshold, so the pushes of that
+/// commit wait for pages to be copied and the file synced before they are answered, and every
+/// push queued behind them waits too. Here the copying runs on another core while the writer
+/// goes on; the writer's own threshold stays as the bound for a checkpointer that falls behind.
+#[derive(Clone)]
+pub(super) struct Checkpoints {
+    wake: SyncSender<()>,
+}
+
+/// How often the checkpointer copies the log at most: often enough that the log stays short
+/// under any load, rarely enough that index pages changed by every commit are not copied over
+/// and over.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
+
+impl Checkpoints {
+    /// Starts the checkpointer of the database `file`. It stops once every handle is dropped.
+    fn start(file: &Path) -> Result<Self, StorageError> {
+        let conn = Connection::open(file)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        // The file is synced after each checkpoint, as the writer's own checkpoints sync it.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        let (wake, woken) = mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(&conn, &woken))
+            .map_err(|e| StorageError::Internal(format!("cannot start the checkpointer: {e}")))?;
+        Ok(Self { wake })
+    }
+
+    /// Tells the checkpointer that a write was committed.
+    pub(super) fn committed(&self) {
+        // A full channel means a wake is pending already: the checkpoint it triggers covers
+        // this commit too.
+        let _ = self.wake.try_send(());
+    }
+}
+
+fn checkpoint_loop(conn: &Connection, woken: &Receiver<()>) {
+    let mut last = Instant::now();
+    while woken.recv().is_ok() {
+        let since = last.elapsed();
+        if since < CHECKPOINT_INTERVAL {
+            std::thread::sleep(CHECKPOINT_INTERVAL - since);
+        }
+        // The commits made during the wait are covered by this checkpoint.
+        while woken.try_recv().is_ok() {}
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "background checkpoint failed; the writer checkpoints instead");
+        }
+        last = Instant::now();
     }
 }
 
@@ -360,6 +426,88 @@ mod tests {
         // Opening an up-to-date database again changes nothing.
         migrate(&mut fresh, MIGRATIONS).unwrap();
         assert_eq!(versions_of(&fresh).len(), MIGRATIONS.len());
+    }
+
+    /// A database from before `0006_compact_entry_state` held each state field by field, the
+    /// stamp repeated with every value; after the upgrade every reader gets the same states.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn states_stored_field_by_field_read_the_same_after_the_upgrade() {
+        use crate::storage::conformance::{states_of_every_shape, states_read};
+        use heeldiary_core::EntryState;
+
+        let dir = tempfile::tempdir().unwrap();
+        let storage = SqliteStorage::open_dir(dir.path()).await.unwrap();
+        let (patient, states) = states_of_every_shape(&storage).await;
+        drop(storage);
+        let compact = MIGRATIONS
+            .iter()
+            .find(|m| m.name == "0006_compact_entry_state")
+            .unwrap();
+        {
+            // Back to the version before: the same rows, each state in the earlier form (the
+            // wire form, which was stored as it was), the migration not yet recorded.
+            let conn = Connection::open(dir.path().join(SqliteStorage::FILE_NAME)).unwrap();
+            let stored: Vec<(String, String)> = conn
+                .prepare("SELECT entry_id, state FROM entries")
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            for (entry_id, text) in stored {
+                let state = EntryState::from_stored(&text).unwrap();
+                let field_by_field = serde_json::to_string(&state).unwrap();
+                assert!(field_by_field.contains(r#""fields":"#));
+                conn.execute(
+                    "UPDATE entries SET state = ?2 WHERE entry_id = ?1",
+                    [&entry_id, &field_by_field],
+                )
+                .unwrap();
+            }
+            conn.execute(
+                "DELETE FROM schema_migrations WHERE version >= ?1",
+                [compact.version],
+            )
+            .unwrap();
+        }
+        let upgraded = SqliteStorage::open_dir(dir.path()).await.unwrap();
+        assert_eq!(states_read(&upgraded, patient).await, states);
+    }
+
+    /// Commits reach the database file through the checkpointer: in WAL mode only a checkpoint
+    /// writes the file, and these commits leave far fewer pages in the log than the writer's
+    /// own threshold.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_checkpointer_copies_commits_into_the_file() {
+        use crate::storage::conformance::{batch, enrolled};
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(SqliteStorage::FILE_NAME);
+        let storage = SqliteStorage::open_dir(dir.path()).await.unwrap();
+        let (patient, device) = enrolled(&storage).await;
+        let size = || std::fs::metadata(&file).unwrap().len();
+        let before = size();
+        storage
+            .push(patient, batch(device, 1, 2_000), Utc::now())
+            .await
+            .unwrap();
+        let log = dir.path().join(format!("{}-wal", SqliteStorage::FILE_NAME));
+        let log_pages = std::fs::metadata(&log).unwrap().len() / 4096;
+        assert!(
+            log_pages < 10_000,
+            "{log_pages} pages reach the writer's threshold"
+        );
+        // Waits for the checkpointer, however slow the machine.
+        let mut waited = 0;
+        while size() <= before {
+            assert!(waited < 600, "no checkpoint after {waited} tries");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            waited += 1;
+        }
+        assert_eq!(
+            storage.pull(patient, 0, 5_000).await.unwrap().ops.len(),
+            2_000
+        );
     }
 
     #[test]

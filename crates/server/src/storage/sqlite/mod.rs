@@ -5,7 +5,8 @@
 //! answer the questions every request asks (whose token, which epoch) and read the feed from the
 //! last committed state, so they never wait behind a commit syncing the disk, nor for each
 //! other. Exports read each patient's snapshot on read-only connections of their own, so a long
-//! read holds up none of them. The file is opened in WAL mode with foreign keys on, and migrated
+//! read holds up none of them. A thread of its own copies committed pages from the log into the file
+//! (a checkpoint) beside the writer, so a commit does not wait for it. The file is opened in WAL mode with foreign keys on, and migrated
 //! at open from the numbered files in `schema/server-sqlite/`, all in one transaction. A
 //! database written by a newer server is refused, never changed.
 //!
@@ -42,6 +43,9 @@ pub struct SqliteStorage {
     /// Connections that the exports read a patient's snapshot on; `None` for a database in
     /// memory, which no other connection can open.
     export_readers: Option<Arc<connection::ExportReaders>>,
+    /// Wakes the thread that copies committed pages from the log into the file; `None` for a
+    /// database in memory.
+    checkpoints: Option<connection::Checkpoints>,
 }
 
 impl std::fmt::Debug for SqliteStorage {

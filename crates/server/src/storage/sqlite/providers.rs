@@ -7,7 +7,7 @@ use heeldiary_core::EntryState;
 use rusqlite::{params, OptionalExtension};
 use uuid::Uuid;
 
-use super::transactions::{parse_json, parse_time, parse_uuid, time_text};
+use super::transactions::{parse_state, parse_time, parse_uuid, time_text};
 use super::SqliteStorage;
 use crate::secrets::SecretHash;
 use crate::storage::providers::{
@@ -517,7 +517,7 @@ impl ProviderStorage for SqliteStorage {
                 .query_map([patient_id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<Result<_, _>>()?;
             rows.into_iter()
-                .map(|(id, state)| Ok((parse_uuid(&id)?, parse_json(&state)?)))
+                .map(|(id, state)| Ok((parse_uuid(&id)?, parse_state(&state)?)))
                 .collect()
         })
         .await

@@ -12,7 +12,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use uuid::Uuid;
 
 use super::transactions::{
-    enrol_tx, op_row, parse_json, parse_time, parse_uuid, register_device, time_text, DeviceRow,
+    enrol_tx, op_row, parse_state, parse_time, parse_uuid, register_device, time_text, DeviceRow,
     FeedDecoder, OpRow,
 };
 use super::SqliteStorage;
@@ -249,7 +249,7 @@ impl Storage for SqliteStorage {
             let has_more = rows.len() > limit as usize;
             let mut decoder = FeedDecoder::default();
             Ok(Some(StoredEntry {
-                state: parse_json(&state)?,
+                state: parse_state(&state)?,
                 ops: rows
                     .into_iter()
                     .take(limit as usize)

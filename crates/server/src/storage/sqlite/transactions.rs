@@ -3,6 +3,7 @@
 //! what it needs inside one immediate transaction and write its outcome.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use heeldiary_core::wire::{PulledOp, PushResult};
@@ -36,6 +37,12 @@ pub(super) fn parse_uuid(text: &str) -> Result<Uuid, StorageError> {
 pub(super) fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StorageError> {
     serde_json::from_str(text)
         .map_err(|e| StorageError::Internal(format!("stored JSON unreadable: {e}")))
+}
+
+/// An entry state from its stored text.
+pub(super) fn parse_state(text: &str) -> Result<EntryState, StorageError> {
+    EntryState::from_stored(text)
+        .map_err(|e| StorageError::Internal(format!("stored entry state unreadable: {e}")))
 }
 
 /// Rows of [`FEED_COLUMNS`](crate::storage::FEED_COLUMNS) as raw values; decoded outside
@@ -116,6 +123,21 @@ fn value_rows(rows: usize, per_row: usize) -> String {
     (0..rows).map(row_of).collect::<Vec<_>>().join(", ")
 }
 
+/// The text `make` gives for `rows` rows (1 to [`ROWS_PER_STATEMENT`]), made once for every
+/// number of rows and kept in `texts`: the statement cache is looked up by text, for every chunk
+/// of every push.
+fn statement_text(
+    texts: &'static OnceLock<Vec<String>>,
+    make: fn(usize) -> String,
+    rows: usize,
+) -> &'static str {
+    &texts.get_or_init(|| (1..=ROWS_PER_STATEMENT).map(make).collect())[rows - 1]
+}
+
+static INSERT_OPS: OnceLock<Vec<String>> = OnceLock::new();
+static LOAD_STATES: OnceLock<Vec<String>> = OnceLock::new();
+static SAVE_STATES: OnceLock<Vec<String>> = OnceLock::new();
+
 /// `INSERT INTO ops` of `rows` rows; each binds its cursor, device, sequence, entry, stamp and
 /// patch.
 fn insert_ops_sql(rows: usize) -> String {
@@ -170,6 +192,15 @@ pub(super) fn push_group(conn: &mut Connection, group: Vec<QueuedPush>) {
     let outcome = (|| -> Result<Vec<Result<Vec<PushResult>, StorageError>>, StorageError> {
         // IMMEDIATE takes the write lock at once: pushes serialize and cursors commit in order.
         let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if let [push] = group.as_slice() {
+            // Alone, a push that fails rolls the whole transaction back: no savepoint needed
+            // (a savepoint copies every page it changes, in case it is rolled back).
+            let result = push_in(&tx, push.patient_id, &push.ops, push.received_at);
+            if result.is_ok() {
+                tx.commit()?;
+            }
+            return Ok(vec![result]);
+        }
         let mut results = Vec::with_capacity(group.len());
         for push in &group {
             let mut savepoint = tx.savepoint()?;
@@ -242,7 +273,8 @@ fn insert_ops(
 ) -> Result<(), StorageError> {
     let mut ids = Uuid::encode_buffer();
     for chunk in applied.chunks(ROWS_PER_STATEMENT) {
-        let mut insert = tx.prepare_cached(&insert_ops_sql(chunk.len()))?;
+        let mut insert =
+            tx.prepare_cached(statement_text(&INSERT_OPS, insert_ops_sql, chunk.len()))?;
         insert.raw_bind_parameter(1, patient)?;
         insert.raw_bind_parameter(2, received)?;
         for (row, (cursor, op)) in chunk.iter().enumerate() {
@@ -274,7 +306,8 @@ fn load_states(
     let mut ids = Uuid::encode_buffer();
     let mut states = BTreeMap::new();
     for chunk in entry_ids.chunks(ROWS_PER_STATEMENT) {
-        let mut load = tx.prepare_cached(&load_states_sql(chunk.len()))?;
+        let mut load =
+            tx.prepare_cached(statement_text(&LOAD_STATES, load_states_sql, chunk.len()))?;
         load.raw_bind_parameter(1, patient)?;
         for (row, entry_id) in chunk.iter().enumerate() {
             load.raw_bind_parameter(row + 2, &*entry_id.hyphenated().encode_lower(&mut ids))?;
@@ -283,7 +316,7 @@ fn load_states(
         while let Some(row) = rows.next()? {
             let entry_id: String = row.get(0)?;
             let state: String = row.get(1)?;
-            states.insert(parse_uuid(&entry_id)?, parse_json::<EntryState>(&state)?);
+            states.insert(parse_uuid(&entry_id)?, parse_state(&state)?);
         }
     }
     Ok(states)
@@ -299,13 +332,13 @@ fn save_states(
     let mut ids = Uuid::encode_buffer();
     let states: Vec<(&Uuid, &EntryState)> = states.iter().collect();
     for chunk in states.chunks(ROWS_PER_STATEMENT) {
-        let mut save = tx.prepare_cached(&save_states_sql(chunk.len()))?;
+        let mut save =
+            tx.prepare_cached(statement_text(&SAVE_STATES, save_states_sql, chunk.len()))?;
         save.raw_bind_parameter(1, patient)?;
         save.raw_bind_parameter(2, received)?;
         for (row, (entry_id, state)) in chunk.iter().enumerate() {
             let first = 3 + row * 4;
-            let json =
-                serde_json::to_string(state).map_err(|e| StorageError::Internal(e.to_string()))?;
+            let json = state.to_stored();
             save.raw_bind_parameter(first, &*entry_id.hyphenated().encode_lower(&mut ids))?;
             save.raw_bind_parameter(first + 1, state.day())?;
             save.raw_bind_parameter(first + 2, state.is_deleted())?;
