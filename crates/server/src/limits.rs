@@ -214,3 +214,43 @@ impl AsyncWrite for CappedStream {
         self.stream.is_write_vectored()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn push(headers: &[(&'static str, &str)]) -> Request {
+        let mut request = axum::http::Request::post("/v1/push");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.body(axum::body::Body::empty()).unwrap()
+    }
+
+    #[test]
+    fn only_short_uncompressed_pushes_of_declared_length_are_small() {
+        let at_most = SMALL_PUSH_BYTES.to_string();
+        let beyond = (SMALL_PUSH_BYTES + 1).to_string();
+        assert!(is_small_push(&push(&[("content-length", "312")])));
+        assert!(is_small_push(&push(&[("content-length", &at_most)])));
+        assert!(is_small_push(&push(&[
+            ("content-length", "312"),
+            ("content-encoding", "identity")
+        ])));
+
+        assert!(!is_small_push(&push(&[("content-length", &beyond)])));
+        // A compressed body may inflate to the push limit whatever its length.
+        assert!(!is_small_push(&push(&[
+            ("content-length", "312"),
+            ("content-encoding", "gzip")
+        ])));
+        // No declared length: nothing bounds what is read.
+        assert!(!is_small_push(&push(&[])));
+        assert!(!is_small_push(&push(&[("transfer-encoding", "chunked")])));
+        assert!(!is_small_push(&push(&[
+            ("content-length", "312"),
+            ("transfer-encoding", "chunked")
+        ])));
+        assert!(!is_small_push(&push(&[("content-length", "many")])));
+    }
+}
