@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Datelike, Months, NaiveDate, Utc};
 use heeldiary_core::wire::PulledOp;
 use heeldiary_core::{Entry, EntryState};
-use heeldiary_trends::{DayHistory, Options as TrendOptions, Report};
+use heeldiary_trends::{DayHistory, Options as TrendOptions, PeriodSummary};
 use uuid::Uuid;
 
 use crate::Options;
@@ -163,22 +163,24 @@ pub(crate) fn sort_record(record: &EntryRecord, options: &Options) -> Sorted {
     }
 }
 
-/// The report of each month in `months` (first days), from the day summaries of the whole
-/// history: the month is the window, the history up to its last day the context.
-pub(crate) fn monthly_reports(
+/// The summary of each month in `months` (first days), from the day summaries of the whole
+/// history: the month is the window, the history up to its last day the context. The months
+/// come in order, so the history before each is read once for all of them.
+pub(crate) fn monthly_summaries(
     history: &DayHistory,
     first_day: NaiveDate,
     months: &BTreeSet<NaiveDate>,
-) -> Vec<(u32, NaiveDate, Report)> {
+) -> Vec<(u32, NaiveDate, PeriodSummary)> {
     let first_month = month_start(first_day);
+    let mut summaries = history.summaries();
     months
         .iter()
         .map(|&month| {
             let next = month + Months::new(1);
             let last_day = next.pred_opt().unwrap_or(month);
             let options = TrendOptions::new(last_day).with_window_days(last_day.day());
-            let report = history.period_report(&options);
-            (months_between(first_month, month), month, report)
+            let summary = summaries.summary(&options);
+            (months_between(first_month, month), month, summary)
         })
         .collect()
 }

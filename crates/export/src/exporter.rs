@@ -6,14 +6,14 @@ use std::io::Write;
 
 use chrono::NaiveDate;
 use heeldiary_core::Entry;
-use heeldiary_trends::DayHistory;
+use heeldiary_trends::{DayHistory, PeriodSummary};
 use uuid::Uuid;
 
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::columns::{
-    deletion_columns, entry_columns, fill_entry_row, findings_columns, summary_columns, word, Cell,
+    deletion_columns, entry_columns, fill_entry_row, findings_columns, summary_columns, Cell,
     Column, EntryFacts, RED_FLAG_KINDS,
 };
 use crate::diary::{self, EntryRecord, PatientDiary, PreparedEntry, Sorted};
@@ -27,6 +27,13 @@ use crate::{
 pub trait OutputFiles {
     /// A new, empty file at `path` (folders in it are created as needed).
     fn create(&mut self, path: &str) -> Result<Box<dyn Write + Send>, ExportError>;
+
+    /// Whether what is written to `path` is kept (every file, unless said otherwise). An
+    /// export skips the work whose only product is files nobody keeps: the monthly findings
+    /// when neither findings file is kept.
+    fn keeps(&self, _path: &str) -> bool {
+        true
+    }
 }
 
 /// What an export wrote.
@@ -73,6 +80,8 @@ pub struct Exporter {
     unreadable: u64,
     /// Patients per (study month, pattern): the aggregate table.
     cells: BTreeMap<(u32, &'static str), u64>,
+    /// Whether the monthly findings are worked out: a findings file is written and kept.
+    findings: bool,
     /// The patient being added.
     current: Option<Current>,
     /// The cells of the entry row being written, kept between rows.
@@ -84,7 +93,8 @@ struct Current {
     patient_id: Uuid,
     subject: i64,
     first_day: Option<NaiveDate>,
-    /// One summary per logged day: bounded by the days of the diary, not its entries.
+    /// One summary per logged day, when the findings are worked out: bounded by the days of
+    /// the diary, not its entries.
     days: DayHistory,
     /// First days of the months holding an exported entry.
     months: BTreeSet<NaiveDate>,
@@ -118,6 +128,14 @@ impl Exporter {
         files: &mut dyn OutputFiles,
     ) -> Result<Self, ExportError> {
         options.check()?;
+        let findings = match options.format {
+            Format::Csv | Format::Ndjson | Format::Parquet => {
+                let ext = options.format.as_str();
+                files.keeps(&format!("findings.{ext}"))
+                    || files.keeps(&format!("findings-summary.{ext}"))
+            }
+            Format::Meds | Format::Fhir => false,
+        };
         let mut created = Vec::new();
         let mut create = |path: String| -> Result<Box<dyn Write + Send>, ExportError> {
             let out = files.create(&path)?;
@@ -170,6 +188,7 @@ impl Exporter {
             patients: 0,
             unreadable: 0,
             cells: BTreeMap::new(),
+            findings,
             current: None,
             row: Vec::new(),
         })
@@ -283,7 +302,9 @@ impl Exporter {
             Sorted::Skipped => {}
             Sorted::Unreadable => self.unreadable += 1,
             Sorted::Live(entry, exported) => {
-                current.days.add(&entry);
+                if self.findings {
+                    current.days.add(&entry);
+                }
                 if exported {
                     let facts = (edits, conflicted, identified);
                     write_entry(
@@ -318,14 +339,16 @@ impl Exporter {
         let identified = self.options.identified;
         let subject = current.subject;
         let findings = match current.first_day.or(current.days.first_day()) {
-            Some(first_day) => diary::monthly_reports(&current.days, first_day, &current.months),
-            None => Vec::new(),
+            Some(first_day) if self.findings => {
+                diary::monthly_summaries(&current.days, first_day, &current.months)
+            }
+            _ => Vec::new(),
         };
-        for (study_month, _, report) in &findings {
-            if report.adherence.days_logged > 0 {
+        for (study_month, _, summary) in &findings {
+            if summary.days_logged > 0 {
                 *self
                     .cells
-                    .entry((*study_month, report.pattern.kind.as_str()))
+                    .entry((*study_month, summary.pattern.as_str()))
                     .or_default() += 1;
             }
         }
@@ -335,18 +358,20 @@ impl Exporter {
                 ..
             } => {
                 let mut finding_rows = 0;
-                for (study_month, month, report) in &findings {
+                for (study_month, month, summary) in &findings {
                     findings_table.write_row(&finding_row(
                         subject,
                         *study_month,
                         *month,
-                        report,
+                        summary,
                         identified,
                     ))?;
                     finding_rows += 1;
                 }
                 self.count("entries", current.entries);
-                self.count("findings", finding_rows);
+                if self.findings {
+                    self.count("findings", finding_rows);
+                }
                 if self.options.since.is_some() {
                     self.count("deletions", current.deletions);
                 }
@@ -568,7 +593,7 @@ fn finding_row(
     subject: i64,
     study_month: u32,
     month: chrono::NaiveDate,
-    report: &heeldiary_trends::Report,
+    summary: &PeriodSummary,
     identified: bool,
 ) -> Vec<Cell> {
     let float = |x: Option<f64>| x.map_or(Cell::Null, Cell::Float);
@@ -580,18 +605,18 @@ fn finding_row(
     if identified {
         row.push(Cell::Text(month.format("%Y-%m").to_string()));
     }
-    row.push(Cell::Int(report.adherence.days_logged.into()));
-    row.push(Cell::Text(report.pattern.kind.as_str().into()));
-    row.push(Cell::Float(report.pattern.scores.foot));
-    row.push(Cell::Float(report.pattern.scores.back));
-    for trend in report.trends.all() {
-        row.push(Cell::Text(word(trend.direction)));
+    row.push(Cell::Int(summary.days_logged.into()));
+    row.push(Cell::Text(summary.pattern.as_str().into()));
+    row.push(Cell::Float(summary.scores.foot));
+    row.push(Cell::Float(summary.scores.back));
+    for trend in &summary.trends {
+        row.push(Cell::Text(trend.direction.as_str().into()));
         row.push(float(trend.slope_per_week));
         row.push(float(trend.p));
     }
-    row.push(Cell::Int(report.red_flags.len() as i64));
+    row.push(Cell::Int(summary.red_flags.len() as i64));
     for kind in RED_FLAG_KINDS {
-        row.push(Cell::Bool(report.red_flags.iter().any(|f| f.kind == kind)));
+        row.push(Cell::Bool(summary.red_flags.contains(&kind)));
     }
     row
 }

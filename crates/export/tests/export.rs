@@ -305,6 +305,49 @@ fn aggregate_cells_of_fewer_than_eleven_patients_are_suppressed() {
     assert_eq!(large.rows["findings"], 11);
 }
 
+/// Files of which only the entries are kept, as the HTTP export keeps one file.
+struct EntriesOnly(Memory);
+
+impl OutputFiles for EntriesOnly {
+    fn create(&mut self, path: &str) -> Result<Box<dyn Write + Send>, ExportError> {
+        self.0.create(path)
+    }
+
+    fn keeps(&self, path: &str) -> bool {
+        path.starts_with("entries.")
+    }
+}
+
+#[test]
+fn an_export_keeping_only_the_entries_works_out_no_findings() {
+    let diaries: Vec<PatientDiary> = (0..11)
+        .map(|_| {
+            let mut d = Diary::new();
+            for day in 1..=20 {
+                d.entry(day, 5, "n");
+            }
+            d.diary()
+        })
+        .collect();
+    for format in [Format::Csv, Format::Ndjson, Format::Parquet] {
+        let (all, all_summary) = export(format, false, &diaries);
+        let mut kept = EntriesOnly(Memory::default());
+        let mut exporter =
+            Exporter::new(Options::new(format, Utc::now()), key(), &mut kept).unwrap();
+        for diary in &diaries {
+            exporter.add(diary).unwrap();
+        }
+        let summary = exporter.finish(&mut kept).unwrap();
+        let entries = format!("entries.{}", format.as_str());
+        assert_eq!(kept.0.bytes(&entries), all.bytes(&entries), "{format}");
+        assert_eq!(summary.rows["entries"], all_summary.rows["entries"]);
+        assert_eq!(all_summary.rows["findings"], 11, "{format}");
+        // No month was summarised: no findings rows, no cells.
+        assert!(!summary.rows.contains_key("findings"), "{format}");
+        assert_eq!(summary.rows["findings-summary"], 0, "{format}");
+    }
+}
+
 #[test]
 fn the_same_patient_gets_the_same_pseudonym_in_every_format() {
     let mut d = Diary::new();

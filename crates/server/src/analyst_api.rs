@@ -231,7 +231,8 @@ const CLIENT_STALL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The file `wanted` of an export of `patients` (the ones the export log names), as a
 /// response body. The export runs in a task that reads one page of one patient at a time (the
-/// same run as the command line's), keeps the wanted file and drops the others; a slow client
+/// same run as the command line's), keeps the wanted file and drops the others (and skips the
+/// monthly findings, which only the findings files carry); a slow client
 /// slows the reading (the channel holds a few chunks), a stalled one ends the export.
 fn stream<S: Storage>(
     storage: S,
@@ -322,10 +323,14 @@ struct OneFile {
 
 impl OutputFiles for OneFile {
     fn create(&mut self, path: &str) -> Result<Box<dyn Write + Send>, ExportError> {
-        Ok(if path == self.wanted {
+        Ok(if self.keeps(path) {
             Box::new(self.buffer.clone())
         } else {
             Box::new(std::io::sink())
         })
+    }
+
+    fn keeps(&self, path: &str) -> bool {
+        path == self.wanted
     }
 }

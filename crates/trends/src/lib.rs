@@ -38,12 +38,15 @@ mod render;
 mod report;
 mod shift;
 pub mod stats;
+mod summary;
 mod treatment;
 mod trend;
 
 use chrono::NaiveDate;
 use heeldiary_core::Entry;
 use rayon::prelude::*;
+
+use crate::red_flags::SignHistory;
 
 pub use alert::{has_urgent_sign, urgent_alert, UrgentAlert, URGENT_FIELDS};
 pub use pattern::MIN_DAYS_FOR_PATTERN;
@@ -53,6 +56,7 @@ pub use report::{
     Report, Scores, Segment, Shift, Sign, SignAsked, SignChange, Source, Step, SubReading,
     TreatmentResponse, Trend, Trends, Urgency, Verdict, Window,
 };
+pub use summary::{PeriodSummary, TrendSummary};
 pub use trend::MIN_DAYS_FOR_TREND;
 
 /// What to analyse: the analysis date and the window the pattern, trends and adherence cover.
@@ -102,7 +106,7 @@ impl Options {
 /// and red flags use the whole history up to `as_of`.
 pub fn analyse(entries: &[Entry], options: &Options) -> Report {
     let history = days::summarise(entries, options.as_of);
-    window_report(&history, options, true)
+    window_report(&history, &SignHistory::of_days(&history), options, true)
 }
 
 /// The warning signs the diary asks about, with the logged days of `days` that answered each.
@@ -181,12 +185,105 @@ impl DayHistory {
     /// and pattern shifts describe the whole history rather than a period, cost the most, and
     /// are left empty.
     pub fn period_report(&self, options: &Options) -> Report {
-        let upto = self.days.partition_point(|day| day.date <= options.as_of);
-        window_report(&self.days[..upto], options, false)
+        let history = self.up_to(options.as_of);
+        window_report(history, &SignHistory::of_days(history), options, false)
+    }
+
+    /// The figures of [`period_report`](Self::period_report), without its evidence and
+    /// sentences.
+    pub fn period_summary(&self, options: &Options) -> PeriodSummary {
+        self.summaries().summary(options)
+    }
+
+    /// Summaries of successive periods of this history (see [`PeriodSummaries`]).
+    pub fn summaries(&self) -> PeriodSummaries<'_> {
+        PeriodSummaries {
+            days: &self.days,
+            signs: SignHistory::default(),
+            read: 0,
+        }
+    }
+
+    /// The days up to and including `as_of`.
+    fn up_to(&self, as_of: NaiveDate) -> &[days::Day] {
+        let upto = self.days.partition_point(|day| day.date <= as_of);
+        &self.days[..upto]
     }
 }
 
-fn window_report(history: &[days::Day], options: &Options, whole_history: bool) -> Report {
+/// Summaries of periods of one [`DayHistory`], for a caller that reads many periods of it (a
+/// table of months). What the red flags read of the history before a period is kept from one
+/// summary to the next, so periods asked for in order of their analysis dates read each day
+/// once rather than the whole history for every period; a period asked for out of order reads
+/// the history again from its start.
+///
+/// ```
+/// use chrono::NaiveDate;
+/// use heeldiary_trends::{cohort, DayHistory, Options};
+///
+/// let start = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+/// let mut history = DayHistory::default();
+/// for entry in &cohort::generate(cohort::Scenario::CaudaEquina, 7, start, 90) {
+///     history.add(entry);
+/// }
+/// let mut summaries = history.summaries();
+/// for days in [30, 60, 90] {
+///     let options = Options::new(start + chrono::Days::new(days - 1));
+///     let summary = summaries.summary(&options);
+///     let report = history.period_report(&options);
+///     assert_eq!(summary.pattern, report.pattern.kind);
+///     let kinds: Vec<_> = report.red_flags.iter().map(|flag| flag.kind).collect();
+///     assert_eq!(summary.red_flags, kinds);
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct PeriodSummaries<'h> {
+    days: &'h [days::Day],
+    /// What the red flags read of `days[..read]`.
+    signs: SignHistory,
+    read: usize,
+}
+
+impl PeriodSummaries<'_> {
+    /// The summary of the period `options` describes, equal to
+    /// [`DayHistory::period_summary`] with the same options.
+    pub fn summary(&mut self, options: &Options) -> PeriodSummary {
+        let upto = self.days.partition_point(|day| day.date <= options.as_of);
+        if upto < self.read {
+            self.signs = SignHistory::default();
+            self.read = 0;
+        }
+        for day in &self.days[self.read..upto] {
+            self.signs.add(day);
+        }
+        self.read = upto;
+        window_summary(&self.days[..upto], &self.signs, options)
+    }
+}
+
+/// The figures of [`window_report`] over the same days, from the same code.
+fn window_summary(history: &[days::Day], signs: &SignHistory, options: &Options) -> PeriodSummary {
+    let window = options.window();
+    let window_days = days::between(history, window.from, window.to);
+    let (pattern, scores) = pattern::window_kind_and_scores(window_days);
+    PeriodSummary {
+        window,
+        days_logged: window_days.len() as u32,
+        pattern,
+        scores,
+        trends: trend::trend_summaries(window_days, history, options.as_of),
+        red_flags: red_flags::red_flag_kinds(history, window_days, options.as_of, signs),
+    }
+}
+
+/// `history` is every logged day up to the analysis date, `signs` what the red flags read of
+/// it.
+fn window_report(
+    history: &[days::Day],
+    signs: &SignHistory,
+    options: &Options,
+    whole_history: bool,
+) -> Report {
     let window = options.window();
     let window_days = days::between(history, window.from, window.to);
     let days_logged = window_days.len() as u32;
@@ -204,7 +301,7 @@ fn window_report(history: &[days::Day], options: &Options, whole_history: bool) 
         } else {
             Vec::new()
         },
-        red_flags: red_flags::red_flags(history, window_days, options.as_of),
+        red_flags: red_flags::red_flags(history, window_days, options.as_of, signs),
         adherence: Adherence {
             days_logged,
             days_in_window: window.days,

@@ -458,6 +458,15 @@ impl Tally {
         })
     }
 
+    /// [`scores`](Self::scores), with 0 for every source when no sign was observed.
+    pub fn scores_or_zero(&self) -> Scores {
+        self.scores().unwrap_or(Scores {
+            foot: 0.0,
+            back: 0.0,
+            heel_nerve: 0.0,
+        })
+    }
+
     /// The pattern these days are consistent with, or `InsufficientData`.
     pub fn kind(&self) -> PatternKind {
         if self.days < MIN_DAYS_FOR_PATTERN {
@@ -544,16 +553,28 @@ fn missing(kind: PatternKind, tally: &Tally) -> Vec<String> {
     missing
 }
 
+/// The pattern the days of a window are consistent with, and its scores as a report gives
+/// them: what a summary keeps of [`window_pattern`].
+pub(crate) fn window_kind_and_scores(days: &[Day]) -> (PatternKind, Scores) {
+    let tally = Tally::of_days(days);
+    (tally.kind(), reported(tally.scores_or_zero()))
+}
+
+/// Scores as a report gives them: rounded.
+fn reported(scores: Scores) -> Scores {
+    Scores {
+        foot: round(scores.foot),
+        back: round(scores.back),
+        heel_nerve: round(scores.heel_nerve),
+    }
+}
+
 /// Pattern of the days of the window (`window_days` long, from `from` to `to`).
 pub(crate) fn window_pattern(days: &[Day], from: NaiveDate, to: NaiveDate) -> Pattern {
     let tally = Tally::of_days(days);
     let kind = tally.kind();
     let days_logged = tally.days();
-    let scores = tally.scores().unwrap_or(Scores {
-        foot: 0.0,
-        back: 0.0,
-        heel_nerve: 0.0,
-    });
+    let scores = tally.scores_or_zero();
     let sub_reading = tally.sub_reading(kind);
     let mut evidence: Vec<Evidence> = Sign::ALL
         .iter()
@@ -578,11 +599,7 @@ pub(crate) fn window_pattern(days: &[Day], from: NaiveDate, to: NaiveDate) -> Pa
     let patient_summary = summarise_plainly(&reading, &missing);
     Pattern {
         kind,
-        scores: Scores {
-            foot: round(scores.foot),
-            back: round(scores.back),
-            heel_nerve: round(scores.heel_nerve),
-        },
+        scores: reported(scores),
         days_logged,
         min_days_logged: MIN_DAYS_FOR_PATTERN,
         days_needed: MIN_DAYS_FOR_PATTERN.saturating_sub(days_logged),

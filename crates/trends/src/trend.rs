@@ -22,6 +22,7 @@ use crate::stats::{
     holm, is_meaningful_pain_change, lag1_in_blocks, mann_kendall_hamed_rao_given,
     rank_shift_given, theil_sen,
 };
+use crate::summary::TrendSummary;
 
 /// Fewest days with a measure before its trend is judged.
 pub const MIN_DAYS_FOR_TREND: usize = 8;
@@ -90,16 +91,8 @@ struct Line {
 /// Trends of every measure: the Mann–Kendall line over `window` (the window's days, in date
 /// order) and the step over the last six weeks of `history` to `as_of`.
 pub(crate) fn trends(window: &[Day], history: &[Day], as_of: NaiveDate) -> Trends {
-    let tested = Measure::ALL.map(|measure| test(measure, window, history, as_of));
-    let family: Vec<Option<f64>> = tested.iter().map(agreement_p).collect();
-    let adjusted = holm(&family);
-    let [first_step_pain, rest_pain, sitting_pain, activity_pain, nerve_signs] = tested.map(|t| {
-        let index = Measure::ALL
-            .iter()
-            .position(|m| *m == t.measure)
-            .unwrap_or(0);
-        judge(t, adjusted[index])
-    });
+    let [first_step_pain, rest_pain, sitting_pain, activity_pain, nerve_signs] =
+        judged(window, history, as_of).map(word);
     Trends {
         first_step_pain,
         rest_pain,
@@ -107,6 +100,39 @@ pub(crate) fn trends(window: &[Day], history: &[Day], as_of: NaiveDate) -> Trend
         activity_pain,
         nerve_signs,
     }
+}
+
+/// The figures of [`trends`], in [`Measure::ALL`] order, without the sentences.
+pub(crate) fn trend_summaries(
+    window: &[Day],
+    history: &[Day],
+    as_of: NaiveDate,
+) -> [TrendSummary; 5] {
+    judged(window, history, as_of).map(|judged| TrendSummary {
+        measure: judged.tested.measure,
+        direction: judged.direction,
+        n: judged.tested.n as u32,
+        slope_per_week: judged
+            .tested
+            .line
+            .as_ref()
+            .map(|line| round(line.slope_per_day * 7.0)),
+        p: judged.tested.line.as_ref().map(|line| line.p),
+    })
+}
+
+/// Every measure tested, adjusted as one family and judged, in [`Measure::ALL`] order.
+fn judged(window: &[Day], history: &[Day], as_of: NaiveDate) -> [Judged; 5] {
+    let tested = Measure::ALL.map(|measure| test(measure, window, history, as_of));
+    let family: Vec<Option<f64>> = tested.iter().map(agreement_p).collect();
+    let adjusted = holm(&family);
+    tested.map(|t| {
+        let index = Measure::ALL
+            .iter()
+            .position(|m| *m == t.measure)
+            .unwrap_or(0);
+        judge(t, adjusted[index])
+    })
 }
 
 /// The p-value of "the line and the step agree on a direction": the larger of the two when
@@ -223,7 +249,67 @@ fn step(measure: Measure, history: &[Day], as_of: NaiveDate, correlation: f64) -
     })
 }
 
-fn judge(tested: Tested, p_adjusted: Option<f64>) -> Trend {
+/// What a measure's tests say once the family is adjusted: its direction, and whether the
+/// step rather than the line names it.
+struct Judged {
+    tested: Tested,
+    p_adjusted: Option<f64>,
+    direction: Direction,
+    by_step: bool,
+    /// Whether the adjusted p is below the significance level.
+    significant: bool,
+}
+
+fn judge(tested: Tested, p_adjusted: Option<f64>) -> Judged {
+    let Some(line) = &tested.line else {
+        return Judged {
+            tested,
+            p_adjusted,
+            direction: Direction::InsufficientData,
+            by_step: false,
+            significant: false,
+        };
+    };
+    let change = line.end_level - line.start_level;
+    let significant = p_adjusted.is_some_and(|p| p < SIGNIFICANCE);
+    let line_clear = significant
+        && is_meaningful(tested.measure, change, line.start_level)
+        && (line.s < 0) == (change < 0.0)
+        && change != 0.0;
+    let step_clear = tested.step.as_ref().is_some_and(|step| {
+        significant
+            && step.shift != 0.0
+            && is_meaningful(
+                tested.measure,
+                step.shift,
+                step.earlier.mean_pain.unwrap_or(0.0),
+            )
+    });
+    let (direction, by_step) = match (line_clear, step_clear, &tested.step) {
+        (true, _, _) if change < 0.0 => (Direction::Improving, false),
+        (true, _, _) => (Direction::Worsening, false),
+        (false, true, Some(step)) if step.shift < 0.0 => (Direction::Improving, true),
+        (false, true, Some(_)) => (Direction::Worsening, true),
+        _ => (Direction::Stable, false),
+    };
+    Judged {
+        tested,
+        p_adjusted,
+        direction,
+        by_step,
+        significant,
+    }
+}
+
+/// The trend of a judged measure, with its sentences.
+fn word(judged: Judged) -> Trend {
+    let Judged {
+        tested,
+        p_adjusted,
+        direction,
+        by_step,
+        significant,
+    } = judged;
     let Tested {
         measure,
         n,
@@ -261,23 +347,6 @@ fn judge(tested: Tested, p_adjusted: Option<f64>) -> Trend {
         };
     };
     let change = line.end_level - line.start_level;
-    let significant = p_adjusted.is_some_and(|p| p < SIGNIFICANCE);
-    let line_clear = significant
-        && is_meaningful(measure, change, line.start_level)
-        && (line.s < 0) == (change < 0.0)
-        && change != 0.0;
-    let step_clear = step.as_ref().is_some_and(|step| {
-        significant
-            && step.shift != 0.0
-            && is_meaningful(measure, step.shift, step.earlier.mean_pain.unwrap_or(0.0))
-    });
-    let (direction, by_step) = match (line_clear, step_clear, &step) {
-        (true, _, _) if change < 0.0 => (Direction::Improving, false),
-        (true, _, _) => (Direction::Worsening, false),
-        (false, true, Some(step)) if step.shift < 0.0 => (Direction::Improving, true),
-        (false, true, Some(_)) => (Direction::Worsening, true),
-        _ => (Direction::Stable, false),
-    };
     let (from_date, to_date) = (from.unwrap_or_default(), to.unwrap_or_default());
     let mut numbers = format!(
         "Theil-Sen slope {:+.2} per week, change {:+.1} from about {:.1} to {:.1} between {from_date} and {to_date}; Mann-Kendall tau {:+.2}, p {} after the Hamed-Rao correction for a day-to-day correlation of {:.2} (variance x{:.2}), n {n}",

@@ -35,16 +35,18 @@ impl PostgresStorage {
         ops: &[Op],
         received_at: DateTime<Utc>,
     ) -> Result<Vec<PushResult>, Fault> {
-        let devices: Vec<Uuid> = ops
-            .iter()
-            .map(|op| op.device_id)
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
         let seqs: Vec<i64> = ops
             .iter()
             .map(|op| to_i64(op.device_seq, "device_seq"))
             .collect::<Result<_, _>>()?;
+        // Each device's span of sequence numbers in the batch.
+        let mut spans: BTreeMap<Uuid, (i64, i64)> = BTreeMap::new();
+        for (op, &seq) in ops.iter().zip(&seqs) {
+            let span = spans.entry(op.device_id).or_insert((seq, seq));
+            *span = (span.0.min(seq), span.1.max(seq));
+        }
+        let devices: Vec<Uuid> = spans.keys().copied().collect();
+        let (lows, highs): (Vec<i64>, Vec<i64>) = spans.values().copied().unzip();
         let entry_ids: Vec<Uuid> = ops
             .iter()
             .map(|op| op.entry_id)
@@ -58,13 +60,18 @@ impl PostgresStorage {
                      FOR NO KEY UPDATE",
                 )
                 .await?;
-            // One index scan over the batch's devices and sequence numbers. A batch of one
-            // device (every push: a device pushes its own operations) finds exactly its keys;
-            // a batch of several finds a superset, and the plan looks up only its own keys.
+            // One range scan of the unique index per device of the batch (every push is one
+            // device's run of sequence numbers), keeping the batch's own numbers. Bounded by
+            // the range, the plan stays on that index whatever the statistics say; matched by
+            // the list of numbers alone, a table whose statistics predate its growth was read
+            // row by row for the patient, push after push.
             let find_stored = tx
                 .prepare_cached(
-                    "SELECT device_id, device_seq, entry_id, hlc FROM ops
-                     WHERE patient_id = $1 AND device_id = ANY ($2) AND device_seq = ANY ($3)",
+                    "SELECT o.device_id, o.device_seq, o.entry_id, o.hlc
+                     FROM unnest($2::uuid[], $3::bigint[], $4::bigint[]) AS r (device_id, low, high)
+                     JOIN ops o ON o.patient_id = $1 AND o.device_id = r.device_id
+                          AND o.device_seq BETWEEN r.low AND r.high
+                     WHERE o.device_seq = ANY ($5)",
                 )
                 .await?;
             let load = tx.prepare_cached(LOAD_STATES).await?;
@@ -76,7 +83,8 @@ impl PostgresStorage {
             // patient unblocked.) The states of every entry of the batch are read, a superset
             // of those the new operations touch, so that nothing waits for the plan.
             let lock_params: [&(dyn ToSql + Sync); 1] = [&patient_id];
-            let find_params: [&(dyn ToSql + Sync); 3] = [&patient_id, &devices, &seqs];
+            let find_params: [&(dyn ToSql + Sync); 5] =
+                [&patient_id, &devices, &lows, &highs, &seqs];
             let load_params: [&(dyn ToSql + Sync); 2] = [&patient_id, &entry_ids];
             let (locked, stored, states) = tokio::try_join!(
                 tx.query_opt(&lock, &lock_params),
