@@ -122,12 +122,32 @@ pub(crate) fn base_url(text: &str) -> Result<String> {
     Ok(url.as_str().trim_end_matches('/').to_string())
 }
 
+/// Open connections to servers, shared by every [`Client`] made from it.
+#[derive(Debug, Clone)]
+pub(crate) struct Pool(reqwest::Client);
+
+impl Pool {
+    pub(crate) fn new() -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("heeldiary/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ClientError::Network {
+                attempts: 0,
+                source: e,
+            })?;
+        Ok(Self(http))
+    }
+}
+
 #[derive(Clone)]
 pub(crate) struct Client {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
     retry: RetryPolicy,
+    /// Per request rather than per pool: a pool outlives the options of one run.
+    timeout: Duration,
 }
 
 enum Attempt<T> {
@@ -152,22 +172,15 @@ impl<T> Attempt<T> {
 }
 
 impl Client {
-    pub(crate) fn new(base: &str, token: Option<&str>, options: &SyncOptions) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(options.request_timeout)
-            .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("heeldiary/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ClientError::Network {
-                attempts: 0,
-                source: e,
-            })?;
-        Ok(Self {
-            http,
+    /// A client of the server at `base` on the connections of `pool`.
+    pub(crate) fn new(pool: &Pool, base: &str, token: Option<&str>, options: &SyncOptions) -> Self {
+        Self {
+            http: pool.0.clone(),
             base: base.to_string(),
             token: token.map(str::to_string),
             retry: options.retry.clone(),
-        })
+            timeout: options.request_timeout,
+        }
     }
 
     /// POSTs `body` gzip-compressed; returns the answer and how many retries it took.
@@ -235,7 +248,10 @@ impl Client {
         path: &str,
         body: Option<EncodedBody>,
     ) -> Attempt<Result<T>> {
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .timeout(self.timeout);
         if let Some(token) = &self.token {
             request = request.header(AUTHORIZATION, format!("Bearer {token}"));
         }

@@ -145,7 +145,8 @@ pub async fn enrol(
         Err(other) => return Err(other.into()),
     }
     let base = http::base_url(server_url)?;
-    let client = http::Client::new(&base, None, &SyncOptions::default())?;
+    let options = SyncOptions::default();
+    let client = http::Client::new(&http::Pool::new()?, &base, None, &options);
     let mut took_new_id = false;
     let answer = loop {
         let request = EnrolRequest {
@@ -195,8 +196,32 @@ pub async fn enrol(
 /// is applied together with the cursor move, so an interruption at any point loses nothing and
 /// the next run continues where this one stopped.
 pub async fn sync(store: &mut Store, options: &SyncOptions) -> Result<SyncSummary> {
+    sync_with(store, options, &Connections::new()?).await
+}
+
+/// Connections to servers kept open between sync runs. An app that syncs a diary again and
+/// again, or a process that syncs many diaries, passes the same one to [`sync_with`], so a run
+/// reuses a connection (on HTTPS, with its TLS session) an earlier run left open instead of
+/// opening one. Cloning shares the connections.
+#[derive(Debug, Clone)]
+pub struct Connections(http::Pool);
+
+impl Connections {
+    /// An empty set of connections; each is opened when a run first needs it.
+    pub fn new() -> Result<Self> {
+        Ok(Self(http::Pool::new()?))
+    }
+}
+
+/// [`sync`] on `connections`, which may be shared with other runs, also of other diaries (each
+/// request carries its own diary's token).
+pub async fn sync_with(
+    store: &mut Store,
+    options: &SyncOptions,
+    connections: &Connections,
+) -> Result<SyncSummary> {
     let started = Instant::now();
-    let mut session = Session::open(store, options)?;
+    let mut session = Session::open(store, options, connections)?;
     let mut summary = SyncSummary::default();
     // A new feed epoch (the server was restored) starts the run over once: everything is
     // pushed again and the feed read from the start. A third epoch within one run is a server
@@ -246,6 +271,7 @@ enum Flow {
 /// The connection of one sync run, which changes when the diary takes a new device identity.
 struct Session {
     client: http::Client,
+    pool: http::Pool,
     server_url: String,
     /// Whether this run took a new identity already (once is enough; twice is a loop).
     renewed: bool,
@@ -255,10 +281,17 @@ struct Session {
 }
 
 impl Session {
-    fn open(store: &Store, options: &SyncOptions) -> Result<Self> {
+    fn open(store: &Store, options: &SyncOptions, connections: &Connections) -> Result<Self> {
         let enrolment = store.enrolment()?;
+        let pool = connections.0.clone();
         Ok(Self {
-            client: http::Client::new(&enrolment.server_url, Some(&enrolment.token), options)?,
+            client: http::Client::new(
+                &pool,
+                &enrolment.server_url,
+                Some(&enrolment.token),
+                options,
+            ),
+            pool,
             server_url: enrolment.server_url,
             renewed: false,
             feed_leaves_out_held: true,
@@ -294,7 +327,7 @@ impl Session {
         }
         summary.reissued += store.adopt_identity(device_id, Some(&answer.token))?;
         summary.new_device_id = Some(device_id);
-        self.client = http::Client::new(&self.server_url, Some(&answer.token), options)?;
+        self.client = http::Client::new(&self.pool, &self.server_url, Some(&answer.token), options);
         self.renewed = true;
         tracing::info!(%device_id, "this diary is a copy of another: it took a new device identity");
         Ok(())
@@ -573,11 +606,12 @@ async fn pull(
 /// A client for the enrolled diary's server, with its token.
 fn enrolled_client(store: &Store) -> Result<http::Client> {
     let enrolment = store.enrolment()?;
-    http::Client::new(
+    Ok(http::Client::new(
+        &http::Pool::new()?,
         &enrolment.server_url,
         Some(&enrolment.token),
         &SyncOptions::default(),
-    )
+    ))
 }
 
 /// Shares the patient's diary with the provider whose share code this is. A code that opens no

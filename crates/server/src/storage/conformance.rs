@@ -43,6 +43,7 @@ macro_rules! storage_conformance {
             a_device_id_enrols_once,
             revoked_devices_stay_revoked,
             push_is_idempotent,
+            small_and_large_pushes_are_stored_alike,
             repeats_within_one_batch_are_stored_once,
             a_reused_sequence_is_refused,
             cursors_follow_commit_order,
@@ -488,6 +489,34 @@ pub async fn push_is_idempotent<S: Storage>(s: S) {
     let stored = all_ops(&s, patient).await;
     let bodies: Vec<Op> = stored.into_iter().map(|p| p.op).collect();
     assert_eq!(bodies, [ops, vec![next]].concat());
+}
+
+/// A push of a few operations and one of many (backends may store them by different paths) are
+/// stored alike: every operation once, with consecutive cursors in the batch's order, and each
+/// pushed again is a duplicate.
+pub async fn small_and_large_pushes_are_stored_alike<S: Storage>(s: S) {
+    let (patient, dev) = enrolled(&s).await;
+    let small = batch(dev, 1, 2);
+    let large = batch(dev, 3, 300);
+    for ops in [&small, &large] {
+        let results = s.push(patient, ops.clone(), t0()).await.unwrap();
+        assert_eq!(statuses(&results), vec![PushStatus::Applied; ops.len()]);
+    }
+    for ops in [&small, &large] {
+        let again = s.push(patient, ops.clone(), t0()).await.unwrap();
+        assert_eq!(statuses(&again), vec![PushStatus::Duplicate; ops.len()]);
+    }
+    let stored = all_ops(&s, patient).await;
+    assert_eq!(
+        stored.iter().map(|p| p.cursor).collect::<Vec<_>>(),
+        (1..=302).collect::<Vec<u64>>()
+    );
+    let bodies: Vec<Op> = stored.into_iter().map(|p| p.op).collect();
+    assert_eq!(bodies, [small, large].concat());
+    for op in &bodies {
+        let state = s.entry(patient, op.entry_id, 0, 10).await.unwrap().unwrap();
+        assert_eq!(state.ops.len(), 1);
+    }
 }
 
 /// Another operation (another stamp or entry) under a stored or earlier `(device, seq)` is a

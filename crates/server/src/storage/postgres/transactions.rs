@@ -247,14 +247,23 @@ pub(super) async fn register_device(
     Ok(true)
 }
 
-/// Stores the plan's new operations with one binary COPY: no statement to plan and no arrays
-/// to unpack, the rows go straight into the table.
+/// Pushes of up to this many new operations (a day's) are stored with one INSERT, larger ones
+/// with a COPY.
+const OPS_PER_INSERT: usize = 64;
+
+/// Stores the plan's new operations. A large push goes with one binary COPY: no statement to
+/// plan and no arrays to unpack, the rows go straight into the table. A small one goes with one
+/// prepared INSERT of arrays: a COPY waits for the server to accept it before its rows go, a
+/// round trip of its own, while the INSERT is sent with the statements after it.
 async fn insert_ops(
     tx: &Transaction<'_>,
     patient_id: Uuid,
     plan: &PushPlan<'_>,
     received_at: DateTime<Utc>,
 ) -> Result<(), Fault> {
+    if plan.applied.len() <= OPS_PER_INSERT {
+        return insert_few_ops(tx, patient_id, plan, received_at).await;
+    }
     // No conflict handling: the duplicate check ran under the patient's lock, so a clash here
     // is a fault to report, not a repeat to hide (hiding it would leave a gap in the cursors).
     let rows = binary_copy(
@@ -290,6 +299,50 @@ async fn insert_ops(
             .await?;
     }
     rows.finish().await?;
+    Ok(())
+}
+
+/// [`insert_ops`] of a small push: one INSERT of the operations as arrays, column by column.
+async fn insert_few_ops(
+    tx: &Transaction<'_>,
+    patient_id: Uuid,
+    plan: &PushPlan<'_>,
+    received_at: DateTime<Utc>,
+) -> Result<(), Fault> {
+    let applied = &plan.applied;
+    let cursors: Vec<i64> = applied.iter().map(|(cursor, _)| *cursor).collect();
+    let devices: Vec<Uuid> = applied.iter().map(|(_, op)| op.device_id).collect();
+    let seqs: Vec<i64> = applied
+        .iter()
+        .map(|(_, op)| to_i64(op.device_seq, "device_seq"))
+        .collect::<Result<_, _>>()?;
+    let entries: Vec<Uuid> = applied.iter().map(|(_, op)| op.entry_id).collect();
+    let stamps: Vec<String> = applied.iter().map(|(_, op)| op.hlc.to_string()).collect();
+    let patches: Vec<Json<&Patch>> = applied.iter().map(|(_, op)| Json(&op.patch)).collect();
+    // Same columns as the COPY, and no conflict handling either: see `insert_ops`.
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO ops (patient_id, cursor, device_id, device_seq, entry_id, hlc, patch,
+                              received_at)
+             SELECT $1, t.c, t.d, t.s, t.e, t.h, t.p, $2
+             FROM unnest($3::int8[], $4::uuid[], $5::int8[], $6::uuid[], $7::text[],
+                         $8::json[]) AS t (c, d, s, e, h, p)",
+        )
+        .await?;
+    tx.execute(
+        &insert,
+        &[
+            &patient_id,
+            &received_at,
+            &cursors,
+            &devices,
+            &seqs,
+            &entries,
+            &stamps,
+            &patches,
+        ],
+    )
+    .await?;
     Ok(())
 }
 
