@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::extract::{Request, State};
-use axum::http::header::{CONTENT_ENCODING, CONTENT_LENGTH, TRANSFER_ENCODING};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -26,12 +25,6 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 2_048;
 pub const MAX_OPEN_REQUESTS: usize = 64;
 /// Most pushes (bodies up to [`MAX_BODY_BYTES`](heeldiary_core::wire::MAX_BODY_BYTES)) in flight.
 pub const MAX_PUSHES_IN_FLIGHT: usize = 16;
-/// Most small pushes (see [`SMALL_PUSH_BYTES`]) in flight, besides the others.
-pub const MAX_SMALL_PUSHES_IN_FLIGHT: usize = 256;
-/// A push whose uncompressed body declares at most this length is small: a day's push of a
-/// device is a few hundred bytes. Small pushes in flight hold at most
-/// `MAX_SMALL_PUSHES_IN_FLIGHT * SMALL_PUSH_BYTES` (16 MiB) of bodies.
-pub const SMALL_PUSH_BYTES: u64 = 64 * 1024;
 /// Most other requests (pulls, entries, health) in flight.
 pub const MAX_READS_IN_FLIGHT: usize = 256;
 
@@ -40,7 +33,6 @@ pub const MAX_READS_IN_FLIGHT: usize = 256;
 pub struct InFlight {
     open: Arc<Semaphore>,
     pushes: Arc<Semaphore>,
-    small_pushes: Arc<Semaphore>,
     reads: Arc<Semaphore>,
 }
 
@@ -49,7 +41,6 @@ impl Default for InFlight {
         Self {
             open: Arc::new(Semaphore::new(MAX_OPEN_REQUESTS)),
             pushes: Arc::new(Semaphore::new(MAX_PUSHES_IN_FLIGHT)),
-            small_pushes: Arc::new(Semaphore::new(MAX_SMALL_PUSHES_IN_FLIGHT)),
             reads: Arc::new(Semaphore::new(MAX_READS_IN_FLIGHT)),
         }
     }
@@ -71,11 +62,6 @@ pub async fn limit_in_flight(
     let open = path == "/v1/enrol";
     let places = if open || path == "/v1/devices" {
         &caps.open
-    } else if path == "/v1/push" && is_small_push(&request) {
-        // The cap on pushes bounds the memory their bodies may take; counted alike, a crowd of
-        // a day's pushes (which SQLite stores together, one commit per group) would wait in
-        // line behind a place sized for pushes of megabytes.
-        &caps.small_pushes
     } else if path == "/v1/push" {
         &caps.pushes
     } else {
@@ -94,21 +80,6 @@ pub async fn limit_in_flight(
             .into_response();
     };
     next.run(request).await
-}
-
-/// Whether `request` declares an uncompressed body of at most [`SMALL_PUSH_BYTES`]. The server
-/// reads no more than a declared length, and a compressed body may inflate far beyond it.
-fn is_small_push(request: &Request) -> bool {
-    let headers = request.headers();
-    let identity = headers
-        .get(CONTENT_ENCODING)
-        .is_none_or(|encoding| encoding.as_bytes().eq_ignore_ascii_case(b"identity"));
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|length| length.to_str().ok()?.parse::<u64>().ok());
-    identity
-        && !headers.contains_key(TRANSFER_ENCODING)
-        && declared.is_some_and(|length| length <= SMALL_PUSH_BYTES)
 }
 
 /// A TCP listener that holds at most `max` connections open: beyond it, it stops accepting and
@@ -212,45 +183,5 @@ impl AsyncWrite for CappedStream {
 
     fn is_write_vectored(&self) -> bool {
         self.stream.is_write_vectored()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn push(headers: &[(&'static str, &str)]) -> Request {
-        let mut request = axum::http::Request::post("/v1/push");
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        request.body(axum::body::Body::empty()).unwrap()
-    }
-
-    #[test]
-    fn only_short_uncompressed_pushes_of_declared_length_are_small() {
-        let at_most = SMALL_PUSH_BYTES.to_string();
-        let beyond = (SMALL_PUSH_BYTES + 1).to_string();
-        assert!(is_small_push(&push(&[("content-length", "312")])));
-        assert!(is_small_push(&push(&[("content-length", &at_most)])));
-        assert!(is_small_push(&push(&[
-            ("content-length", "312"),
-            ("content-encoding", "identity")
-        ])));
-
-        assert!(!is_small_push(&push(&[("content-length", &beyond)])));
-        // A compressed body may inflate to the push limit whatever its length.
-        assert!(!is_small_push(&push(&[
-            ("content-length", "312"),
-            ("content-encoding", "gzip")
-        ])));
-        // No declared length: nothing bounds what is read.
-        assert!(!is_small_push(&push(&[])));
-        assert!(!is_small_push(&push(&[("transfer-encoding", "chunked")])));
-        assert!(!is_small_push(&push(&[
-            ("content-length", "312"),
-            ("transfer-encoding", "chunked")
-        ])));
-        assert!(!is_small_push(&push(&[("content-length", "many")])));
     }
 }
