@@ -408,27 +408,6 @@ impl Batch {
     }
 }
 
-/// A batch whose push request is on its way.
-struct SentBatch {
-    /// Sequence of its last operation.
-    last: u64,
-    /// Operations in it.
-    len: usize,
-    request: http::InFlight<PushAnswer>,
-}
-
-impl SentBatch {
-    /// Starts pushing `batch`; `None` when it is empty.
-    fn send(batch: Batch, client: &http::Client) -> Option<Self> {
-        let last = batch.last?;
-        Some(Self {
-            last,
-            len: batch.len,
-            request: http::InFlight::post(client, format!("/v1/push?{PUSH_ACK_QUERY}"), batch.body),
-        })
-    }
-}
-
 async fn push(
     store: &mut Store,
     session: &mut Session,
@@ -437,25 +416,26 @@ async fn push(
 ) -> Result<Flow> {
     let mut corrected = false;
     let mut batch = options.push_batch.max(1);
-    // The batch after the one awaited is sent as soon as the one before it is, so the server
-    // reads and decodes it while it stores the one before: two batches in flight at most.
-    // Acknowledgements are taken in order, so the acknowledged mark only ever covers a run of
-    // answered batches. Anything but an acknowledgement drops the batch in flight behind it; the
-    // server may have stored it all the same, which is a push whose answer was lost: sent again,
-    // it comes back as duplicates, and a re-stamp keeps the numbers it gave up (see
-    // `Store::correct_clock`).
-    let mut in_flight: Option<SentBatch> = None;
+    // The batch after the one the server is storing, read and encoded meanwhile. It is sent only
+    // once the one before is acknowledged, so batches still reach the server one at a time and
+    // in order; anything but an acknowledgement throws it away and reads again.
+    let mut ready: Option<Batch> = None;
     loop {
-        let current = match in_flight.take() {
-            Some(sent) => sent,
-            None => match SentBatch::send(Batch::read(store, 0, batch)?, &session.client) {
-                Some(sent) => sent,
-                None => return Ok(Flow::Done),
-            },
+        let current = match ready.take() {
+            Some(prepared) => prepared,
+            None => Batch::read(store, 0, batch)?,
         };
-        let (last, sent) = (current.last, current.len);
-        let next = SentBatch::send(Batch::read(store, last, batch)?, &session.client);
-        match current.request.answer().await {
+        let Some(last) = current.last else {
+            return Ok(Flow::Done);
+        };
+        let sent = current.len;
+        let request = http::InFlight::<PushAnswer>::post(
+            &session.client,
+            format!("/v1/push?{PUSH_ACK_QUERY}"),
+            current.body,
+        );
+        let next = Batch::read(store, last, batch)?;
+        match request.answer().await {
             Ok((answer, retries)) => {
                 summary.retries += retries;
                 let answer = match answer {
@@ -484,7 +464,7 @@ async fn push(
                 summary.already_on_server += answer.duplicate as usize;
                 store.mark_pushed(last)?;
                 store.learn_server_time(answer.server_time_ms)?;
-                in_flight = next;
+                ready = Some(next);
             }
             // Long notes can make a batch larger than the server takes: halve it and go on.
             Err(ClientError::Refused { status: 413, .. }) if batch > 1 => batch /= 2,
