@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use crate::calendar;
 use crate::error::ValidationError;
 use crate::field::{Field, Kind, Patch, Writer};
 use crate::vocab::{Location, Severity, Side, Treatment, Trigger, Word, WordSet};
@@ -24,6 +25,7 @@ pub struct Entry {
     #[serde(deserialize_with = "plain_day")]
     pub day: NaiveDate,
     /// Device clock and UTC offset at which the entry was first recorded.
+    #[serde(deserialize_with = "plain_instant")]
     pub recorded_at: DateTime<FixedOffset>,
     /// Recorded more than one day after the day it describes; clinicians weigh these less.
     pub backfilled: bool,
@@ -318,9 +320,7 @@ impl EntryInput {
     }
 }
 
-/// A day as `YYYY-MM-DD`. The written form every diary stores is read by hand, since bulk
-/// readers (an export, a first sync) read millions of them and chrono's general parser costs
-/// several times more; any other spelling goes to chrono, so what is accepted does not change.
+/// A day as `YYYY-MM-DD`, read through [`calendar::parse_day`] (bulk readers read millions).
 fn plain_day<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NaiveDate, D::Error> {
     struct Day;
     impl serde::de::Visitor<'_> for Day {
@@ -329,25 +329,28 @@ fn plain_day<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NaiveDate, D::Err
             f.write_str("a day YYYY-MM-DD")
         }
         fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<NaiveDate, E> {
-            let bytes = text.as_bytes();
-            let digits = |range: std::ops::Range<usize>| {
-                bytes[range].iter().try_fold(0u32, |n, b| {
-                    b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0'))
-                })
-            };
-            if bytes.len() == 10 && bytes[4] == b'-' && bytes[7] == b'-' {
-                if let (Some(year), Some(month), Some(day)) =
-                    (digits(0..4), digits(5..7), digits(8..10))
-                {
-                    if let Some(date) = NaiveDate::from_ymd_opt(year as i32, month, day) {
-                        return Ok(date);
-                    }
-                }
-            }
-            text.parse().map_err(E::custom)
+            calendar::parse_day(text).map_err(E::custom)
         }
     }
     d.deserialize_str(Day)
+}
+
+/// An instant as chrono's serde reads it (same expectation, same errors), through
+/// [`calendar::parse_instant`].
+fn plain_instant<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<DateTime<FixedOffset>, D::Error> {
+    struct Instant;
+    impl serde::de::Visitor<'_> for Instant {
+        type Value = DateTime<FixedOffset>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an RFC 3339 formatted date and time string")
+        }
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+            calendar::parse_instant(text).map_err(E::custom)
+        }
+    }
+    d.deserialize_str(Instant)
 }
 
 #[cfg(test)]
@@ -470,25 +473,43 @@ mod tests {
     }
 
     #[test]
-    fn a_day_reads_as_chrono_reads_it() {
-        for text in [
-            "2026-11-02",
-            "0001-01-01",
-            "2024-02-29",
-            "2026-02-29",
-            "2026-13-01",
-            "2026-00-10",
-            "2026-1-05",
-            "2026-01-5x",
-            "+2026-01-01",
-            "2026/01/05",
-            "",
+    fn days_and_instants_deserialize_as_chronos_serde_reads_them() {
+        use serde::de::value::Error;
+        use serde::de::IntoDeserializer;
+        for value in [
+            json!("2026-11-02"),
+            json!("2026-13-01"),
+            json!("2026-11-02T07:30:00.000+01:00"),
+            json!("2026-11-02T07:30:00+24:00"),
+            json!("2026-11-02 07:30:00Z"),
+            json!("nonsense"),
+            json!(20261102),
+            json!(null),
         ] {
-            let ours =
-                plain_day(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(text))
-                    .map_err(|e| e.to_string());
-            let chrono = text.parse::<NaiveDate>().map_err(|e| e.to_string());
-            assert_eq!(ours, chrono, "{text:?}");
+            let day = plain_day(value.clone()).map_err(|e| e.to_string());
+            let chrono_day = NaiveDate::deserialize(value.clone()).map_err(|e| e.to_string());
+            if value.is_string() {
+                assert_eq!(day, chrono_day, "{value}");
+            } else {
+                assert!(day.is_err() && chrono_day.is_err(), "{value}");
+            }
+            let instant = plain_instant(value.clone()).map_err(|e| e.to_string());
+            let chrono_instant =
+                DateTime::<FixedOffset>::deserialize(value.clone()).map_err(|e| e.to_string());
+            assert_eq!(instant, chrono_instant, "{value}");
+            if let Some(text) = value.as_str() {
+                let from_str = |text: &str| {
+                    plain_instant(IntoDeserializer::<Error>::into_deserializer(text))
+                        .map_err(|e| e.to_string())
+                };
+                assert_eq!(
+                    from_str(text),
+                    DateTime::<FixedOffset>::deserialize(
+                        IntoDeserializer::<Error>::into_deserializer(text)
+                    )
+                    .map_err(|e| e.to_string())
+                );
+            }
         }
     }
 

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, NaiveDate};
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -271,7 +271,7 @@ impl Kind {
                 let text = value
                     .as_str()
                     .ok_or_else(|| "must be an RFC 3339 time with offset".to_string())?;
-                let at = DateTime::parse_from_rfc3339(text)
+                let at = crate::calendar::parse_rfc3339(text)
                     .map_err(|e| format!("must be an RFC 3339 time with offset ({e})"))?;
                 if at.date_naive() < EARLIEST_DAY {
                     return Err(format!(
@@ -340,8 +340,11 @@ fn parse_day(value: &Value) -> Result<NaiveDate, String> {
     let text = value
         .as_str()
         .ok_or_else(|| format!("must be a date YYYY-MM-DD, got {}", kind(value)))?;
-    NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map_err(|_| format!("`{text}` is not a date YYYY-MM-DD"))
+    match crate::calendar::plain_day(text.as_bytes()) {
+        Some(day) => Ok(day),
+        None => NaiveDate::parse_from_str(text, "%Y-%m-%d"),
+    }
+    .map_err(|_| format!("`{text}` is not a date YYYY-MM-DD"))
 }
 
 fn integer(value: &Value) -> Result<i64, String> {

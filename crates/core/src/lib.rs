@@ -22,6 +22,7 @@
 //! assert_eq!(state.to_entry().unwrap().first_step_pain, Some(7));
 //! ```
 
+pub mod calendar;
 mod entry;
 mod error;
 mod field;

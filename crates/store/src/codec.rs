@@ -188,12 +188,13 @@ fn decode_value(input: &mut Reader<'_>) -> Result<Value, String> {
 }
 
 fn short_day(text: &str) -> Option<i64> {
-    let day = NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
+    // Only the canonical spelling is kept short: any day read back must write the same text.
+    let day = heeldiary_core::calendar::parse_day(text).ok()?;
     (day.to_string() == text).then(|| (day - EPOCH_DAY).num_days())
 }
 
 fn short_instant(text: &str) -> Option<(i64, i64)> {
-    let at = DateTime::parse_from_rfc3339(text).ok()?;
+    let at = heeldiary_core::calendar::parse_rfc3339(text).ok()?;
     (at.to_rfc3339_opts(SecondsFormat::Millis, false) == text).then(|| {
         (
             at.timestamp_millis(),

@@ -396,7 +396,7 @@ fn day_of(state: &EntryState) -> Result<Option<NaiveDate>, Fault> {
     state
         .day()
         .map(|day| {
-            day.parse::<NaiveDate>().map_err(|e| {
+            heeldiary_core::calendar::parse_day(day).map_err(|e| {
                 StorageError::Internal(format!("entry day {day:?} is not a date: {e}")).into()
             })
         })

@@ -24,7 +24,7 @@ fn text<'r>(row: &'r rusqlite::Row<'_>, column: usize) -> Result<&'r str, Storag
 }
 
 fn parse_day(day: &str) -> Result<NaiveDate, StorageError> {
-    day.parse()
+    heeldiary_core::calendar::parse_day(day)
         .map_err(|e| StorageError::Internal(format!("stored day `{day}` unreadable: {e}")))
 }
 

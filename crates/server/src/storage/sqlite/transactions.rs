@@ -24,7 +24,7 @@ pub(super) fn time_text(t: DateTime<Utc>) -> String {
 }
 
 pub(super) fn parse_time(text: &str) -> Result<DateTime<Utc>, StorageError> {
-    DateTime::parse_from_rfc3339(text)
+    heeldiary_core::calendar::parse_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| StorageError::Internal(format!("stored time `{text}` unreadable: {e}")))
 }
