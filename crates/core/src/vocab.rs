@@ -21,6 +21,10 @@ impl Vocabulary {
     /// Position of `text` among the words. Letter case, surrounding spaces and kebab-case
     /// (`heel-bottom` for `heel_bottom`) are forgiven.
     pub fn position(&self, text: &str) -> Result<usize, String> {
+        // Stored and synced words are written exactly: found without a normalised copy.
+        if let Some(at) = self.words.iter().position(|word| *word == text) {
+            return Ok(at);
+        }
         let normal = text.trim().to_ascii_lowercase().replace('-', "_");
         self.words
             .iter()
@@ -326,6 +330,13 @@ mod tests {
                 assert_eq!(word.position(), at);
                 assert_eq!(word.to_string(), W::VOCABULARY.words[at]);
                 assert_eq!(W::VOCABULARY.words[at].parse::<W>(), Ok(*word));
+                // A word is its own normal form, so an exact match finds what normalising
+                // the text would.
+                let written = W::VOCABULARY.words[at];
+                assert_eq!(
+                    written.trim().to_ascii_lowercase().replace('-', "_"),
+                    written
+                );
             }
             assert_eq!(W::EVERY.len(), W::VOCABULARY.words.len());
         }
