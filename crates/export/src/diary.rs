@@ -10,7 +10,7 @@ use heeldiary_core::{Entry, EntryState};
 use heeldiary_trends::{DayHistory, Options as TrendOptions, PeriodSummary};
 use uuid::Uuid;
 
-use crate::Options;
+use crate::{ExportKey, Format, Options};
 
 /// What storage hands the exporter for one patient: the whole feed in cursor order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,14 +96,19 @@ impl EntryRecord {
     /// The record sorted for `options` (a row, a deletion, or nothing) with its history
     /// counts: the per-entry work of an export, which a caller may do on another thread before
     /// [`Exporter::add_prepared`](crate::Exporter::add_prepared).
-    pub fn prepare(self, options: &Options) -> PreparedEntry {
+    ///
+    /// `key` makes the pseudonymous entry key of a row or a deletion (MEDS has none).
+    pub fn prepare(self, options: &Options, key: &ExportKey) -> PreparedEntry {
         let sorted = sort_record(&self, options);
         let (edits, conflicted) = match &sorted {
             Sorted::Live(_, true) => self.history_counts(),
             _ => (0, false),
         };
+        let keyed = matches!(sorted, Sorted::Live(_, true) | Sorted::Deletion)
+            && options.format != Format::Meds;
         PreparedEntry {
             entry_id: self.entry_id,
+            entry_key: keyed.then(|| key.entry_key(self.entry_id)),
             sorted,
             edits,
             conflicted,
@@ -115,6 +120,8 @@ impl EntryRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PreparedEntry {
     pub(crate) entry_id: Uuid,
+    /// The pseudonymous key of a row or a deletion, made beside the decoding.
+    pub(crate) entry_key: Option<String>,
     pub(crate) sorted: Sorted,
     pub(crate) edits: u32,
     pub(crate) conflicted: bool,

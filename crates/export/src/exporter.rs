@@ -262,7 +262,7 @@ impl Exporter {
     /// # Failure
     /// [`ExportError::Invalid`] when no patient was started; a write error.
     pub fn add_entry(&mut self, record: EntryRecord) -> Result<(), ExportError> {
-        let prepared = record.prepare(&self.options);
+        let prepared = record.prepare(&self.options, &self.key);
         self.add_prepared(prepared)
     }
 
@@ -277,10 +277,13 @@ impl Exporter {
         let identified = self.options.identified;
         let PreparedEntry {
             entry_id,
+            entry_key,
             sorted,
             edits,
             conflicted,
         } = prepared;
+        let key = &self.key;
+        let entry_key = || entry_key.unwrap_or_else(|| key.entry_key(entry_id));
         match sorted {
             Sorted::Deletion => {
                 if let Sink::Tables {
@@ -288,10 +291,7 @@ impl Exporter {
                     ..
                 } = &mut self.sink
                 {
-                    let mut row = vec![
-                        Cell::Int(current.subject),
-                        Cell::Text(self.key.entry_key(entry_id)),
-                    ];
+                    let mut row = vec![Cell::Int(current.subject), Cell::Text(entry_key())];
                     if identified {
                         row.push(Cell::Text(entry_id.to_string()));
                     }
@@ -309,7 +309,7 @@ impl Exporter {
                     let facts = (edits, conflicted, identified);
                     write_entry(
                         &mut self.sink,
-                        &self.key,
+                        entry_key,
                         current,
                         &entry,
                         facts,
@@ -540,7 +540,7 @@ impl Exporter {
 /// measurements, or its FHIR Observations. Entries arrive in the order the files keep.
 fn write_entry(
     sink: &mut Sink,
-    key: &ExportKey,
+    entry_key: impl FnOnce() -> String,
     current: &mut Current,
     entry: &Entry,
     (edits, conflicted, identified): (u32, bool, bool),
@@ -553,7 +553,7 @@ fn write_entry(
             fill_entry_row(
                 &EntryFacts {
                     subject_id: current.subject,
-                    entry_key: key.entry_key(entry.id),
+                    entry_key: entry_key(),
                     patient_id: current.patient_id,
                     first_day,
                     entry,
@@ -576,7 +576,7 @@ fn write_entry(
             };
             let facts = fhir::EntryFacts {
                 subject: current.subject,
-                entry_key: &key.entry_key(entry.id),
+                entry_key: &entry_key(),
                 first_day,
                 identified,
             };

@@ -34,10 +34,20 @@ pub struct CsvTable<W: Write> {
     field: String,
 }
 
+/// Bytes the CSV writer gathers before it writes to its output: as large as the buffer an
+/// exported file is given, which a write of a whole buffer then skips instead of copying into.
+const CSV_BUFFER: usize = 1 << 16;
+
+fn csv_writer<W: Write>(out: W) -> csv::Writer<W> {
+    csv::WriterBuilder::new()
+        .buffer_capacity(CSV_BUFFER)
+        .from_writer(out)
+}
+
 impl<W: Write> CsvTable<W> {
     /// Starts a table on `out`, writing the header.
     pub fn new(out: W, columns: &[Column]) -> Result<Self, ExportError> {
-        let mut writer = csv::Writer::from_writer(out);
+        let mut writer = csv_writer(out);
         writer
             .write_record(columns.iter().map(|c| c.name.as_str()))
             .map_err(|e| ExportError::Csv(e.to_string()))?;
@@ -51,7 +61,7 @@ impl<W: Write> CsvTable<W> {
     /// Continues a table on `out` without a header: a later chunk of a streamed table.
     pub fn continuing(out: W) -> Self {
         CsvTable {
-            writer: csv::Writer::from_writer(out),
+            writer: csv_writer(out),
             rows: 0,
             field: String::new(),
         }

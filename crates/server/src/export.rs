@@ -123,7 +123,7 @@ fn entry_record(stored: ExportEntry) -> EntryRecord {
 struct EntryPages<'s, S> {
     storage: &'s S,
     patient_id: Uuid,
-    options: Arc<Options>,
+    preparing: Arc<Preparing>,
     /// The last entry read by id.
     after: Option<Uuid>,
     /// The snapshot read by day, once started.
@@ -132,11 +132,11 @@ struct EntryPages<'s, S> {
 }
 
 impl<'s, S: Storage> EntryPages<'s, S> {
-    fn new(storage: &'s S, patient_id: Uuid, options: Arc<Options>) -> Self {
+    fn new(storage: &'s S, patient_id: Uuid, preparing: Arc<Preparing>) -> Self {
         EntryPages {
             storage,
             patient_id,
-            options,
+            preparing,
             after: None,
             by_day: None,
             done: false,
@@ -148,7 +148,7 @@ impl<'s, S: Storage> EntryPages<'s, S> {
         if self.done {
             return Ok(None);
         }
-        let page = if self.options.format.in_day_order() {
+        let page = if self.preparing.options.format.in_day_order() {
             let by_day = match &mut self.by_day {
                 Some(pages) => pages,
                 None => self.by_day.insert(
@@ -173,10 +173,10 @@ impl<'s, S: Storage> EntryPages<'s, S> {
             self.after = page.last().map(|e| e.entry_id);
             page
         };
-        let options = Arc::clone(&self.options);
+        let preparing = Arc::clone(&self.preparing);
         let prepared = tokio::task::spawn_blocking(move || {
             page.into_iter()
-                .map(|stored| entry_record(stored).prepare(&options))
+                .map(|stored| entry_record(stored).prepare(&preparing.options, &preparing.key))
                 .collect::<Vec<_>>()
         })
         .await
@@ -359,17 +359,24 @@ enum Feed {
 /// to a few pages.
 const PAGES_AHEAD: usize = 4;
 
+/// What the reading half needs to prepare each entry: the export's options and its key (the
+/// entry keys are made beside the decoding, off the writing thread).
+struct Preparing {
+    options: Options,
+    key: ExportKey,
+}
+
 /// Reads every patient's stored entries page by page and prepares them (the per-entry decoding
 /// and sorting), in order, into `feed`: the reading half of an export, run beside the writer.
 async fn read_patients<S: Storage>(
     storage: S,
-    options: Options,
+    preparing: Preparing,
     patients: Vec<Uuid>,
     feed: tokio::sync::mpsc::Sender<Result<Feed, ExportFailure>>,
 ) {
-    let options = Arc::new(options);
+    let preparing = Arc::new(preparing);
     for patient_id in patients {
-        let result = read_patient(&storage, &options, patient_id, &feed).await;
+        let result = read_patient(&storage, &preparing, patient_id, &feed).await;
         if let Err(e) = result {
             let _ = feed.send(Err(e)).await;
             return;
@@ -379,7 +386,7 @@ async fn read_patients<S: Storage>(
 
 async fn read_patient<S: Storage>(
     storage: &S,
-    options: &Arc<Options>,
+    preparing: &Arc<Preparing>,
     patient_id: Uuid,
     feed: &tokio::sync::mpsc::Sender<Result<Feed, ExportFailure>>,
 ) -> Result<(), ExportFailure> {
@@ -389,7 +396,7 @@ async fn read_patient<S: Storage>(
     feed.send(Ok(Feed::Patient(patient_id, first_day)))
         .await
         .map_err(|_| closed())?;
-    let mut pages = EntryPages::new(storage, patient_id, Arc::clone(options));
+    let mut pages = EntryPages::new(storage, patient_id, Arc::clone(preparing));
     while let Some(page) = pages.next().await? {
         feed.send(Ok(Feed::Entries(page)))
             .await
@@ -442,17 +449,16 @@ where
     W: FnMut() -> F + Send,
     F: std::future::Future<Output = Result<(), ExportFailure>> + Send,
 {
+    let preparing = Preparing {
+        options: options.clone(),
+        key: key.clone(),
+    };
     let mut exporter = Exporter::new(options.clone(), key, files)?;
     progress.start(patients.len() as u64);
     // Reading (the database, decoding each entry) runs on other threads while this one
     // writes: the two halves use two cores.
     let (sender, mut feed) = tokio::sync::mpsc::channel(PAGES_AHEAD);
-    let reader = tokio::spawn(read_patients(
-        storage.clone(),
-        options.clone(),
-        patients,
-        sender,
-    ));
+    let reader = tokio::spawn(read_patients(storage.clone(), preparing, patients, sender));
     let mut exported = Vec::new();
     let mut current = None;
     let result = async {
