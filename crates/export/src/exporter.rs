@@ -266,7 +266,8 @@ impl Exporter {
         self.add_prepared(prepared)
     }
 
-    /// [`add_entry`](Self::add_entry) of a record prepared already (with the same options).
+    /// [`add_entry`](Self::add_entry) of a record prepared already, with the same options and the
+    /// same key as this export (the entry keys it carries are written as they are).
     ///
     /// # Failure
     /// [`ExportError::Invalid`] when no patient was started; a write error.
