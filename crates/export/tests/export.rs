@@ -305,6 +305,46 @@ fn aggregate_cells_of_fewer_than_eleven_patients_are_suppressed() {
     assert_eq!(large.rows["findings"], 11);
 }
 
+#[test]
+fn findings_rows_follow_the_patients_in_order_however_many_wait_for_their_statistics() {
+    // More patients than the findings thread takes ahead, each with its own pain level, so a
+    // row out of order or missing shows.
+    let diaries: Vec<PatientDiary> = (0..60u8)
+        .map(|p| {
+            let mut d = Diary::new();
+            for day in 1..=(5 + u32::from(p % 20)) {
+                d.entry(day, p % 11, "n");
+            }
+            d.diary()
+        })
+        .collect();
+    let (files, summary) = export(Format::Csv, false, &diaries);
+    assert_eq!(summary.rows["findings"], 60);
+    let subjects: Vec<i64> = diaries
+        .iter()
+        .map(|d| key().subject_id(d.patient_id))
+        .collect();
+    let findings = files.text("findings.csv");
+    let mut lines = findings.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let days_logged = header.iter().position(|c| *c == "days_logged").unwrap();
+    let rows: Vec<(i64, u32)> = lines
+        .map(|line| {
+            let cells: Vec<&str> = line.split(',').collect();
+            (
+                cells[0].parse().unwrap(),
+                cells[days_logged].parse().unwrap(),
+            )
+        })
+        .collect();
+    let expected: Vec<(i64, u32)> = subjects
+        .iter()
+        .zip(0..60u32)
+        .map(|(subject, p)| (*subject, 5 + p % 20))
+        .collect();
+    assert_eq!(rows, expected);
+}
+
 /// Files of which only the entries are kept, as the HTTP export keeps one file.
 struct EntriesOnly(Memory);
 
