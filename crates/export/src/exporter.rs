@@ -3,8 +3,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender, TryRecvError};
-use std::thread::JoinHandle;
 
 use chrono::NaiveDate;
 use heeldiary_core::Entry;
@@ -84,111 +82,10 @@ pub struct Exporter {
     cells: BTreeMap<(u32, &'static str), u64>,
     /// Whether the monthly findings are worked out: a findings file is written and kept.
     findings: bool,
-    /// Where they are worked out, once the first patient needs them.
-    findings_thread: Option<FindingsThread>,
     /// The patient being added.
     current: Option<Current>,
     /// The cells of the entry row being written, kept between rows.
     row: Vec<Cell>,
-}
-
-/// One patient's monthly findings to work out.
-struct FindingsWork {
-    subject: i64,
-    days: DayHistory,
-    first_day: NaiveDate,
-    months: BTreeSet<NaiveDate>,
-}
-
-/// A patient's monthly findings: (study month, first day of the month, summary) per month.
-type PatientFindings = (i64, Vec<(u32, NaiveDate, PeriodSummary)>);
-
-/// Patients handed to the findings thread and not yet taken back, at most: memory stays flat
-/// when the statistics fall behind the rows (the exporter then waits).
-const FINDINGS_AHEAD: usize = 16;
-
-/// A thread that works out patients' monthly findings (the trend statistics: about a third of a
-/// table export's work) while the exporter writes the next patients' rows, so both cores work.
-/// One thread, first in first out: results come back in the order the patients were finished.
-struct FindingsThread {
-    work: Option<SyncSender<FindingsWork>>,
-    done: Receiver<PatientFindings>,
-    /// Patients sent and not yet taken back.
-    pending: usize,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl FindingsThread {
-    fn start() -> Result<Self, ExportError> {
-        let (work, inbox) = sync_channel::<FindingsWork>(FINDINGS_AHEAD);
-        let (outbox, done) = channel();
-        let thread = std::thread::Builder::new()
-            .name("export-findings".into())
-            .spawn(move || {
-                for patient in inbox {
-                    let findings =
-                        diary::monthly_summaries(&patient.days, patient.first_day, &patient.months);
-                    if outbox.send((patient.subject, findings)).is_err() {
-                        return;
-                    }
-                }
-            })
-            .map_err(ExportError::io("the findings thread"))?;
-        Ok(FindingsThread {
-            work: Some(work),
-            done,
-            pending: 0,
-            thread: Some(thread),
-        })
-    }
-
-    fn stopped() -> ExportError {
-        ExportError::Findings("its thread ended early".into())
-    }
-
-    /// Hands over a patient; waits while [`FINDINGS_AHEAD`] patients are queued.
-    fn send(&mut self, patient: FindingsWork) -> Result<(), ExportError> {
-        let work = self.work.as_ref().ok_or_else(Self::stopped)?;
-        work.send(patient).map_err(|_| Self::stopped())?;
-        self.pending += 1;
-        Ok(())
-    }
-
-    /// The next patient's findings: the next one ready, or with `wait` the next one pending;
-    /// `None` when there is none.
-    fn next(&mut self, wait: bool) -> Result<Option<PatientFindings>, ExportError> {
-        if self.pending == 0 {
-            return Ok(None);
-        }
-        let next = if wait {
-            self.done.recv().map_err(|_| Self::stopped())?
-        } else {
-            match self.done.try_recv() {
-                Ok(next) => next,
-                Err(TryRecvError::Empty) => return Ok(None),
-                Err(TryRecvError::Disconnected) => return Err(Self::stopped()),
-            }
-        };
-        self.pending -= 1;
-        Ok(Some(next))
-    }
-
-    /// Ends the thread once everything it was handed is taken back.
-    fn stop(mut self) -> Result<(), ExportError> {
-        drop(self.work.take());
-        match self.thread.take().map(JoinHandle::join) {
-            Some(Err(_)) => Err(ExportError::Findings("its thread panicked".into())),
-            _ => Ok(()),
-        }
-    }
-}
-
-impl Drop for FindingsThread {
-    fn drop(&mut self) {
-        // An export abandoned midway: closing the queue ends the thread after its current
-        // patient; nobody waits for it.
-        drop(self.work.take());
-    }
 }
 
 /// The patient being streamed: what its findings need once its entries are in.
@@ -292,7 +189,6 @@ impl Exporter {
             unreadable: 0,
             cells: BTreeMap::new(),
             findings,
-            findings_thread: None,
             current: None,
             row: Vec::new(),
         })
@@ -443,28 +339,40 @@ impl Exporter {
         self.patients += 1;
         let identified = self.options.identified;
         let subject = current.subject;
+        let findings = match current.first_day.or(current.days.first_day()) {
+            Some(first_day) if self.findings => {
+                diary::monthly_summaries(&current.days, first_day, &current.months)
+            }
+            _ => Vec::new(),
+        };
+        for (study_month, _, summary) in &findings {
+            if summary.days_logged > 0 {
+                *self
+                    .cells
+                    .entry((*study_month, summary.pattern.as_str()))
+                    .or_default() += 1;
+            }
+        }
         match &mut self.sink {
-            Sink::Tables { .. } => {
-                if self.findings {
-                    self.count("findings", 0);
-                    if let Some(first_day) = current.first_day.or(current.days.first_day()) {
-                        let work = FindingsWork {
-                            subject,
-                            days: current.days,
-                            first_day,
-                            months: current.months,
-                        };
-                        match &mut self.findings_thread {
-                            Some(thread) => thread.send(work)?,
-                            None => self
-                                .findings_thread
-                                .insert(FindingsThread::start()?)
-                                .send(work)?,
-                        }
-                    }
-                    self.write_findings(false)?;
+            Sink::Tables {
+                findings: findings_table,
+                ..
+            } => {
+                let mut finding_rows = 0;
+                for (study_month, month, summary) in &findings {
+                    findings_table.write_row(&finding_row(
+                        subject,
+                        *study_month,
+                        *month,
+                        summary,
+                        identified,
+                    ))?;
+                    finding_rows += 1;
                 }
                 self.count("entries", current.entries);
+                if self.findings {
+                    self.count("findings", finding_rows);
+                }
                 if self.options.since.is_some() {
                     self.count("deletions", current.deletions);
                 }
@@ -482,49 +390,9 @@ impl Exporter {
         Ok(true)
     }
 
-    /// Writes the findings rows of the patients whose findings are worked out, in the order
-    /// the patients were finished; with `wait`, of every patient finished.
-    fn write_findings(&mut self, wait: bool) -> Result<(), ExportError> {
-        let Some(thread) = &mut self.findings_thread else {
-            return Ok(());
-        };
-        let Sink::Tables {
-            findings: table, ..
-        } = &mut self.sink
-        else {
-            return Ok(());
-        };
-        let identified = self.options.identified;
-        let mut rows = 0;
-        while let Some((subject, findings)) = thread.next(wait)? {
-            for (study_month, month, summary) in &findings {
-                if summary.days_logged > 0 {
-                    *self
-                        .cells
-                        .entry((*study_month, summary.pattern.as_str()))
-                        .or_default() += 1;
-                }
-                table.write_row(&finding_row(
-                    subject,
-                    *study_month,
-                    *month,
-                    summary,
-                    identified,
-                ))?;
-                rows += 1;
-            }
-        }
-        self.count("findings", rows);
-        Ok(())
-    }
-
     /// Closes the data files and writes the aggregate table, the manifest and the data
     /// dictionary.
     pub fn finish(mut self, files: &mut dyn OutputFiles) -> Result<Summary, ExportError> {
-        self.write_findings(true)?;
-        if let Some(thread) = self.findings_thread.take() {
-            thread.stop()?;
-        }
         let created_at = self
             .options
             .created_at

@@ -66,9 +66,6 @@ pub enum ExportError {
     /// An option does not make sense.
     #[error("{0}")]
     Invalid(String),
-    /// The thread that works out the monthly findings stopped before it answered.
-    #[error("the monthly findings stopped: {0}")]
-    Findings(String),
 }
 
 impl ExportError {
