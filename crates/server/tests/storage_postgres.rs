@@ -197,4 +197,132 @@ mod connection_loss {
         assert_stored_once(&s, patient, device, BATCHES * PER_BATCH).await;
         s.health().await.unwrap();
     }
+
+    /// One connection, so that every push runs on the connection the one before it used.
+    const ONE_CONNECTION: PoolOptions = PoolOptions {
+        max_size: 1,
+        timeout: Duration::from_secs(5),
+    };
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_push_whose_write_fails_commits_nothing_and_leaves_its_connection_clean() {
+        let test = "a_push_whose_write_fails_commits_nothing_and_leaves_its_connection_clean";
+        let Some(schema) = ScratchSchema::create(test).await else {
+            return;
+        };
+        let s = schema.open(&ONE_CONNECTION).await;
+        let (patient, device) = enrolled(&s).await;
+        push_until_stored(&s, patient, &batch(device, 1, 3), &AtomicU64::new(0)).await;
+
+        // The reads and the plan pass; the INSERT of the operations fails, in the round trip
+        // that also carries the COMMIT.
+        schema
+            .query("ALTER TABLE ops ADD CONSTRAINT refuse_five CHECK (device_seq <> 5)")
+            .await;
+        let refused = s.push(patient, batch(device, 4, 3), Utc::now()).await;
+        assert!(
+            matches!(refused, Err(StorageError::Internal(_))),
+            "{refused:?}"
+        );
+        let page = s.pull(patient, 0, 1_000).await.unwrap();
+        assert_eq!(page.ops.len(), 3, "a failed push left a trace");
+        s.health().await.unwrap();
+
+        // On the same connection, outside any transaction: the next pushes store once, with no
+        // gap in the cursors.
+        schema
+            .query("ALTER TABLE ops DROP CONSTRAINT refuse_five")
+            .await;
+        push_until_stored(&s, patient, &batch(device, 4, 3), &AtomicU64::new(0)).await;
+        push_until_stored(&s, patient, &batch(device, 7, 1), &AtomicU64::new(0)).await;
+        assert_stored_once(&s, patient, device, 7).await;
+        let idle_in_transaction = format!(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE application_name = '{}' AND state LIKE 'idle in transaction%'",
+            schema.name()
+        );
+        assert_eq!(schema.query(&idle_in_transaction).await, ["0"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_push_cancelled_inside_its_transaction_rolls_back_before_the_next_one() {
+        let test = "a_push_cancelled_inside_its_transaction_rolls_back_before_the_next_one";
+        let Some(schema) = ScratchSchema::create(test).await else {
+            return;
+        };
+        let s = schema.open(&ONE_CONNECTION).await;
+        let (patient, device) = enrolled(&s).await;
+        push_until_stored(&s, patient, &batch(device, 1, 2), &AtomicU64::new(0)).await;
+
+        // The push waits for the counter row inside its transaction; then its request is
+        // dropped, as a client that hangs up drops it.
+        let (mut blocker, connection) = schema
+            .config()
+            .application_name("blocker")
+            .connect(NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let lock = blocker.transaction().await.unwrap();
+        lock.execute(
+            "SELECT 1 FROM patients WHERE patient_id = $1 FOR UPDATE",
+            &[&patient],
+        )
+        .await
+        .unwrap();
+        let pushing = tokio::spawn({
+            let s = s.clone();
+            async move { s.push(patient, batch(device, 3, 2), Utc::now()).await }
+        });
+        let waiting = format!(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE application_name = '{}' AND wait_event_type = 'Lock'",
+            schema.name()
+        );
+        for _ in 0..200 {
+            if schema.query(&waiting).await == ["1"] {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            schema.query(&waiting).await,
+            ["1"],
+            "the push never blocked"
+        );
+        pushing.abort();
+        assert!(pushing.await.unwrap_err().is_cancelled());
+        lock.rollback().await.unwrap();
+
+        // The connection went back to the pool with a rollback queued behind the statement it
+        // was waiting on: once that statement ran, no transaction holds the patient's row.
+        let idle_in_transaction = format!(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE application_name = '{}' AND state LIKE 'idle in transaction%'",
+            schema.name()
+        );
+        for _ in 0..200 {
+            if schema.query(&idle_in_transaction).await == ["0"] {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            schema.query(&idle_in_transaction).await,
+            ["0"],
+            "the cancelled push left its transaction open"
+        );
+        // The same operations then store once, after the two before.
+        let stored = tokio::time::timeout(
+            Duration::from_secs(10),
+            s.push(patient, batch(device, 3, 2), Utc::now()),
+        )
+        .await
+        .expect("the next push is not held up by the cancelled one");
+        assert!(stored
+            .unwrap()
+            .iter()
+            .all(|r| r.status == PushStatus::Applied));
+        assert_stored_once(&s, patient, device, 4).await;
+    }
 }

@@ -154,7 +154,7 @@ impl PostgresStorage {
     /// the pool, and so is every idle one: the pool checks a connection at check-out only for a
     /// closed socket, and what cut one (a database restart, a network cut) most likely cut the
     /// others too, whose sockets may not say so yet.
-    async fn on_connection<T>(
+    pub(super) async fn on_connection<T>(
         &self,
         work: impl AsyncFnOnce(&mut Client) -> Result<T, Fault>,
     ) -> Result<T, Fault> {

@@ -1,18 +1,21 @@
 //! The two transactions that decide something (a push, an enrolment) and the codecs between
 //! rows and values. What a push decides is [`PushPlan`]'s; these functions find what it needs
-//! under the patient's lock and write its outcome in bulk: a binary COPY of the new rows, one
-//! UPDATE of the entries that were stored already.
+//! under the patient's lock and write its outcome in bulk: one INSERT (or, for many, a binary
+//! COPY) of the new rows, one UPDATE of the entries that were stored already. A day's push takes
+//! two round trips: BEGIN with the reads, the writes with COMMIT.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, NaiveDate, Utc};
-use deadpool_postgres::Transaction;
+use deadpool_postgres::{ClientWrapper, Transaction};
+use futures_util::FutureExt;
 use heeldiary_core::wire::{PulledOp, PushResult};
 use heeldiary_core::{EntryState, Op, Patch, Stored};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{Json, ToSql, Type};
-use tokio_postgres::{IsolationLevel, Row};
+use tokio_postgres::{IsolationLevel, Row, Statement};
 use uuid::Uuid;
 
 use super::faults::Fault;
@@ -53,8 +56,12 @@ impl PostgresStorage {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        self.in_transaction(IsolationLevel::ReadCommitted, async |tx| {
-            let lock = tx
+        self.on_connection(async |client| {
+            let client: &ClientWrapper = client;
+            // Every statement is prepared (once per connection, then cached) before the
+            // transaction: the statements sent together below must each go out as soon as they
+            // are polled, and in the order they are written.
+            let lock = client
                 .prepare_cached(
                     "SELECT last_cursor FROM patients WHERE patient_id = $1
                      FOR NO KEY UPDATE",
@@ -65,7 +72,7 @@ impl PostgresStorage {
             // the range, the plan stays on that index whatever the statistics say; matched by
             // the list of numbers alone, a table whose statistics predate its growth was read
             // row by row for the patient, push after push.
-            let find_stored = tx
+            let find_stored = client
                 .prepare_cached(
                     "SELECT o.device_id, o.device_seq, o.entry_id, o.hlc
                      FROM unnest($2::uuid[], $3::bigint[], $4::bigint[]) AS r (device_id, low, high)
@@ -74,22 +81,27 @@ impl PostgresStorage {
                      WHERE o.device_seq = ANY ($5)",
                 )
                 .await?;
-            let load = tx.prepare_cached(LOAD_STATES).await?;
-            // Three statements sent at once and run in order: the lock on the counter row
-            // serializes this patient's pushes until commit, and under READ COMMITTED each
-            // later statement takes its snapshot only once the lock is held, so the duplicate
-            // check and the states read are exact. (FOR NO KEY UPDATE, the lock an UPDATE of
-            // the counter takes anyway, leaves the foreign-key checks of other writers to this
-            // patient unblocked.) The states of every entry of the batch are read, a superset
-            // of those the new operations touch, so that nothing waits for the plan.
+            let load = client.prepare_cached(LOAD_STATES).await?;
+            let writes = Writes::prepare(client).await?;
+            // BEGIN and three statements sent at once and run in order: the lock on the
+            // counter row serializes this patient's pushes until commit, and under READ
+            // COMMITTED each later statement takes its snapshot only once the lock is held, so
+            // the duplicate check and the states read are exact. (FOR NO KEY UPDATE, the lock an
+            // UPDATE of the counter takes anyway, leaves the foreign-key checks of other writers
+            // to this patient unblocked.) The states of every entry of the batch are read, a
+            // superset of those the new operations touch, so that nothing waits for the plan.
             let lock_params: [&(dyn ToSql + Sync); 1] = [&patient_id];
             let find_params: [&(dyn ToSql + Sync); 5] =
                 [&patient_id, &devices, &lows, &highs, &seqs];
             let load_params: [&(dyn ToSql + Sync); 2] = [&patient_id, &entry_ids];
-            let (locked, stored, states) = tokio::try_join!(
-                tx.query_opt(&lock, &lock_params),
-                tx.query(&find_stored, &find_params),
-                tx.query(&load, &load_params),
+            let tx = PipelinedTransaction::new(client);
+            // Biased: polled in the order written, each statement goes out on its first poll.
+            let ((), locked, stored, states) = tokio::try_join!(
+                biased;
+                tx.begin(),
+                client.query_opt(&lock, &lock_params),
+                client.query(&find_stored, &find_params),
+                client.query(&load, &load_params),
             )?;
             let last_cursor: i64 = locked.ok_or(StorageError::NotFound)?.try_get(0)?;
             let stored: StoredIdentities = stored
@@ -103,25 +115,39 @@ impl PostgresStorage {
                 .collect::<Result<_, tokio_postgres::Error>>()?;
             let plan = PushPlan::new(ops, last_cursor, &stored)?;
             let Some(new_last) = plan.last_cursor() else {
+                tx.commit().await?;
                 return Ok(plan.results);
             };
             let stored_states = decode_states(&states)?;
             let stored_entries: BTreeSet<Uuid> = stored_states.keys().copied().collect();
             let states = plan.merge(stored_states);
-            let advance = tx
-                .prepare_cached("UPDATE patients SET last_cursor = $2 WHERE patient_id = $1")
-                .await?;
+            let (changed, new): (Vec<_>, Vec<_>) = states
+                .iter()
+                .partition(|(id, _)| stored_entries.contains(id));
+            let advance_params: [&(dyn ToSql + Sync); 2] = [&patient_id, &new_last];
             // The writes go out together too: the connection runs them one after another (a
             // copy holds it until its last row), and none waits for another's answer first.
-            tokio::try_join!(
-                insert_ops(tx, patient_id, &plan, received_at),
-                save_states(tx, patient_id, &states, &stored_entries, received_at),
-                async {
-                    let params: [&(dyn ToSql + Sync); 2] = [&patient_id, &new_last];
-                    tx.execute(&advance, &params).await?;
-                    Ok::<_, Fault>(())
-                },
-            )?;
+            // Without a copy, every write goes out as it is polled, so the COMMIT follows them
+            // in the same round trip; a write that fails makes PostgreSQL roll it all back.
+            if plan.applied.len() <= ROWS_PER_INSERT && new.len() <= ROWS_PER_INSERT {
+                tokio::try_join!(
+                    biased;
+                    insert_few_ops(client, &writes.insert_ops, patient_id, &plan, received_at),
+                    insert_few_states(client, &writes.insert_states, patient_id, &new, received_at),
+                    update_states(client, &writes.update_states, patient_id, &changed, received_at),
+                    async { Ok(client.execute(&writes.advance, &advance_params).await?) },
+                    tx.commit(),
+                )?;
+            } else {
+                tokio::try_join!(
+                    biased;
+                    insert_ops(client, &writes.insert_ops, patient_id, &plan, received_at),
+                    insert_states(client, &writes.insert_states, patient_id, &new, received_at),
+                    update_states(client, &writes.update_states, patient_id, &changed, received_at),
+                    async { Ok(client.execute(&writes.advance, &advance_params).await?) },
+                )?;
+                tx.commit().await?;
+            }
             Ok(plan.results)
         })
         .await
@@ -247,27 +273,115 @@ pub(super) async fn register_device(
     Ok(true)
 }
 
-/// Pushes of up to this many new operations (a day's) are stored with one INSERT, larger ones
-/// with a COPY.
-const OPS_PER_INSERT: usize = 64;
+/// Pushes of up to this many new operations (a day's), and of up to this many entries new to
+/// the server, are stored with one INSERT each; larger ones with a COPY.
+const ROWS_PER_INSERT: usize = 64;
+
+/// The statements of a push's writes, prepared before its transaction begins.
+struct Writes {
+    insert_ops: Statement,
+    insert_states: Statement,
+    update_states: Statement,
+    advance: Statement,
+}
+
+impl Writes {
+    async fn prepare(client: &ClientWrapper) -> Result<Self, Fault> {
+        Ok(Self {
+            // Same columns as the COPY, and no conflict handling either: see `insert_ops`.
+            insert_ops: client
+                .prepare_cached(
+                    "INSERT INTO ops (patient_id, cursor, device_id, device_seq, entry_id, hlc,
+                                      patch, received_at)
+                     SELECT $1, t.c, t.d, t.s, t.e, t.h, t.p, $2
+                     FROM unnest($3::int8[], $4::uuid[], $5::int8[], $6::uuid[], $7::text[],
+                                 $8::json[]) AS t (c, d, s, e, h, p)",
+                )
+                .await?,
+            insert_states: client
+                .prepare_cached(
+                    "INSERT INTO entries (patient_id, entry_id, day, deleted, state, updated_at)
+                     SELECT $1, t.e, t.d, t.x, t.s, $2
+                     FROM unnest($3::uuid[], $4::date[], $5::boolean[], $6::json[])
+                          AS t (e, d, x, s)",
+                )
+                .await?,
+            update_states: client
+                .prepare_cached(
+                    "UPDATE entries SET day = t.d, deleted = t.x, state = t.s, updated_at = $6
+                     FROM unnest($2::uuid[], $3::date[], $4::boolean[], $5::json[])
+                          AS t (e, d, x, s)
+                     WHERE entries.patient_id = $1 AND entries.entry_id = t.e",
+                )
+                .await?,
+            advance: client
+                .prepare_cached("UPDATE patients SET last_cursor = $2 WHERE patient_id = $1")
+                .await?,
+        })
+    }
+}
+
+/// A READ COMMITTED transaction whose BEGIN goes out with its first statements and whose COMMIT
+/// may go out with its last ones, instead of taking a round trip each. Dropped before it
+/// committed (a statement failed, or the request was cancelled), it queues a ROLLBACK ahead of
+/// anything the connection's next user sends, as tokio-postgres's own transactions do.
+struct PipelinedTransaction<'a> {
+    client: &'a ClientWrapper,
+    committed: AtomicBool,
+}
+
+impl<'a> PipelinedTransaction<'a> {
+    fn new(client: &'a ClientWrapper) -> Self {
+        Self {
+            client,
+            committed: AtomicBool::new(false),
+        }
+    }
+
+    /// Sends BEGIN; the statements polled after it run inside the transaction.
+    async fn begin(&self) -> Result<(), tokio_postgres::Error> {
+        self.client
+            .batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+            .await
+    }
+
+    /// Sends COMMIT, which runs after every statement polled before it. After a statement of
+    /// the transaction failed, PostgreSQL rolls back instead; that statement reports the
+    /// failure.
+    async fn commit(&self) -> Result<(), Fault> {
+        self.client.batch_execute("COMMIT").await?;
+        self.committed.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+impl Drop for PipelinedTransaction<'_> {
+    fn drop(&mut self) {
+        if !self.committed.load(Ordering::Relaxed) {
+            // The first poll queues the statement on the connection; its answer is not needed.
+            let _ = self.client.batch_execute("ROLLBACK").now_or_never();
+        }
+    }
+}
 
 /// Stores the plan's new operations. A large push goes with one binary COPY: no statement to
 /// plan and no arrays to unpack, the rows go straight into the table. A small one goes with one
 /// prepared INSERT of arrays: a COPY waits for the server to accept it before its rows go, a
 /// round trip of its own, while the INSERT is sent with the statements after it.
 async fn insert_ops(
-    tx: &Transaction<'_>,
+    client: &ClientWrapper,
+    insert: &Statement,
     patient_id: Uuid,
     plan: &PushPlan<'_>,
     received_at: DateTime<Utc>,
 ) -> Result<(), Fault> {
-    if plan.applied.len() <= OPS_PER_INSERT {
-        return insert_few_ops(tx, patient_id, plan, received_at).await;
+    if plan.applied.len() <= ROWS_PER_INSERT {
+        return insert_few_ops(client, insert, patient_id, plan, received_at).await;
     }
     // No conflict handling: the duplicate check ran under the patient's lock, so a clash here
     // is a fault to report, not a repeat to hide (hiding it would leave a gap in the cursors).
     let rows = binary_copy(
-        tx,
+        client,
         "ops (patient_id, cursor, device_id, device_seq, entry_id, hlc, patch, received_at)",
         &[
             Type::UUID,
@@ -304,7 +418,8 @@ async fn insert_ops(
 
 /// [`insert_ops`] of a small push: one INSERT of the operations as arrays, column by column.
 async fn insert_few_ops(
-    tx: &Transaction<'_>,
+    client: &ClientWrapper,
+    insert: &Statement,
     patient_id: Uuid,
     plan: &PushPlan<'_>,
     received_at: DateTime<Utc>,
@@ -319,44 +434,35 @@ async fn insert_few_ops(
     let entries: Vec<Uuid> = applied.iter().map(|(_, op)| op.entry_id).collect();
     let stamps: Vec<String> = applied.iter().map(|(_, op)| op.hlc.to_string()).collect();
     let patches: Vec<Json<&Patch>> = applied.iter().map(|(_, op)| Json(&op.patch)).collect();
-    // Same columns as the COPY, and no conflict handling either: see `insert_ops`.
-    let insert = tx
-        .prepare_cached(
-            "INSERT INTO ops (patient_id, cursor, device_id, device_seq, entry_id, hlc, patch,
-                              received_at)
-             SELECT $1, t.c, t.d, t.s, t.e, t.h, t.p, $2
-             FROM unnest($3::int8[], $4::uuid[], $5::int8[], $6::uuid[], $7::text[],
-                         $8::json[]) AS t (c, d, s, e, h, p)",
+    client
+        .execute(
+            insert,
+            &[
+                &patient_id,
+                &received_at,
+                &cursors,
+                &devices,
+                &seqs,
+                &entries,
+                &stamps,
+                &patches,
+            ],
         )
         .await?;
-    tx.execute(
-        &insert,
-        &[
-            &patient_id,
-            &received_at,
-            &cursors,
-            &devices,
-            &seqs,
-            &entries,
-            &stamps,
-            &patches,
-        ],
-    )
-    .await?;
     Ok(())
 }
 
 /// A binary COPY into `target` (a table and its columns) of rows of `types`. Rows written go out
 /// as the buffer fills; the copy counts once `finish` is awaited and is aborted if dropped before.
 async fn binary_copy(
-    tx: &Transaction<'_>,
+    client: &ClientWrapper,
     target: &str,
     types: &[Type],
 ) -> Result<BinaryCopyInWriter, Fault> {
-    let copy = tx
+    let copy = client
         .prepare_cached(&format!("COPY {target} FROM STDIN (FORMAT binary)"))
         .await?;
-    Ok(BinaryCopyInWriter::new(tx.copy_in(&copy).await?, types))
+    Ok(BinaryCopyInWriter::new(client.copy_in(&copy).await?, types))
 }
 
 /// The stored states of the entries `$2` of patient `$1` that exist.
@@ -373,24 +479,6 @@ fn decode_states(rows: &[Row]) -> Result<BTreeMap<Uuid, EntryState>, Fault> {
         .collect()
 }
 
-/// Writes merged entry states: those of entries new to the server with one binary COPY, those
-/// of `stored` entries with one UPDATE. The push read every stored state of its entries under
-/// the patient's lock, so which rows exist is known and no row needs a conflict check.
-async fn save_states(
-    tx: &Transaction<'_>,
-    patient_id: Uuid,
-    states: &BTreeMap<Uuid, EntryState>,
-    stored: &BTreeSet<Uuid>,
-    updated_at: DateTime<Utc>,
-) -> Result<(), Fault> {
-    let (changed, new): (Vec<_>, Vec<_>) = states.iter().partition(|(id, _)| stored.contains(id));
-    tokio::try_join!(
-        insert_states(tx, patient_id, &new, updated_at),
-        update_states(tx, patient_id, &changed, updated_at),
-    )?;
-    Ok(())
-}
-
 /// The local day of `state` as a date, if it has one.
 fn day_of(state: &EntryState) -> Result<Option<NaiveDate>, Fault> {
     state
@@ -403,17 +491,21 @@ fn day_of(state: &EntryState) -> Result<Option<NaiveDate>, Fault> {
         .transpose()
 }
 
+/// Stores the states of entries new to the server: with one binary COPY when there are many,
+/// else with one INSERT (see [`insert_ops`]). The push read every stored state of its entries
+/// under the patient's lock, so which rows exist is known and no row needs a conflict check.
 async fn insert_states(
-    tx: &Transaction<'_>,
+    client: &ClientWrapper,
+    insert: &Statement,
     patient_id: Uuid,
     states: &[(&Uuid, &EntryState)],
     updated_at: DateTime<Utc>,
 ) -> Result<(), Fault> {
-    if states.is_empty() {
-        return Ok(());
+    if states.len() <= ROWS_PER_INSERT {
+        return insert_few_states(client, insert, patient_id, states, updated_at).await;
     }
     let rows = binary_copy(
-        tx,
+        client,
         "entries (patient_id, entry_id, day, deleted, state, updated_at)",
         &[
             Type::UUID,
@@ -442,8 +534,10 @@ async fn insert_states(
     Ok(())
 }
 
-async fn update_states(
-    tx: &Transaction<'_>,
+/// [`insert_states`] of a few: one INSERT of the states as arrays, column by column.
+async fn insert_few_states(
+    client: &ClientWrapper,
+    insert: &Statement,
     patient_id: Uuid,
     states: &[(&Uuid, &EntryState)],
     updated_at: DateTime<Utc>,
@@ -451,26 +545,57 @@ async fn update_states(
     if states.is_empty() {
         return Ok(());
     }
-    let ids: Vec<Uuid> = states.iter().map(|(id, _)| **id).collect();
-    let days: Vec<Option<NaiveDate>> = states
+    let (ids, days, deleted, json) = state_columns(states)?;
+    client
+        .execute(
+            insert,
+            &[&patient_id, &updated_at, &ids, &days, &deleted, &json],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Entry ids, days, deleted flags and stored states of `states`, column by column.
+#[allow(clippy::type_complexity)]
+fn state_columns<'s>(
+    states: &[(&Uuid, &'s EntryState)],
+) -> Result<
+    (
+        Vec<Uuid>,
+        Vec<Option<NaiveDate>>,
+        Vec<bool>,
+        Vec<Json<Stored<&'s EntryState>>>,
+    ),
+    Fault,
+> {
+    let ids = states.iter().map(|(id, _)| **id).collect();
+    let days = states
         .iter()
         .map(|(_, s)| day_of(s))
         .collect::<Result<_, _>>()?;
-    let deleted: Vec<bool> = states.iter().map(|(_, s)| s.is_deleted()).collect();
-    let json: Vec<Json<Stored<&EntryState>>> =
-        states.iter().map(|(_, s)| Json(Stored(*s))).collect();
-    let update = tx
-        .prepare_cached(
-            "UPDATE entries SET day = t.d, deleted = t.x, state = t.s, updated_at = $6
-             FROM unnest($2::uuid[], $3::date[], $4::boolean[], $5::json[]) AS t (e, d, x, s)
-             WHERE entries.patient_id = $1 AND entries.entry_id = t.e",
+    let deleted = states.iter().map(|(_, s)| s.is_deleted()).collect();
+    let json = states.iter().map(|(_, s)| Json(Stored(*s))).collect();
+    Ok((ids, days, deleted, json))
+}
+
+/// Writes the merged states of entries the server stored already, with one UPDATE.
+async fn update_states(
+    client: &ClientWrapper,
+    update: &Statement,
+    patient_id: Uuid,
+    states: &[(&Uuid, &EntryState)],
+    updated_at: DateTime<Utc>,
+) -> Result<(), Fault> {
+    if states.is_empty() {
+        return Ok(());
+    }
+    let (ids, days, deleted, json) = state_columns(states)?;
+    client
+        .execute(
+            update,
+            &[&patient_id, &ids, &days, &deleted, &json, &updated_at],
         )
         .await?;
-    tx.execute(
-        &update,
-        &[&patient_id, &ids, &days, &deleted, &json, &updated_at],
-    )
-    .await?;
     Ok(())
 }
 
