@@ -133,8 +133,8 @@ impl PostgresStorage {
                 tokio::try_join!(
                     biased;
                     insert_few_ops(client, &writes.insert_ops, patient_id, &plan, received_at),
-                    insert_few_states(client, &writes.insert_states, patient_id, &new, received_at),
-                    update_states(client, &writes.update_states, patient_id, &changed, received_at),
+                    write_states(client, &writes.insert_states, patient_id, &new, received_at),
+                    write_states(client, &writes.update_states, patient_id, &changed, received_at),
                     async { Ok(client.execute(&writes.advance, &advance_params).await?) },
                     tx.commit(),
                 )?;
@@ -143,7 +143,7 @@ impl PostgresStorage {
                     biased;
                     insert_ops(client, &writes.insert_ops, patient_id, &plan, received_at),
                     insert_states(client, &writes.insert_states, patient_id, &new, received_at),
-                    update_states(client, &writes.update_states, patient_id, &changed, received_at),
+                    write_states(client, &writes.update_states, patient_id, &changed, received_at),
                     async { Ok(client.execute(&writes.advance, &advance_params).await?) },
                 )?;
                 tx.commit().await?;
@@ -308,8 +308,8 @@ impl Writes {
                 .await?,
             update_states: client
                 .prepare_cached(
-                    "UPDATE entries SET day = t.d, deleted = t.x, state = t.s, updated_at = $6
-                     FROM unnest($2::uuid[], $3::date[], $4::boolean[], $5::json[])
+                    "UPDATE entries SET day = t.d, deleted = t.x, state = t.s, updated_at = $2
+                     FROM unnest($3::uuid[], $4::date[], $5::boolean[], $6::json[])
                           AS t (e, d, x, s)
                      WHERE entries.patient_id = $1 AND entries.entry_id = t.e",
                 )
@@ -502,7 +502,7 @@ async fn insert_states(
     updated_at: DateTime<Utc>,
 ) -> Result<(), Fault> {
     if states.len() <= ROWS_PER_INSERT {
-        return insert_few_states(client, insert, patient_id, states, updated_at).await;
+        return write_states(client, insert, patient_id, states, updated_at).await;
     }
     let rows = binary_copy(
         client,
@@ -534,10 +534,12 @@ async fn insert_states(
     Ok(())
 }
 
-/// [`insert_states`] of a few: one INSERT of the states as arrays, column by column.
-async fn insert_few_states(
+/// Writes `states` with one statement of arrays, column by column: the INSERT of
+/// [`insert_states`] for a few new entries, or the UPDATE of the entries stored already. Both
+/// take the patient, the time, then the ids, days, deleted flags and stored states.
+async fn write_states(
     client: &ClientWrapper,
-    insert: &Statement,
+    statement: &Statement,
     patient_id: Uuid,
     states: &[(&Uuid, &EntryState)],
     updated_at: DateTime<Utc>,
@@ -548,7 +550,7 @@ async fn insert_few_states(
     let (ids, days, deleted, json) = state_columns(states)?;
     client
         .execute(
-            insert,
+            statement,
             &[&patient_id, &updated_at, &ids, &days, &deleted, &json],
         )
         .await?;
@@ -576,27 +578,6 @@ fn state_columns<'s>(
     let deleted = states.iter().map(|(_, s)| s.is_deleted()).collect();
     let json = states.iter().map(|(_, s)| Json(Stored(*s))).collect();
     Ok((ids, days, deleted, json))
-}
-
-/// Writes the merged states of entries the server stored already, with one UPDATE.
-async fn update_states(
-    client: &ClientWrapper,
-    update: &Statement,
-    patient_id: Uuid,
-    states: &[(&Uuid, &EntryState)],
-    updated_at: DateTime<Utc>,
-) -> Result<(), Fault> {
-    if states.is_empty() {
-        return Ok(());
-    }
-    let (ids, days, deleted, json) = state_columns(states)?;
-    client
-        .execute(
-            update,
-            &[&patient_id, &ids, &days, &deleted, &json, &updated_at],
-        )
-        .await?;
-    Ok(())
 }
 
 /// An operation of the feed from a row of [`FEED_COLUMNS`](crate::storage::FEED_COLUMNS).
