@@ -34,6 +34,47 @@ mod connection_loss {
 
     /// Terminates every connection of the backend under test (they carry the schema's name),
     /// as a database restart or a network cut would; returns how many there were.
+    /// A connection of its own that holds the patient's counter row in an open transaction,
+    /// so a push stops inside its transaction, waiting for the lock; `ROLLBACK` lets go.
+    async fn hold_counter_row(schema: &ScratchSchema, patient: Uuid) -> tokio_postgres::Client {
+        let (blocker, connection) = schema
+            .config()
+            .application_name("blocker")
+            .connect(NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        blocker
+            .batch_execute(&format!(
+                "BEGIN; SELECT 1 FROM patients WHERE patient_id = '{patient}' FOR UPDATE"
+            ))
+            .await
+            .unwrap();
+        blocker
+    }
+
+    /// Sessions of the storage under test left inside a transaction.
+    const IDLE_IN_TRANSACTION: &str = "state LIKE 'idle in transaction%'";
+
+    /// How many sessions of the storage under test meet `condition`.
+    fn sessions_where(schema: &ScratchSchema, condition: &str) -> String {
+        format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = '{}' AND {condition}",
+            schema.name()
+        )
+    }
+
+    /// `query`'s answer once it is `want`, or after two seconds whatever it is.
+    async fn eventually(schema: &ScratchSchema, query: &str, want: &str) -> Vec<String> {
+        for _ in 0..200 {
+            if schema.query(query).await == [want] {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        schema.query(query).await
+    }
+
     async fn cut_connections(schema: &ScratchSchema) -> usize {
         let killed = schema
             .query(&format!(
@@ -99,38 +140,19 @@ mod connection_loss {
 
         // Hold the patient's counter row from outside, so the next push stops inside its
         // transaction, waiting for the lock; then cut the backend's connections.
-        let (mut blocker, connection) = schema
-            .config()
-            .application_name("blocker")
-            .connect(NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        let lock = blocker.transaction().await.unwrap();
-        lock.execute(
-            "SELECT 1 FROM patients WHERE patient_id = $1 FOR UPDATE",
-            &[&patient],
-        )
-        .await
-        .unwrap();
+        let blocker = hold_counter_row(&schema, patient).await;
         let second = batch(device, 11, 10);
         let pushing = tokio::spawn({
             let (s, ops) = (s.clone(), second.clone());
             async move { s.push(patient, ops, Utc::now()).await }
         });
-        let waiting = format!(
-            "SELECT count(*) FROM pg_stat_activity
-             WHERE application_name = '{}' AND wait_event_type = 'Lock'",
-            schema.name()
-        );
-        for _ in 0..200 {
-            if schema.query(&waiting).await == ["1"] {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
         assert_eq!(
-            schema.query(&waiting).await,
+            eventually(
+                &schema,
+                &sessions_where(&schema, "wait_event_type = 'Lock'"),
+                "1"
+            )
+            .await,
             ["1"],
             "the push never blocked"
         );
@@ -140,7 +162,7 @@ mod connection_loss {
             matches!(cut, Err(StorageError::Unavailable(_))),
             "a lost connection must be retryable: {cut:?}"
         );
-        lock.rollback().await.unwrap();
+        blocker.batch_execute("ROLLBACK").await.unwrap();
         let page = s.pull(patient, 0, 1_000).await.unwrap();
         assert_eq!(page.ops.len(), 10, "a cut push left a trace");
 
@@ -236,11 +258,7 @@ mod connection_loss {
         push_until_stored(&s, patient, &batch(device, 4, 3), &AtomicU64::new(0)).await;
         push_until_stored(&s, patient, &batch(device, 7, 1), &AtomicU64::new(0)).await;
         assert_stored_once(&s, patient, device, 7).await;
-        let idle_in_transaction = format!(
-            "SELECT count(*) FROM pg_stat_activity
-             WHERE application_name = '{}' AND state LIKE 'idle in transaction%'",
-            schema.name()
-        );
+        let idle_in_transaction = sessions_where(&schema, IDLE_IN_TRANSACTION);
         assert_eq!(schema.query(&idle_in_transaction).await, ["0"]);
     }
 
@@ -256,59 +274,30 @@ mod connection_loss {
 
         // The push waits for the counter row inside its transaction; then its request is
         // dropped, as a client that hangs up drops it.
-        let (mut blocker, connection) = schema
-            .config()
-            .application_name("blocker")
-            .connect(NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        let lock = blocker.transaction().await.unwrap();
-        lock.execute(
-            "SELECT 1 FROM patients WHERE patient_id = $1 FOR UPDATE",
-            &[&patient],
-        )
-        .await
-        .unwrap();
+        let blocker = hold_counter_row(&schema, patient).await;
         let pushing = tokio::spawn({
             let s = s.clone();
             async move { s.push(patient, batch(device, 3, 2), Utc::now()).await }
         });
-        let waiting = format!(
-            "SELECT count(*) FROM pg_stat_activity
-             WHERE application_name = '{}' AND wait_event_type = 'Lock'",
-            schema.name()
-        );
-        for _ in 0..200 {
-            if schema.query(&waiting).await == ["1"] {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
         assert_eq!(
-            schema.query(&waiting).await,
+            eventually(
+                &schema,
+                &sessions_where(&schema, "wait_event_type = 'Lock'"),
+                "1"
+            )
+            .await,
             ["1"],
             "the push never blocked"
         );
         pushing.abort();
         assert!(pushing.await.unwrap_err().is_cancelled());
-        lock.rollback().await.unwrap();
+        blocker.batch_execute("ROLLBACK").await.unwrap();
 
         // The connection went back to the pool with a rollback queued behind the statement it
         // was waiting on: once that statement ran, no transaction holds the patient's row.
-        let idle_in_transaction = format!(
-            "SELECT count(*) FROM pg_stat_activity
-             WHERE application_name = '{}' AND state LIKE 'idle in transaction%'",
-            schema.name()
-        );
-        for _ in 0..200 {
-            if schema.query(&idle_in_transaction).await == ["0"] {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let idle_in_transaction = sessions_where(&schema, IDLE_IN_TRANSACTION);
         assert_eq!(
-            schema.query(&idle_in_transaction).await,
+            eventually(&schema, &idle_in_transaction, "0").await,
             ["0"],
             "the cancelled push left its transaction open"
         );

@@ -129,23 +129,23 @@ impl PostgresStorage {
             // copy holds it until its last row), and none waits for another's answer first.
             // Without a copy, every write goes out as it is polled, so the COMMIT follows them
             // in the same round trip; a write that fails makes PostgreSQL roll it all back.
-            if plan.applied.len() <= ROWS_PER_INSERT && new.len() <= ROWS_PER_INSERT {
-                tokio::try_join!(
-                    biased;
-                    insert_few_ops(client, &writes.insert_ops, patient_id, &plan, received_at),
-                    write_states(client, &writes.insert_states, patient_id, &new, received_at),
-                    write_states(client, &writes.update_states, patient_id, &changed, received_at),
-                    async { Ok(client.execute(&writes.advance, &advance_params).await?) },
-                    tx.commit(),
-                )?;
-            } else {
-                tokio::try_join!(
-                    biased;
-                    insert_ops(client, &writes.insert_ops, patient_id, &plan, received_at),
-                    insert_states(client, &writes.insert_states, patient_id, &new, received_at),
-                    write_states(client, &writes.update_states, patient_id, &changed, received_at),
-                    async { Ok(client.execute(&writes.advance, &advance_params).await?) },
-                )?;
+            let no_copy = plan.applied.len() <= ROWS_PER_INSERT && new.len() <= ROWS_PER_INSERT;
+            tokio::try_join!(
+                biased;
+                insert_ops(client, &writes.insert_ops, patient_id, &plan, received_at),
+                insert_states(client, &writes.insert_states, patient_id, &new, received_at),
+                write_states(client, &writes.update_states, patient_id, &changed, received_at),
+                async { Ok(client.execute(&writes.advance, &advance_params).await?) },
+                // Without a copy the COMMIT goes out right behind the writes.
+                async {
+                    if no_copy {
+                        tx.commit().await
+                    } else {
+                        Ok(())
+                    }
+                },
+            )?;
+            if !no_copy {
                 tx.commit().await?;
             }
             Ok(plan.results)
