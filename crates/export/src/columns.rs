@@ -3,7 +3,7 @@
 //! core's field table, column by field kind.
 
 use chrono::{DateTime, FixedOffset, NaiveDate};
-use heeldiary_core::{Entry, Field, FieldRef, Kind, Writer, MAX_SCORE};
+use heeldiary_core::{Entry, Field, FieldRef, Kind, Vocabulary, WordSet, Writer, MAX_SCORE};
 use heeldiary_trends::{Direction, Measure, PatternKind, RedFlagKind};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -95,7 +95,7 @@ pub enum Cell {
     /// A word of a vocabulary (text, without a copy).
     Word(&'static str),
     /// A list of words.
-    List(Vec<&'static str>),
+    List(WordList),
     /// A calendar day.
     Date(NaiveDate),
 }
@@ -110,7 +110,7 @@ impl Cell {
             Cell::Bool(b) => json!(b),
             Cell::Text(t) => json!(t),
             Cell::Word(w) => json!(w),
-            Cell::List(words) => json!(words),
+            Cell::List(words) => words.iter().collect(),
             Cell::Date(d) => json!(d.to_string()),
         }
     }
@@ -146,6 +146,32 @@ impl Cell {
             }
             Cell::Date(d) => write!(out, "{d}"),
         };
+    }
+}
+
+/// The words of a vocabulary a list field holds, in the vocabulary's order: held as the set
+/// itself, so that a row makes no list of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WordList {
+    vocabulary: &'static Vocabulary,
+    set: WordSet,
+}
+
+impl WordList {
+    /// The words of `vocabulary` in `set`.
+    pub fn new(vocabulary: &'static Vocabulary, set: WordSet) -> Self {
+        WordList { vocabulary, set }
+    }
+
+    /// The words, in the vocabulary's order.
+    pub fn iter(self) -> impl Iterator<Item = &'static str> {
+        let set = self.set;
+        self.vocabulary
+            .words
+            .iter()
+            .enumerate()
+            .filter(move |(at, _)| set.contains_position(*at))
+            .map(|(_, word)| *word)
     }
 }
 
@@ -252,12 +278,9 @@ fn field_cells(field: Field, facts: &EntryFacts<'_>, identified: bool, row: &mut
         (Kind::Score | Kind::Count { .. }, FieldRef::Number(n)) => row.push(Cell::Int(n.into())),
         (Kind::Flag, FieldRef::Flag(b)) => row.push(Cell::Bool(b)),
         (Kind::Word(vocabulary), FieldRef::Word(at)) => row.push(Cell::Word(vocabulary.words[at])),
-        (Kind::Words(vocabulary), FieldRef::Words(set)) => row.push(Cell::List(
-            (0..vocabulary.words.len())
-                .filter(|at| set.contains_position(*at))
-                .map(|at| vocabulary.words[at])
-                .collect(),
-        )),
+        (Kind::Words(vocabulary), FieldRef::Words(set)) => {
+            row.push(Cell::List(WordList::new(vocabulary, set)))
+        }
         (Kind::Text { .. }, FieldRef::Text(text))
             if identified && spec.writer == Writer::Person =>
         {
@@ -346,16 +369,16 @@ pub fn entry_columns(identified: bool) -> Vec<Column> {
 
 /// One row of the entries table, in the order of [`entry_columns`], into `row` (cleared
 /// first), so that one row's memory serves them all.
-pub(crate) fn fill_entry_row(facts: &EntryFacts<'_>, identified: bool, row: &mut Vec<Cell>) {
+pub(crate) fn fill_entry_row(mut facts: EntryFacts<'_>, identified: bool, row: &mut Vec<Cell>) {
     row.clear();
     row.push(Cell::Int(facts.subject_id));
-    row.push(Cell::Text(facts.entry_key.clone()));
+    row.push(Cell::Text(std::mem::take(&mut facts.entry_key)));
     if identified {
         row.push(Cell::Text(facts.patient_id.to_string()));
         row.push(Cell::Text(facts.entry.id.to_string()));
     }
     for field in Field::ALL {
-        field_cells(*field, facts, identified, row);
+        field_cells(*field, &facts, identified, row);
     }
     row.push(Cell::Bool(facts.entry.backfilled));
     row.push(Cell::Int(facts.edits.into()));

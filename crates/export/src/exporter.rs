@@ -552,7 +552,7 @@ fn write_entry(
             // An entry before the first day given is its own study day 0.
             let first_day = current.first_day.map_or(entry.day, |d| d.min(entry.day));
             fill_entry_row(
-                &EntryFacts {
+                EntryFacts {
                     subject_id: current.subject,
                     entry_key: entry_key(),
                     patient_id: current.patient_id,

@@ -31,7 +31,7 @@ use std::str::FromStr;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
-pub use columns::{entry_columns, findings_columns, Cell, Column, ColumnType};
+pub use columns::{entry_columns, findings_columns, Cell, Column, ColumnType, WordList};
 pub use diary::{EntryRecord, PatientDiary, PreparedEntry};
 pub use exporter::{data_dictionary, Exporter, OutputFiles, Summary};
 pub use key::{ExportKey, KEY_BYTES};

@@ -239,7 +239,7 @@ impl Builder {
             (Builder::Text(b), Cell::Text(t)) => b.append_value(t),
             (Builder::Text(b), Cell::Word(w)) => b.append_value(w),
             (Builder::TextList(b), Cell::List(words)) => {
-                for word in words {
+                for word in words.iter() {
                     b.values().append_value(word);
                 }
                 b.append(true);
@@ -357,7 +357,8 @@ impl<W: Write + Send> TableWriter for ParquetTable<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::columns::entry_columns;
+    use crate::columns::{entry_columns, WordList};
+    use heeldiary_core::{Location, Word, WordSet};
 
     fn columns() -> Vec<Column> {
         entry_columns(false)
@@ -373,7 +374,10 @@ mod tests {
         vec![
             Cell::Int(42),
             pain.map_or(Cell::Null, Cell::Int),
-            Cell::List(vec!["heel_bottom", "arch"]),
+            Cell::List(WordList::new(
+                <Location as Word>::VOCABULARY,
+                WordSet::of(&[Location::HeelBottom, Location::Arch]),
+            )),
             Cell::Bool(true),
         ]
     }
