@@ -137,12 +137,10 @@ impl EntryState {
     /// As [`EntryState::to_entry`]; text that is not a stored state is
     /// [`EntryError::Invalid`] on `fields`.
     pub fn entry_from_stored(id: Uuid, stored: &str) -> Result<Entry, EntryError> {
-        let values: StoredValues<'_> =
-            serde_json::from_str(stored).map_err(|e| EntryError::Invalid {
-                id,
-                source: ValidationError::new("fields", e.to_string()),
-            })?;
-        entry_from_values(id, &values.0)
+        match plain_stored_values(stored) {
+            Some(values) => entry_from_values(id, &values),
+            None => entry_from_parsed_text(id, stored),
+        }
     }
 
     /// The day written in the stored text of a state, deleted or not, when it has a readable
@@ -186,6 +184,16 @@ impl EntryState {
         let text: Text<'_> = serde_json::from_str(stored).ok()?;
         text.by_stamp.0?.parse().ok()
     }
+}
+
+/// [`EntryState::entry_from_stored`] through the JSON parser, for text of any form.
+fn entry_from_parsed_text(id: Uuid, stored: &str) -> Result<Entry, EntryError> {
+    let values: StoredValues<'_> =
+        serde_json::from_str(stored).map_err(|e| EntryError::Invalid {
+            id,
+            source: ValidationError::new("fields", e.to_string()),
+        })?;
+    entry_from_values(id, &values.0)
 }
 
 /// The entry made of `values` (each field's name and its non-null value): the id is added, and
@@ -292,6 +300,183 @@ impl<'de: 'a, 'a> Deserialize<'de> for StoredValues<'a> {
             }
         }
         Text::deserialize(d).map(|text| StoredValues(text.by_stamp.0))
+    }
+}
+
+/// The non-null values of a stored state's text, found without a JSON parser when the text
+/// keeps to the plain form every writer gives it: JSON white space between tokens, names and
+/// strings without escapes or control characters, values that are such strings, whole numbers,
+/// `true`, `false`, `null` or lists of such strings, and field names from the table. `None` for
+/// anything else, which the full parse then reads or refuses with its reasons.
+///
+/// Each value is the exact text the full parse would have handed on, so both give the same
+/// entry or the same error; bulk readers (an export decodes every stored state) skip the
+/// parser's pass over the structure.
+fn plain_stored_values(text: &str) -> Option<Vec<(&'static str, JsonText<'_>)>> {
+    let mut scan = PlainScan { text, at: 0 };
+    scan.token(b'{')?;
+    if scan.string()? != "by_stamp" {
+        return None;
+    }
+    scan.token(b':')?;
+    let mut values = Vec::with_capacity(24);
+    scan.object(|scan| {
+        scan.string()?; // the stamp: the entry takes none
+        scan.token(b':')?;
+        scan.object(|scan| {
+            let field: Field = scan.string()?.parse().ok()?;
+            scan.token(b':')?;
+            let value = scan.value()?;
+            // A cleared field is as good as absent.
+            if value != "null" {
+                values.push((field.as_str(), JsonText(value)));
+            }
+            Some(())
+        })
+    })?;
+    scan.token(b'}')?;
+    scan.skip_space();
+    (scan.at == text.len()).then_some(values)
+}
+
+/// A cursor over stored text for [`plain_stored_values`]: each step gives `None` where the text
+/// leaves the plain form.
+struct PlainScan<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> PlainScan<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.text.as_bytes().get(self.at).copied()
+    }
+
+    fn skip_space(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.at += 1;
+        }
+    }
+
+    /// Skips white space, then takes `byte`.
+    fn token(&mut self, byte: u8) -> Option<()> {
+        self.skip_space();
+        (self.peek()? == byte).then(|| self.at += 1)
+    }
+
+    /// Skips white space, then takes `byte` if it comes next.
+    fn takes(&mut self, byte: u8) -> bool {
+        self.skip_space();
+        let next = self.peek() == Some(byte);
+        self.at += usize::from(next);
+        next
+    }
+
+    /// An object whose members `member` reads one by one (from its key to its value).
+    fn object(&mut self, mut member: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.token(b'{')?;
+        if self.takes(b'}') {
+            return Some(());
+        }
+        loop {
+            member(self)?;
+            if !self.takes(b',') {
+                return self.token(b'}');
+            }
+        }
+    }
+
+    /// A string without escapes or control characters: its contents.
+    fn string(&mut self) -> Option<&'a str> {
+        self.token(b'"')?;
+        let start = self.at;
+        let length = self.text.as_bytes()[start..]
+            .iter()
+            .position(|b| matches!(b, b'"' | b'\\' | 0..=0x1f))?;
+        self.at = start + length;
+        self.token(b'"')?;
+        Some(&self.text[start..start + length])
+    }
+
+    /// A value of the plain form: its text.
+    fn value(&mut self) -> Option<&'a str> {
+        self.skip_space();
+        let start = self.at;
+        match self.peek()? {
+            b'"' => {
+                self.string()?;
+            }
+            b'[' => {
+                self.at += 1;
+                if !self.takes(b']') {
+                    loop {
+                        self.string()?;
+                        if !self.takes(b',') {
+                            self.token(b']')?;
+                            break;
+                        }
+                    }
+                }
+            }
+            b'-' | b'0'..=b'9' => {
+                self.at += usize::from(self.peek() == Some(b'-'));
+                let digits = self.text.as_bytes()[self.at..]
+                    .iter()
+                    .take_while(|b| b.is_ascii_digit())
+                    .count();
+                // A leading zero, a fraction or an exponent: left to the parser.
+                let first = self.peek()?;
+                if digits == 0 || (first == b'0' && digits > 1) {
+                    return None;
+                }
+                self.at += digits;
+            }
+            _ => {
+                let word = ["true", "false", "null"]
+                    .into_iter()
+                    .find(|word| self.text[start..].starts_with(word))?;
+                self.at += word.len();
+            }
+        }
+        // The value ends here: what follows must end it (`1.5`, `truex` are not plain).
+        match self.text.as_bytes().get(self.at) {
+            Some(b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') | None => {
+                Some(&self.text[start..self.at])
+            }
+            Some(_) => None,
+        }
+    }
+}
+
+/// The text of one JSON value, read as [`RawValue`] reads: each request goes to a parser over
+/// just that text.
+#[derive(Clone, Copy)]
+struct JsonText<'a>(&'a str);
+
+macro_rules! json_text_forwards {
+    ($($method:ident($($arg:ident: $ty:ty),*);)*) => {$(
+        fn $method<V: Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, Self::Error> {
+            serde_json::Deserializer::from_str(self.0).$method($($arg,)* visitor)
+        }
+    )*};
+}
+
+impl<'de> Deserializer<'de> for JsonText<'de> {
+    type Error = serde_json::Error;
+
+    json_text_forwards! {
+        deserialize_any(); deserialize_bool(); deserialize_i8(); deserialize_i16();
+        deserialize_i32(); deserialize_i64(); deserialize_i128(); deserialize_u8();
+        deserialize_u16(); deserialize_u32(); deserialize_u64(); deserialize_u128();
+        deserialize_f32(); deserialize_f64(); deserialize_char(); deserialize_str();
+        deserialize_string(); deserialize_bytes(); deserialize_byte_buf(); deserialize_option();
+        deserialize_unit(); deserialize_seq(); deserialize_map(); deserialize_identifier();
+        deserialize_ignored_any();
+        deserialize_unit_struct(name: &'static str);
+        deserialize_newtype_struct(name: &'static str);
+        deserialize_tuple(len: usize);
+        deserialize_tuple_struct(name: &'static str, len: usize);
+        deserialize_struct(name: &'static str, fields: &'static [&'static str]);
+        deserialize_enum(name: &'static str, variants: &'static [&'static str]);
     }
 }
 
@@ -599,7 +784,129 @@ mod tests {
         );
     }
 
+    #[test]
+    fn plain_text_is_read_without_the_parser_and_gives_what_the_parser_gives() {
+        let id = Uuid::from_u128(1);
+        let plain = state(&[
+            whole(),
+            json!({"note": "plain", "first_step_pain": 2, "steps": null}),
+        ]);
+        let compact = plain.to_stored();
+        let spaced = serde_json::to_string_pretty(&Stored(&plain)).unwrap();
+        for text in [&compact, &spaced] {
+            assert!(plain_stored_values(text).is_some(), "{text}");
+            assert_eq!(
+                EntryState::entry_from_stored(id, text),
+                entry_from_parsed_text(id, text)
+            );
+            assert_eq!(EntryState::entry_from_stored(id, text), plain.to_entry(id));
+        }
+        let stamp = "000000000001-000000-00000000000000000000000000000007";
+        let not_plain = [
+            // An escape, a fraction, an exponent, a leading zero, a nested list, an object.
+            format!(r#"{{"by_stamp":{{"{stamp}":{{"note":"a \"b\""}}}}}}"#),
+            format!(r#"{{"by_stamp":{{"{stamp}":{{"steps":1.5}}}}}}"#),
+            format!(r#"{{"by_stamp":{{"{stamp}":{{"steps":1e3}}}}}}"#),
+            format!(r#"{{"by_stamp":{{"{stamp}":{{"steps":012}}}}}}"#),
+            format!(r#"{{"by_stamp":{{"{stamp}":{{"locations":[["arch"]]}}}}}}"#),
+            format!(r#"{{"by_stamp":{{"{stamp}":{{"steps":{{}}}}}}}}"#),
+            // A name no field has, another key, a word run on, text after the end.
+            format!(r#"{{"by_stamp":{{"{stamp}":{{"colour":1}}}}}}"#),
+            r#"{"by_stamp":{},"fields":{}}"#.to_string(),
+            format!(r#"{{"by_stamp":{{"{stamp}":{{"radiating":truex}}}}}}"#),
+            r#"{"by_stamp":{}} x"#.to_string(),
+            "[]".to_string(),
+        ];
+        for text in &not_plain {
+            assert!(plain_stored_values(text).is_none(), "{text}");
+        }
+    }
+
+    /// Text near the plain form, from its pieces: the plain ones and those that leave it.
+    fn near_plain_text() -> impl Strategy<Value = String> {
+        let space = prop_oneof![Just(""), Just(""), Just(" "), Just("\n  "), Just("\t")];
+        let string = prop_oneof![
+            Just(r#""2026-10-01""#.to_string()),
+            Just(r#""2026-10-04T08:00:00.000+02:00""#.to_string()),
+            Just(r#""mild""#.to_string()),
+            Just(r#""a note""#.to_string()),
+            Just(r#""é \" \u00e9""#.to_string()),
+            Just(r#""bad \x escape""#.to_string()),
+            Just("\"tab\tinside\"".to_string()),
+            Just(r#""""#.to_string()),
+        ];
+        let value = prop_oneof![
+            string.clone(),
+            prop::collection::vec(string, 0..3).prop_map(|items| format!("[{}]", items.join(","))),
+            Just(r#"["arch", "heel_bottom"]"#.to_string()),
+            Just("[1]".to_string()),
+            (-3i64..14).prop_map(|n| n.to_string()),
+            Just("007".to_string()),
+            Just("-0".to_string()),
+            Just("4.5".to_string()),
+            Just("2e1".to_string()),
+            Just("-".to_string()),
+            Just("true".to_string()),
+            Just("false".to_string()),
+            Just("null".to_string()),
+            Just("nul".to_string()),
+            Just("{}".to_string()),
+        ];
+        let name = prop_oneof![
+            Just("day"),
+            Just("recorded_at"),
+            Just("first_step_pain"),
+            Just("locations"),
+            Just("numbness"),
+            Just("radiating"),
+            Just("steps"),
+            Just("note"),
+            Just("deleted"),
+            Just("colour"),
+            Just("d\\u0061y"),
+        ];
+        let member = (name, space.clone(), value, space.clone())
+            .prop_map(|(name, before, value, after)| format!(r#""{name}"{before}:{after}{value}"#));
+        let stamp = prop_oneof![
+            Just("000000000001-000000-00000000000000000000000000000007"),
+            Just("000000000002-000000-00000000000000000000000000000008"),
+        ];
+        let group = (stamp, prop::collection::vec(member, 0..6), space.clone()).prop_map(
+            |(stamp, members, space)| {
+                format!(
+                    r#""{stamp}":{space}{{{}}}"#,
+                    members.join(&format!(",{space}"))
+                )
+            },
+        );
+        let ending = prop_oneof![
+            Just(""),
+            Just(""),
+            Just(""),
+            Just("  \n"),
+            Just(" x"),
+            Just("}")
+        ];
+        (prop::collection::vec(group, 0..3), space, ending).prop_map(|(groups, space, ending)| {
+            format!(
+                r#"{{{space}"by_stamp"{space}:{{{}}}}}{ending}"#,
+                groups.join(",")
+            )
+        })
+    }
+
     proptest! {
+        /// Text read without the parser gives the entry, or the error, the parser gives.
+        #[test]
+        fn plain_reading_agrees_with_the_parser(text in near_plain_text()) {
+            let id = Uuid::from_u128(3);
+            prop_assert_eq!(
+                EntryState::entry_from_stored(id, &text),
+                entry_from_parsed_text(id, &text),
+                "{}", text
+            );
+        }
+
         /// Whatever values merge into a state (fitting their fields or not, cleared or not),
         /// its text and its parsed form make the same entry or the same kind of refusal.
         #[test]
