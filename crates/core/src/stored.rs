@@ -392,9 +392,11 @@ impl<'a> PlainScan<'a> {
         let length = self.text.as_bytes()[start..]
             .iter()
             .position(|b| matches!(b, b'"' | b'\\' | 0..=0x1f))?;
-        self.at = start + length;
-        self.token(b'"')?;
-        Some(&self.text[start..start + length])
+        // The string ends at its closing quote, not at an escape or a control character (a
+        // tab there is not white space between tokens).
+        let end = start + length;
+        (self.text.as_bytes()[end] == b'"').then(|| self.at = end + 1)?;
+        Some(&self.text[start..end])
     }
 
     /// A value of the plain form: its text.
@@ -805,6 +807,9 @@ mod tests {
         let not_plain = [
             // An escape, a fraction, an exponent, a leading zero, a nested list, an object.
             format!(r#"{{"by_stamp":{{"{stamp}":{{"note":"a \"b\""}}}}}}"#),
+            // A control character inside a string, even one that is white space outside.
+            format!("{{\"by_stamp\":{{\"{stamp}\":{{\"note\":\"a\t\"}}}}}}"),
+            format!("{{\"by_stamp\":{{\"{stamp}\":{{\"day\t\":1}}}}}}"),
             format!(r#"{{"by_stamp":{{"{stamp}":{{"steps":1.5}}}}}}"#),
             format!(r#"{{"by_stamp":{{"{stamp}":{{"steps":1e3}}}}}}"#),
             format!(r#"{{"by_stamp":{{"{stamp}":{{"steps":012}}}}}}"#),
@@ -833,6 +838,7 @@ mod tests {
             Just(r#""é \" \u00e9""#.to_string()),
             Just(r#""bad \x escape""#.to_string()),
             Just("\"tab\tinside\"".to_string()),
+            Just("\"tab at the end\t\"".to_string()),
             Just(r#""""#.to_string()),
         ];
         let value = prop_oneof![
@@ -864,6 +870,7 @@ mod tests {
             Just("deleted"),
             Just("colour"),
             Just("d\\u0061y"),
+            Just("day\t"),
         ];
         let member = (name, space.clone(), value, space.clone())
             .prop_map(|(name, before, value, after)| format!(r#""{name}"{before}:{after}{value}"#));
