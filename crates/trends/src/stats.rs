@@ -94,17 +94,7 @@ pub fn mann_kendall(values: &[f64]) -> Option<MannKendall> {
             s += i64::from(later > earlier) - i64::from(later < earlier);
         }
     }
-    let mut sorted = values.to_vec();
-    // Values equal under `total_cmp` have the same bits, so an unstable sort gives the same
-    // slice without the stable sort's scratch buffer.
-    sorted.sort_unstable_by(f64::total_cmp);
-    let tie_term: f64 = sorted
-        .chunk_by(|a, b| a == b)
-        .map(|group| {
-            let t = group.len() as f64;
-            t * (t - 1.0) * (2.0 * t + 5.0)
-        })
-        .sum();
+    let tie_term = tie_sum(values, |t| t * (t - 1.0) * (2.0 * t + 5.0));
     let nf = n as f64;
     let var_s = (nf * (nf - 1.0) * (2.0 * nf + 5.0) - tie_term) / 18.0;
     let z = if var_s <= 0.0 || s == 0 {
@@ -154,6 +144,16 @@ pub fn lag1_autocorrelation(values: &[f64]) -> Option<f64> {
 
 /// Ranks 1..=n of `values`, ties given their mean rank.
 pub fn ranks(values: &[f64]) -> Vec<f64> {
+    let Some(counts) = WholeCounts::of(values) else {
+        return ranks_by_sorting(values);
+    };
+    let mut rank_of = [0.0; WholeCounts::SIZE];
+    counts.groups(|value, at, end| rank_of[value] = (at + end) as f64 / 2.0 + 1.0);
+    values.iter().map(|v| rank_of[*v as usize]).collect()
+}
+
+/// [`ranks`] of any values.
+fn ranks_by_sorting(values: &[f64]) -> Vec<f64> {
     // Sorting (key, position) pairs gives the order of a stable sort by `total_cmp` without
     // reading the values through their positions at every comparison.
     let mut order: Vec<(i64, usize)> = values
@@ -416,9 +416,7 @@ pub fn rank_shift_given(earlier: &[f64], later: &[f64], rho: Option<f64>) -> Opt
         return None;
     }
     let (mut greater, mut equal) = (0usize, 0usize);
-    let mut differences = Vec::with_capacity(later.len() * earlier.len());
     for l in later {
-        differences.extend(earlier.iter().map(|e| total_order_key(l - e)));
         // Counted as integers: U is a multiple of 0.5 far below 2^52, so it is the same exact
         // value as summing 1 and 0.5 pair by pair.
         for e in earlier {
@@ -427,17 +425,10 @@ pub fn rank_shift_given(earlier: &[f64], later: &[f64], rho: Option<f64>) -> Opt
         }
     }
     let u = greater as f64 + 0.5 * equal as f64;
-    let shift = median_of_keys(&mut differences)?;
-    let mut all: Vec<f64> = earlier.iter().chain(later).copied().collect();
-    all.sort_unstable_by(f64::total_cmp);
+    let shift = hodges_lehmann(earlier, later)?;
+    let all: Vec<f64> = earlier.iter().chain(later).copied().collect();
     let total = n1 + n2;
-    let ties: f64 = all
-        .chunk_by(|a, b| a == b)
-        .map(|group| {
-            let t = group.len() as f64;
-            t * t * t - t
-        })
-        .sum();
+    let ties = tie_sum(&all, |t| t * t * t - t);
     let var_u = n1 * n2 / 12.0 * ((total + 1.0) - ties / (total * (total - 1.0)));
     if var_u <= 1e-12 {
         return None;
@@ -459,6 +450,124 @@ pub fn rank_shift_given(earlier: &[f64], later: &[f64], rho: Option<f64>) -> Opt
         p: two_sided_p(z),
         variance_ratio,
     })
+}
+
+/// The Hodges–Lehmann shift of `later` against `earlier`: the median of every `later − earlier`
+/// difference. `None` when either is empty.
+fn hodges_lehmann(earlier: &[f64], later: &[f64]) -> Option<f64> {
+    if let (Some(_), Some(_)) = (WholeCounts::of(earlier), WholeCounts::of(later)) {
+        // Differences of whole numbers 0 to 31 are the whole numbers −31 to 31, exactly.
+        let mut counts = [0u32; 2 * WholeCounts::SIZE - 1];
+        let lowest = WholeCounts::SIZE as isize - 1;
+        for l in later {
+            for e in earlier {
+                counts[((l - e) as isize + lowest) as usize] += 1;
+            }
+        }
+        let value = |at: usize| (at as isize - lowest) as f64;
+        let odd = later.len() * earlier.len() % 2 == 1;
+        return median_of_counts(&counts).map(|(lower, upper)| {
+            if odd {
+                value(upper)
+            } else {
+                (value(lower) + value(upper)) / 2.0
+            }
+        });
+    }
+    hodges_lehmann_by_sorting(earlier, later)
+}
+
+/// [`hodges_lehmann`] of any values.
+fn hodges_lehmann_by_sorting(earlier: &[f64], later: &[f64]) -> Option<f64> {
+    let mut differences = Vec::with_capacity(later.len() * earlier.len());
+    for l in later {
+        differences.extend(earlier.iter().map(|e| total_order_key(l - e)));
+    }
+    median_of_keys(&mut differences)
+}
+
+/// Σ `term(t)` over the groups of `t` equal values of `values`, in increasing order of value:
+/// the tie corrections of the rank tests.
+fn tie_sum(values: &[f64], term: impl Fn(f64) -> f64) -> f64 {
+    match WholeCounts::of(values) {
+        Some(counts) => counts
+            .0
+            .iter()
+            .filter(|count| **count > 0)
+            .map(|count| term(f64::from(*count)))
+            .sum(),
+        None => tie_sum_by_sorting(values, term),
+    }
+}
+
+/// [`tie_sum`] of any values.
+fn tie_sum_by_sorting(values: &[f64], term: impl Fn(f64) -> f64) -> f64 {
+    let mut sorted = values.to_vec();
+    // Values equal under `total_cmp` have the same bits, so an unstable sort gives the same
+    // slice without the stable sort's scratch buffer.
+    sorted.sort_unstable_by(f64::total_cmp);
+    sorted
+        .chunk_by(|a, b| a == b)
+        .map(|group| term(group.len() as f64))
+        .sum()
+}
+
+/// How often each whole number from 0 to 31 occurs in a series, when every value is one: the
+/// daily scores and sign counts the trends test are. Their ranks, ties and the median of their
+/// differences come from the counts in one pass where sorting takes many, and are the numbers
+/// sorting gives, bit for bit (the property tests below hold both ways to it).
+struct WholeCounts([u32; WholeCounts::SIZE]);
+
+impl WholeCounts {
+    const SIZE: usize = 32;
+
+    fn of(values: &[f64]) -> Option<WholeCounts> {
+        let mut counts = [0; Self::SIZE];
+        for value in values {
+            // The cast saturates (a negative value or NaN gives 0), and only a value that comes
+            // back bit for bit is counted: not −0.0, a fraction or anything out of range.
+            let whole = *value as usize;
+            if whole >= Self::SIZE || (whole as f64).to_bits() != value.to_bits() {
+                return None;
+            }
+            counts[whole] += 1;
+        }
+        Some(WholeCounts(counts))
+    }
+
+    /// Calls `group(value, at, end)` for each value present, in increasing order, with the
+    /// first and last positions (from 0) its group takes in the sorted series.
+    fn groups(&self, mut group: impl FnMut(usize, usize, usize)) {
+        let mut at = 0;
+        for (value, count) in self.0.iter().enumerate() {
+            if *count > 0 {
+                let end = at + *count as usize - 1;
+                group(value, at, end);
+                at = end + 1;
+            }
+        }
+    }
+}
+
+/// The positions in `counts` (how often each position's value occurs, values in increasing
+/// order) of the two middle values of the sorted series, the same one twice for an odd count.
+/// `None` when empty.
+fn median_of_counts(counts: &[u32]) -> Option<(usize, usize)> {
+    let n: usize = counts.iter().map(|c| *c as usize).sum();
+    if n == 0 {
+        return None;
+    }
+    // The position holding the `k`-th value of the sorted series (from 0).
+    let nth = |k: usize| {
+        let mut seen = 0;
+        counts.iter().position(|count| {
+            seen += *count as usize;
+            seen > k
+        })
+    };
+    let upper = nth(n / 2)?;
+    let lower = if n % 2 == 1 { upper } else { nth(n / 2 - 1)? };
+    Some((lower, upper))
 }
 
 /// Lag-1 autocorrelation pooled over stretches, each about its own mean, bias-corrected and
@@ -591,6 +700,7 @@ pub fn theil_sen(times: &[f64], values: &[f64]) -> Option<TheilSen> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn meaningful_change_needs_two_points_or_thirty_percent_above_noise() {
@@ -668,6 +778,45 @@ mod tests {
     #[test]
     fn ranks_share_ties() {
         assert_eq!(ranks(&[3.0, 1.0, 3.0, 2.0]), vec![3.5, 1.0, 3.5, 2.0]);
+        assert_eq!(ranks(&[3.5, 1.0, 3.5, 2.0]), vec![3.5, 1.0, 3.5, 2.0]);
+    }
+
+    #[test]
+    fn only_whole_numbers_from_0_to_31_are_counted() {
+        assert!(WholeCounts::of(&[0.0, 31.0, 7.0]).is_some());
+        assert!(WholeCounts::of(&[]).is_some());
+        for odd in [-0.0, -1.0, 0.5, 32.0, 1e300, f64::NAN, f64::INFINITY] {
+            assert!(WholeCounts::of(&[3.0, odd]).is_none(), "{odd}");
+        }
+    }
+
+    /// Series of whole numbers, or of whole numbers with an odd value among them.
+    fn series() -> impl Strategy<Value = Vec<f64>> {
+        let value = prop_oneof![
+            8 => (0u8..12).prop_map(f64::from),
+            1 => (0u8..32).prop_map(f64::from),
+            1 => prop_oneof![Just(-0.0), Just(2.5), Just(-1.0), Just(40.0)],
+        ];
+        prop::collection::vec(value, 0..60)
+    }
+
+    proptest! {
+        /// Ranks, tie sums and Hodges–Lehmann shifts read from counts are the sorted ones,
+        /// bit for bit.
+        #[test]
+        fn counting_gives_what_sorting_gives(earlier in series(), later in series()) {
+            let bits = |values: Vec<f64>| values.into_iter().map(f64::to_bits).collect::<Vec<_>>();
+            prop_assert_eq!(bits(ranks(&later)), bits(ranks_by_sorting(&later)));
+            let term = |t: f64| t * (t - 1.0) * (2.0 * t + 5.0);
+            prop_assert_eq!(
+                tie_sum(&later, term).to_bits(),
+                tie_sum_by_sorting(&later, term).to_bits()
+            );
+            prop_assert_eq!(
+                hodges_lehmann(&earlier, &later).map(f64::to_bits),
+                hodges_lehmann_by_sorting(&earlier, &later).map(f64::to_bits)
+            );
+        }
     }
 
     #[test]
