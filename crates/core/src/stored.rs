@@ -389,16 +389,14 @@ impl<'a> PlainScan<'a> {
     fn string(&mut self) -> Option<&'a str> {
         self.token(b'"')?;
         let start = self.at;
-        let end = start + memchr::memchr(b'"', &self.text.as_bytes()[start..])?;
-        let contents = &self.text[start..end];
-        // A quote after a backslash does not end the string, and a control character must not
-        // be inside one: both are left to the parser. Folded rather than searched, so that the
-        // check runs over many bytes at once.
-        let plain = !contents
-            .bytes()
-            .fold(false, |unplain, b| unplain | (b == b'\\') | (b < 0x20));
-        plain.then(|| self.at = end + 1)?;
-        Some(contents)
+        let length = self.text.as_bytes()[start..]
+            .iter()
+            .position(|b| matches!(b, b'"' | b'\\' | 0..=0x1f))?;
+        // The string ends at its closing quote, not at an escape or a control character (a
+        // tab there is not white space between tokens).
+        let end = start + length;
+        (self.text.as_bytes()[end] == b'"').then(|| self.at = end + 1)?;
+        Some(&self.text[start..end])
     }
 
     /// A value of the plain form: its text.
