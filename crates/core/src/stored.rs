@@ -360,7 +360,11 @@ impl<'a> PlainScan<'a> {
     /// Skips white space, then takes `byte`.
     fn token(&mut self, byte: u8) -> Option<()> {
         self.skip_space();
-        (self.peek()? == byte).then(|| self.at += 1)
+        if self.peek()? != byte {
+            return None;
+        }
+        self.at += 1;
+        Some(())
     }
 
     /// Skips white space, then takes `byte` if it comes next.
@@ -395,7 +399,10 @@ impl<'a> PlainScan<'a> {
         // The string ends at its closing quote, not at an escape or a control character (a
         // tab there is not white space between tokens).
         let end = start + length;
-        (self.text.as_bytes()[end] == b'"').then(|| self.at = end + 1)?;
+        if self.text.as_bytes()[end] != b'"' {
+            return None;
+        }
+        self.at = end + 1;
         Some(&self.text[start..end])
     }
 
@@ -425,7 +432,8 @@ impl<'a> PlainScan<'a> {
                     .iter()
                     .take_while(|b| b.is_ascii_digit())
                     .count();
-                // A leading zero, a fraction or an exponent: left to the parser.
+                // A sign without digits, or a leading zero: left to the parser (as are a
+                // fraction and an exponent, which the end check below finds).
                 let first = self.peek()?;
                 if digits == 0 || (first == b'0' && digits > 1) {
                     return None;
@@ -827,14 +835,24 @@ mod tests {
         }
     }
 
-    /// Text near the plain form, from its pieces: the plain ones and those that leave it.
+    /// Text near the plain form, from its pieces: the plain ones and those that leave it. Most
+    /// texts start with a group that makes a whole entry, so that entries come out as well as
+    /// errors.
     fn near_plain_text() -> impl Strategy<Value = String> {
-        let space = prop_oneof![Just(""), Just(""), Just(" "), Just("\n  "), Just("\t")];
+        let space = prop_oneof![
+            Just(""),
+            Just(""),
+            Just(" "),
+            Just("\n  "),
+            Just("\t"),
+            Just("\r\n")
+        ];
         let string = prop_oneof![
             Just(r#""2026-10-01""#.to_string()),
             Just(r#""2026-10-04T08:00:00.000+02:00""#.to_string()),
             Just(r#""mild""#.to_string()),
             Just(r#""a note""#.to_string()),
+            Just(r#""é plain, ünïcode ✓""#.to_string()),
             Just(r#""é \" \u00e9""#.to_string()),
             Just(r#""bad \x escape""#.to_string()),
             Just("\"tab\tinside\"".to_string()),
@@ -843,20 +861,38 @@ mod tests {
         ];
         let value = prop_oneof![
             string.clone(),
-            prop::collection::vec(string, 0..3).prop_map(|items| format!("[{}]", items.join(","))),
+            (prop::collection::vec(string, 0..3), space.clone()).prop_map(
+                |(items, space)| format!(
+                    "[{space}{}{space}]",
+                    items.join(&format!("{space},{space}"))
+                )
+            ),
             Just(r#"["arch", "heel_bottom"]"#.to_string()),
             Just("[1]".to_string()),
             (-3i64..14).prop_map(|n| n.to_string()),
-            Just("007".to_string()),
-            Just("-0".to_string()),
-            Just("4.5".to_string()),
-            Just("2e1".to_string()),
-            Just("-".to_string()),
-            Just("true".to_string()),
-            Just("false".to_string()),
-            Just("null".to_string()),
-            Just("nul".to_string()),
-            Just("{}".to_string()),
+            prop_oneof![
+                Just("007"),
+                Just("-0"),
+                Just("-01"),
+                Just("- 1"),
+                Just("--1"),
+                Just("4.5"),
+                Just("2e1"),
+                Just("-"),
+                Just("1x"),
+                Just("99999999999999999999"),
+            ]
+            .prop_map(str::to_string),
+            prop_oneof![
+                Just("true"),
+                Just("false"),
+                Just("null"),
+                Just("nul"),
+                Just("nulll"),
+                Just("{}"),
+                Just(r#"{"a": 1}"#),
+            ]
+            .prop_map(str::to_string),
         ];
         let name = prop_oneof![
             Just("day"),
@@ -878,35 +914,77 @@ mod tests {
             Just("000000000001-000000-00000000000000000000000000000007"),
             Just("000000000002-000000-00000000000000000000000000000008"),
         ];
-        let group = (stamp, prop::collection::vec(member, 0..6), space.clone()).prop_map(
-            |(stamp, members, space)| {
-                format!(
-                    r#""{stamp}":{space}{{{}}}"#,
-                    members.join(&format!(",{space}"))
-                )
-            },
-        );
+        let whole = r#""000000000003-000000-00000000000000000000000000000009":{"day":"2026-10-01","recorded_at":"2026-10-04T08:00:00.000+02:00","first_step_pain":4,"locations":["arch","heel_bottom"],"note":"é plain"}"#;
+        let group = prop_oneof![
+            8 => (stamp, prop::collection::vec(member, 0..6), space.clone()).prop_map(
+                |(stamp, members, space)| {
+                    let members = members.join(&format!("{space},{space}"));
+                    format!(r#""{stamp}":{space}{{{space}{members}{space}}}"#)
+                },
+            ),
+            1 => Just(r#""000000000004-000000-00000000000000000000000000000009": 5"#.to_string()),
+        ];
+        let groups = (
+            prop::bool::weighted(0.7),
+            prop::collection::vec(group, 0..3),
+        )
+            .prop_map(move |(with_whole, mut groups)| {
+                if with_whole {
+                    groups.insert(0, whole.to_string());
+                }
+                groups.join(",")
+            });
+        let key = prop_oneof![8 => Just(r#""by_stamp""#), 1 => Just(r#""by_stampx""#)];
         let ending = prop_oneof![
             Just(""),
             Just(""),
             Just(""),
             Just("  \n"),
             Just(" x"),
-            Just("}")
+            Just("}"),
+            Just(r#", "fields": {}}"#),
         ];
-        (prop::collection::vec(group, 0..3), space, ending).prop_map(|(groups, space, ending)| {
-            format!(
-                r#"{{{space}"by_stamp"{space}:{{{}}}}}{ending}"#,
-                groups.join(",")
-            )
+        (key, groups, space, ending).prop_map(|(key, groups, space, ending)| {
+            let close = if ending.starts_with(',') { "" } else { "}" };
+            format!("{{{space}{key}{space}:{space}{{{groups}}}{space}{close}{ending}")
         })
     }
 
+    /// The texts the property test below draws take both readings and make whole entries as
+    /// well as errors, so that it compares what matters.
+    #[test]
+    fn near_plain_texts_reach_both_readings_and_whole_entries() {
+        use proptest::strategy::ValueTree;
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let (mut plain, mut entries, drawn) = (0, 0, 2_000);
+        for _ in 0..drawn {
+            let text = near_plain_text().new_tree(&mut runner).unwrap().current();
+            plain += usize::from(plain_stored_values(&text).is_some());
+            entries +=
+                usize::from(EntryState::entry_from_stored(Uuid::from_u128(3), &text).is_ok());
+        }
+        assert!(
+            plain > drawn / 10 && plain < drawn * 9 / 10,
+            "{plain} of {drawn} plain"
+        );
+        assert!(entries > drawn / 20, "{entries} of {drawn} whole entries");
+    }
+
     proptest! {
-        /// Text read without the parser gives the entry, or the error, the parser gives.
+        /// Text read without the parser gives the values, and so the entry or the error, the
+        /// parser gives.
         #[test]
         fn plain_reading_agrees_with_the_parser(text in near_plain_text()) {
             let id = Uuid::from_u128(3);
+            if let Some(plain) = plain_stored_values(&text) {
+                let parsed = serde_json::from_str::<StoredValues<'_>>(&text);
+                prop_assert!(parsed.is_ok(), "{}: {:?}", text, parsed.err());
+                let parsed: Vec<(&str, &str)> =
+                    parsed.unwrap().0.iter().map(|(name, raw)| (*name, raw.get())).collect();
+                let plain: Vec<(&str, &str)> =
+                    plain.iter().map(|(name, value)| (*name, value.0)).collect();
+                prop_assert_eq!(plain, parsed, "{}", text);
+            }
             prop_assert_eq!(
                 EntryState::entry_from_stored(id, &text),
                 entry_from_parsed_text(id, &text),

@@ -457,7 +457,8 @@ pub fn rank_shift_given(earlier: &[f64], later: &[f64], rho: Option<f64>) -> Opt
 fn hodges_lehmann(earlier: &[f64], later: &[f64]) -> Option<f64> {
     if let (Some(_), Some(_)) = (WholeCounts::of(earlier), WholeCounts::of(later)) {
         // Differences of whole numbers 0 to 31 are the whole numbers −31 to 31, exactly.
-        let mut counts = [0u32; 2 * WholeCounts::SIZE - 1];
+        // Counted in `usize`: the pairs are n1 × n2, beyond a `u32` for long stretches.
+        let mut counts = [0usize; 2 * WholeCounts::SIZE - 1];
         let lowest = WholeCounts::SIZE as isize - 1;
         for l in later {
             for e in earlier {
@@ -494,7 +495,7 @@ fn tie_sum(values: &[f64], term: impl Fn(f64) -> f64) -> f64 {
             .0
             .iter()
             .filter(|count| **count > 0)
-            .map(|count| term(f64::from(*count)))
+            .map(|count| term(*count as f64))
             .sum(),
         None => tie_sum_by_sorting(values, term),
     }
@@ -512,11 +513,12 @@ fn tie_sum_by_sorting(values: &[f64], term: impl Fn(f64) -> f64) -> f64 {
         .sum()
 }
 
-/// How often each whole number from 0 to 31 occurs in a series, when every value is one: the
-/// daily scores and sign counts the trends test are. Their ranks, ties and the median of their
-/// differences come from the counts in one pass where sorting takes many, and are the numbers
-/// sorting gives, bit for bit (the property tests below hold both ways to it).
-struct WholeCounts([u32; WholeCounts::SIZE]);
+/// How often each whole number from 0 to 31 occurs in a series, when every value is one. The
+/// series the trends test are such: 0–10 pain scores and counts of nerve signs (0–5). Their
+/// ranks, ties and the median of their differences come from the counts in one pass where
+/// sorting takes many, and are the same numbers, bit for bit: the property tests below compare
+/// each with its sorting form.
+struct WholeCounts([usize; WholeCounts::SIZE]);
 
 impl WholeCounts {
     const SIZE: usize = 32;
@@ -541,7 +543,7 @@ impl WholeCounts {
         let mut at = 0;
         for (value, count) in self.0.iter().enumerate() {
             if *count > 0 {
-                let end = at + *count as usize - 1;
+                let end = at + *count - 1;
                 group(value, at, end);
                 at = end + 1;
             }
@@ -552,8 +554,8 @@ impl WholeCounts {
 /// The positions in `counts` (how often each position's value occurs, values in increasing
 /// order) of the two middle values of the sorted series, the same one twice for an odd count.
 /// `None` when empty.
-fn median_of_counts(counts: &[u32]) -> Option<(usize, usize)> {
-    let n: usize = counts.iter().map(|c| *c as usize).sum();
+fn median_of_counts(counts: &[usize]) -> Option<(usize, usize)> {
+    let n: usize = counts.iter().sum();
     if n == 0 {
         return None;
     }
@@ -561,7 +563,7 @@ fn median_of_counts(counts: &[u32]) -> Option<(usize, usize)> {
     let nth = |k: usize| {
         let mut seen = 0;
         counts.iter().position(|count| {
-            seen += *count as usize;
+            seen += *count;
             seen > k
         })
     };
@@ -790,14 +792,31 @@ mod tests {
         }
     }
 
-    /// Series of whole numbers, or of whole numbers with an odd value among them.
+    /// Series of whole numbers from 0 to 31 (the ends drawn often), or with an odd value
+    /// among them.
     fn series() -> impl Strategy<Value = Vec<f64>> {
-        let value = prop_oneof![
-            8 => (0u8..12).prop_map(f64::from),
-            1 => (0u8..32).prop_map(f64::from),
-            1 => prop_oneof![Just(-0.0), Just(2.5), Just(-1.0), Just(40.0)],
+        let whole = prop_oneof![
+            6 => (0u8..12).prop_map(f64::from),
+            2 => (0u8..32).prop_map(f64::from),
+            1 => Just(0.0),
+            1 => Just(31.0),
         ];
-        prop::collection::vec(value, 0..60)
+        let odd = prop_oneof![
+            Just(-0.0),
+            Just(2.5),
+            Just(-1.0),
+            Just(32.0),
+            Just(f64::NAN)
+        ];
+        prop_oneof![
+            3 => prop::collection::vec(whole.clone(), 0..60),
+            1 => (prop::collection::vec(whole, 0..60), odd, any::<prop::sample::Index>()).prop_map(
+                |(mut values, odd, at)| {
+                    values.insert(at.index(values.len() + 1), odd);
+                    values
+                },
+            ),
+        ]
     }
 
     proptest! {
