@@ -39,7 +39,7 @@ pub struct SqliteStorage {
     /// database in memory, which no second connection can open.
     readers: Arc<connection::Readers>,
     /// Pushes waiting for the next group commit on `conn`.
-    queued_pushes: Arc<Mutex<Vec<transactions::QueuedPush>>>,
+    queued_pushes: Arc<Mutex<connection::PushQueue>>,
     /// Connections that the exports read a patient's snapshot on; `None` for a database in
     /// memory, which no other connection can open.
     export_readers: Option<Arc<connection::ExportReaders>>,
