@@ -231,12 +231,30 @@ impl SqliteStorage {
     /// less time than handing it to another thread and back.
     pub(super) async fn read_by_key<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, StorageError> + Send + 'static,
+        f: impl Fn(&mut Connection) -> Result<T, StorageError> + Send + 'static,
     ) -> Result<T, StorageError> {
-        match self.readers.try_idle(f) {
-            Ok(result) => result,
-            Err(f) => self.read(f).await,
+        match self.readers.try_idle(|conn| without_waiting(conn, &f)) {
+            Ok(Some(result)) => result,
+            Ok(None) | Err(_) => self.read(f).await,
         }
+    }
+}
+
+/// Runs `f` on `conn` unless it would wait for a lock: `None` then, and the caller reads on the
+/// blocking pool instead. A read at once runs on an async thread, which must never sleep in
+/// SQLite's busy handler: the requests it serves would all wait with it.
+pub(super) fn without_waiting<T>(
+    conn: &mut Connection,
+    f: impl FnOnce(&mut Connection) -> Result<T, StorageError>,
+) -> Option<Result<T, StorageError>> {
+    conn.busy_timeout(Duration::ZERO).ok()?;
+    let result = f(conn);
+    if let Err(e) = conn.busy_timeout(BUSY_TIMEOUT) {
+        return Some(Err(e.into()));
+    }
+    match result {
+        Err(StorageError::Unavailable(_)) => None,
+        other => Some(other),
     }
 }
 

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use uuid::Uuid;
 
+use super::connection::without_waiting;
 use super::transactions::{
     enrol_tx, op_row, parse_state, parse_time, parse_uuid, register_device, time_text, DeviceRow,
     FeedDecoder, OpRow,
@@ -224,10 +225,15 @@ impl Storage for SqliteStorage {
         // there is, the same rows as the whole page's query finds; a longer page is read again
         // in full on the blocking pool.
         let quick = limit.min(QUICK_FEED_ROWS);
-        match self.readers.try_idle(|conn| feed(conn, quick + 1)) {
-            Ok(Ok(rows)) if rows.len() <= quick as usize || quick == limit => return page(rows),
-            Ok(Err(e)) => return Err(e),
-            Ok(Ok(_)) | Err(_) => {}
+        let at_once = self
+            .readers
+            .try_idle(|conn| without_waiting(conn, |conn| feed(conn, quick + 1)));
+        match at_once {
+            Ok(Some(Ok(rows))) if rows.len() <= quick as usize || quick == limit => {
+                return page(rows)
+            }
+            Ok(Some(Err(e))) => return Err(e),
+            Ok(Some(Ok(_)) | None) | Err(_) => {}
         }
         self.read(move |conn| page(feed(conn, limit + 1)?)).await
     }
