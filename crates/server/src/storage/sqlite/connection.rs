@@ -201,23 +201,30 @@ impl SqliteStorage {
     fn write_queued_pushes(&self) {
         // Should a commit panic, the pushes still queued are answered (their senders dropped)
         // and the next push starts a writer again.
-        struct Stopped<'a>(&'a Mutex<PushQueue>);
-        impl Drop for Stopped<'_> {
+        struct Panicked<'a>(&'a Mutex<PushQueue>);
+        impl Drop for Panicked<'_> {
             fn drop(&mut self) {
-                let mut queue = lock(self.0);
-                queue.writing = false;
-                queue.waiting.clear();
+                if std::thread::panicking() {
+                    let mut queue = lock(self.0);
+                    queue.writing = false;
+                    queue.waiting.clear();
+                }
             }
         }
-        let _stopped = Stopped(&self.queued_pushes);
+        let _panicked = Panicked(&self.queued_pushes);
         loop {
             let mut conn = lock(&self.conn);
             // Taken once the connection is held: the pushes queued while it was busy join this
-            // group.
-            let group = std::mem::take(&mut lock(&self.queued_pushes).waiting);
-            if group.is_empty() {
-                return;
-            }
+            // group. Finding none and stopping happen under one lock of the queue, so a push
+            // queued meanwhile either is in the group or finds no writer and starts one.
+            let group = {
+                let mut queue = lock(&self.queued_pushes);
+                if queue.waiting.is_empty() {
+                    queue.writing = false;
+                    return;
+                }
+                std::mem::take(&mut queue.waiting)
+            };
             push_group(&mut conn, group);
             drop(conn);
             if let Some(checkpoints) = &self.checkpoints {
@@ -689,6 +696,40 @@ mod tests {
         }
         let refused = storage.pull(patients[1].0, 0, 100).await.unwrap().ops;
         assert_eq!(refused, before[1], "the refused push wrote nothing");
+    }
+
+    /// Pushes that keep arriving as the writer finds the queue empty and stops are all stored
+    /// and answered: none is left without a writer, none is answered with an error.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pushes_arriving_as_the_writer_stops_are_all_stored() {
+        use crate::storage::conformance::{batch, enrolled};
+
+        let dir = tempfile::tempdir().unwrap();
+        let storage = SqliteStorage::open_dir(dir.path()).await.unwrap();
+        let mut devices = Vec::new();
+        for _ in 0..8 {
+            devices.push(enrolled(&storage).await);
+        }
+        let tasks: Vec<_> = devices
+            .into_iter()
+            .map(|(patient, device)| {
+                let storage = storage.clone();
+                tokio::spawn(async move {
+                    for seq in 1..=25 {
+                        storage
+                            .push(patient, batch(device, seq, 1), Utc::now())
+                            .await
+                            .unwrap();
+                        tokio::task::yield_now().await;
+                    }
+                    storage.pull(patient, 0, 100).await.unwrap().ops.len()
+                })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await.unwrap(), 25);
+        }
+        assert!(!lock(&storage.queued_pushes).writing);
     }
 
     /// The reading connection sees at once what another handle on the file committed: a device
