@@ -173,27 +173,105 @@ impl SqliteStorage {
         received_at: DateTime<Utc>,
     ) -> Result<Vec<PushResult>, StorageError> {
         let (answer, answered) = oneshot::channel();
-        lock(&self.queued_pushes).push(QueuedPush {
-            patient_id,
-            ops,
-            received_at,
-            answer,
-        });
-        let queued = Arc::clone(&self.queued_pushes);
-        // Whichever call gets the connection first stores every push queued by then, this one
-        // included; the calls of the others find the queue empty.
-        self.call(move |conn| {
-            let group = std::mem::take(&mut *lock(&queued));
-            if !group.is_empty() {
-                push_group(conn, group);
-            }
-            Ok(())
-        })
-        .await?;
+        let start_writer = {
+            let mut queue = lock(&self.queued_pushes);
+            queue.waiting.push(QueuedPush {
+                patient_id,
+                ops,
+                received_at,
+                answer,
+            });
+            !std::mem::replace(&mut queue.writing, true)
+        };
+        // One task on the blocking pool writes every queued push, group after group, until the
+        // queue is empty. A task per push, each waiting for the connection to find the queue
+        // empty but for its own, held a thread per push in flight and woke each of them after
+        // every commit: with a hundred devices syncing, the server spent more time switching
+        // between those threads than storing pushes.
+        if start_writer {
+            let storage = self.clone();
+            tokio::task::spawn_blocking(move || storage.write_queued_pushes());
+        }
         answered
             .await
             .map_err(|_| StorageError::Internal("the push was dropped before its commit".into()))?
     }
+
+    /// Commits the queued pushes, those queued meanwhile as the next group, until none is left.
+    fn write_queued_pushes(&self) {
+        // Should a commit panic, the pushes still queued are answered (their senders dropped)
+        // and the next push starts a writer again.
+        struct Panicked<'a>(&'a Mutex<PushQueue>);
+        impl Drop for Panicked<'_> {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    let mut queue = lock(self.0);
+                    queue.writing = false;
+                    queue.waiting.clear();
+                }
+            }
+        }
+        let _panicked = Panicked(&self.queued_pushes);
+        loop {
+            let mut conn = lock(&self.conn);
+            // Taken once the connection is held: the pushes queued while it was busy join this
+            // group. Finding none and stopping happen under one lock of the queue, so a push
+            // queued meanwhile either is in the group or finds no writer and starts one.
+            let group = {
+                let mut queue = lock(&self.queued_pushes);
+                if queue.waiting.is_empty() {
+                    queue.writing = false;
+                    return;
+                }
+                std::mem::take(&mut queue.waiting)
+            };
+            push_group(&mut conn, group);
+            drop(conn);
+            if let Some(checkpoints) = &self.checkpoints {
+                checkpoints.committed();
+            }
+        }
+    }
+
+    /// Runs `f` on a reading connection: at once on this thread if one is idle, else on the
+    /// blocking pool. For a lookup by key, whose pages are as good as always in memory: it takes
+    /// less time than handing it to another thread and back.
+    pub(super) async fn read_by_key<T: Send + 'static>(
+        &self,
+        f: impl Fn(&mut Connection) -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        match self.readers.try_idle(|conn| without_waiting(conn, &f)) {
+            Ok(Some(result)) => result,
+            Ok(None) | Err(_) => self.read(f).await,
+        }
+    }
+}
+
+/// Runs `f` on `conn` unless it would wait for a lock: `None` then, and the caller reads on the
+/// blocking pool instead. A read at once runs on an async thread, which must never sleep in
+/// SQLite's busy handler: the requests it serves would all wait with it.
+pub(super) fn without_waiting<T>(
+    conn: &mut Connection,
+    f: impl FnOnce(&mut Connection) -> Result<T, StorageError>,
+) -> Option<Result<T, StorageError>> {
+    conn.busy_timeout(Duration::ZERO).ok()?;
+    let result = f(conn);
+    if let Err(e) = conn.busy_timeout(BUSY_TIMEOUT) {
+        return Some(Err(e.into()));
+    }
+    match result {
+        Err(StorageError::Unavailable(_)) => None,
+        other => Some(other),
+    }
+}
+
+/// Pushes waiting for the writer, and whether a writer is at work on them.
+#[derive(Default)]
+pub(super) struct PushQueue {
+    pub(super) waiting: Vec<QueuedPush>,
+    /// Set by the push that starts the writer, cleared by the writer when it finds the queue
+    /// empty, both under the queue's lock: no push is left waiting without a writer.
+    pub(super) writing: bool,
 }
 
 /// The checkpointer: a thread with a connection of its own that copies committed pages from the
@@ -270,17 +348,26 @@ impl Readers {
         }
     }
 
-    /// Runs `f` on an idle connection, or, when every one is busy, on the next in turn once it
-    /// is free.
-    fn with_one<T>(&self, f: impl FnOnce(&mut Connection) -> T) -> T {
+    /// Runs `f` on an idle connection if there is one; gives `f` back when every one is busy.
+    pub(super) fn try_idle<T, F: FnOnce(&mut Connection) -> T>(&self, f: F) -> Result<T, F> {
         for conn in &self.connections {
             match conn.try_lock() {
-                Ok(mut idle) => return f(&mut idle),
+                Ok(mut idle) => return Ok(f(&mut idle)),
                 // A panic while holding it left no transaction open: see `lock`.
-                Err(TryLockError::Poisoned(poisoned)) => return f(&mut poisoned.into_inner()),
+                Err(TryLockError::Poisoned(poisoned)) => return Ok(f(&mut poisoned.into_inner())),
                 Err(TryLockError::WouldBlock) => {}
             }
         }
+        Err(f)
+    }
+
+    /// Runs `f` on an idle connection, or, when every one is busy, on the next in turn once it
+    /// is free.
+    fn with_one<T>(&self, f: impl FnOnce(&mut Connection) -> T) -> T {
+        let f = match self.try_idle(f) {
+            Ok(result) => return result,
+            Err(f) => f,
+        };
         let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
         f(&mut lock(&self.connections[turn]))
     }
@@ -571,7 +658,7 @@ mod tests {
                 })
             })
             .collect();
-        while lock(&storage.queued_pushes).len() < 3 {
+        while lock(&storage.queued_pushes).waiting.len() < 3 {
             std::thread::sleep(Duration::from_millis(5));
         }
         drop(held);
@@ -579,7 +666,7 @@ mod tests {
         for push in pushes {
             results.push(push.await.unwrap());
         }
-        assert!(lock(&storage.queued_pushes).is_empty());
+        assert!(lock(&storage.queued_pushes).waiting.is_empty());
         assert!(
             matches!(
                 results[1],
@@ -609,6 +696,40 @@ mod tests {
         }
         let refused = storage.pull(patients[1].0, 0, 100).await.unwrap().ops;
         assert_eq!(refused, before[1], "the refused push wrote nothing");
+    }
+
+    /// Pushes that keep arriving as the writer finds the queue empty and stops are all stored
+    /// and answered: none is left without a writer, none is answered with an error.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pushes_arriving_as_the_writer_stops_are_all_stored() {
+        use crate::storage::conformance::{batch, enrolled};
+
+        let dir = tempfile::tempdir().unwrap();
+        let storage = SqliteStorage::open_dir(dir.path()).await.unwrap();
+        let mut devices = Vec::new();
+        for _ in 0..8 {
+            devices.push(enrolled(&storage).await);
+        }
+        let tasks: Vec<_> = devices
+            .into_iter()
+            .map(|(patient, device)| {
+                let storage = storage.clone();
+                tokio::spawn(async move {
+                    for seq in 1..=25 {
+                        storage
+                            .push(patient, batch(device, seq, 1), Utc::now())
+                            .await
+                            .unwrap();
+                        tokio::task::yield_now().await;
+                    }
+                    storage.pull(patient, 0, 100).await.unwrap().ops.len()
+                })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await.unwrap(), 25);
+        }
+        assert!(!lock(&storage.queued_pushes).writing);
     }
 
     /// The reading connection sees at once what another handle on the file committed: a device

@@ -1,10 +1,12 @@
 //! The embedded backend: one SQLite file per server, `DIR/heeldiary-server.sqlite3`.
 //!
 //! One connection behind a mutex writes; blocking calls run on tokio's blocking pool. Pushes
-//! queue and share commits (see `transactions::push_group`). A few more connections, read-only,
-//! answer the questions every request asks (whose token, which epoch) and read the feed from the
-//! last committed state, so they never wait behind a commit syncing the disk, nor for each
-//! other. Exports read each patient's snapshot on read-only connections of their own, so a long
+//! queue for one writer task and share commits (see `transactions::push_group`). A few more
+//! connections, read-only, answer the questions every request asks (whose token, which epoch)
+//! and read the feed from the last committed state, so they never wait behind a commit syncing
+//! the disk, nor for each other; a token check and a day's feed are read at once on an idle one,
+//! on the async thread, where a hand-off to the blocking pool and back would cost more than the
+//! read. Exports read each patient's snapshot on read-only connections of their own, so a long
 //! read holds up none of them. A thread of its own copies committed pages from the log into the file
 //! (a checkpoint) beside the writer, so a commit does not wait for it. The file is opened in WAL mode with foreign keys on, and migrated
 //! at open from the numbered files in `schema/server-sqlite/`, all in one transaction. A
@@ -39,7 +41,7 @@ pub struct SqliteStorage {
     /// database in memory, which no second connection can open.
     readers: Arc<connection::Readers>,
     /// Pushes waiting for the next group commit on `conn`.
-    queued_pushes: Arc<Mutex<Vec<transactions::QueuedPush>>>,
+    queued_pushes: Arc<Mutex<connection::PushQueue>>,
     /// Connections that the exports read a patient's snapshot on; `None` for a database in
     /// memory, which no other connection can open.
     export_readers: Option<Arc<connection::ExportReaders>>,

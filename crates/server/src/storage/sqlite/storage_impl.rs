@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use uuid::Uuid;
 
+use super::connection::without_waiting;
 use super::transactions::{
     enrol_tx, op_row, parse_state, parse_time, parse_uuid, register_device, time_text, DeviceRow,
     FeedDecoder, OpRow,
@@ -37,6 +38,10 @@ fn insert_code(tx: &Connection, code: &NewCode) -> Result<(), StorageError> {
     )?;
     Ok(())
 }
+
+/// Feed rows a pull reads on the calling thread before it hands a longer page to the blocking
+/// pool: more than a day of any patient's devices write.
+const QUICK_FEED_ROWS: u32 = 32;
 
 impl Storage for SqliteStorage {
     async fn create_patient(&self, patient: NewPatient) -> Result<(), StorageError> {
@@ -90,7 +95,7 @@ impl Storage for SqliteStorage {
         patient_id: Uuid,
         device_id: Uuid,
     ) -> Result<Option<DeviceCredentials>, StorageError> {
-        self.read(move |conn| {
+        self.read_by_key(move |conn| {
             let row: Option<(Vec<u8>, String, Option<String>, String)> = conn
                 .prepare_cached(
                     "SELECT d.token_hash, d.role, d.revoked_at, e.epoch
@@ -189,10 +194,8 @@ impl Storage for SqliteStorage {
     ) -> Result<PullPage, StorageError> {
         let after_cursor = to_i64(after, "cursor")?;
         let (device_id, through_seq) = held_bounds(held)?;
-        // A reading connection: a pull need not wait for a push being committed. A device that
-        // pulls after its own push still finds it, since a push is answered once committed.
-        self.read(move |conn| {
-            let rows: Vec<OpRow> = conn
+        let feed = move |conn: &mut Connection, rows: u32| -> Result<Vec<OpRow>, StorageError> {
+            Ok(conn
                 .prepare_cached(&feed_query('?'))?
                 .query_map(
                     params![
@@ -200,19 +203,39 @@ impl Storage for SqliteStorage {
                         after_cursor,
                         device_id.to_string(),
                         through_seq,
-                        i64::from(limit) + 1
+                        i64::from(rows)
                     ],
                     op_row,
                 )?
-                .collect::<Result<_, _>>()?;
+                .collect::<Result<_, _>>()?)
+        };
+        let page = move |rows: Vec<OpRow>| -> Result<PullPage, StorageError> {
             let mut decoder = FeedDecoder::default();
             let ops = rows
                 .into_iter()
                 .map(|row| decoder.pulled_op(row))
                 .collect::<Result<_, _>>()?;
             Ok(feed_page(ops, after, limit, held))
-        })
-        .await
+        };
+        // A reading connection: a pull need not wait for a push being committed. A device that
+        // pulls after its own push still finds it, since a push is answered once committed.
+        //
+        // A day's changes are a few rows: they are read at once on this thread, for less than
+        // handing the read to another thread and back costs. Fewer rows than asked for are all
+        // there is, the same rows as the whole page's query finds; a longer page is read again
+        // in full on the blocking pool.
+        let quick = limit.min(QUICK_FEED_ROWS);
+        let at_once = self
+            .readers
+            .try_idle(|conn| without_waiting(conn, |conn| feed(conn, quick + 1)));
+        match at_once {
+            Ok(Some(Ok(rows))) if rows.len() <= quick as usize || quick == limit => {
+                return page(rows)
+            }
+            Ok(Some(Err(e))) => return Err(e),
+            Ok(Some(Ok(_)) | None) | Err(_) => {}
+        }
+        self.read(move |conn| page(feed(conn, limit + 1)?)).await
     }
 
     async fn entry(
@@ -473,5 +496,60 @@ impl Storage for SqliteStorage {
             Ok(())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::conformance::{batch, enrolled};
+    use crate::storage::Storage;
+
+    /// Pages of every length around the rows a pull reads on the calling thread are whole: paging
+    /// through the feed finds every operation not held once and in cursor order, every page but
+    /// the last as long as the limit, and ends at the patient's last cursor.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pages_longer_or_shorter_than_a_quick_read_are_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = SqliteStorage::open_dir(dir.path()).await.unwrap();
+        let (patient, phone) = enrolled(&storage).await;
+        let total = 3 * u64::from(QUICK_FEED_ROWS);
+        storage
+            .push(patient, batch(phone, 1, total), Utc::now())
+            .await
+            .unwrap();
+        let quick = QUICK_FEED_ROWS;
+        for through_seq in [None, Some(total / 2), Some(total)] {
+            let held = through_seq.map(|through_seq| HeldOwnOps {
+                device_id: phone,
+                through_seq,
+            });
+            let expected: Vec<u64> = (through_seq.unwrap_or(0) + 1..=total).collect();
+            for limit in [
+                1,
+                quick - 1,
+                quick,
+                quick + 1,
+                2 * quick,
+                3 * quick + 1,
+                2_000,
+            ] {
+                let (mut after, mut cursors) = (0, Vec::new());
+                loop {
+                    let page = storage
+                        .pull_leaving_out(patient, after, limit, held)
+                        .await
+                        .unwrap();
+                    cursors.extend(page.ops.iter().map(|p| p.cursor));
+                    after = page.next_cursor;
+                    if !page.has_more {
+                        break;
+                    }
+                    assert_eq!(page.ops.len(), limit as usize, "{held:?}, limit {limit}");
+                }
+                assert_eq!(cursors, expected, "{held:?}, limit {limit}");
+                assert_eq!(after, total, "{held:?}, limit {limit}");
+            }
+        }
     }
 }
