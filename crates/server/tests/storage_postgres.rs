@@ -226,15 +226,25 @@ mod connection_loss {
         timeout: Duration::from_secs(5),
     };
 
+    /// A scratch schema for `test` opened on [`ONE_CONNECTION`], with a patient whose device
+    /// has stored operations 1 to `stored`; `None` without a database.
+    async fn on_one_connection(
+        test: &str,
+        stored: u64,
+    ) -> Option<(ScratchSchema, PostgresStorage, Uuid, Uuid)> {
+        let schema = ScratchSchema::create(test).await?;
+        let s = schema.open(&ONE_CONNECTION).await;
+        let (patient, device) = enrolled(&s).await;
+        push_until_stored(&s, patient, &batch(device, 1, stored), &AtomicU64::new(0)).await;
+        Some((schema, s, patient, device))
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_push_whose_write_fails_commits_nothing_and_leaves_its_connection_clean() {
         let test = "a_push_whose_write_fails_commits_nothing_and_leaves_its_connection_clean";
-        let Some(schema) = ScratchSchema::create(test).await else {
+        let Some((schema, s, patient, device)) = on_one_connection(test, 3).await else {
             return;
         };
-        let s = schema.open(&ONE_CONNECTION).await;
-        let (patient, device) = enrolled(&s).await;
-        push_until_stored(&s, patient, &batch(device, 1, 3), &AtomicU64::new(0)).await;
 
         // The reads and the plan pass; the INSERT of the operations fails, in the round trip
         // that also carries the COMMIT.
@@ -265,12 +275,9 @@ mod connection_loss {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_push_cancelled_inside_its_transaction_rolls_back_before_the_next_one() {
         let test = "a_push_cancelled_inside_its_transaction_rolls_back_before_the_next_one";
-        let Some(schema) = ScratchSchema::create(test).await else {
+        let Some((schema, s, patient, device)) = on_one_connection(test, 2).await else {
             return;
         };
-        let s = schema.open(&ONE_CONNECTION).await;
-        let (patient, device) = enrolled(&s).await;
-        push_until_stored(&s, patient, &batch(device, 1, 2), &AtomicU64::new(0)).await;
 
         // The push waits for the counter row inside its transaction; then its request is
         // dropped, as a client that hangs up drops it.

@@ -455,7 +455,7 @@ pub fn rank_shift_given(earlier: &[f64], later: &[f64], rho: Option<f64>) -> Opt
 /// The Hodges–Lehmann shift of `later` against `earlier`: the median of every `later − earlier`
 /// difference. `None` when either is empty.
 fn hodges_lehmann(earlier: &[f64], later: &[f64]) -> Option<f64> {
-    if let (Some(_), Some(_)) = (WholeCounts::of(earlier), WholeCounts::of(later)) {
+    if WholeCounts::takes(earlier) && WholeCounts::takes(later) {
         // Differences of whole numbers 0 to 31 are the whole numbers −31 to 31, exactly.
         // Counted in `usize`: the pairs are n1 × n2, beyond a `u32` for long stretches.
         let mut counts = [0usize; 2 * WholeCounts::SIZE - 1];
@@ -526,15 +526,22 @@ impl WholeCounts {
     fn of(values: &[f64]) -> Option<WholeCounts> {
         let mut counts = [0; Self::SIZE];
         for value in values {
-            // The cast saturates (a negative value or NaN gives 0), and only a value that comes
-            // back bit for bit is counted: not −0.0, a fraction or anything out of range.
-            let whole = *value as usize;
-            if whole >= Self::SIZE || (whole as f64).to_bits() != value.to_bits() {
-                return None;
-            }
-            counts[whole] += 1;
+            counts[Self::whole(*value)?] += 1;
         }
         Some(WholeCounts(counts))
+    }
+
+    /// Whether every value of `values` is one the counts take.
+    fn takes(values: &[f64]) -> bool {
+        values.iter().all(|value| Self::whole(*value).is_some())
+    }
+
+    /// The whole number `value` is, from 0 to 31. The cast saturates (a negative value or NaN
+    /// gives 0), and only a value that comes back bit for bit is taken: not −0.0, a fraction or
+    /// anything out of range.
+    fn whole(value: f64) -> Option<usize> {
+        let whole = value as usize;
+        (whole < Self::SIZE && (whole as f64).to_bits() == value.to_bits()).then_some(whole)
     }
 
     /// Calls `group(value, at, end)` for each value present, in increasing order, with the
