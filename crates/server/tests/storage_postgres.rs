@@ -23,7 +23,7 @@ mod connection_loss {
     use std::time::Duration;
 
     use chrono::Utc;
-    use heeldiary_core::wire::PushStatus;
+    use heeldiary_core::wire::{PushResult, PushStatus};
     use heeldiary_core::Op;
     use heeldiary_server::storage::conformance::{batch, enrolled};
     use heeldiary_server::storage::{
@@ -65,6 +65,35 @@ mod connection_loss {
     }
 
     /// `query`'s answer once it is `want`, or after two seconds whatever it is.
+    /// A push of `ops` started while the patient's counter row is held from outside, once it
+    /// waits for that lock inside its transaction; with the connection holding the row.
+    async fn push_blocked(
+        schema: &ScratchSchema,
+        s: &PostgresStorage,
+        patient: Uuid,
+        ops: Vec<Op>,
+    ) -> (
+        tokio_postgres::Client,
+        tokio::task::JoinHandle<Result<Vec<PushResult>, StorageError>>,
+    ) {
+        let blocker = hold_counter_row(schema, patient).await;
+        let pushing = tokio::spawn({
+            let s = s.clone();
+            async move { s.push(patient, ops, Utc::now()).await }
+        });
+        assert_eq!(
+            eventually(
+                schema,
+                &sessions_where(schema, "wait_event_type = 'Lock'"),
+                "1"
+            )
+            .await,
+            ["1"],
+            "the push never blocked"
+        );
+        (blocker, pushing)
+    }
+
     async fn eventually(schema: &ScratchSchema, query: &str, want: &str) -> Vec<String> {
         for _ in 0..200 {
             if schema.query(query).await == [want] {
@@ -140,22 +169,8 @@ mod connection_loss {
 
         // Hold the patient's counter row from outside, so the next push stops inside its
         // transaction, waiting for the lock; then cut the backend's connections.
-        let blocker = hold_counter_row(&schema, patient).await;
         let second = batch(device, 11, 10);
-        let pushing = tokio::spawn({
-            let (s, ops) = (s.clone(), second.clone());
-            async move { s.push(patient, ops, Utc::now()).await }
-        });
-        assert_eq!(
-            eventually(
-                &schema,
-                &sessions_where(&schema, "wait_event_type = 'Lock'"),
-                "1"
-            )
-            .await,
-            ["1"],
-            "the push never blocked"
-        );
+        let (blocker, pushing) = push_blocked(&schema, &s, patient, second.clone()).await;
         assert!(cut_connections(&schema).await >= 1);
         let cut = pushing.await.unwrap();
         assert!(
@@ -281,21 +296,7 @@ mod connection_loss {
 
         // The push waits for the counter row inside its transaction; then its request is
         // dropped, as a client that hangs up drops it.
-        let blocker = hold_counter_row(&schema, patient).await;
-        let pushing = tokio::spawn({
-            let s = s.clone();
-            async move { s.push(patient, batch(device, 3, 2), Utc::now()).await }
-        });
-        assert_eq!(
-            eventually(
-                &schema,
-                &sessions_where(&schema, "wait_event_type = 'Lock'"),
-                "1"
-            )
-            .await,
-            ["1"],
-            "the push never blocked"
-        );
+        let (blocker, pushing) = push_blocked(&schema, &s, patient, batch(device, 3, 2)).await;
         pushing.abort();
         assert!(pushing.await.unwrap_err().is_cancelled());
         blocker.batch_execute("ROLLBACK").await.unwrap();
