@@ -1,0 +1,110 @@
+//! A push keeps two batches on their way to the real server binary at once. Each batch is
+//! acknowledged in order, and a batch the server refuses lets the later one finish before the
+//! diary acts on the refusal: every operation ends on the server exactly once.
+
+use heeldiary_client::{sync, SyncOptions};
+use heeldiary_core::{EntryInput, MAX_NOTE_CHARS};
+use heeldiary_e2e::{
+    another_device, enrolled_store, op_keys, runtime, sample_entry, Backend, Server,
+};
+
+/// Entries with the longest note: a batch of all of them inflates past the server's body
+/// limit, half of them fit.
+const LONG_ENTRIES: usize = 4_000;
+/// Entries with a short note, logged after the long ones: they fit in one batch.
+const SHORT_ENTRIES: usize = 7;
+
+fn long_entry(i: usize) -> EntryInput {
+    serde_json::from_value(serde_json::json!({
+        "day": format!("2025-{:02}-{:02}", 1 + (i / 28) % 12, 1 + i % 28),
+        "first_step_pain": i % 11,
+        "note": "n".repeat(MAX_NOTE_CHARS),
+    }))
+    .expect("a valid entry")
+}
+
+#[test]
+fn a_batch_refused_while_the_next_is_on_its_way_is_halved_and_each_operation_stored_once() {
+    let rt = runtime();
+    for backend in Backend::all(
+        "a_batch_refused_while_the_next_is_on_its_way_is_halved_and_each_operation_stored_once",
+    ) {
+        let server = Server::start(&backend);
+        let (_, code) = server.add_patient();
+        let mut writer = rt.block_on(enrolled_store(&server.url, &code));
+        writer
+            .import(
+                (0..LONG_ENTRIES)
+                    .map(long_entry)
+                    .chain((0..SHORT_ENTRIES).map(sample_entry)),
+                |_| {},
+            )
+            .expect("import");
+
+        let options = SyncOptions {
+            push_batch: LONG_ENTRIES,
+            ..SyncOptions::default()
+        };
+        let summary = rt
+            .block_on(sync(&mut writer, &options))
+            .unwrap_or_else(|e| panic!("{}: {e}", backend.name()));
+        // The first batch is refused as too large while the short one behind it is stored;
+        // halved, the long entries go again, then the short ones, which the server holds.
+        assert_eq!(
+            (summary.pushed, summary.already_on_server),
+            (LONG_ENTRIES, SHORT_ENTRIES),
+            "{}: {summary:?}",
+            backend.name()
+        );
+
+        let mut reader = another_device(&rt, &server, &writer, &server.url);
+        let pulled = rt
+            .block_on(sync(&mut reader, &SyncOptions::default()))
+            .unwrap_or_else(|e| panic!("{}: {e}", backend.name()));
+        assert_eq!(
+            (pulled.pulled, pulled.already_held),
+            (LONG_ENTRIES + SHORT_ENTRIES, 0),
+            "{}: the feed holds every operation once",
+            backend.name()
+        );
+        assert_eq!(op_keys(&reader), op_keys(&writer), "{}", backend.name());
+
+        // Nothing is left to push, and a second sync sends nothing again.
+        let again = rt.block_on(sync(&mut writer, &options)).unwrap();
+        assert_eq!((again.pushed, again.already_on_server), (0, 0));
+    }
+}
+
+#[test]
+fn batches_pushed_two_at_a_time_are_each_stored_once_and_acknowledged_in_order() {
+    let rt = runtime();
+    for backend in
+        Backend::all("batches_pushed_two_at_a_time_are_each_stored_once_and_acknowledged_in_order")
+    {
+        let server = Server::start(&backend);
+        let (_, code) = server.add_patient();
+        let mut writer = rt.block_on(enrolled_store(&server.url, &code));
+        let entries = 101;
+        writer
+            .import((0..entries).map(sample_entry), |_| {})
+            .expect("import");
+        let options = SyncOptions {
+            push_batch: 10,
+            ..SyncOptions::default()
+        };
+        let summary = rt.block_on(sync(&mut writer, &options)).unwrap();
+        assert_eq!((summary.pushed, summary.already_on_server), (entries, 0));
+        let state = writer.sync_state().unwrap();
+        assert_eq!(
+            (state.acked_seq, state.pending),
+            (entries as u64, 0),
+            "{}: every own operation is acknowledged",
+            backend.name()
+        );
+
+        let mut reader = another_device(&rt, &server, &writer, &server.url);
+        let pulled = rt.block_on(sync(&mut reader, &options)).unwrap();
+        assert_eq!((pulled.pulled, pulled.already_held), (entries, 0));
+        assert_eq!(op_keys(&reader), op_keys(&writer), "{}", backend.name());
+    }
+}
