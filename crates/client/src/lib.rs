@@ -408,20 +408,6 @@ impl Batch {
     }
 }
 
-/// Push requests a run keeps on their way at once. While the server stores one batch, the next
-/// is already sent and decoded, so the server goes from one batch straight to the next instead
-/// of waiting for this diary to record the acknowledgement and send again.
-const PUSHES_IN_FLIGHT: usize = 2;
-
-/// A batch on its way to the server.
-struct SentBatch {
-    /// Sequence of its last operation.
-    last: u64,
-    /// Operations in it.
-    len: usize,
-    request: http::InFlight<PushAnswer>,
-}
-
 async fn push(
     store: &mut Store,
     session: &mut Session,
@@ -430,35 +416,47 @@ async fn push(
 ) -> Result<Flow> {
     let mut corrected = false;
     let mut batch = options.push_batch.max(1);
-    // Batches in order of sequence number; answers are taken in that order, so a diary marks
-    // its operations acknowledged one batch after the other. A later batch may be stored before
-    // an earlier one is, which the server allows: cursors are given in order of arrival.
-    let mut in_flight: std::collections::VecDeque<SentBatch> =
-        std::collections::VecDeque::with_capacity(PUSHES_IN_FLIGHT);
+    // The batch after the one the server is storing, read and encoded meanwhile. It is sent only
+    // once the one before is acknowledged, so batches still reach the server one at a time and
+    // in order; anything but an acknowledgement throws it away and reads again.
+    let mut ready: Option<Batch> = None;
     loop {
-        while in_flight.len() < PUSHES_IN_FLIGHT {
-            let after = in_flight.back().map_or(0, |sent| sent.last);
-            let next = Batch::read(store, after, batch)?;
-            let Some(last) = next.last else {
-                break;
-            };
-            in_flight.push_back(SentBatch {
-                last,
-                len: next.len,
-                request: http::InFlight::post(
-                    &session.client,
-                    format!("/v1/push?{PUSH_ACK_QUERY}"),
-                    next.body,
-                ),
-            });
-        }
-        let Some(SentBatch { last, len, request }) = in_flight.pop_front() else {
+        let current = match ready.take() {
+            Some(prepared) => prepared,
+            None => Batch::read(store, 0, batch)?,
+        };
+        let Some(last) = current.last else {
             return Ok(Flow::Done);
         };
-        let refusal = match request.answer().await {
+        let sent = current.len;
+        let request = http::InFlight::<PushAnswer>::post(
+            &session.client,
+            format!("/v1/push?{PUSH_ACK_QUERY}"),
+            current.body,
+        );
+        let next = Batch::read(store, last, batch)?;
+        match request.answer().await {
             Ok((answer, retries)) => {
                 summary.retries += retries;
-                let answer = short_answer(answer, len, last)?;
+                let answer = match answer {
+                    PushAnswer::Short(ack) => ack,
+                    PushAnswer::PerOperation(full) if full.results.len() == sent => {
+                        PushAck::of(&full)
+                    }
+                    PushAnswer::PerOperation(full) => {
+                        return Err(ClientError::Protocol(format!(
+                            "pushed {sent} operations, got {} results",
+                            full.results.len()
+                        )))
+                    }
+                };
+                if answer.through_seq != last || answer.applied + answer.duplicate != sent as u64 {
+                    return Err(ClientError::Protocol(format!(
+                        "pushed {sent} operations through sequence {last}, the server acknowledged {} through {}",
+                        answer.applied + answer.duplicate,
+                        answer.through_seq
+                    )));
+                }
                 if store.observe_epoch(answer.epoch)? {
                     return Ok(Flow::NewEpoch);
                 }
@@ -466,21 +464,11 @@ async fn push(
                 summary.already_on_server += answer.duplicate as usize;
                 store.mark_pushed(last)?;
                 store.learn_server_time(answer.server_time_ms)?;
-                continue;
+                ready = Some(next);
             }
-            Err(error @ ClientError::Refused { .. }) => error,
-            // A network fault: the later batches are dropped, which cancels them.
-            Err(other) => return Err(other),
-        };
-        // The server refused this batch. The later ones are let finish before this diary acts
-        // on the refusal (re-stamping or renumbering what is unacknowledged), so none of them
-        // is stored after it: a later batch the server took is then like one whose answer was
-        // lost, and its operations go again as duplicates.
-        let newest_server_ms = settle(&mut in_flight, summary).await;
-        match refusal {
             // Long notes can make a batch larger than the server takes: halve it and go on.
-            ClientError::Refused { status: 413, .. } if batch > 1 => batch /= 2,
-            ClientError::Refused {
+            Err(ClientError::Refused { status: 413, .. }) if batch > 1 => batch /= 2,
+            Err(ClientError::Refused {
                 body:
                     ErrorBody {
                         error: ErrorCode::ClockAhead,
@@ -488,63 +476,18 @@ async fn push(
                         ..
                     },
                 ..
-            } if !corrected => {
+            }) if !corrected => {
                 // Once per run: a second refusal means the clock keeps jumping, which a person
-                // must look at rather than a loop. A later batch the server took was checked
-                // against a later time of its clock; correcting against that time keeps the
-                // operations it took as they are.
-                let server_ms = newest_server_ms.map_or(server_ms, |newest| newest.max(server_ms));
+                // must look at rather than a loop.
                 summary.restamped += store.correct_clock(server_ms)?;
                 corrected = true;
             }
-            error if is_sequence_taken(&error) && !session.renewed => {
+            Err(error) if is_sequence_taken(&error) && !session.renewed => {
                 session.take_new_identity(store, options, summary).await?;
             }
-            other => return Err(other),
+            Err(other) => return Err(other),
         }
     }
-}
-
-/// The acknowledgement of a batch of `sent` operations through sequence `last`, checked.
-fn short_answer(answer: PushAnswer, sent: usize, last: u64) -> Result<PushAck> {
-    let answer = match answer {
-        PushAnswer::Short(ack) => ack,
-        PushAnswer::PerOperation(full) if full.results.len() == sent => PushAck::of(&full),
-        PushAnswer::PerOperation(full) => {
-            return Err(ClientError::Protocol(format!(
-                "pushed {sent} operations, got {} results",
-                full.results.len()
-            )))
-        }
-    };
-    if answer.through_seq != last || answer.applied + answer.duplicate != sent as u64 {
-        return Err(ClientError::Protocol(format!(
-            "pushed {sent} operations through sequence {last}, the server acknowledged {} through {}",
-            answer.applied + answer.duplicate,
-            answer.through_seq
-        )));
-    }
-    Ok(answer)
-}
-
-/// Waits for every batch still on its way and forgets them: what they stored goes again. Returns
-/// the server's newest clock reading among those it took.
-async fn settle(
-    in_flight: &mut std::collections::VecDeque<SentBatch>,
-    summary: &mut SyncSummary,
-) -> Option<u64> {
-    let mut newest_server_ms = None;
-    for sent in in_flight.drain(..) {
-        if let Ok((answer, retries)) = sent.request.answer().await {
-            summary.retries += retries;
-            let server_ms = match answer {
-                PushAnswer::Short(ack) => ack.server_time_ms,
-                PushAnswer::PerOperation(full) => full.server_time_ms,
-            };
-            newest_server_ms = newest_server_ms.max(Some(server_ms));
-        }
-    }
-    newest_server_ms
 }
 
 /// The answer to a push: the short one this client asks for, or a result per operation from a
