@@ -7,6 +7,7 @@ use heeldiary_core::{EntryInput, MAX_NOTE_CHARS};
 use heeldiary_e2e::{
     another_device, enrolled_store, op_keys, runtime, sample_entry, Backend, Server,
 };
+use tokio::runtime::Runtime;
 
 /// Entries with the longest note: a batch of all of them inflates past the server's body
 /// limit, half of them fit.
@@ -23,6 +24,64 @@ fn long_entry(i: usize) -> EntryInput {
     .expect("a valid entry")
 }
 
+/// Imports `inputs` into a new diary of a new patient, pushes them to `server` in batches of
+/// `push_batch`, and checks that every entry was stored once, that the diary holds every own
+/// operation acknowledged, and that a second device pulls each operation once.
+fn push_and_pull_once(
+    rt: &Runtime,
+    backend: &Backend,
+    server: &Server,
+    inputs: impl IntoIterator<Item = EntryInput>,
+    push_batch: usize,
+) {
+    let (_, code) = server.add_patient();
+    let mut writer = rt.block_on(enrolled_store(&server.url, &code));
+    let entries = writer.import(inputs, |_| {}).expect("import").entries;
+    let options = SyncOptions {
+        push_batch,
+        ..SyncOptions::default()
+    };
+    let summary = rt
+        .block_on(sync(&mut writer, &options))
+        .unwrap_or_else(|e| panic!("{}: push: {e}", backend.name()));
+    assert_eq!(
+        (summary.pushed, summary.already_on_server),
+        (entries, 0),
+        "{}: {summary:?}",
+        backend.name()
+    );
+    let state = writer.sync_state().unwrap();
+    assert_eq!(
+        (state.acked_seq, state.pending),
+        (entries as u64, 0),
+        "{}: every own operation is acknowledged",
+        backend.name()
+    );
+
+    let mut reader = another_device(rt, server, &writer, &server.url);
+    let pulled = rt
+        .block_on(sync(&mut reader, &SyncOptions::default()))
+        .unwrap_or_else(|e| panic!("{}: pull: {e}", backend.name()));
+    assert_eq!(
+        (pulled.pulled, pulled.already_held),
+        (entries, 0),
+        "{}: the feed holds every operation once",
+        backend.name()
+    );
+    assert_eq!(op_keys(&reader), op_keys(&writer), "{}", backend.name());
+
+    // Nothing is left to push: a second sync sends nothing again.
+    let again = rt.block_on(sync(&mut writer, &options)).unwrap();
+    assert_eq!(
+        (again.pushed, again.already_on_server),
+        (0, 0),
+        "{}",
+        backend.name()
+    );
+}
+
+/// The first batch is refused as too large and nothing of it is stored; halved, every entry
+/// goes once.
 #[test]
 fn a_batch_too_large_for_the_server_is_halved_and_each_operation_stored_once() {
     let rt = runtime();
@@ -30,48 +89,10 @@ fn a_batch_too_large_for_the_server_is_halved_and_each_operation_stored_once() {
         Backend::all("a_batch_too_large_for_the_server_is_halved_and_each_operation_stored_once")
     {
         let server = Server::start(&backend);
-        let (_, code) = server.add_patient();
-        let mut writer = rt.block_on(enrolled_store(&server.url, &code));
-        writer
-            .import(
-                (0..LONG_ENTRIES)
-                    .map(long_entry)
-                    .chain((0..SHORT_ENTRIES).map(sample_entry)),
-                |_| {},
-            )
-            .expect("import");
-
-        let options = SyncOptions {
-            push_batch: LONG_ENTRIES,
-            ..SyncOptions::default()
-        };
-        let summary = rt
-            .block_on(sync(&mut writer, &options))
-            .unwrap_or_else(|e| panic!("{}: {e}", backend.name()));
-        // The first batch is refused as too large and nothing of it stored; halved, every entry
-        // goes once.
-        assert_eq!(
-            (summary.pushed, summary.already_on_server),
-            (LONG_ENTRIES + SHORT_ENTRIES, 0),
-            "{}: {summary:?}",
-            backend.name()
-        );
-
-        let mut reader = another_device(&rt, &server, &writer, &server.url);
-        let pulled = rt
-            .block_on(sync(&mut reader, &SyncOptions::default()))
-            .unwrap_or_else(|e| panic!("{}: {e}", backend.name()));
-        assert_eq!(
-            (pulled.pulled, pulled.already_held),
-            (LONG_ENTRIES + SHORT_ENTRIES, 0),
-            "{}: the feed holds every operation once",
-            backend.name()
-        );
-        assert_eq!(op_keys(&reader), op_keys(&writer), "{}", backend.name());
-
-        // Nothing is left to push, and a second sync sends nothing again.
-        let again = rt.block_on(sync(&mut writer, &options)).unwrap();
-        assert_eq!((again.pushed, again.already_on_server), (0, 0));
+        let inputs = (0..LONG_ENTRIES)
+            .map(long_entry)
+            .chain((0..SHORT_ENTRIES).map(sample_entry));
+        push_and_pull_once(&rt, &backend, &server, inputs, LONG_ENTRIES);
     }
 }
 
@@ -82,29 +103,6 @@ fn batches_pushed_one_after_another_are_each_stored_once_and_acknowledged() {
         Backend::all("batches_pushed_one_after_another_are_each_stored_once_and_acknowledged")
     {
         let server = Server::start(&backend);
-        let (_, code) = server.add_patient();
-        let mut writer = rt.block_on(enrolled_store(&server.url, &code));
-        let entries = 101;
-        writer
-            .import((0..entries).map(sample_entry), |_| {})
-            .expect("import");
-        let options = SyncOptions {
-            push_batch: 10,
-            ..SyncOptions::default()
-        };
-        let summary = rt.block_on(sync(&mut writer, &options)).unwrap();
-        assert_eq!((summary.pushed, summary.already_on_server), (entries, 0));
-        let state = writer.sync_state().unwrap();
-        assert_eq!(
-            (state.acked_seq, state.pending),
-            (entries as u64, 0),
-            "{}: every own operation is acknowledged",
-            backend.name()
-        );
-
-        let mut reader = another_device(&rt, &server, &writer, &server.url);
-        let pulled = rt.block_on(sync(&mut reader, &options)).unwrap();
-        assert_eq!((pulled.pulled, pulled.already_held), (entries, 0));
-        assert_eq!(op_keys(&reader), op_keys(&writer), "{}", backend.name());
+        push_and_pull_once(&rt, &backend, &server, (0..101).map(sample_entry), 10);
     }
 }

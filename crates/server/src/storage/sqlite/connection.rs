@@ -729,7 +729,15 @@ mod tests {
         for task in tasks {
             assert_eq!(task.await.unwrap(), 25);
         }
-        assert!(!lock(&storage.queued_pushes).writing);
+        // The writer answers the last group before it looks at the queue again and stops:
+        // waits for that, however slow the machine.
+        let mut waited = 0;
+        while lock(&storage.queued_pushes).writing {
+            assert!(waited < 600, "the writer still runs after {waited} tries");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            waited += 1;
+        }
+        assert!(lock(&storage.queued_pushes).waiting.is_empty());
     }
 
     /// The reading connection sees at once what another handle on the file committed: a device
