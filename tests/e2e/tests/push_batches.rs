@@ -4,6 +4,7 @@
 
 use heeldiary_client::{sync, SyncOptions};
 use heeldiary_core::{EntryInput, MAX_NOTE_CHARS};
+use heeldiary_e2e::proxy::Proxy;
 use heeldiary_e2e::{
     another_device, enrolled_store, op_keys, runtime, sample_entry, Backend, Server,
 };
@@ -26,16 +27,18 @@ fn long_entry(i: usize) -> EntryInput {
 
 /// Imports `inputs` into a new diary of a new patient, pushes them to `server` in batches of
 /// `push_batch`, and checks that every entry was stored once, that the diary holds every own
-/// operation acknowledged, and that a second device pulls each operation once.
+/// operation acknowledged, and that a second device pulls each operation once. Returns how many
+/// push requests the diary sent (counted by a proxy in front of the server).
 fn push_and_pull_once(
     rt: &Runtime,
     backend: &Backend,
     server: &Server,
     inputs: impl IntoIterator<Item = EntryInput>,
     push_batch: usize,
-) {
+) -> usize {
+    let proxy = rt.block_on(Proxy::start(server.port()));
     let (_, code) = server.add_patient();
-    let mut writer = rt.block_on(enrolled_store(&server.url, &code));
+    let mut writer = rt.block_on(enrolled_store(&proxy.url, &code));
     let entries = writer.import(inputs, |_| {}).expect("import").entries;
     let options = SyncOptions {
         push_batch,
@@ -44,6 +47,11 @@ fn push_and_pull_once(
     let summary = rt
         .block_on(sync(&mut writer, &options))
         .unwrap_or_else(|e| panic!("{}: push: {e}", backend.name()));
+    let pushes = proxy
+        .exchanges()
+        .iter()
+        .filter(|e| e.request.path() == "/v1/push")
+        .count();
     assert_eq!(
         (summary.pushed, summary.already_on_server),
         (entries, 0),
@@ -78,6 +86,7 @@ fn push_and_pull_once(
         "{}",
         backend.name()
     );
+    pushes
 }
 
 /// The first batch is refused as too large and nothing of it is stored; halved, every entry
@@ -92,7 +101,9 @@ fn a_batch_too_large_for_the_server_is_halved_and_each_operation_stored_once() {
         let inputs = (0..LONG_ENTRIES)
             .map(long_entry)
             .chain((0..SHORT_ENTRIES).map(sample_entry));
-        push_and_pull_once(&rt, &backend, &server, inputs, LONG_ENTRIES);
+        let pushes = push_and_pull_once(&rt, &backend, &server, inputs, LONG_ENTRIES);
+        // The refused batch, its two halves, and the short entries.
+        assert_eq!(pushes, 4, "{}", backend.name());
     }
 }
 
@@ -103,6 +114,7 @@ fn batches_pushed_one_after_another_are_each_stored_once_and_acknowledged() {
         Backend::all("batches_pushed_one_after_another_are_each_stored_once_and_acknowledged")
     {
         let server = Server::start(&backend);
-        push_and_pull_once(&rt, &backend, &server, (0..101).map(sample_entry), 10);
+        let pushes = push_and_pull_once(&rt, &backend, &server, (0..101).map(sample_entry), 10);
+        assert_eq!(pushes, 11, "{}", backend.name());
     }
 }
