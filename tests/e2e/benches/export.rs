@@ -8,10 +8,13 @@
 //! 1,000,000 entries, 1,000 a day, is
 //! `HEELDIARY_BENCH_PER_PATIENT=1000000 HEELDIARY_BENCH_PER_DAY=1000`. With
 //! `HEELDIARY_BENCH_DATA=DIR` the server data is kept in `DIR`, and reused when it is there.
+//! `HEELDIARY_BENCH_ROUNDS` (3 unless set) is how many times each export and the shell run, in
+//! turn; the table shows the median of each and the spread of the ratio over the rounds.
 //!
 //! Run with `cargo build --release --workspace --bins && cargo bench -p heeldiary-e2e --bench
 //! export`. Needs the `sqlite3` shell for the baseline (its row says skipped without it).
 
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
@@ -69,71 +72,129 @@ fn main() {
     }
     let rows = (shape.patients * shape.per_patient) as f64;
 
-    let mut results = Vec::new();
-    for format in ["csv", "parquet"] {
-        let out = dir.path().join(format!("out-{format}"));
-        let started = Instant::now();
-        let output = Command::new(binary("heeldiary-server"))
-            .args(["export", "--format", format, "--json", "--out"])
-            .arg(&out)
-            .arg("--data")
-            .arg(&data)
-            .output()
-            .expect("export runs");
-        let seconds = started.elapsed().as_secs_f64();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let summary: Value = serde_json::from_slice(&output.stdout).expect("JSON summary");
-        assert_eq!(summary["rows"]["entries"].as_u64(), Some(rows as u64));
-        results.push((format, seconds, summary["peak_rss_kib"].as_u64()));
+    // Each round runs every export and the shell once, one after the other: a machine whose
+    // speed drifts slows all of them alike, and the median of the rounds leaves out a round
+    // that met a busy moment.
+    let rounds = setting("HEELDIARY_BENCH_ROUNDS", 3);
+    let file = data.join(SqliteStorage::FILE_NAME);
+    let formats = ["csv", "parquet"];
+    let mut exports: Vec<Vec<(f64, Option<u64>)>> = vec![Vec::new(); formats.len()];
+    let mut shell = Vec::new();
+    for round in 0..rounds {
+        for (format, runs) in formats.iter().zip(&mut exports) {
+            runs.push(export(
+                format,
+                &dir.path().join(format!("{format}-{round}")),
+                &data,
+                rows,
+            ));
+        }
+        shell.extend(sqlite3_csv(
+            &file,
+            &dir.path().join(format!("sqlite3-{round}.csv")),
+        ));
     }
-
-    let baseline = {
-        let file = data.join(SqliteStorage::FILE_NAME);
-        let out = std::fs::File::create(dir.path().join("sqlite3.csv")).expect("file");
-        let started = Instant::now();
-        Command::new("sqlite3")
-            .arg("-csv")
-            .arg("-header")
-            .arg(&file)
-            .arg("SELECT patient_id, entry_id, day, deleted, state FROM entries")
-            .stdout(out)
-            .status()
-            .ok()
-            .filter(|s| s.success())
-            .map(|_| started.elapsed().as_secs_f64())
-    };
+    // Without the shell on some rounds there is no baseline to compare with.
+    let baseline = (shell.len() == rounds).then(|| median(&shell));
 
     println!();
     println!(
-        "{:<28} {:>12} {:>10} {:>14} {:>16}",
-        "run", "rows/s", "seconds", "peak RSS MiB", "vs sqlite3 -csv"
+        "median of {rounds} round(s); ratio: the shell's median time over the export's, and its \
+         spread over the rounds"
     );
-    for (format, seconds, rss) in &results {
+    println!(
+        "{:<32} {:>12} {:>10} {:>14} {:>16} {:>14}",
+        "run", "rows/s", "seconds", "peak RSS MiB", "vs sqlite3 -csv", "ratio spread"
+    );
+    for (format, runs) in formats.iter().zip(&exports) {
+        let seconds = median(&runs.iter().map(|(s, _)| *s).collect::<Vec<_>>());
+        let rss = runs.iter().filter_map(|(_, rss)| *rss).max();
+        let per_round: Vec<f64> = runs.iter().zip(&shell).map(|((s, _), b)| b / s).collect();
+        let spread = match (
+            per_round.iter().copied().reduce(f64::min),
+            per_round.iter().copied().reduce(f64::max),
+        ) {
+            (Some(low), Some(high)) if baseline.is_some() => format!("{low:.2}-{high:.2}x"),
+            _ => "-".into(),
+        };
         println!(
-            "{:<28} {:>12.0} {:>10.2} {:>14} {:>16}",
+            "{:<32} {:>12.0} {:>10.2} {:>14} {:>16} {:>14}",
             format!("heeldiary-server export {format}"),
             rows / seconds,
             seconds,
             rss.map_or("?".into(), |k| format!("{:.1}", k as f64 / 1024.0)),
             baseline.map_or("skipped".into(), |b| format!("{:.2}x", b / seconds)),
+            spread,
         );
     }
     match baseline {
         Some(b) => println!(
-            "{:<28} {:>12.0} {:>10.2} {:>14} {:>16}",
+            "{:<32} {:>12.0} {:>10.2} {:>14} {:>16} {:>14}",
             "sqlite3 -csv (entries)",
             rows / b,
             b,
             "-",
-            "1.00x"
+            "1.00x",
+            "-"
         ),
         None => println!("sqlite3 -csv: skipped (no sqlite3 shell)"),
     }
     println!("(ratio > 1: the export is faster than the sqlite3 shell dumping the same rows)");
+}
+
+/// One export of the server data in `data` to `out` through the release binary: its seconds
+/// and the peak resident memory it reports.
+fn export(format: &str, out: &Path, data: &Path, rows: f64) -> (f64, Option<u64>) {
+    let started = Instant::now();
+    let output = Command::new(binary("heeldiary-server"))
+        .args(["export", "--format", format, "--json", "--out"])
+        .arg(out)
+        .arg("--data")
+        .arg(data)
+        .output()
+        .expect("export runs");
+    let seconds = started.elapsed().as_secs_f64();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&output.stdout).expect("JSON summary");
+    assert_eq!(summary["rows"]["entries"].as_u64(), Some(rows as u64));
+    // The next round writes elsewhere; the files of this one only take disk space.
+    let _ = std::fs::remove_dir_all(out);
+    (seconds, summary["peak_rss_kib"].as_u64())
+}
+
+/// The sqlite3 shell writing the entry rows of `file` as CSV to `out`: its seconds, or `None`
+/// without the shell.
+fn sqlite3_csv(file: &Path, out: &Path) -> Option<f64> {
+    let sink = std::fs::File::create(out).expect("file");
+    let started = Instant::now();
+    let seconds = Command::new("sqlite3")
+        .arg("-csv")
+        .arg("-header")
+        .arg(file)
+        .arg("SELECT patient_id, entry_id, day, deleted, state FROM entries")
+        .stdout(sink)
+        .status()
+        .ok()
+        .filter(|s| s.success())
+        .map(|_| started.elapsed().as_secs_f64());
+    let _ = std::fs::remove_file(out);
+    seconds
+}
+
+/// The median of `values` (the mean of the middle two of an even count); `values` is not empty.
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let middle = sorted.len() / 2;
+    if sorted.len() % 2 == 1 {
+        sorted[middle]
+    } else {
+        (sorted[middle - 1] + sorted[middle]) / 2.0
+    }
 }
 
 /// A server data folder with the consenting patients of `shape`, written through the storage
