@@ -416,6 +416,20 @@ pub fn enrol_fleet(rt: &Runtime, server: &Server, url: &str, fleet: Fleet) -> Ve
     })
 }
 
+/// A new patient's diary in memory, enrolled at `url` (the server, or a proxy in front of it),
+/// holding `inputs` imported and not yet synced.
+pub fn imported_diary(
+    rt: &Runtime,
+    server: &Server,
+    url: &str,
+    inputs: impl IntoIterator<Item = heeldiary_core::EntryInput>,
+) -> Store {
+    let (_, code) = server.add_patient();
+    let mut store = rt.block_on(enrolled_store(url, &code));
+    store.import(inputs, |_| {}).expect("import");
+    store
+}
+
 /// A new diary in memory for another device of the patient of `device`, enrolled at `url`.
 pub fn another_device(rt: &Runtime, server: &Server, device: &Store, url: &str) -> Store {
     let patient = device.enrolment().expect("an enrolled device");

@@ -11,10 +11,8 @@ use std::time::{Duration, Instant};
 use heeldiary_client::{sync, ClientError, SyncOptions};
 use heeldiary_e2e::proxy::{Fault, Proxy, RequestLine};
 use heeldiary_e2e::{
-    another_device, enrolled_store, impatient_sync, op_keys, runtime, sample_entry, Backend, Server,
+    another_device, impatient_sync, imported_diary, op_keys, runtime, sample_entry, Backend, Server,
 };
-use heeldiary_store::Store;
-use tokio::runtime::Runtime;
 
 /// Entries of the diary pushed while the server is killed.
 const CRASH_ENTRIES: usize = 20_000;
@@ -43,15 +41,6 @@ fn is_pull(request: &RequestLine) -> bool {
 }
 
 /// A diary of `entries` imported entries, enrolled at `url` as a new patient's first device.
-fn imported_diary(rt: &Runtime, server: &Server, url: &str, entries: usize) -> Store {
-    let (_, code) = server.add_patient();
-    let mut store = rt.block_on(enrolled_store(url, &code));
-    store
-        .import((0..entries).map(sample_entry), |_| {})
-        .expect("import");
-    store
-}
-
 #[test]
 fn a_server_killed_during_a_large_push_ends_with_every_operation_once() {
     let rt = runtime();
@@ -62,7 +51,12 @@ fn a_server_killed_during_a_large_push_ends_with_every_operation_once() {
         let port = server.port();
         // The proxy only watches here: it tells when the push is under way.
         let proxy = rt.block_on(Proxy::start(port));
-        let mut device = imported_diary(&rt, &server, &proxy.url, CRASH_ENTRIES);
+        let mut device = imported_diary(
+            &rt,
+            &server,
+            &proxy.url,
+            (0..CRASH_ENTRIES).map(sample_entry),
+        );
         let own_ops = op_keys(&device);
         // Batches well below the server's limit, so the kills land among many pushes.
         let options = SyncOptions {
@@ -149,7 +143,7 @@ fn cut_off_pull_resumes_where_it_stopped(test: &str, entries: usize) {
     let rt = runtime();
     for backend in Backend::all(test) {
         let server = Server::start(&backend);
-        let mut writer = imported_diary(&rt, &server, &server.url, entries);
+        let mut writer = imported_diary(&rt, &server, &server.url, (0..entries).map(sample_entry));
         rt.block_on(sync(&mut writer, &SyncOptions::default()))
             .expect("the writer pushes its diary");
 

@@ -20,7 +20,7 @@ use heeldiary_client::{enrol, sync, ClientError, SyncOptions};
 use heeldiary_core::EntryInput;
 use heeldiary_e2e::proxy::{Fault, Proxy};
 use heeldiary_e2e::{
-    another_device, enrol_fleet, enrolled_store, entry_states, impatient_sync, op_keys, runtime,
+    another_device, enrol_fleet, entry_states, impatient_sync, imported_diary, op_keys, runtime,
     sample_entry, server_entry_states, Backend, Fleet, Server,
 };
 use heeldiary_store::Store;
@@ -63,11 +63,8 @@ fn every_fault_on_a_push_or_a_pull_is_survived_without_loss_or_duplicate() {
         ];
         for (fault, expected) in faults {
             let at = format!("{}, {fault:?}", backend.name());
-            let (_, code) = server.add_patient();
-            let mut writer = rt.block_on(enrolled_store(&proxy.url, &code));
-            writer
-                .import((0..ENTRIES).map(sample_entry), |_| {})
-                .unwrap();
+            let mut writer =
+                imported_diary(&rt, &server, &proxy.url, (0..ENTRIES).map(sample_entry));
             proxy.script([fault]);
             let pushed = rt
                 .block_on(sync(&mut writer, &impatient_sync(3)))

@@ -6,7 +6,7 @@ use heeldiary_client::{sync, SyncOptions};
 use heeldiary_core::wire::PULL_HELD_OWN_THROUGH;
 use heeldiary_e2e::proxy::{Proxy, RequestLine};
 use heeldiary_e2e::{
-    another_device, enrolled_store, entry_states, op_keys, runtime, sample_entry, Backend, Server,
+    another_device, entry_states, imported_diary, op_keys, runtime, sample_entry, Backend, Server,
 };
 
 /// Entries of the diary's first sync.
@@ -35,11 +35,7 @@ fn a_first_sync_pulls_none_of_its_own_operations_back() {
         let name = backend.name();
         let server = Server::start(&backend);
         let proxy = rt.block_on(Proxy::start(server.port()));
-        let (_, code) = server.add_patient();
-        let mut phone = rt.block_on(enrolled_store(&proxy.url, &code));
-        phone
-            .import((0..ENTRIES).map(sample_entry), |_| {})
-            .expect("import");
+        let mut phone = imported_diary(&rt, &server, &proxy.url, (0..ENTRIES).map(sample_entry));
 
         let first = rt.block_on(sync(&mut phone, &options)).expect("first sync");
         assert_eq!(first.pushed, ENTRIES, "{name}");

@@ -6,7 +6,7 @@ use heeldiary_client::{sync, SyncOptions};
 use heeldiary_core::{EntryInput, MAX_NOTE_CHARS};
 use heeldiary_e2e::proxy::Proxy;
 use heeldiary_e2e::{
-    another_device, enrolled_store, op_keys, runtime, sample_entry, Backend, Server,
+    another_device, imported_diary, op_keys, runtime, sample_entry, Backend, Server,
 };
 use tokio::runtime::Runtime;
 
@@ -37,9 +37,9 @@ fn push_and_pull_once(
     push_batch: usize,
 ) -> usize {
     let proxy = rt.block_on(Proxy::start(server.port()));
-    let (_, code) = server.add_patient();
-    let mut writer = rt.block_on(enrolled_store(&proxy.url, &code));
-    let entries = writer.import(inputs, |_| {}).expect("import").entries;
+    let inputs: Vec<EntryInput> = inputs.into_iter().collect();
+    let entries = inputs.len();
+    let mut writer = imported_diary(rt, server, &proxy.url, inputs);
     let options = SyncOptions {
         push_batch,
         ..SyncOptions::default()
