@@ -40,7 +40,6 @@ fn is_pull(request: &RequestLine) -> bool {
     request.path() == "/v1/pull"
 }
 
-/// A diary of `entries` imported entries, enrolled at `url` as a new patient's first device.
 #[test]
 fn a_server_killed_during_a_large_push_ends_with_every_operation_once() {
     let rt = runtime();
