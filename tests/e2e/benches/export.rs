@@ -99,8 +99,8 @@ fn main() {
 
     println!();
     println!(
-        "median of {rounds} round(s); ratio: the shell's median time over the export's, and its \
-         spread over the rounds"
+        "median of {rounds} round(s), peak RSS the highest of them; ratio: the shell's median \
+         time over the export's, and its spread over the rounds"
     );
     println!(
         "{:<32} {:>12} {:>10} {:>14} {:>16} {:>14}",
