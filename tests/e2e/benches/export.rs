@@ -16,11 +16,11 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{Days, NaiveDate, Utc};
 use heeldiary_core::{Field, Hlc, Op, Patch};
-use heeldiary_e2e::{binary, runtime};
+use heeldiary_e2e::{binary, quantile, runtime};
 use heeldiary_server::storage::{NewPatient, ResearchConsent, SqliteStorage, Storage};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -78,7 +78,7 @@ fn main() {
     let rounds = setting("HEELDIARY_BENCH_ROUNDS", 3);
     let file = data.join(SqliteStorage::FILE_NAME);
     let formats = ["csv", "parquet"];
-    let mut exports: Vec<Vec<(f64, Option<u64>)>> = vec![Vec::new(); formats.len()];
+    let mut exports: Vec<Vec<(Duration, Option<u64>)>> = vec![Vec::new(); formats.len()];
     let mut shell = Vec::new();
     for round in 0..rounds {
         for (format, runs) in formats.iter().zip(&mut exports) {
@@ -95,7 +95,7 @@ fn main() {
         ));
     }
     // Without the shell on some rounds there is no baseline to compare with.
-    let baseline = (shell.len() == rounds).then(|| median(&shell));
+    let baseline = (shell.len() == rounds).then(|| quantile(&mut shell.clone(), 0.5).as_secs_f64());
 
     println!();
     println!(
@@ -107,9 +107,14 @@ fn main() {
         "run", "rows/s", "seconds", "peak RSS MiB", "vs sqlite3 -csv", "ratio spread"
     );
     for (format, runs) in formats.iter().zip(&exports) {
-        let seconds = median(&runs.iter().map(|(s, _)| *s).collect::<Vec<_>>());
+        let seconds =
+            quantile(&mut runs.iter().map(|(s, _)| *s).collect::<Vec<_>>(), 0.5).as_secs_f64();
         let rss = runs.iter().filter_map(|(_, rss)| *rss).max();
-        let per_round: Vec<f64> = runs.iter().zip(&shell).map(|((s, _), b)| b / s).collect();
+        let per_round: Vec<f64> = runs
+            .iter()
+            .zip(&shell)
+            .map(|((s, _), b)| b.as_secs_f64() / s.as_secs_f64())
+            .collect();
         let spread = match (
             per_round.iter().copied().reduce(f64::min),
             per_round.iter().copied().reduce(f64::max),
@@ -142,9 +147,9 @@ fn main() {
     println!("(ratio > 1: the export is faster than the sqlite3 shell dumping the same rows)");
 }
 
-/// One export of the server data in `data` to `out` through the release binary: its seconds
+/// One export of the server data in `data` to `out` through the release binary: its time
 /// and the peak resident memory it reports.
-fn export(format: &str, out: &Path, data: &Path, rows: f64) -> (f64, Option<u64>) {
+fn export(format: &str, out: &Path, data: &Path, rows: f64) -> (Duration, Option<u64>) {
     let started = Instant::now();
     let output = Command::new(binary("heeldiary-server"))
         .args(["export", "--format", format, "--json", "--out"])
@@ -153,7 +158,7 @@ fn export(format: &str, out: &Path, data: &Path, rows: f64) -> (f64, Option<u64>
         .arg(data)
         .output()
         .expect("export runs");
-    let seconds = started.elapsed().as_secs_f64();
+    let took = started.elapsed();
     assert!(
         output.status.success(),
         "{}",
@@ -163,12 +168,12 @@ fn export(format: &str, out: &Path, data: &Path, rows: f64) -> (f64, Option<u64>
     assert_eq!(summary["rows"]["entries"].as_u64(), Some(rows as u64));
     // The next round writes elsewhere; the files of this one only take disk space.
     let _ = std::fs::remove_dir_all(out);
-    (seconds, summary["peak_rss_kib"].as_u64())
+    (took, summary["peak_rss_kib"].as_u64())
 }
 
-/// The sqlite3 shell writing the entry rows of `file` as CSV to `out`: its seconds, or `None`
+/// The sqlite3 shell writing the entry rows of `file` as CSV to `out`: its time, or `None`
 /// without the shell.
-fn sqlite3_csv(file: &Path, out: &Path) -> Option<f64> {
+fn sqlite3_csv(file: &Path, out: &Path) -> Option<Duration> {
     let sink = std::fs::File::create(out).expect("file");
     let started = Instant::now();
     let seconds = Command::new("sqlite3")
@@ -180,21 +185,9 @@ fn sqlite3_csv(file: &Path, out: &Path) -> Option<f64> {
         .status()
         .ok()
         .filter(|s| s.success())
-        .map(|_| started.elapsed().as_secs_f64());
+        .map(|_| started.elapsed());
     let _ = std::fs::remove_file(out);
     seconds
-}
-
-/// The median of `values` (the mean of the middle two of an even count); `values` is not empty.
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let middle = sorted.len() / 2;
-    if sorted.len() % 2 == 1 {
-        sorted[middle]
-    } else {
-        (sorted[middle - 1] + sorted[middle]) / 2.0
-    }
 }
 
 /// A server data folder with the consenting patients of `shape`, written through the storage
