@@ -236,7 +236,8 @@ pub async fn sync_with(
                 if matches!(error, ClientError::Refused { .. }) {
                     // The refusal is what the person must see; a pull that fails too adds
                     // nothing.
-                    if let Err(pull_error) = pull(store, &mut session, options, &mut summary).await
+                    if let Err(pull_error) =
+                        pull(store, &mut session, options, &mut summary, Finish::Open).await
                     {
                         tracing::warn!("pull after a refused push failed: {pull_error}");
                     }
@@ -247,10 +248,10 @@ pub async fn sync_with(
         if flow == Flow::Done {
             send_research_consent(store, &session.client, &mut summary).await?;
         }
+        // The pull's last page records the run as finished, in the transaction that applies it.
         if flow == Flow::Done
-            && pull(store, &mut session, options, &mut summary).await? == Flow::Done
+            && pull(store, &mut session, options, &mut summary, Finish::Run).await? == Flow::Done
         {
-            store.mark_synced()?;
             summary.elapsed_ms = started.elapsed().as_millis() as u64;
             return Ok(summary);
         }
@@ -266,6 +267,15 @@ pub async fn sync_with(
 enum Flow {
     Done,
     NewEpoch,
+}
+
+/// What the last page of a pull records besides its operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Finish {
+    /// That the sync run finished: the pull is its last step.
+    Run,
+    /// Nothing more: the run fails whatever the pull does (it follows a refused push).
+    Open,
 }
 
 /// The connection of one sync run, which changes when the diary takes a new device identity.
@@ -504,6 +514,7 @@ async fn pull(
     session: &mut Session,
     options: &SyncOptions,
     summary: &mut SyncSummary,
+    finish: Finish,
 ) -> Result<Flow> {
     // Own operations the server acknowledged are held here as the server holds them: the feed
     // need not send them back (a first sync would otherwise download everything it uploaded).
@@ -559,7 +570,12 @@ async fn pull(
             let next = page_path(page.next_cursor, held, session);
             prefetched = Some((next.clone(), http::InFlight::get(&session.client, next)));
         }
-        let applied = match store.apply_pulled(&page.ops, page.next_cursor) {
+        let apply = if !page.has_more && finish == Finish::Run {
+            Store::apply_last_pulled
+        } else {
+            Store::apply_pulled
+        };
+        let applied = match apply(store, &page.ops, page.next_cursor) {
             Ok(applied) => applied,
             // An operation of another copy of this diary, under this diary's own id and a
             // sequence number it used for something else: take a new identity (which moves

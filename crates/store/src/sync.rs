@@ -208,6 +208,22 @@ impl Store {
     /// pull cursor to `next_cursor`, all in one transaction: a crash leaves either the whole page
     /// applied with the cursor after it, or nothing.
     pub fn apply_pulled(&mut self, ops: &[PulledOp], next_cursor: u64) -> Result<RemoteApply> {
+        self.apply_page(ops, next_cursor, false)
+    }
+
+    /// [`apply_pulled`](Self::apply_pulled) for the page that ends a sync run: the same
+    /// transaction also records that the sync finished now ([`SyncState::last_sync_at`]), rather
+    /// than a commit of its own after it: a daily sync waits for the disk once less.
+    pub fn apply_last_pulled(&mut self, ops: &[PulledOp], next_cursor: u64) -> Result<RemoteApply> {
+        self.apply_page(ops, next_cursor, true)
+    }
+
+    fn apply_page(
+        &mut self,
+        ops: &[PulledOp],
+        next_cursor: u64,
+        finishes_sync: bool,
+    ) -> Result<RemoteApply> {
         let now_ms = self.now_ms();
         self.write(|stamps, tx| {
             let mut summary = RemoteApply::default();
@@ -259,8 +275,12 @@ impl Store {
                 }
                 summary.conflicts += before.apply(op).conflicts.len();
             }
-            tx.prepare_cached("UPDATE sync_state SET pull_cursor = max(pull_cursor, ?1)")?
-                .execute([next_cursor])?;
+            let synced_at = finishes_sync.then(|| Utc::now().to_rfc3339());
+            tx.prepare_cached(
+                "UPDATE sync_state SET pull_cursor = max(pull_cursor, ?1),
+                                       last_sync_at = coalesce(?2, last_sync_at)",
+            )?
+            .execute(params![next_cursor, synced_at])?;
             Ok(summary)
         })
     }
@@ -449,14 +469,6 @@ impl Store {
         self.stamps = crate::stamper::Stamper::new(device_id);
         self.reload_counters()?;
         Ok(moved)
-    }
-
-    /// Records that a sync finished now.
-    pub fn mark_synced(&mut self) -> Result<()> {
-        self.conn
-            .prepare_cached("UPDATE sync_state SET last_sync_at = ?1")?
-            .execute([Utc::now().to_rfc3339()])?;
-        Ok(())
     }
 
     /// Learns the device clock's offset from a server time seen in an answer: none while the

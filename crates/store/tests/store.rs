@@ -685,6 +685,42 @@ fn a_new_server_epoch_forgets_acknowledgements_and_the_cursor() -> TestResult {
 }
 
 #[test]
+fn only_the_page_that_ends_a_sync_records_it_finished_with_its_cursor() -> TestResult {
+    let mut sender = Store::open_in_memory()?;
+    sender.log(input(json!({"day": "2026-11-01", "note": "a"})))?;
+    sender.log(input(json!({"day": "2026-11-02", "note": "b"})))?;
+    let ops = pulled(&sender.all_ops()?, 1);
+    let mut store = Store::open_in_memory()?;
+    let before = chrono::Utc::now();
+    store.apply_pulled(&ops[..1], 1)?;
+    let state = store.sync_state()?;
+    assert_eq!((state.pull_cursor, state.last_sync_at), (1, None));
+
+    let applied = store.apply_last_pulled(&ops[1..], 2)?;
+    assert_eq!(applied.applied, 1);
+    let state = store.sync_state()?;
+    assert_eq!(state.pull_cursor, 2);
+    let finished = state.last_sync_at.expect("the run is recorded as finished");
+    assert!(finished >= before && finished <= chrono::Utc::now());
+    assert_eq!(store.list(None, None)?.len(), 2);
+
+    // A last page that fails writes nothing: neither its operations, nor the cursor, nor the
+    // time. Here it holds another entry's operation under this diary's own id and sequence 1.
+    let mut copy = Store::open_in_memory()?;
+    copy.log(input(json!({"day": "2026-11-03"})))?;
+    let mut clash = pulled(&sender.all_ops()?[..1], 1);
+    clash[0].op.device_id = copy.device_id();
+    let refused = copy.apply_last_pulled(&clash, 9).unwrap_err();
+    assert!(
+        matches!(refused, StoreError::SequenceTaken { .. }),
+        "{refused}"
+    );
+    let state = copy.sync_state()?;
+    assert_eq!((state.pull_cursor, state.last_sync_at), (0, None));
+    Ok(())
+}
+
+#[test]
 fn a_re_stamped_operation_takes_a_new_sequence_and_loses_to_a_later_edit_elsewhere() -> TestResult {
     let mut fast = Store::open_in_memory()?;
     let mut right = Store::open_in_memory()?;

@@ -227,7 +227,14 @@ fn a_push_the_server_refuses_does_not_stop_the_pull() {
         broken.enrol(&server, &code);
         other.enrol(&server, &server.new_code(&patient));
         other.log(&["--date", "2026-11-01", "--rest-pain", "2"]);
+        let before = chrono::Utc::now();
         other.sync();
+        let synced = other.store().sync_state().unwrap().last_sync_at;
+        assert!(
+            synced.is_some_and(|at| at >= before && at <= chrono::Utc::now()),
+            "{}: a sync that went through is recorded as the last one: {synced:?}",
+            backend.name()
+        );
 
         // An operation written by an older, laxer build: its note holds a NUL.
         let device = broken.store().device_id();
@@ -269,6 +276,12 @@ fn a_push_the_server_refuses_does_not_stop_the_pull() {
             broken.entries().len(),
             1,
             "{}: the pull ran all the same",
+            backend.name()
+        );
+        assert_eq!(
+            broken.store().sync_state().unwrap().last_sync_at,
+            None,
+            "{}: a sync whose push was refused is not recorded as one",
             backend.name()
         );
     }
