@@ -53,11 +53,20 @@ fn carry_forward(name: &str) -> Option<fn(&Connection) -> Result<()>> {
 /// Schema version a fresh diary gets.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
+/// `PRAGMA auto_vacuum` of a file that hands freed pages back on request.
+const INCREMENTAL_VACUUM: i64 = 2;
+
 pub(crate) fn prepare(conn: &Connection) -> Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     // Takes effect only in a new file (before its first table): pages the push queue frees are
     // handed back to the file system once it empties, so a synced diary keeps no dead space.
-    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+    // Set only where it is not yet: on a file that has it, the pragma still rewrites the
+    // file's header, a commit (and waits for the disk) at every open, even of a command that
+    // only reads.
+    let auto_vacuum: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
+    if auto_vacuum != INCREMENTAL_VACUUM {
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+    }
     // WAL lets a reader (a sync in the background) run beside a writer; FULL makes every
     // acknowledged write survive power loss, which a diary promises its patient.
     conn.pragma_update(None, "journal_mode", "WAL")?;

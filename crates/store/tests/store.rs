@@ -208,6 +208,32 @@ fn a_reopened_diary_keeps_its_device_clock_and_sequence() -> TestResult {
 }
 
 #[test]
+fn opening_a_diary_and_reading_it_writes_nothing() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("diary.sqlite3");
+    Store::open(&path)?.log(input(json!({"day": "2026-11-01"})))?;
+    // `data_version` moves on for this connection whenever another one commits to the file.
+    let observer = rusqlite::Connection::open(&path)?;
+    let version = || observer.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0));
+    let before = version()?;
+    let store = Store::open(&path)?;
+    assert_eq!(store.list(None, None)?.len(), 1);
+    store.sync_state()?;
+    drop(store);
+    assert_eq!(version()?, before, "opening and reading committed a write");
+    let auto_vacuum: i64 = observer.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
+    assert_eq!(
+        auto_vacuum, 2,
+        "the file hands freed pages back (incremental)"
+    );
+
+    // A write after it is seen, so the check above could fail.
+    Store::open(&path)?.log(input(json!({"day": "2026-11-02"})))?;
+    assert_ne!(version()?, before);
+    Ok(())
+}
+
+#[test]
 fn a_version_one_diary_upgrades_and_keeps_its_entries() -> TestResult {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("old.sqlite3");
