@@ -10,7 +10,8 @@
 //!   of the server: HTTP heads and gzip bodies as sent);
 //! - the size of both diary files (after a WAL checkpoint) against the plain table (vacuumed);
 //! - the peak resident memory of the device (this process) and of the server during the push
-//!   and during the pull (`VmHWM`, reset before each through `/proc/PID/clear_refs`);
+//!   and during the pull (`VmHWM`, reset before each through `/proc/PID/clear_refs`), and how
+//!   far each rose above its resident size at the reset;
 //! - a daily sync: 1,000 devices (500 patients with two devices each) hold a week of entries
 //!   already synced, each logs one more, then all sync, at most 100 at a time: median, 99th
 //!   percentile and slowest of one device's whole sync.
@@ -216,23 +217,39 @@ fn cli_import(dir: &Path, entries: usize) -> Duration {
 }
 
 /// Peak resident memory, in KiB, of the device (this process: the bench runs the library
-/// client) and of the server process, since [`PeakRss::reset`]. `None` where `/proc` does not
-/// tell (not Linux).
+/// client) and of the server process, since [`PeakRss::reset`], with how far each rose above
+/// its resident size at the reset. The rise is what the sync itself took: this process keeps
+/// memory the allocator did not hand back from earlier phases (the other backend's daily
+/// fleet), which the peak alone would count. `None` where `/proc` does not tell (not Linux).
 #[derive(Debug, Clone, Copy)]
 struct PeakRss {
     server_pid: u32,
+    /// Resident size of the device and the server at the reset.
+    at_reset: (Option<u64>, Option<u64>),
     device: Option<u64>,
     server: Option<u64>,
+}
+
+/// The value in KiB of `field` (`VmRSS`, `VmHWM`) in `/proc/PID/status`.
+fn proc_status_kib(pid: &str, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 impl PeakRss {
     /// Sets both peaks back to the present resident size (writing 5 to `clear_refs`).
     fn reset(server_pid: u32) -> PeakRss {
-        for pid in ["self".to_string(), server_pid.to_string()] {
+        let server = server_pid.to_string();
+        for pid in ["self", server.as_str()] {
             let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
         }
         PeakRss {
             server_pid,
+            at_reset: (
+                proc_status_kib("self", "VmRSS:"),
+                proc_status_kib(&server, "VmRSS:"),
+            ),
             device: None,
             server: None,
         }
@@ -240,22 +257,29 @@ impl PeakRss {
 
     /// The peaks reached since the reset.
     fn read(self) -> PeakRss {
-        let peak = |pid: String| {
-            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-            line.split_whitespace().nth(1)?.parse().ok()
-        };
         PeakRss {
-            device: peak("self".into()),
-            server: peak(self.server_pid.to_string()),
+            device: proc_status_kib("self", "VmHWM:"),
+            server: proc_status_kib(&self.server_pid.to_string(), "VmHWM:"),
             ..self
         }
     }
 
     fn describe(&self) -> String {
-        let mib =
-            |kib: Option<u64>| kib.map_or("?".into(), |k| format!("{:.0} MiB", k as f64 / 1024.0));
-        format!("device {}, server {}", mib(self.device), mib(self.server))
+        let mib = |kib: u64| kib as f64 / 1024.0;
+        let one = |peak: Option<u64>, at_reset: Option<u64>| match (peak, at_reset) {
+            (Some(peak), Some(at_reset)) => format!(
+                "{:.0} MiB (+{:.0})",
+                mib(peak),
+                mib(peak.saturating_sub(at_reset))
+            ),
+            (Some(peak), None) => format!("{:.0} MiB", mib(peak)),
+            _ => "?".into(),
+        };
+        format!(
+            "device {}, server {}",
+            one(self.device, self.at_reset.0),
+            one(self.server, self.at_reset.1)
+        )
     }
 }
 
@@ -391,7 +415,7 @@ fn print(backend: &str, entries: usize, f: &Figures) {
         per_entry(f.pull_bytes.1),
     );
     println!(
-        "peak RSS: push {}; pull {}",
+        "peak RSS (+ rise during the sync): push {}; pull {}",
         f.push_peak_kib.describe(),
         f.pull_peak_kib.describe()
     );
