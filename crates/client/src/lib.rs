@@ -418,6 +418,31 @@ impl Batch {
     }
 }
 
+/// A batch on its way to the server.
+struct Sent {
+    request: http::InFlight<PushAnswer>,
+    /// Its last sequence number.
+    last: u64,
+    /// How many operations it holds.
+    len: usize,
+}
+
+impl Sent {
+    /// Sends `batch`; `None` when it is empty.
+    fn start(batch: Batch, session: &Session) -> Option<Self> {
+        let last = batch.last?;
+        Some(Sent {
+            request: http::InFlight::post(
+                &session.client,
+                format!("/v1/push?{PUSH_ACK_QUERY}"),
+                batch.body,
+            ),
+            last,
+            len: batch.len,
+        })
+    }
+}
+
 async fn push(
     store: &mut Store,
     session: &mut Session,
@@ -426,24 +451,26 @@ async fn push(
 ) -> Result<Flow> {
     let mut corrected = false;
     let mut batch = options.push_batch.max(1);
-    // The batch after the one the server is storing, read and encoded meanwhile. It is sent only
-    // once the one before is acknowledged, so batches still reach the server one at a time and
-    // in order; anything but an acknowledgement throws it away and reads again.
-    let mut ready: Option<Batch> = None;
+    // Batches reach the server one at a time and in order: the next goes out only once the one
+    // before is acknowledged. It is read and encoded while that one is on its way, and goes out
+    // as soon as the acknowledgement is in, before this diary records it (a commit of its own,
+    // which waits for the disk): the server reads and stores the next batch meanwhile. Anything
+    // but an acknowledgement drops what was read or sent ahead and reads again (a batch that
+    // reaches the server twice is answered as duplicates).
+    let mut sent_ahead: Option<Sent> = None;
     loop {
-        let current = match ready.take() {
-            Some(prepared) => prepared,
-            None => Batch::read(store, 0, batch)?,
+        let current = match sent_ahead.take() {
+            Some(sent) => sent,
+            None => match Sent::start(Batch::read(store, 0, batch)?, session) {
+                Some(sent) => sent,
+                None => return Ok(Flow::Done),
+            },
         };
-        let Some(last) = current.last else {
-            return Ok(Flow::Done);
-        };
-        let sent = current.len;
-        let request = http::InFlight::<PushAnswer>::post(
-            &session.client,
-            format!("/v1/push?{PUSH_ACK_QUERY}"),
-            current.body,
-        );
+        let Sent {
+            request,
+            last,
+            len: sent,
+        } = current;
         let next = Batch::read(store, last, batch)?;
         match request.answer().await {
             Ok((answer, retries)) => {
@@ -470,11 +497,11 @@ async fn push(
                 if store.observe_epoch(answer.epoch)? {
                     return Ok(Flow::NewEpoch);
                 }
+                sent_ahead = Sent::start(next, session);
                 summary.pushed += answer.applied as usize;
                 summary.already_on_server += answer.duplicate as usize;
                 store.mark_pushed(last)?;
                 store.learn_server_time(answer.server_time_ms)?;
-                ready = Some(next);
             }
             // Long notes can make a batch larger than the server takes: halve it and go on.
             Err(ClientError::Refused { status: 413, .. }) if batch > 1 => batch /= 2,
