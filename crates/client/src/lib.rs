@@ -454,9 +454,10 @@ async fn push(
     // Batches reach the server one at a time and in order: the next goes out only once the one
     // before is acknowledged. It is read and encoded while that one is on its way, and goes out
     // as soon as the acknowledgement is in, before this diary records it (a commit of its own,
-    // which waits for the disk): the server reads and stores the next batch meanwhile. Anything
-    // but an acknowledgement drops what was read or sent ahead and reads again (a batch that
-    // reaches the server twice is answered as duplicates).
+    // which waits for the disk): the server reads and stores the next batch meanwhile. Should
+    // the diary stop before recording it, the next run sends the acknowledged batch again and
+    // the server answers it as duplicates. Anything but an acknowledgement drops the batch read
+    // ahead and reads again.
     let mut sent_ahead: Option<Sent> = None;
     loop {
         let current = match sent_ahead.take() {
