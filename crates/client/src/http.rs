@@ -101,6 +101,12 @@ impl<T: DeserializeOwned + Send + 'static> InFlight<T> {
 
     /// The answer, and how many retries it took.
     pub(crate) async fn answer(mut self) -> Result<(T, u32)> {
+        self.answer_mut().await
+    }
+
+    /// [`answer`](Self::answer) without giving the request up, so that a caller may stop
+    /// waiting for it and wait again later.
+    pub(crate) async fn answer_mut(&mut self) -> Result<(T, u32)> {
         (&mut self.0)
             .await
             .map_err(|e| ClientError::Protocol(format!("request task failed: {e}")))?

@@ -9,14 +9,16 @@
 
 mod http;
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use heeldiary_core::wire::{
     AccessLogResponse, AccessRead, EnrolRequest, EnrolResponse, ErrorBody, ErrorCode,
     NewDeviceRequest, PullResponse, PushAck, PushRequest, PushResponse, ResearchConsentRequest,
     Share, ShareRequest, SharesResponse, MAX_PULL_LIMIT, MAX_PUSH_OPS, PULL_HELD_OWN_THROUGH,
-    PUSH_ACK_QUERY,
+    PUSH_ACK_QUERY, PUSH_AFTER_HLC, PUSH_AFTER_SEQ, PUSH_ORDERED_QUERY,
 };
+use heeldiary_core::Hlc;
 use heeldiary_store::{Enrolment, Store, StoreError};
 use serde::Serialize;
 
@@ -288,6 +290,9 @@ struct Session {
     /// Whether pulls name the own operations this diary holds, for the feed to leave out;
     /// cleared for a server that does not know the parameter.
     feed_leaves_out_held: bool,
+    /// Whether the server keeps this device's pushes in order (see [`push`]); `None` until its
+    /// first answer to a push says.
+    ordered_pushes: Option<bool>,
 }
 
 impl Session {
@@ -305,6 +310,7 @@ impl Session {
             server_url: enrolment.server_url,
             renewed: false,
             feed_leaves_out_held: true,
+            ordered_pushes: None,
         })
     }
 
@@ -392,10 +398,18 @@ async fn send_research_consent(
     Ok(())
 }
 
+/// Push batches on their way at once to a server that keeps a device's pushes in order: one
+/// being stored while the next is read and checked.
+const PUSHES_IN_FLIGHT: usize = 2;
+
+/// How long a batch is on its way before the next one is sent beside it: time for its request
+/// to reach the server first.
+const ARRIVAL_LEAD: Duration = Duration::from_millis(5);
+
 /// A batch of own operations read from the diary and encoded for the wire.
 struct Batch {
-    /// Sequence of its last operation; `None` when there was nothing left to push.
-    last: Option<u64>,
+    /// Sequence and stamp of its last operation; `None` when there was nothing left to push.
+    last: Option<(u64, Hlc)>,
     /// Operations in it.
     len: usize,
     /// The request body.
@@ -407,7 +421,7 @@ impl Batch {
     fn read(store: &Store, after: u64, limit: usize) -> Result<Self> {
         let ops = store.unpushed_after(after, limit)?;
         Ok(Self {
-            last: ops.last().map(|op| op.device_seq),
+            last: ops.last().map(|op| (op.device_seq, op.hlc)),
             len: ops.len(),
             body: if ops.is_empty() {
                 http::EncodedBody::default()
@@ -421,25 +435,41 @@ impl Batch {
 /// A batch on its way to the server.
 struct Sent {
     request: http::InFlight<PushAnswer>,
-    /// Its last sequence number.
-    last: u64,
+    /// Sequence and stamp of its last operation.
+    last: (u64, Hlc),
     /// How many operations it holds.
     len: usize,
 }
 
 impl Sent {
-    /// Sends `batch`; `None` when it is empty.
-    fn start(batch: Batch, session: &Session) -> Option<Self> {
+    /// Sends `batch`, to be stored only after the operation `after` when given; `None` when the
+    /// batch is empty.
+    fn start(batch: Batch, session: &Session, after: Option<(u64, Hlc)>) -> Option<Self> {
         let last = batch.last?;
+        // Until a server shows it keeps pushes in order, it is asked whether it does.
+        let ack = if session.ordered_pushes == Some(false) {
+            PUSH_ACK_QUERY
+        } else {
+            PUSH_ORDERED_QUERY
+        };
+        let mut path = format!("/v1/push?{ack}");
+        if let Some((seq, hlc)) = after {
+            path.push_str(&format!("&{PUSH_AFTER_SEQ}={seq}&{PUSH_AFTER_HLC}={hlc}"));
+        }
         Some(Sent {
-            request: http::InFlight::post(
-                &session.client,
-                format!("/v1/push?{PUSH_ACK_QUERY}"),
-                batch.body,
-            ),
+            request: http::InFlight::post(&session.client, path, batch.body),
             last,
             len: batch.len,
         })
+    }
+}
+
+/// Waits for the answers of the batches still on their way, whatever they are: the next
+/// batches go out once the server is done with these. A batch stored meanwhile is sent again
+/// and answered as duplicates.
+async fn settle(in_flight: &mut VecDeque<Sent>) {
+    while let Some(sent) = in_flight.pop_front() {
+        let _ = sent.request.answer().await;
     }
 }
 
@@ -451,79 +481,138 @@ async fn push(
 ) -> Result<Flow> {
     let mut corrected = false;
     let mut batch = options.push_batch.max(1);
-    // Batches reach the server one at a time and in order: the next goes out only once the one
-    // before is acknowledged. It is read and encoded while that one is on its way, and goes out
-    // as soon as the acknowledgement is in, before this diary records it (a commit of its own,
-    // which waits for the disk): the server reads and stores the next batch meanwhile. Should
-    // the diary stop before recording it, the next run sends the acknowledged batch again and
-    // the server answers it as duplicates. Anything but an acknowledgement drops the batch read
-    // ahead and reads again.
-    let mut sent_ahead: Option<Sent> = None;
+    // Batches are stored in order. To a server that keeps a device's pushes in order (it says
+    // so by its answer to the first), the next batch goes out while the last is being stored,
+    // naming the last's final operation: the server stores it only after that one, and never
+    // after a refusal that made this diary re-stamp that operation. Otherwise batches go one at
+    // a time, each once the one before is acknowledged.
+    //
+    // Either way the next batch is read and encoded while the last is on its way, and goes out
+    // as soon as the one before it is acknowledged, before this diary records that
+    // acknowledgement (a commit of its own, which waits for the disk). Should the diary stop
+    // before recording it, the next run sends the acknowledged batch again and the server
+    // answers it as duplicates. Anything but an acknowledgement waits for every batch still on
+    // its way, drops the one read ahead and reads again.
+    let mut in_flight: VecDeque<Sent> = VecDeque::new();
     loop {
-        let current = match sent_ahead.take() {
-            Some(sent) => sent,
-            None => match Sent::start(Batch::read(store, 0, batch)?, session) {
-                Some(sent) => sent,
+        if in_flight.is_empty() {
+            match Sent::start(Batch::read(store, 0, batch)?, session, None) {
+                Some(sent) => in_flight.push_back(sent),
                 None => return Ok(Flow::Done),
-            },
-        };
-        let Sent {
-            request,
+            }
+        }
+        let Some(Sent {
+            mut request,
             last,
             len: sent,
-        } = current;
-        let next = Batch::read(store, last, batch)?;
-        match request.answer().await {
+        }) = in_flight.pop_front()
+        else {
+            continue;
+        };
+        // What the next batch follows: the last one on its way.
+        let mut tail = in_flight.back().map_or(last, |sent| sent.last);
+        let mut next = Batch::read(store, tail.0, batch)?;
+        let answer = match next.last {
+            // One batch on its way to a server that keeps pushes in order: the next goes out
+            // too, once this one has had a moment to reach the server ahead of it (one that
+            // came first would be refused and sent again), unless this one is answered first.
+            Some(next_last)
+                if session.ordered_pushes == Some(true)
+                    && in_flight.len() + 1 < PUSHES_IN_FLIGHT =>
+            {
+                tokio::select! {
+                    biased;
+                    answer = request.answer_mut() => answer,
+                    () = tokio::time::sleep(ARRIVAL_LEAD) => {
+                        in_flight.extend(Sent::start(next, session, Some(tail)));
+                        tail = next_last;
+                        next = Batch::read(store, tail.0, batch)?;
+                        request.answer_mut().await
+                    }
+                }
+            }
+            _ => request.answer_mut().await,
+        };
+        match answer {
             Ok((answer, retries)) => {
                 summary.retries += retries;
-                let answer = match answer {
-                    PushAnswer::Short(ack) => ack,
+                let (answer, ordered) = match answer {
+                    PushAnswer::Short(ack) => (ack, true),
                     PushAnswer::PerOperation(full) if full.results.len() == sent => {
-                        PushAck::of(&full)
+                        (PushAck::of(&full), false)
                     }
                     PushAnswer::PerOperation(full) => {
+                        settle(&mut in_flight).await;
                         return Err(ClientError::Protocol(format!(
                             "pushed {sent} operations, got {} results",
                             full.results.len()
-                        )))
+                        )));
                     }
                 };
-                if answer.through_seq != last || answer.applied + answer.duplicate != sent as u64 {
+                if answer.through_seq != last.0 || answer.applied + answer.duplicate != sent as u64
+                {
+                    settle(&mut in_flight).await;
                     return Err(ClientError::Protocol(format!(
-                        "pushed {sent} operations through sequence {last}, the server acknowledged {} through {}",
+                        "pushed {sent} operations through sequence {}, the server acknowledged {} through {}",
+                        last.0,
                         answer.applied + answer.duplicate,
                         answer.through_seq
                     )));
                 }
+                // The short answer to the ordered query is what only a server that keeps pushes
+                // in order gives.
+                if session.ordered_pushes.is_none() {
+                    session.ordered_pushes = Some(ordered);
+                }
                 if store.observe_epoch(answer.epoch)? {
+                    settle(&mut in_flight).await;
                     return Ok(Flow::NewEpoch);
                 }
-                sent_ahead = Sent::start(next, session);
+                let after = (session.ordered_pushes == Some(true)).then_some(tail);
+                if let Some(sent) = Sent::start(next, session, after) {
+                    in_flight.push_back(sent);
+                }
                 summary.pushed += answer.applied as usize;
                 summary.already_on_server += answer.duplicate as usize;
-                store.mark_pushed(last)?;
+                store.mark_pushed(last.0)?;
                 store.learn_server_time(answer.server_time_ms)?;
             }
-            // Long notes can make a batch larger than the server takes: halve it and go on.
-            Err(ClientError::Refused { status: 413, .. }) if batch > 1 => batch /= 2,
-            Err(ClientError::Refused {
-                body:
-                    ErrorBody {
-                        error: ErrorCode::ClockAhead,
-                        server_time_ms: Some(server_ms),
+            Err(error) => {
+                settle(&mut in_flight).await;
+                match error {
+                    // Long notes can make a batch larger than the server takes: halve it and
+                    // go on.
+                    ClientError::Refused { status: 413, .. } if batch > 1 => batch /= 2,
+                    ClientError::Refused {
+                        body:
+                            ErrorBody {
+                                error: ErrorCode::ClockAhead,
+                                server_time_ms: Some(server_ms),
+                                ..
+                            },
                         ..
-                    },
-                ..
-            }) if !corrected => {
-                // Once per run: a second refusal means the clock keeps jumping, which a person
-                // must look at rather than a loop.
-                summary.restamped += store.correct_clock(server_ms)?;
-                corrected = true;
+                    } if !corrected => {
+                        // Once per run: a second refusal means the clock keeps jumping, which a
+                        // person must look at rather than a loop.
+                        summary.restamped += store.correct_clock(server_ms)?;
+                        corrected = true;
+                    }
+                    // A batch that came before the one it follows (they took different ways to
+                    // the server): the next round starts from the first not acknowledged.
+                    ClientError::Refused {
+                        body:
+                            ErrorBody {
+                                error: ErrorCode::OutOfOrder,
+                                ..
+                            },
+                        ..
+                    } => {}
+                    error if is_sequence_taken(&error) && !session.renewed => {
+                        session.take_new_identity(store, options, summary).await?;
+                    }
+                    other => return Err(other),
+                }
             }
-            Err(error) if is_sequence_taken(&error) && !session.renewed => {
-                session.take_new_identity(store, options, summary).await?;
-            }
-            Err(other) => return Err(other),
         }
     }
 }

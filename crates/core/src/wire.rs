@@ -125,6 +125,21 @@ pub struct PushResponse {
 /// The query of `POST /v1/push` that asks for the short answer, [`PushAck`].
 pub const PUSH_ACK_QUERY: &str = "ack=count";
 
+/// The query of `POST /v1/push` of a client that may send its next batch before the last is
+/// answered: the short answer, [`PushAck`], from a server that also honours
+/// [`PUSH_AFTER_SEQ`] and [`PUSH_AFTER_HLC`]. A server that does not know it answers with a
+/// result per operation, which tells the client to send one batch at a time.
+pub const PUSH_ORDERED_QUERY: &str = "ack=ordered";
+
+/// Query parameter of `POST /v1/push`: the sequence number of the pushing device's operation
+/// that must be stored before this batch is. Sent with [`PUSH_AFTER_HLC`], the operation's
+/// stamp, so that a batch sent before its device re-stamped what it had not yet pushed is never
+/// stored after the re-stamped one.
+pub const PUSH_AFTER_SEQ: &str = "after_seq";
+
+/// Query parameter of `POST /v1/push`: the stamp of the operation [`PUSH_AFTER_SEQ`] names.
+pub const PUSH_AFTER_HLC: &str = "after_hlc";
+
 /// Short answer to a push (asked for with [`PUSH_ACK_QUERY`]): a few bytes per batch instead of
 /// a result per operation. Every operation of the batch, up to `through_seq`, is stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -251,6 +266,10 @@ pub enum ErrorCode {
     /// operation (409): this diary is a copy of another. Register a new device identity
     /// (`POST /v1/devices`) and push the unacknowledged operations again under it.
     SequenceTaken,
+    /// The batch must follow an operation of this device the server does not hold (409): the
+    /// batch sent before it was refused or has not arrived. Push the batches one at a time,
+    /// from the first not acknowledged.
+    OutOfOrder,
     /// The device id is enrolled already and the secret does not prove it is this device (409):
     /// enrol again with a new device id; the code stays unused.
     DeviceIdTaken,

@@ -9,21 +9,24 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
+use futures_util::FutureExt;
 use heeldiary_core::wire::{
     from_json, EnrolRequest, EnrolResponse, EntryResponse, NewDeviceRequest, PullResponse, PushAck,
     PushRequest, PushResponse, ResearchConsentRequest, DEFAULT_ENTRY_OPS_LIMIT, DEFAULT_PULL_LIMIT,
     MAX_BODY_BYTES, MAX_DEVICE_BODY_BYTES, MAX_ENROL_BODY_BYTES, MAX_ENTRY_OPS_LIMIT,
     MAX_OPS_PER_ENTRY_PER_PUSH, MAX_PULL_LIMIT, MAX_PUSH_OPS, PULL_HELD_OWN_THROUGH,
-    PUSH_ACK_QUERY,
+    PUSH_ACK_QUERY, PUSH_AFTER_HLC, PUSH_AFTER_SEQ, PUSH_ORDERED_QUERY,
 };
-use heeldiary_core::{check_label, Op, ValidationError, MAX_CLOCK_AHEAD_MS};
+use heeldiary_core::{check_label, Hlc, Op, ValidationError, MAX_CLOCK_AHEAD_MS};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::auth::Authenticated;
 use crate::error::ApiError;
 use crate::secrets::{hash_code, TokenSecret};
-use crate::storage::{HeldOwnOps, NewDevice, ResearchConsent, Role, Storage, StorageError};
+use crate::storage::{
+    HeldOwnOps, NewDevice, PushAfter, ResearchConsent, Role, Storage, StorageError,
+};
 use crate::AppState;
 
 /// The routes, before state and middleware are attached (see [`crate::app`]).
@@ -193,14 +196,54 @@ async fn push<S: Storage>(
     State(state): State<AppState<S>>,
     device: Authenticated,
     RawQuery(query): RawQuery,
-    WireJson(request): WireJson<PushRequest>,
+    body: Request,
 ) -> Result<axum::response::Response, ApiError> {
+    let query = PushQuery::parse(query.as_deref())?;
+    // The place in the device's order is taken before the body is read, so that a batch that
+    // arrived first but follows a later one still finds it there when its body is in.
+    let mut turn = state
+        .pushes
+        .arrive(device.device_id, query.after.map(|(seq, _)| seq));
+    let WireJson(request) = WireJson::<PushRequest>::from_request(body, &state).await?;
+    validate_batch(&request.ops, device.device_id, Utc::now())?;
+    let after = query
+        .after
+        .map(|(device_seq, hlc)| {
+            if let Some(i) = request.ops.iter().position(|op| op.device_seq <= device_seq) {
+                return Err(ValidationError::new(
+                    format!("ops[{i}].device_seq"),
+                    format!("must be above {PUSH_AFTER_SEQ} ({device_seq}), the operation this batch follows"),
+                ));
+            }
+            Ok(PushAfter {
+                device_id: device.device_id,
+                device_seq,
+                hlc,
+            })
+        })
+        .transpose()?;
+    if after.is_some() {
+        turn.wait().await;
+    }
+    // Stamped once its turn came, so that a push stored after another is not stamped as
+    // received before it.
     let now = Utc::now();
-    validate_batch(&request.ops, device.device_id, now)?;
-    let results = state
-        .storage
-        .push(device.patient_id, request.ops, now)
-        .await?;
+    let mut pushing =
+        std::pin::pin!(state
+            .storage
+            .push_after(device.patient_id, after, request.ops, now));
+    // Polled once, a push on a backend that queues pushes in order is queued: the device's
+    // next push may be queued behind it while it is being stored.
+    let results = match pushing.as_mut().now_or_never() {
+        Some(results) => results,
+        None => {
+            if state.storage.queues_pushes_when_polled() {
+                turn.queued();
+            }
+            pushing.await
+        }
+    }?;
+    drop(turn);
     let answer = PushResponse {
         results,
         server_time_ms: millis(now),
@@ -208,14 +251,76 @@ async fn push<S: Storage>(
     };
     // A client that asks for the short answer gets a few bytes per batch; one that does not (an
     // older build) gets a result per operation, as before.
-    let short = query
-        .as_deref()
-        .is_some_and(|q| q.split('&').any(|pair| pair == PUSH_ACK_QUERY));
-    Ok(if short {
+    Ok(if query.short {
         Json(PushAck::of(&answer)).into_response()
     } else {
         Json(answer).into_response()
     })
+}
+
+/// The query of a push.
+#[derive(Debug, Default, PartialEq)]
+struct PushQuery {
+    /// The short answer ([`PUSH_ACK_QUERY`] or [`PUSH_ORDERED_QUERY`]).
+    short: bool,
+    /// The device's operation the batch must follow: its sequence number and stamp.
+    after: Option<(u64, Hlc)>,
+}
+
+impl PushQuery {
+    /// Reads the pairs this server knows; others are left for later versions.
+    fn parse(query: Option<&str>) -> Result<Self, ApiError> {
+        let mut parsed = PushQuery::default();
+        let (mut seq, mut hlc) = (None, None);
+        for pair in query.unwrap_or_default().split('&') {
+            if pair == PUSH_ACK_QUERY || pair == PUSH_ORDERED_QUERY {
+                parsed.short = true;
+            }
+            let malformed = |name: &str, why: String| ApiError::Malformed {
+                field: Some(name.into()),
+                message: format!("{name}: {why}"),
+            };
+            match pair.split_once('=') {
+                Some((PUSH_AFTER_SEQ, value)) => {
+                    seq = Some(value.parse::<u64>().map_err(|_| {
+                        malformed(
+                            PUSH_AFTER_SEQ,
+                            format!("`{value}` is not a sequence number"),
+                        )
+                    })?);
+                }
+                Some((PUSH_AFTER_HLC, value)) => {
+                    hlc = Some(
+                        value
+                            .parse::<Hlc>()
+                            .map_err(|why| malformed(PUSH_AFTER_HLC, why))?,
+                    );
+                }
+                _ => {}
+            }
+        }
+        parsed.after = match (seq, hlc) {
+            (Some(seq), Some(hlc)) => Some((seq, hlc)),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ApiError::Malformed {
+                    field: Some(PUSH_AFTER_HLC.into()),
+                    message: format!(
+                        "{PUSH_AFTER_SEQ} needs {PUSH_AFTER_HLC}, the operation's stamp"
+                    ),
+                })
+            }
+            (None, Some(_)) => {
+                return Err(ApiError::Malformed {
+                    field: Some(PUSH_AFTER_SEQ.into()),
+                    message: format!(
+                        "{PUSH_AFTER_HLC} needs {PUSH_AFTER_SEQ}, the operation's sequence number"
+                    ),
+                })
+            }
+        };
+        Ok(parsed)
+    }
 }
 
 /// Checks a whole batch before anything is written: size, that every operation is the pushing

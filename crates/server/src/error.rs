@@ -5,7 +5,7 @@ use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use heeldiary_core::wire::{ErrorBody, ErrorCode, JsonError};
+use heeldiary_core::wire::{ErrorBody, ErrorCode, JsonError, PUSH_AFTER_SEQ};
 use heeldiary_core::ValidationError;
 
 use crate::storage::StorageError;
@@ -69,6 +69,9 @@ pub enum ApiError {
         /// Why.
         reason: String,
     },
+    /// A push was to follow an operation of the device that is not stored (409).
+    #[error("out of order: {0}")]
+    OutOfOrder(String),
     /// The device id is enrolled already and the secret does not prove it is this device (409).
     #[error("device id taken: {0}")]
     DeviceIdTaken(String),
@@ -121,6 +124,7 @@ impl From<StorageError> for ApiError {
                 field: format!("ops[{index}].device_seq"),
                 reason: reused.to_string(),
             },
+            early @ StorageError::OutOfOrder { .. } => ApiError::OutOfOrder(early.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -137,6 +141,7 @@ impl ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. }
             | ApiError::SequenceTaken { .. }
+            | ApiError::OutOfOrder(_)
             | ApiError::DeviceIdTaken(_) => StatusCode::CONFLICT,
             ApiError::Erased { .. } => StatusCode::GONE,
             ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
@@ -201,6 +206,16 @@ impl ApiError {
                         "{reason}: this diary is a copy of another; register a new device \
                          identity (POST /v1/devices) and push the unacknowledged operations \
                          again under it"
+                    ),
+                )
+            },
+            ApiError::OutOfOrder(reason) => ErrorBody {
+                field: Some(PUSH_AFTER_SEQ.into()),
+                ..plain(
+                    ErrorCode::OutOfOrder,
+                    &format!(
+                        "{reason} (it was refused, or has not arrived yet): push the batches one \
+                         at a time, from the first not acknowledged"
                     ),
                 )
             },

@@ -38,6 +38,7 @@ pub mod auth;
 pub mod error;
 pub mod export;
 pub mod limits;
+pub mod push_order;
 pub mod secrets;
 pub mod sharing;
 pub mod storage;
@@ -67,6 +68,8 @@ pub struct AppState<S> {
     pub web: std::sync::Arc<web::WebState>,
     /// Where the analyst export finds its key.
     pub export: export::ExportSettings,
+    /// The order of each device's pushes in flight.
+    pub pushes: std::sync::Arc<push_order::PushOrder>,
 }
 
 /// Answers shorter than this many bytes are sent uncompressed.
@@ -101,6 +104,7 @@ pub fn app_with<S: Storage>(storage: S, options: AppOptions) -> Router {
             storage,
             web: std::sync::Arc::new(web::WebState::new(options.web)),
             export: options.export,
+            pushes: Default::default(),
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // A client that stalls (or sends its body slowly) must not hold a connection for ever.

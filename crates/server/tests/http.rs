@@ -12,7 +12,7 @@ use flate2::write::GzEncoder;
 use heeldiary_core::wire::{
     EnrolResponse, EntryResponse, ErrorBody, ErrorCode, PullResponse, PushAck, PushResponse,
     PushResult, PushStatus, DEFAULT_ENTRY_OPS_LIMIT, MAX_BODY_BYTES, MAX_ENTRY_OPS_LIMIT,
-    MAX_OPS_PER_ENTRY_PER_PUSH, MAX_PULL_LIMIT, MAX_PUSH_OPS, PUSH_ACK_QUERY,
+    MAX_OPS_PER_ENTRY_PER_PUSH, MAX_PULL_LIMIT, MAX_PUSH_OPS, PUSH_ACK_QUERY, PUSH_ORDERED_QUERY,
 };
 use heeldiary_core::EntryState;
 use heeldiary_core::{Hlc, Op, MAX_CLOCK_AHEAD_MS};
@@ -22,7 +22,7 @@ use heeldiary_server::storage::{
     Access, AccessRecord, AnalystCredentials, BreakGlass, DeviceCredentials, DeviceInfo,
     ErasureRecord, ExportRecord, HeldOwnOps, NewAnalyst, NewCode, NewDevice, NewPatient,
     NewProvider, ProviderInfo, ProviderLogin, ProviderPatient, ProviderStorage, PullPage,
-    ResearchConsent, ShareInfo, SqliteStorage, Storage, StorageError, StoredEntry,
+    PushAfter, ResearchConsent, ShareInfo, SqliteStorage, Storage, StorageError, StoredEntry,
 };
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -221,6 +221,97 @@ async fn health_reports_ok() {
     let answer = server.get("/healthz", None).await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.json::<Value>(), json!({"status": "ok"}));
+}
+
+#[tokio::test]
+async fn a_push_that_names_the_operation_it_follows_is_stored_only_after_it() {
+    let server = Server::new().await;
+    let mut phone = server.enrol(None).await;
+    let first: Vec<Value> = (0..3).map(|i| phone.create(Uuid::now_v7(), i)).collect();
+    let second: Vec<Value> = (0..2).map(|i| phone.create(Uuid::now_v7(), i)).collect();
+    let body = |ops: &[Value]| json!({ "ops": ops }).to_string();
+    let follow = |seq: u64, hlc: &str| {
+        format!("/v1/push?{PUSH_ORDERED_QUERY}&after_seq={seq}&after_hlc={hlc}")
+    };
+    let last_hlc = first[2]["hlc"].as_str().unwrap().to_string();
+    let after_first = follow(3, &last_hlc);
+    let token = Some(phone.token.as_str());
+
+    // The second batch before the first: refused, and nothing of it kept.
+    let early = server.post(&after_first, token, body(&second)).await;
+    let refusal = early.error(StatusCode::CONFLICT, ErrorCode::OutOfOrder);
+    assert_eq!(refusal.field.as_deref(), Some("after_seq"));
+    assert!(
+        refusal.message.contains("sequence 3"),
+        "{}",
+        refusal.message
+    );
+    assert!(server.pull_all(&phone).await.ops.is_empty());
+
+    let ordered = format!("/v1/push?{PUSH_ORDERED_QUERY}");
+    let answer = server.post(&ordered, token, body(&first)).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.json::<PushAck>().through_seq, 3);
+
+    // The query is checked before the body is stored.
+    for (path, status, field) in [
+        (
+            format!("/v1/push?{PUSH_ORDERED_QUERY}&after_seq=three&after_hlc={last_hlc}"),
+            StatusCode::BAD_REQUEST,
+            "after_seq",
+        ),
+        (
+            format!("/v1/push?{PUSH_ORDERED_QUERY}&after_seq=3"),
+            StatusCode::BAD_REQUEST,
+            "after_hlc",
+        ),
+        (
+            format!("/v1/push?{PUSH_ORDERED_QUERY}&after_hlc={last_hlc}"),
+            StatusCode::BAD_REQUEST,
+            "after_seq",
+        ),
+        (
+            follow(3, "not-a-stamp"),
+            StatusCode::BAD_REQUEST,
+            "after_hlc",
+        ),
+        // The batch must come after the operation it names.
+        (
+            follow(4, &last_hlc),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ops[0].device_seq",
+        ),
+    ] {
+        let answer = server.post(&path, token, body(&second)).await;
+        let code = if status == StatusCode::BAD_REQUEST {
+            ErrorCode::MalformedRequest
+        } else {
+            ErrorCode::InvalidValue
+        };
+        let refusal = answer.error(status, code);
+        assert_eq!(refusal.field.as_deref(), Some(field), "{path}");
+    }
+    // The right number with a stamp the device no longer has is not the operation stored.
+    let mut stamp: Hlc = last_hlc.parse().unwrap();
+    stamp.wall_ms += 1;
+    let stale = server
+        .post(&follow(3, &stamp.to_string()), token, body(&second))
+        .await;
+    stale.error(StatusCode::CONFLICT, ErrorCode::OutOfOrder);
+    assert_eq!(server.pull_all(&phone).await.ops.len(), 3);
+
+    let answer = server.post(&after_first, token, body(&second)).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let ack: PushAck = answer.json();
+    assert_eq!((ack.through_seq, ack.applied, ack.duplicate), (5, 2, 0));
+    let seqs: Vec<u64> = server
+        .pull_all(&phone)
+        .await
+        .ops
+        .iter()
+        .map(|o| o.op.device_seq)
+        .collect();
+    assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
 }
 
 #[tokio::test]
@@ -762,9 +853,10 @@ impl Storage for Down {
     async fn list_devices(&self, _: Uuid) -> Result<Vec<DeviceInfo>, StorageError> {
         self.fail()
     }
-    async fn push(
+    async fn push_after(
         &self,
         _: Uuid,
+        _: Option<PushAfter>,
         _: Vec<Op>,
         _: DateTime<Utc>,
     ) -> Result<Vec<PushResult>, StorageError> {

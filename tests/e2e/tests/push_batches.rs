@@ -4,10 +4,11 @@
 
 use heeldiary_client::{sync, SyncOptions};
 use heeldiary_core::{EntryInput, MAX_NOTE_CHARS};
-use heeldiary_e2e::proxy::Proxy;
+use heeldiary_e2e::proxy::{Fault, Proxy, RequestLine};
 use heeldiary_e2e::{
     another_device, imported_diary, op_keys, runtime, sample_entry, Backend, Server,
 };
+use std::time::Duration;
 use tokio::runtime::Runtime;
 
 /// Entries with the longest note: a batch of all of them inflates past the server's body
@@ -116,5 +117,74 @@ fn batches_pushed_one_after_another_are_each_stored_once_and_acknowledged() {
         let server = Server::start(&backend);
         let pushes = push_and_pull_once(&rt, &backend, &server, (0..101).map(sample_entry), 10);
         assert_eq!(pushes, 11, "{}", backend.name());
+    }
+}
+
+/// Once the server's first answer shows it keeps pushes in order, each later batch names the
+/// last operation of the batch before it (its sequence number and the stamp the diary holds),
+/// and goes out before that one is answered; every operation is still stored once.
+#[test]
+fn later_batches_name_the_batch_they_follow() {
+    let rt = runtime();
+    for backend in Backend::all("later_batches_name_the_batch_they_follow") {
+        let server = Server::start(&backend);
+        let proxy = rt.block_on(Proxy::start(server.port()));
+        // Each answer is held a little, so that the next batch is on its way meanwhile.
+        proxy.set_rule(|request| {
+            if request.path() == "/v1/push" {
+                Fault::Delay(Duration::from_millis(30))
+            } else {
+                Fault::Pass
+            }
+        });
+        let mut writer = imported_diary(&rt, &server, &proxy.url, (0..50).map(sample_entry));
+        let options = SyncOptions {
+            push_batch: 10,
+            ..SyncOptions::default()
+        };
+        let summary = rt.block_on(sync(&mut writer, &options)).unwrap();
+        assert_eq!(
+            (summary.pushed, summary.already_on_server),
+            (50, 0),
+            "{}",
+            backend.name()
+        );
+        let pushes: Vec<RequestLine> = proxy
+            .exchanges()
+            .into_iter()
+            .map(|e| e.request)
+            .filter(|r| r.path() == "/v1/push")
+            .collect();
+        assert!(pushes
+            .iter()
+            .all(|r| r.query::<String>("ack").as_deref() == Some("ordered")));
+        // The first follows nothing; its answer shows the server keeps pushes in order.
+        assert_eq!(pushes[0].query::<u64>("after_seq"), None);
+        let stamps: std::collections::HashMap<u64, String> = writer
+            .all_ops()
+            .unwrap()
+            .into_iter()
+            .map(|op| (op.device_seq, op.hlc.to_string()))
+            .collect();
+        let mut named = Vec::new();
+        for push in &pushes[1..] {
+            // Two batches sent together may reach the server in either order; one that comes
+            // before the batch it follows is refused and sent again, so a name may repeat.
+            let seq: u64 = push.query("after_seq").expect("a later batch names one");
+            assert_eq!(seq % 10, 0, "{}: {}", backend.name(), push.target);
+            assert_eq!(
+                push.query::<String>("after_hlc").as_ref(),
+                stamps.get(&seq),
+                "{}: {}",
+                backend.name(),
+                push.target
+            );
+            named.push(seq);
+        }
+        named.dedup();
+        named.sort_unstable();
+        named.dedup();
+        assert_eq!(named, vec![10, 20, 30, 40], "{}", backend.name());
+        assert_eq!(writer.sync_state().unwrap().pending, 0);
     }
 }

@@ -18,7 +18,9 @@ use heeldiary_core::{merge, EntryState, Field, Hlc, Op, Patch};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::{HeldOwnOps, NewCode, NewDevice, NewPatient, PullPage, Role, Storage, StorageError};
+use super::{
+    HeldOwnOps, NewCode, NewDevice, NewPatient, PullPage, PushAfter, Role, Storage, StorageError,
+};
 use crate::secrets::{SecretHash, TokenSecret};
 
 /// Expands to one `#[tokio::test]` per conformance test. `$make` is evaluated once per test and
@@ -54,6 +56,7 @@ macro_rules! storage_conformance {
             tombstones_mark_the_entry_deleted,
             patients_are_isolated,
             a_failed_push_writes_nothing,
+            a_push_after_an_operation_waits_for_that_very_operation,
             a_fresh_code_confirms_an_enrolment_whose_answer_was_lost,
             a_patient_and_its_first_code_are_created_together,
             a_new_device_identity_is_registered_once,
@@ -822,6 +825,77 @@ pub async fn a_failed_push_writes_nothing<S: Storage>(s: S) {
     );
     s.push(patient, vec![good], t0()).await.unwrap();
     assert_eq!(all_ops(&s, patient).await[0].cursor, 1);
+}
+
+/// A push that names the operation it follows is stored only once the patient holds that
+/// operation of the device with that stamp; refused, it writes nothing.
+pub async fn a_push_after_an_operation_waits_for_that_very_operation<S: Storage>(s: S) {
+    let (patient, dev) = enrolled(&s).await;
+    let (first, second) = (batch(dev, 1, 3), batch(dev, 4, 2));
+    let after = |op: &Op| PushAfter {
+        device_id: dev,
+        device_seq: op.device_seq,
+        hlc: op.hlc,
+    };
+    let follows_first = after(&first[2]);
+    // The first batch has not arrived: the second is refused and nothing of it is kept.
+    let early = s
+        .push_after(patient, Some(follows_first), second.clone(), t0())
+        .await;
+    assert!(
+        matches!(early, Err(StorageError::OutOfOrder { device_seq: 3 })),
+        "{early:?}"
+    );
+    assert!(all_ops(&s, patient).await.is_empty());
+    s.push(patient, first.clone(), t0()).await.unwrap();
+    // The right number with another stamp (the device re-stamped it since) is not the same
+    // operation.
+    let mut restamped = follows_first;
+    restamped.hlc.wall_ms += 1;
+    let stale = s
+        .push_after(patient, Some(restamped), second.clone(), t0())
+        .await;
+    assert!(
+        matches!(stale, Err(StorageError::OutOfOrder { device_seq: 3 })),
+        "{stale:?}"
+    );
+    // Another device's operation under the same number is not it either.
+    let other_device = add_device(&s, patient).await;
+    let others = batch(other_device, 1, 3);
+    s.push(patient, others, t0()).await.unwrap();
+    let elsewhere = PushAfter {
+        device_id: other_device,
+        ..follows_first
+    };
+    let wrong_device = s
+        .push_after(patient, Some(elsewhere), second.clone(), t0())
+        .await;
+    assert!(
+        matches!(
+            wrong_device,
+            Err(StorageError::OutOfOrder { device_seq: 3 })
+        ),
+        "{wrong_device:?}"
+    );
+    assert_eq!(all_ops(&s, patient).await.len(), 6);
+    let stored = s
+        .push_after(patient, Some(follows_first), second.clone(), t0())
+        .await
+        .unwrap();
+    assert_eq!(statuses(&stored), vec![PushStatus::Applied; 2]);
+    let feed: Vec<(u64, u64)> = all_ops(&s, patient)
+        .await
+        .iter()
+        .filter(|o| o.op.device_id == dev)
+        .map(|o| (o.cursor, o.op.device_seq))
+        .collect();
+    assert_eq!(feed, vec![(1, 1), (2, 2), (3, 3), (7, 4), (8, 5)]);
+    // Sent again after an answer that was lost, it is answered as duplicates.
+    let again = s
+        .push_after(patient, Some(follows_first), second, t0())
+        .await
+        .unwrap();
+    assert_eq!(statuses(&again), vec![PushStatus::Duplicate; 2]);
 }
 
 // ---- provider review ----

@@ -24,7 +24,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use heeldiary_core::wire::{PulledOp, PushResult, PushStatus};
-use heeldiary_core::{EntryState, Op};
+use heeldiary_core::{EntryState, Hlc, Op};
 use uuid::Uuid;
 
 use crate::secrets::SecretHash;
@@ -72,6 +72,13 @@ pub enum StorageError {
         /// Position of the operation in the batch.
         index: usize,
         /// The reused sequence number.
+        device_seq: u64,
+    },
+    /// A push was to follow an operation that is not stored, or is stored with another stamp
+    /// (see [`Storage::push_after`]). Nothing of the batch is written.
+    #[error("the operation with sequence {device_seq} of this device, which this batch must follow, is not stored")]
+    OutOfOrder {
+        /// The sequence number the batch was to follow.
         device_seq: u64,
     },
     /// A fault in the backend or in stored data.
@@ -201,6 +208,32 @@ pub struct HeldOwnOps {
     pub device_id: Uuid,
     /// Its highest sequence number whose operations it holds as the server does.
     pub through_seq: u64,
+}
+
+/// The operation of the pushing device that must be stored before a batch is (see
+/// [`Storage::push_after`]): a batch sent before the one ahead of it was answered is stored
+/// only after that one, and never after a refusal made the device re-stamp it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PushAfter {
+    /// The pushing device.
+    pub device_id: Uuid,
+    /// The sequence number of the operation.
+    pub device_seq: u64,
+    /// Its stamp: the operation stored under that number must carry this one.
+    pub hlc: Hlc,
+}
+
+impl PushAfter {
+    /// Whether `stored`, the identities a push found, hold the operation with its stamp.
+    pub(crate) fn is_met(&self, stored: &StoredIdentities) -> Result<(), StorageError> {
+        let key = (self.device_id, to_i64(self.device_seq, "after_seq")?);
+        match stored.get(&key) {
+            Some((_, hlc)) if parse_hlc(hlc)? == self.hlc => Ok(()),
+            _ => Err(StorageError::OutOfOrder {
+                device_seq: self.device_seq,
+            }),
+        }
+    }
 }
 
 /// The materialized state of one entry and one page of its history.
@@ -502,6 +535,30 @@ pub trait Storage: ProviderStorage + Clone + Send + Sync + 'static {
     fn push(
         &self,
         patient_id: Uuid,
+        ops: Vec<Op>,
+        received_at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<PushResult>, StorageError>> + Send {
+        self.push_after(patient_id, None, ops, received_at)
+    }
+
+    /// Whether pushes are stored in the order their futures were first polled: a push polled
+    /// once is queued ahead of every push polled after it, so one that must follow it (see
+    /// [`push_after`](Self::push_after)) may be handed over at once instead of waiting for its
+    /// answer. `false` unless a backend says so.
+    fn queues_pushes_when_polled(&self) -> bool {
+        false
+    }
+
+    /// [`push`](Self::push), when `after` is given only if the patient holds that operation of
+    /// the pushing device with that stamp, checked under the same lock as the rest of the push.
+    ///
+    /// # Failure
+    /// [`StorageError::OutOfOrder`] when it does not, and nothing is written; otherwise as
+    /// [`push`](Self::push).
+    fn push_after(
+        &self,
+        patient_id: Uuid,
+        after: Option<PushAfter>,
         ops: Vec<Op>,
         received_at: DateTime<Utc>,
     ) -> impl Future<Output = Result<Vec<PushResult>, StorageError>> + Send;

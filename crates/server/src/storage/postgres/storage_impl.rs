@@ -2,7 +2,7 @@
 //! and the two transactions of [`super::transactions`].
 
 use crate::storage::some_row;
-use crate::storage::{feed_page, feed_query, held_bounds, HeldOwnOps};
+use crate::storage::{feed_page, feed_query, held_bounds, HeldOwnOps, PushAfter};
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -143,13 +143,14 @@ impl Storage for PostgresStorage {
         Ok(devices.into_iter().flatten().collect())
     }
 
-    async fn push(
+    async fn push_after(
         &self,
         patient_id: Uuid,
+        after: Option<PushAfter>,
         ops: Vec<Op>,
         received_at: DateTime<Utc>,
     ) -> Result<Vec<PushResult>, StorageError> {
-        retrying(|| self.push_once(patient_id, &ops, received_at)).await
+        retrying(|| self.push_once(patient_id, after, &ops, received_at)).await
     }
 
     async fn pull_leaving_out(

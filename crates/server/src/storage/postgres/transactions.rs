@@ -23,7 +23,7 @@ use super::PostgresStorage;
 use crate::secrets::SecretHash;
 use crate::storage::{
     code_use, device_id_taken, from_i64, hash_from_bytes, parse_hlc, to_i64, CodeUse, NewDevice,
-    PushPlan, StorageError, StoredIdentities,
+    PushAfter, PushPlan, StorageError, StoredIdentities,
 };
 
 /// First key of the two-key advisory lock taken per device id while enrolling. Device ids are
@@ -35,17 +35,22 @@ impl PostgresStorage {
     pub(super) async fn push_once(
         &self,
         patient_id: Uuid,
+        after: Option<PushAfter>,
         ops: &[Op],
         received_at: DateTime<Utc>,
     ) -> Result<Vec<PushResult>, Fault> {
-        let seqs: Vec<i64> = ops
+        // The operation `after` names is looked up with the batch's own.
+        let named: Vec<(Uuid, i64)> = ops
             .iter()
-            .map(|op| to_i64(op.device_seq, "device_seq"))
-            .collect::<Result<_, _>>()?;
+            .map(|op| (op.device_id, op.device_seq))
+            .chain(after.map(|after| (after.device_id, after.device_seq)))
+            .map(|(device_id, seq)| Ok((device_id, to_i64(seq, "device_seq")?)))
+            .collect::<Result<_, StorageError>>()?;
+        let seqs: Vec<i64> = named.iter().map(|(_, seq)| *seq).collect();
         // Each device's span of sequence numbers in the batch.
         let mut spans: BTreeMap<Uuid, (i64, i64)> = BTreeMap::new();
-        for (op, &seq) in ops.iter().zip(&seqs) {
-            let span = spans.entry(op.device_id).or_insert((seq, seq));
+        for &(device_id, seq) in &named {
+            let span = spans.entry(device_id).or_insert((seq, seq));
             *span = (span.0.min(seq), span.1.max(seq));
         }
         let devices: Vec<Uuid> = spans.keys().copied().collect();
@@ -113,6 +118,9 @@ impl PostgresStorage {
                     ))
                 })
                 .collect::<Result<_, tokio_postgres::Error>>()?;
+            if let Some(after) = &after {
+                after.is_met(&stored)?;
+            }
             let plan = PushPlan::new(ops, last_cursor, &stored)?;
             let Some(new_last) = plan.last_cursor() else {
                 tx.commit().await?;

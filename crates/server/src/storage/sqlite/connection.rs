@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::transactions::{push_group, time_text, QueuedPush};
 use super::SqliteStorage;
-use crate::storage::{migrations, pending, Migration, StorageError};
+use crate::storage::{migrations, pending, Migration, PushAfter, StorageError};
 
 /// Every migration, in order. Add the next file here; the upgrade test covers it by itself.
 pub(in crate::storage) const MIGRATIONS: &[Migration] = migrations!("server-sqlite":
@@ -182,9 +182,13 @@ impl SqliteStorage {
 
     /// Stores a push together with the others queued meanwhile (see
     /// [`push_group`](super::transactions::push_group)) and returns its results once committed.
+    /// The push is queued when the future is first polled, before it waits for anything, and
+    /// the queue is stored in order: what
+    /// [`queues_pushes_when_polled`](crate::storage::Storage::queues_pushes_when_polled) promises.
     pub(super) async fn push_queued(
         &self,
         patient_id: Uuid,
+        after: Option<PushAfter>,
         ops: Vec<Op>,
         received_at: DateTime<Utc>,
     ) -> Result<Vec<PushResult>, StorageError> {
@@ -193,6 +197,7 @@ impl SqliteStorage {
             let mut queue = lock(&self.queued_pushes);
             queue.waiting.push(QueuedPush {
                 patient_id,
+                after,
                 ops,
                 received_at,
                 answer,
@@ -632,6 +637,83 @@ mod tests {
         );
         assert!(err.to_string().contains("newer"), "{err}");
         assert_eq!(schema_of(&conn), before);
+    }
+
+    /// A push that must follow another, polled after it, is queued behind it and finds it
+    /// stored; when that one is refused, it is refused too and writes nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_push_polled_once_is_stored_before_one_polled_after_it() {
+        use crate::storage::conformance::{batch, enrolled};
+        use crate::storage::PushAfter;
+        use futures_util::FutureExt;
+        use heeldiary_core::wire::PushStatus;
+
+        let storage = SqliteStorage::open_in_memory().await.unwrap();
+        assert!(storage.queues_pushes_when_polled());
+        let (patient, device) = enrolled(&storage).await;
+        let after = |op: &Op| PushAfter {
+            device_id: device,
+            device_seq: op.device_seq,
+            hlc: op.hlc,
+        };
+        // Twice: the batch the second follows is stored, and then it is refused.
+        for (round, first_seq) in [(0, 1), (1, 5)] {
+            let first = batch(device, first_seq, 3);
+            let second = batch(device, first_seq + 3, 2);
+            let follows = after(&first[2]);
+            let first = if round == 1 {
+                // Sequence 5 holds another operation already: the first batch is refused.
+                let mut reused = first;
+                reused[0].entry_id = uuid::Uuid::now_v7();
+                reused
+            } else {
+                first
+            };
+            // The writer is held, so both wait in its queue; the second, polled last, behind.
+            let held = lock(&storage.conn);
+            let mut pushing_first = Box::pin(storage.push_after(patient, None, first, Utc::now()));
+            let mut pushing_second =
+                Box::pin(storage.push_after(patient, Some(follows), second, Utc::now()));
+            assert!(pushing_first.as_mut().now_or_never().is_none());
+            assert!(pushing_second.as_mut().now_or_never().is_none());
+            assert_eq!(lock(&storage.queued_pushes).waiting.len(), 2);
+            drop(held);
+            let (first, second) = (pushing_first.await, pushing_second.await);
+            if round == 0 {
+                assert_eq!(first.unwrap(), statuses_of(1..=3));
+                assert_eq!(second.unwrap(), statuses_of(4..=5));
+            } else {
+                assert!(
+                    matches!(first, Err(StorageError::SequenceReused { .. })),
+                    "{first:?}"
+                );
+                assert!(
+                    matches!(second, Err(StorageError::OutOfOrder { device_seq: 7 })),
+                    "{second:?}"
+                );
+            }
+        }
+        let seqs: Vec<u64> = storage
+            .pull(patient, 0, 100)
+            .await
+            .unwrap()
+            .ops
+            .iter()
+            .map(|o| o.op.device_seq)
+            .collect();
+        assert_eq!(
+            seqs,
+            vec![1, 2, 3, 4, 5],
+            "nothing of the refused round is kept"
+        );
+
+        fn statuses_of(seqs: std::ops::RangeInclusive<u64>) -> Vec<PushResult> {
+            seqs.map(|device_seq| PushResult {
+                device_seq,
+                status: PushStatus::Applied,
+            })
+            .collect()
+        }
     }
 
     /// Pushes of three patients queue while a commit holds the connection, then share one

@@ -2,7 +2,7 @@
 //! connection, the two that decide something are the transactions of [`super::transactions`].
 
 use crate::storage::some_row;
-use crate::storage::{feed_page, feed_query, held_bounds, HeldOwnOps};
+use crate::storage::{feed_page, feed_query, held_bounds, HeldOwnOps, PushAfter};
 use chrono::{DateTime, Utc};
 use heeldiary_core::wire::PushResult;
 use heeldiary_core::Op;
@@ -176,13 +176,20 @@ impl Storage for SqliteStorage {
         .await
     }
 
-    async fn push(
+    /// A push is queued for the writer when first polled, and the writer takes the queue in
+    /// order (`push_queued`).
+    fn queues_pushes_when_polled(&self) -> bool {
+        true
+    }
+
+    async fn push_after(
         &self,
         patient_id: Uuid,
+        after: Option<PushAfter>,
         ops: Vec<Op>,
         received_at: DateTime<Utc>,
     ) -> Result<Vec<PushResult>, StorageError> {
-        self.push_queued(patient_id, ops, received_at).await
+        self.push_queued(patient_id, after, ops, received_at).await
     }
 
     async fn pull_leaving_out(

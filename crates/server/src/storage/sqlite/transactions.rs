@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::secrets::SecretHash;
 use crate::storage::{
     code_use, device_id_taken, from_i64, hash_from_bytes, parse_hlc, to_i64, CodeUse, NewDevice,
-    PushPlan, StorageError, StoredIdentities,
+    PushAfter, PushPlan, StorageError, StoredIdentities,
 };
 
 /// An instant as stored: RFC 3339 in UTC with microseconds.
@@ -173,6 +173,7 @@ fn save_states_sql(rows: usize) -> String {
 /// A push waiting for the next group commit, with where its answer goes.
 pub(super) struct QueuedPush {
     pub patient_id: Uuid,
+    pub after: Option<PushAfter>,
     pub ops: Vec<Op>,
     pub received_at: DateTime<Utc>,
     pub answer: oneshot::Sender<Result<Vec<PushResult>, StorageError>>,
@@ -195,7 +196,7 @@ pub(super) fn push_group(conn: &mut Connection, group: Vec<QueuedPush>) {
         if let [push] = group.as_slice() {
             // Alone, a push that fails rolls the whole transaction back: no savepoint needed
             // (a savepoint copies every page it changes, in case it is rolled back).
-            let result = push_in(&tx, push.patient_id, &push.ops, push.received_at);
+            let result = push_in(&tx, push);
             if result.is_ok() {
                 tx.commit()?;
             }
@@ -204,7 +205,7 @@ pub(super) fn push_group(conn: &mut Connection, group: Vec<QueuedPush>) {
         let mut results = Vec::with_capacity(group.len());
         for push in &group {
             let mut savepoint = tx.savepoint()?;
-            let result = push_in(&savepoint, push.patient_id, &push.ops, push.received_at);
+            let result = push_in(&savepoint, push);
             if result.is_err() {
                 savepoint.rollback()?;
             }
@@ -238,20 +239,19 @@ fn same_failure(failure: &StorageError) -> StorageError {
 }
 
 /// One push, inside a transaction the caller commits.
-fn push_in(
-    tx: &Connection,
-    patient_id: Uuid,
-    ops: &[Op],
-    received_at: DateTime<Utc>,
-) -> Result<Vec<PushResult>, StorageError> {
-    let patient = patient_id.to_string();
-    let received = time_text(received_at);
+fn push_in(tx: &Connection, push: &QueuedPush) -> Result<Vec<PushResult>, StorageError> {
+    let ops = push.ops.as_slice();
+    let patient = push.patient_id.to_string();
+    let received = time_text(push.received_at);
     let last_cursor: i64 = tx
         .prepare_cached("SELECT last_cursor FROM patients WHERE patient_id = ?1")?
         .query_row([&patient], |r| r.get(0))
         .optional()?
         .ok_or(StorageError::NotFound)?;
-    let stored = stored_identities(tx, &patient, ops)?;
+    let stored = stored_identities(tx, &patient, ops, push.after.as_ref())?;
+    if let Some(after) = &push.after {
+        after.is_met(&stored)?;
+    }
     let plan = PushPlan::new(ops, last_cursor, &stored)?;
     let Some(new_last) = plan.last_cursor() else {
         return Ok(plan.results);
@@ -349,7 +349,8 @@ fn save_states(
     Ok(())
 }
 
-/// The operations of `ops` the patient's feed holds already, by `(device_id, device_seq)`.
+/// The operations of `ops`, and the one `after` names, that the patient's feed holds already,
+/// by `(device_id, device_seq)`.
 ///
 /// A batch is one device's run of sequence numbers, so its stored part is read with one range
 /// scan of the unique index per device instead of a lookup per operation; a batch whose numbers
@@ -359,13 +360,18 @@ fn stored_identities(
     tx: &Connection,
     patient: &str,
     ops: &[Op],
+    after: Option<&PushAfter>,
 ) -> Result<StoredIdentities, StorageError> {
     let mut wanted: BTreeMap<Uuid, BTreeSet<i64>> = BTreeMap::new();
-    for op in ops {
+    let named = ops
+        .iter()
+        .map(|op| (op.device_id, op.device_seq))
+        .chain(after.map(|after| (after.device_id, after.device_seq)));
+    for (device_id, device_seq) in named {
         wanted
-            .entry(op.device_id)
+            .entry(device_id)
             .or_default()
-            .insert(to_i64(op.device_seq, "device_seq")?);
+            .insert(to_i64(device_seq, "device_seq")?);
     }
     let mut stored = StoredIdentities::new();
     let mut range = tx.prepare_cached(
