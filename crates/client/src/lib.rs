@@ -404,7 +404,7 @@ const PUSHES_IN_FLIGHT: usize = 2;
 
 /// How long a batch is on its way before the next one is sent beside it: time for its request
 /// to reach the server first.
-const ARRIVAL_LEAD: Duration = Duration::from_millis(5);
+const ARRIVAL_LEAD: Duration = Duration::from_millis(20);
 
 /// A batch of own operations read from the diary and encoded for the wire.
 struct Batch {

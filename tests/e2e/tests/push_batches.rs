@@ -1,6 +1,6 @@
-//! A push in many batches, against the real server binary: each batch is acknowledged before
-//! the next is sent, a batch larger than the server takes is halved, and every operation ends
-//! on the server exactly once.
+//! A push in many batches, against the real server binary: batches are stored in order (the
+//! next goes out while the last is being stored, naming the operation it follows), a batch
+//! larger than the server takes is halved, and every operation ends on the server exactly once.
 
 use heeldiary_client::{sync, SyncOptions};
 use heeldiary_core::{EntryInput, MAX_NOTE_CHARS};
@@ -28,15 +28,16 @@ fn long_entry(i: usize) -> EntryInput {
 
 /// Imports `inputs` into a new diary of a new patient, pushes them to `server` in batches of
 /// `push_batch`, and checks that every entry was stored once, that the diary holds every own
-/// operation acknowledged, and that a second device pulls each operation once. Returns how many
-/// push requests the diary sent (counted by a proxy in front of the server).
+/// operation acknowledged, and that a second device pulls each operation once. Returns the
+/// operation each push request named as the one it follows, in the order a proxy in front of
+/// the server saw them (`None` for one that follows none).
 fn push_and_pull_once(
     rt: &Runtime,
     backend: &Backend,
     server: &Server,
     inputs: impl IntoIterator<Item = EntryInput>,
     push_batch: usize,
-) -> usize {
+) -> Vec<Option<u64>> {
     let proxy = rt.block_on(Proxy::start(server.port()));
     let inputs: Vec<EntryInput> = inputs.into_iter().collect();
     let entries = inputs.len();
@@ -52,7 +53,8 @@ fn push_and_pull_once(
         .exchanges()
         .iter()
         .filter(|e| e.request.path() == "/v1/push")
-        .count();
+        .map(|e| e.request.query("after_seq"))
+        .collect();
     assert_eq!(
         (summary.pushed, summary.already_on_server),
         (entries, 0),
@@ -103,20 +105,39 @@ fn a_batch_too_large_for_the_server_is_halved_and_each_operation_stored_once() {
             .map(long_entry)
             .chain((0..SHORT_ENTRIES).map(sample_entry));
         let pushes = push_and_pull_once(&rt, &backend, &server, inputs, LONG_ENTRIES);
-        // The refused batch, its two halves, and the short entries.
-        assert_eq!(pushes, 4, "{}", backend.name());
+        // The refused batch, its two halves, and the short entries (a batch that reaches the
+        // server before the one it follows is refused and sent again).
+        assert_eq!(pushes[..2], [None, None], "{}", backend.name());
+        assert!(pushes.len() >= 4, "{}: {pushes:?}", backend.name());
+        assert_eq!(
+            followed(&pushes),
+            vec![2_000, LONG_ENTRIES as u64],
+            "{}",
+            backend.name()
+        );
     }
 }
 
+/// The distinct operations push requests named as the ones they follow, in order.
+fn followed(pushes: &[Option<u64>]) -> Vec<u64> {
+    let named: std::collections::BTreeSet<u64> = pushes.iter().flatten().copied().collect();
+    named.into_iter().collect()
+}
+
 #[test]
-fn batches_pushed_one_after_another_are_each_stored_once_and_acknowledged() {
+fn batches_pushed_in_order_are_each_stored_once_and_acknowledged() {
     let rt = runtime();
-    for backend in
-        Backend::all("batches_pushed_one_after_another_are_each_stored_once_and_acknowledged")
-    {
+    for backend in Backend::all("batches_pushed_in_order_are_each_stored_once_and_acknowledged") {
         let server = Server::start(&backend);
         let pushes = push_and_pull_once(&rt, &backend, &server, (0..101).map(sample_entry), 10);
-        assert_eq!(pushes, 11, "{}", backend.name());
+        assert_eq!(pushes[0], None, "{}", backend.name());
+        assert!(pushes.len() >= 11, "{}: {pushes:?}", backend.name());
+        assert_eq!(
+            followed(&pushes),
+            (1..=10).map(|b| b * 10).collect::<Vec<u64>>(),
+            "{}",
+            backend.name()
+        );
     }
 }
 
@@ -186,5 +207,63 @@ fn later_batches_name_the_batch_they_follow() {
         named.dedup();
         assert_eq!(named, vec![10, 20, 30, 40], "{}", backend.name());
         assert_eq!(writer.sync_state().unwrap().pending, 0);
+    }
+}
+
+/// A batch refused for a clock far ahead while the next is on its way: the next is refused
+/// too (it follows an operation never stored), the diary re-stamps what it had not pushed and
+/// pushes it again, and every entry is stored once.
+#[test]
+fn a_clock_refusal_with_the_next_batch_on_its_way_stores_every_entry_once() {
+    let rt = runtime();
+    for backend in
+        Backend::all("a_clock_refusal_with_the_next_batch_on_its_way_stores_every_entry_once")
+    {
+        let server = Server::start(&backend);
+        let proxy = rt.block_on(Proxy::start(server.port()));
+        // Answers are held a little, so that the batch after the refused one is on its way.
+        proxy.set_rule(|request| {
+            if request.path() == "/v1/push" {
+                Fault::Delay(Duration::from_millis(30))
+            } else {
+                Fault::Pass
+            }
+        });
+        let mut writer = imported_diary(&rt, &server, &proxy.url, (0..10).map(sample_entry));
+        // The clock jumps two hours ahead for the next twenty entries.
+        writer.set_time_source(std::sync::Arc::new(|| {
+            chrono::Local::now().fixed_offset() + chrono::Duration::hours(2)
+        }));
+        for i in 10..30 {
+            writer.log(sample_entry(i)).unwrap();
+        }
+        let options = SyncOptions {
+            push_batch: 10,
+            ..SyncOptions::default()
+        };
+        let summary = rt.block_on(sync(&mut writer, &options)).unwrap();
+        assert_eq!(
+            (summary.pushed, summary.already_on_server, summary.restamped),
+            (30, 0, 20),
+            "{}",
+            backend.name()
+        );
+        let named: Vec<u64> = proxy
+            .exchanges()
+            .iter()
+            .filter(|e| e.request.path() == "/v1/push")
+            .filter_map(|e| e.request.query("after_seq"))
+            .collect();
+        assert!(
+            named.contains(&20),
+            "{}: the batch after the refused one went out beside it: {named:?}",
+            backend.name()
+        );
+        let mut reader = another_device(&rt, &server, &writer, &server.url);
+        let pulled = rt
+            .block_on(sync(&mut reader, &SyncOptions::default()))
+            .unwrap();
+        assert_eq!(pulled.pulled, 30, "{}", backend.name());
+        assert_eq!(op_keys(&reader), op_keys(&writer), "{}", backend.name());
     }
 }
