@@ -146,7 +146,13 @@ async fn add_device<S: Storage>(s: &S, patient: Uuid) -> Uuid {
     device_id
 }
 
-fn op(device: Uuid, seq: u64, entry: Uuid, wall_ms: u64, patch: &[(Field, Value)]) -> Op {
+pub(crate) fn op(
+    device: Uuid,
+    seq: u64,
+    entry: Uuid,
+    wall_ms: u64,
+    patch: &[(Field, Value)],
+) -> Op {
     Op {
         entry_id: entry,
         device_id: device,
@@ -160,7 +166,7 @@ fn op(device: Uuid, seq: u64, entry: Uuid, wall_ms: u64, patch: &[(Field, Value)
     }
 }
 
-fn create(device: Uuid, seq: u64, entry: Uuid, wall_ms: u64) -> Op {
+pub(crate) fn create(device: Uuid, seq: u64, entry: Uuid, wall_ms: u64) -> Op {
     op(
         device,
         seq,

@@ -639,6 +639,77 @@ mod tests {
         assert_eq!(schema_of(&conn), before);
     }
 
+    /// Whether an entry is new, edited in the batch that creates it, repeated within a batch or
+    /// edited later, its stored state is its operations in the feed folded in cursor order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stored_states_are_the_feed_folded() {
+        use crate::storage::conformance::{create, enrolled, op};
+        use heeldiary_core::{EntryState, Field};
+        use serde_json::json;
+
+        let storage = SqliteStorage::open_in_memory().await.unwrap();
+        let (patient, device) = enrolled(&storage).await;
+        let [once, edited, repeated, stored, later] = [(); 5].map(|()| Uuid::now_v7());
+        let repeat = create(device, 4, repeated, 1_004);
+        let first = vec![
+            create(device, 1, once, 1_001),
+            create(device, 2, edited, 1_002),
+            op(
+                device,
+                3,
+                edited,
+                1_003,
+                &[(Field::FirstStepPain, json!(2))],
+            ),
+            // The same operation twice in one batch: stored once.
+            repeat.clone(),
+            repeat,
+            create(device, 5, stored, 1_005),
+        ];
+        storage.push(patient, first, Utc::now()).await.unwrap();
+        let second = vec![
+            // An entry the patient has: merged with its stored state.
+            op(device, 6, stored, 1_006, &[(Field::SittingPain, json!(4))]),
+            op(
+                device,
+                7,
+                stored,
+                1_007,
+                &[(Field::FirstStepPain, json!(null))],
+            ),
+            create(device, 8, later, 1_008),
+        ];
+        storage.push(patient, second, Utc::now()).await.unwrap();
+
+        let feed = storage.pull(patient, 0, 100).await.unwrap().ops;
+        let conn = lock(&storage.conn);
+        for entry in [once, edited, repeated, stored, later] {
+            let mut folded = EntryState::default();
+            for pulled in feed.iter().filter(|p| p.op.entry_id == entry) {
+                folded.apply(&pulled.op);
+            }
+            let kept: String = conn
+                .query_row(
+                    "SELECT state FROM entries WHERE patient_id = ?1 AND entry_id = ?2",
+                    [patient.to_string(), entry.to_string()],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(kept, folded.to_stored(), "entry {entry}");
+        }
+        let sitting: String = conn
+            .query_row(
+                "SELECT state FROM entries WHERE entry_id = ?1",
+                [stored.to_string()],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(
+            sitting.contains("\"day\"") && sitting.contains("sitting_pain"),
+            "the edit is merged into what was stored: {sitting}"
+        );
+    }
+
     /// A push that must follow another, polled after it, is queued behind it and finds it
     /// stored; when that one is refused, it is refused too and writes nothing.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
