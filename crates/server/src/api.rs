@@ -282,10 +282,15 @@ impl PushQuery {
             };
             match pair.split_once('=') {
                 Some((PUSH_AFTER_SEQ, value)) => {
-                    seq = Some(value.parse::<u64>().map_err(|_| {
+                    // Sequence numbers run from 1 and are stored as signed 64-bit integers.
+                    let number = value
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|seq| (1..=i64::MAX as u64).contains(seq));
+                    seq = Some(number.ok_or_else(|| {
                         malformed(
                             PUSH_AFTER_SEQ,
-                            format!("`{value}` is not a sequence number"),
+                            format!("`{value}` is not a sequence number (1 to {})", i64::MAX),
                         )
                     })?);
                 }

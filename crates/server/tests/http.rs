@@ -275,6 +275,13 @@ async fn a_push_that_names_the_operation_it_follows_is_stored_only_after_it() {
             StatusCode::BAD_REQUEST,
             "after_hlc",
         ),
+        // Sequence numbers run from 1 and fit a signed 64-bit integer.
+        (follow(0, &last_hlc), StatusCode::BAD_REQUEST, "after_seq"),
+        (
+            follow(1 << 63, &last_hlc),
+            StatusCode::BAD_REQUEST,
+            "after_seq",
+        ),
         // The batch must come after the operation it names.
         (
             follow(4, &last_hlc),
