@@ -20,12 +20,12 @@ use uuid::Uuid;
 /// The pushes in flight on this server, by device, in the order of the operations they follow.
 #[derive(Debug, Default)]
 pub struct PushOrder {
-    /// Each device's pushes not yet answered: the sequence number each follows (0 for none)
-    /// and its arrival number.
+    /// Each device's pushes neither answered nor queued in storage: the sequence number each
+    /// follows (0 for none) and its arrival number.
     in_flight: Mutex<HashMap<Uuid, BTreeSet<Place>>>,
     /// The next arrival number.
     next: AtomicU64,
-    /// Told whenever a push leaves.
+    /// Told whenever a push gives its place up.
     left: Notify,
 }
 
