@@ -491,8 +491,10 @@ async fn push(
     // as soon as the one before it is acknowledged, before this diary records that
     // acknowledgement (a commit of its own, which waits for the disk). Should the diary stop
     // before recording it, the next run sends the acknowledged batch again and the server
-    // answers it as duplicates. Anything but an acknowledgement waits for every batch still on
-    // its way, drops the one read ahead and reads again.
+    // answers it as duplicates. Any refusal, network fault or unexpected answer waits for every
+    // batch still on its way, drops the one read ahead and reads again; a fault of the diary
+    // itself ends the run at once, and the batches on their way are answered as duplicates
+    // next time.
     let mut in_flight: VecDeque<Sent> = VecDeque::new();
     loop {
         if in_flight.is_empty() {
@@ -560,10 +562,9 @@ async fn push(
                     )));
                 }
                 // The short answer to the ordered query is what only a server that keeps pushes
-                // in order gives.
-                if session.ordered_pushes.is_none() {
-                    session.ordered_pushes = Some(ordered);
-                }
+                // in order gives. One answer without it (an older server behind the same address,
+                // during an upgrade) ends pipelining for the rest of the run.
+                session.ordered_pushes = Some(session.ordered_pushes.unwrap_or(true) && ordered);
                 if store.observe_epoch(answer.epoch)? {
                     settle(&mut in_flight).await;
                     return Ok(Flow::NewEpoch);
