@@ -272,14 +272,14 @@ impl PushQuery {
     fn parse(query: Option<&str>) -> Result<Self, ApiError> {
         let mut parsed = PushQuery::default();
         let (mut seq, mut hlc) = (None, None);
+        let malformed = |name: &str, why: String| ApiError::Malformed {
+            field: Some(name.into()),
+            message: format!("{name}: {why}"),
+        };
         for pair in query.unwrap_or_default().split('&') {
             if pair == PUSH_ACK_QUERY || pair == PUSH_ORDERED_QUERY {
                 parsed.short = true;
             }
-            let malformed = |name: &str, why: String| ApiError::Malformed {
-                field: Some(name.into()),
-                message: format!("{name}: {why}"),
-            };
             match pair.split_once('=') {
                 Some((PUSH_AFTER_SEQ, value)) => {
                     // Sequence numbers run from 1 and are stored as signed 64-bit integers.

@@ -66,7 +66,8 @@ impl PushOrder {
     }
 
     /// Pushes of `device_id` in flight and not yet queued in storage.
-    pub fn in_flight(&self, device_id: Uuid) -> usize {
+    #[cfg(test)]
+    fn in_flight(&self, device_id: Uuid) -> usize {
         self.pushes().get(&device_id).map_or(0, BTreeSet::len)
     }
 }

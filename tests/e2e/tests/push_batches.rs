@@ -141,6 +141,20 @@ fn batches_pushed_in_order_are_each_stored_once_and_acknowledged() {
     }
 }
 
+/// A proxy in front of `server` that holds each push answer a little, so that the next batch
+/// is on its way meanwhile.
+fn holding_push_answers(rt: &Runtime, server: &Server) -> Proxy {
+    let proxy = rt.block_on(Proxy::start(server.port()));
+    proxy.set_rule(|request| {
+        if request.path() == "/v1/push" {
+            Fault::Delay(Duration::from_millis(30))
+        } else {
+            Fault::Pass
+        }
+    });
+    proxy
+}
+
 /// Once the server's first answer shows it keeps pushes in order, each later batch names the
 /// last operation of the batch before it (its sequence number and the stamp the diary holds),
 /// and goes out before that one is answered; every operation is still stored once.
@@ -149,15 +163,7 @@ fn later_batches_name_the_batch_they_follow() {
     let rt = runtime();
     for backend in Backend::all("later_batches_name_the_batch_they_follow") {
         let server = Server::start(&backend);
-        let proxy = rt.block_on(Proxy::start(server.port()));
-        // Each answer is held a little, so that the next batch is on its way meanwhile.
-        proxy.set_rule(|request| {
-            if request.path() == "/v1/push" {
-                Fault::Delay(Duration::from_millis(30))
-            } else {
-                Fault::Pass
-            }
-        });
+        let proxy = holding_push_answers(&rt, &server);
         let mut writer = imported_diary(&rt, &server, &proxy.url, (0..50).map(sample_entry));
         let options = SyncOptions {
             push_batch: 10,
@@ -220,15 +226,7 @@ fn a_clock_refusal_with_the_next_batch_on_its_way_stores_every_entry_once() {
         Backend::all("a_clock_refusal_with_the_next_batch_on_its_way_stores_every_entry_once")
     {
         let server = Server::start(&backend);
-        let proxy = rt.block_on(Proxy::start(server.port()));
-        // Answers are held a little, so that the batch after the refused one is on its way.
-        proxy.set_rule(|request| {
-            if request.path() == "/v1/push" {
-                Fault::Delay(Duration::from_millis(30))
-            } else {
-                Fault::Pass
-            }
-        });
+        let proxy = holding_push_answers(&rt, &server);
         let mut writer = imported_diary(&rt, &server, &proxy.url, (0..10).map(sample_entry));
         // The clock jumps two hours ahead for the next twenty entries.
         writer.set_time_source(std::sync::Arc::new(|| {
