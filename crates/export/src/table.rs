@@ -31,6 +31,9 @@ pub trait TableWriter: Send {
 pub struct CsvTable<W: Write> {
     writer: csv::Writer<W>,
     rows: u64,
+    /// The row being written, reused: the writer copies a whole record into its buffer in
+    /// one step, where field by field it keeps state for each.
+    record: csv::ByteRecord,
     field: String,
 }
 
@@ -54,6 +57,7 @@ impl<W: Write> CsvTable<W> {
         Ok(CsvTable {
             writer,
             rows: 0,
+            record: csv::ByteRecord::new(),
             field: String::new(),
         })
     }
@@ -63,6 +67,7 @@ impl<W: Write> CsvTable<W> {
         CsvTable {
             writer: csv_writer(out),
             rows: 0,
+            record: csv::ByteRecord::new(),
             field: String::new(),
         }
     }
@@ -77,25 +82,26 @@ impl<W: Write> CsvTable<W> {
 
 impl<W: Write + Send> TableWriter for CsvTable<W> {
     fn write_row(&mut self, row: &[Cell]) -> Result<(), ExportError> {
-        let csv_error = |e: csv::Error| ExportError::Csv(e.to_string());
-        // Fields go straight to the writer; numbers and lists through one reused buffer.
+        self.record.clear();
         for cell in row {
             match cell {
-                Cell::Text(t) => self.writer.write_field(t),
-                Cell::Word(w) => self.writer.write_field(w),
-                Cell::Null => self.writer.write_field(""),
-                Cell::Bool(b) => self.writer.write_field(if *b { "true" } else { "false" }),
+                Cell::Text(t) => self.record.push_field(t.as_bytes()),
+                Cell::Word(w) => self.record.push_field(w.as_bytes()),
+                Cell::Null => self.record.push_field(b""),
+                Cell::Int(n) => self
+                    .record
+                    .push_field(itoa::Buffer::new().format(*n).as_bytes()),
+                Cell::Bool(b) => self.record.push_field(if *b { b"true" } else { b"false" }),
                 other => {
                     self.field.clear();
                     other.write_csv(&mut self.field);
-                    self.writer.write_field(&self.field)
+                    self.record.push_field(self.field.as_bytes());
                 }
             }
-            .map_err(csv_error)?;
         }
         self.writer
-            .write_record(std::iter::empty::<&[u8]>())
-            .map_err(csv_error)?;
+            .write_byte_record(&self.record)
+            .map_err(|e| ExportError::Csv(e.to_string()))?;
         self.rows += 1;
         Ok(())
     }
@@ -380,6 +386,25 @@ mod tests {
             )),
             Cell::Bool(true),
         ]
+    }
+
+    #[test]
+    fn csv_quotes_text_that_holds_a_separator_a_quote_or_a_line_break() {
+        let notes = ["plain", "left, right", "said \"ouch\"", "two\nlines", ""];
+        let mut table = CsvTable::new(Vec::new(), &columns()).unwrap();
+        for note in notes {
+            let mut cells = row(Some(3));
+            cells[2] = Cell::Text(note.into());
+            table.write_row(&cells).unwrap();
+        }
+        let text = table.into_inner().unwrap();
+        assert!(String::from_utf8_lossy(&text).contains("\"said \"\"ouch\"\"\""));
+        let mut reader = csv::Reader::from_reader(text.as_slice());
+        let read: Vec<String> = reader
+            .records()
+            .map(|r| r.unwrap()[2].to_string())
+            .collect();
+        assert_eq!(read, notes);
     }
 
     #[test]
