@@ -36,7 +36,10 @@ pub(crate) fn ensure_device(conn: &Connection) -> Result<Uuid> {
 
 /// The correction of the device clock learnt from the server, in milliseconds.
 pub(crate) fn clock_offset_ms(conn: &Connection) -> Result<i64> {
-    Ok(conn.query_row("SELECT clock_offset_ms FROM sync_state", [], |r| r.get(0))?)
+    // Read on every write and every sync: prepared once per open.
+    Ok(conn
+        .prepare_cached("SELECT clock_offset_ms FROM sync_state")?
+        .query_row([], |r| r.get(0))?)
 }
 
 /// The number of `device` in this file, given to it the first time it is needed.

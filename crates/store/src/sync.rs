@@ -197,7 +197,7 @@ impl Store {
         tx.commit()?;
         if emptied {
             // The pragma frees one page per step: step it to the end.
-            let mut vacuum = self.conn.prepare("PRAGMA incremental_vacuum")?;
+            let mut vacuum = self.conn.prepare_cached("PRAGMA incremental_vacuum")?;
             let mut steps = vacuum.query([])?;
             while steps.next()?.is_some() {}
         }
