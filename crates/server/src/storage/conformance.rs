@@ -844,27 +844,25 @@ pub async fn a_push_after_an_operation_waits_for_that_very_operation<S: Storage>
         hlc: op.hlc,
     };
     let follows_first = after(&first[2]);
+    // The second batch, sent as following `named`, is refused as out of order.
+    let refused_after = async |named: PushAfter| {
+        let answer = s
+            .push_after(patient, Some(named), second.clone(), t0())
+            .await;
+        assert!(
+            matches!(answer, Err(StorageError::OutOfOrder { device_seq: 3 })),
+            "{answer:?}"
+        );
+    };
     // The first batch has not arrived: the second is refused and nothing of it is kept.
-    let early = s
-        .push_after(patient, Some(follows_first), second.clone(), t0())
-        .await;
-    assert!(
-        matches!(early, Err(StorageError::OutOfOrder { device_seq: 3 })),
-        "{early:?}"
-    );
+    refused_after(follows_first).await;
     assert!(all_ops(&s, patient).await.is_empty());
     s.push(patient, first.clone(), t0()).await.unwrap();
     // The right number with another stamp (the device re-stamped it since) is not the same
     // operation.
     let mut restamped = follows_first;
     restamped.hlc.wall_ms += 1;
-    let stale = s
-        .push_after(patient, Some(restamped), second.clone(), t0())
-        .await;
-    assert!(
-        matches!(stale, Err(StorageError::OutOfOrder { device_seq: 3 })),
-        "{stale:?}"
-    );
+    refused_after(restamped).await;
     // Another device's operation under the same number is not it either.
     let other_device = add_device(&s, patient).await;
     let others = batch(other_device, 1, 3);
@@ -873,16 +871,7 @@ pub async fn a_push_after_an_operation_waits_for_that_very_operation<S: Storage>
         device_id: other_device,
         ..follows_first
     };
-    let wrong_device = s
-        .push_after(patient, Some(elsewhere), second.clone(), t0())
-        .await;
-    assert!(
-        matches!(
-            wrong_device,
-            Err(StorageError::OutOfOrder { device_seq: 3 })
-        ),
-        "{wrong_device:?}"
-    );
+    refused_after(elsewhere).await;
     assert_eq!(all_ops(&s, patient).await.len(), 6);
     let stored = s
         .push_after(patient, Some(follows_first), second.clone(), t0())
